@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine: `make sweep` and `make test`.
+# Each creates .venv when absent and reuses it otherwise.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The CPU build that lies on this workplace's disk; override e.g. TORCH_SPEC='torch==2.5.1'.
+TORCH_SPEC ?= torch==2.13.0
+STAMP  := $(VENV)/.initsweep-installed
+
+.PHONY: setup sweep test test-fast tune ui bench clean
+
+setup: $(STAMP)
+
+# torch first, honouring one already installed: if the base Python imports torch, the venv sees it
+# through --system-site-packages and nothing is reinstalled; otherwise the CPU build is installed
+# before the project, so pip never resolves the bare `torch` requirement to a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@if [ ! -x $(PY) ]; then \
+	  if $(PYTHON) -c "import torch" >/dev/null 2>&1; then \
+	    echo "Using the torch already installed for $(PYTHON)"; \
+	    $(PYTHON) -m venv --system-site-packages $(VENV); \
+	  else $(PYTHON) -m venv $(VENV); fi; \
+	fi
+	@$(PY) -c "import torch" >/dev/null 2>&1 || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+sweep: setup
+	$(PY) train.py -m init=zeros,ones,normal,uniform
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf outputs multirun

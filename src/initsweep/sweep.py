@@ -1,0 +1,119 @@
+"""The multirun's life cycle: a Hydra callback that owns the sweep's MLflow parent run.
+
+``on_multirun_start`` (main process, before any job) validates every job's config, creates the store once,
+and opens the parent run; jobs find it through a small JSON file in the sweep dir, which works for the
+basic launcher (same process) and for joblib or submitit workers alike. ``on_multirun_end`` prints the
+summary table, logs it to the parent run and closes it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+PARENT_FILE = "initsweep_parent.json"
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+@dataclass(frozen=True)
+class Parent:
+    """Where a sweep's jobs log: the parent run and its store."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    sweep_id: str
+
+
+def current_parent(sweep_dir: Path | None) -> Parent | None:
+    """The parent run recorded in ``sweep_dir`` by the callback, if any."""
+    if sweep_dir is None:
+        return None
+    path = Path(sweep_dir) / PARENT_FILE
+    if not path.exists():
+        return None
+    return Parent(**json.loads(path.read_text()))
+
+
+def job_configs(config: DictConfig) -> list[dict[str, Any]]:
+    """Every job config a basic-sweeper multirun will run (the base config for other sweepers)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    def plain(c: DictConfig) -> dict[str, Any]:
+        d = OmegaConf.to_container(c, resolve=False)
+        d.pop("hydra", None)  # type: ignore[union-attr]
+        return OmegaConf.to_container(OmegaConf.create(d), resolve=True)  # type: ignore[return-value]
+
+    if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER or not GlobalHydra.instance().is_initialized():
+        return [plain(config)]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    loader = GlobalHydra.instance().config_loader()
+    jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    return [plain(loader.load_sweep_config(config, list(job))) for job in jobs]
+
+
+class SweepCallback(Callback):
+    """Hydra callback: one MLflow parent run per multirun, and the summary at its end."""
+
+    def __init__(self) -> None:
+        self.parent: Parent | None = None
+        self.logger = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from initsweep import tracking
+        from initsweep.config import ConfigError, validate
+
+        try:
+            configs = job_configs(config)
+            checked = [validate(c) for c in configs]
+        except ConfigError as e:
+            print(f"initsweep: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        first = checked[0]
+        uri = tracking.resolve_uri(first.tracking.uri)
+        client = tracking.get_client(uri)  # creates the store once, before any worker starts
+        exp_id = tracking.experiment_id(client, first.experiment_name)
+        overrides = list(config.hydra.overrides.task)
+        self.logger = tracking.start_run(
+            client, exp_id, " ".join(["sweep", *overrides]) if overrides else "sweep", {"initsweep.role": "sweep"}
+        )
+        run_id = self.logger.run_id
+        self.logger.set_tags({"initsweep.sweep_id": run_id, "initsweep.overrides": " ".join(overrides)})
+        self.logger.log_params({"n_jobs": len(configs), "sweep_dir": str(config.hydra.sweep.dir)})
+        self.parent = Parent(run_id, exp_id, uri, run_id)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_FILE).write_text(json.dumps(asdict(self.parent)))
+        atexit.register(self._close_if_open)
+
+    def _close_if_open(self) -> None:
+        """At exit without on_multirun_end (interrupted or crashed sweep): never leave the parent RUNNING."""
+        if self.logger is not None and not self.logger.ended:
+            self.logger.set_tags({"failure": "sweep did not finish"})
+            self.logger.end("KILLED")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent is None or self.logger is None:
+            return
+        from initsweep import report, tracking
+
+        client = tracking.get_client(self.parent.tracking_uri)
+        runs = tracking.child_runs(client, self.parent.experiment_id, self.parent.run_id)
+        table = report.summary_table(runs)
+        print(f"\nSweep {self.parent.sweep_id} ({len(runs)} runs) in MLflow experiment "
+              f"{self.parent.experiment_id}:\n{table}")
+        sweep_dir = Path(config.hydra.sweep.dir)
+        (sweep_dir / "summary.md").write_text(table + "\n")
+        self.logger.log_artifact(sweep_dir / "summary.md")
+        failed = [r for r in runs if r.info.status != "FINISHED"]
+        self.logger.end("FAILED" if failed else "FINISHED")
