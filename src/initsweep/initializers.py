@@ -39,7 +39,7 @@ class UniformParams(_Params):
     @model_validator(mode="after")
     def _ordered(self) -> "UniformParams":
         if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+            raise ValueError(f"init.low = {self.low} must not exceed init.high = {self.high}")
         return self
 
 
@@ -114,8 +114,10 @@ SCHEMES: dict[str, Scheme] = {
 def _pydantic_message(name: str, error: ValidationError) -> str:
     parts = []
     for err in error.errors(include_url=False):
-        key = ".".join(["init", *map(str, err["loc"])]) if err["loc"] else "init"
-        if err["type"] == "extra_forbidden":
+        key = ".".join(["init", *map(str, err["loc"])])
+        if not err["loc"]:  # a check across parameters: its message names the keys
+            parts.append(err["msg"].removeprefix("Value error, "))
+        elif err["type"] == "extra_forbidden":
             allowed = ", ".join(SCHEMES[name].params.model_fields) or "none"
             parts.append(f"{key}: unknown parameter of init={name} (its parameters: {allowed})")
         else:

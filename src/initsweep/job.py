@@ -56,9 +56,12 @@ class JobContext:
         )
 
 
-def run_name(overrides: tuple[str, ...], init_name: str, seed: int) -> str:
-    """A readable run name that says what varies: ``init=zeros seed=0``."""
-    shown = [o for o in overrides if not o.lstrip("+~").startswith(("hydra", "seed="))]
+def run_name(overrides: tuple[str, ...], init_name: str, seed: int, fixed: tuple[str, ...] = ()) -> str:
+    """A readable run name that says what varies: ``init=zeros seed=0``.
+
+    ``fixed`` are overrides shared by every job of the sweep; they are left out.
+    """
+    shown = [o for o in overrides if o not in fixed and not o.lstrip("+~").startswith(("hydra", "seed="))]
     if not shown:
         shown = [f"init={init_name}"]
     return " ".join([*shown, f"seed={seed}"])
@@ -129,7 +132,7 @@ def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[Epoc
     logger = tracking.start_run(
         client,
         exp_id,
-        run_name(ctx.overrides, ctx.init_choice or config.init.name, config.seed),
+        run_name(ctx.overrides, ctx.init_choice or config.init.name, config.seed, parent.fixed_overrides if parent else ()),
         tags,
         parent.run_id if parent else None,
     )

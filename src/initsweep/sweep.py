@@ -30,6 +30,7 @@ class Parent:
     experiment_id: str
     tracking_uri: str
     sweep_id: str
+    fixed_overrides: tuple[str, ...] = ()  # the same in every job: left out of run names
 
 
 def current_parent(sweep_dir: Path | None) -> Parent | None:
@@ -39,7 +40,8 @@ def current_parent(sweep_dir: Path | None) -> Parent | None:
     path = Path(sweep_dir) / PARENT_FILE
     if not path.exists():
         return None
-    return Parent(**json.loads(path.read_text()))
+    raw = json.loads(path.read_text())
+    return Parent(**{**raw, "fixed_overrides": tuple(raw.get("fixed_overrides", ()))})
 
 
 def job_configs(config: DictConfig) -> list[dict[str, Any]]:
@@ -62,6 +64,14 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
     return [plain(loader.load_sweep_config(config, list(job))) for job in jobs]
 
 
+def fixed_overrides(overrides: list[str]) -> tuple[str, ...]:
+    """The command-line overrides that are not sweeps (``a=1`` but not ``a=1,2`` or ``a=range(3)``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return tuple(o.input_line for o in parsed if not o.is_sweep_override())
+
+
 class SweepCallback(Callback):
     """Hydra callback: one MLflow parent run per multirun, and the summary at its end."""
 
@@ -70,13 +80,17 @@ class SweepCallback(Callback):
         self.logger = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns exceptions raised by callbacks into warnings and goes on, so every failure here
+        # must end the process itself, with one clear message.
+        from hydra.errors import HydraException
+
         from initsweep import tracking
         from initsweep.config import ConfigError, validate
 
         try:
             configs = job_configs(config)
             checked = [validate(c) for c in configs]
-        except ConfigError as e:
+        except (ConfigError, HydraException) as e:
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         first = checked[0]
@@ -90,7 +104,7 @@ class SweepCallback(Callback):
         run_id = self.logger.run_id
         self.logger.set_tags({"initsweep.sweep_id": run_id, "initsweep.overrides": " ".join(overrides)})
         self.logger.log_params({"n_jobs": len(configs), "sweep_dir": str(config.hydra.sweep.dir)})
-        self.parent = Parent(run_id, exp_id, uri, run_id)
+        self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(json.dumps(asdict(self.parent)))

@@ -1,0 +1,69 @@
+"""Every config group option composes and validates; bad values fail with a message naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CONF, compose
+from omegaconf import OmegaConf
+
+from initsweep.config import ConfigError, validate
+
+GROUPS = ("model", "data", "init", "trainer", "tracking")
+
+
+def _validated(overrides):
+    return validate(OmegaConf.to_container(compose(overrides), resolve=True))
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")) if not p.stem.startswith("_")],
+)
+def test_every_group_option_composes_and_validates(group, option):
+    overrides = [f"{group}={option}"]
+    if group == "init" and option == "custom":
+        overrides.append("init._target_=torch.nn.init.orthogonal_")
+    config = _validated(overrides)
+    assert getattr(config, group) is not None
+
+
+def test_defaults_are_the_documented_experiment():
+    config = _validated([])
+    assert (config.model.name, config.model.depth, config.model.width, config.model.activation) == (
+        "mlp", 2, 256, "relu")
+    assert config.data.name == "digits"
+    assert config.init.name == "normal" and config.init.params == {"mean": 0.0, "std": 1.0}
+    assert config.init.bias == "zeros"
+    assert config.optimized_metric == "val/acc_best"
+
+
+@pytest.mark.parametrize(
+    "override,key,hint",
+    [
+        ("init.std=-1", "init.std", "greater than or equal to 0"),
+        ("model.depth=-1", "model.depth", "greater than or equal to 0"),
+        ("model.width=0", "model.width", "greater than or equal to 1"),
+        ("trainer.lr=0", "trainer.lr", "greater than 0"),
+        ("trainer.batch_size=0", "trainer.batch_size", "greater than or equal to 1"),
+        ("model.activation=swish", "model.activation", "'relu'"),
+        ("trainer.optimizer=lbfgs", "trainer.optimizer", "'sgd'"),
+        ("optimized_metric=val/f1", "optimized_metric", "val/acc_best"),
+        ("+model.dropout=0.5", "model.dropout", "unknown key"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(override, key, hint):
+    overrides = [override] if not override.startswith("init.std") else ["init=normal", override]
+    with pytest.raises(ConfigError) as err:
+        _validated(overrides)
+    message = str(err.value)
+    assert key in message and hint in message
+
+
+def test_uniform_low_above_high_is_rejected():
+    with pytest.raises(ConfigError, match=r"init.*low.*high"):
+        _validated(["init=uniform", "init.low=1", "init.high=0"])
+
+
+def test_unknown_init_parameter_lists_the_schemes_parameters():
+    with pytest.raises(ConfigError, match=r"init.sigma.*mean, std"):
+        _validated(["init=normal", "+init.sigma=1"])

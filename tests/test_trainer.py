@@ -1,0 +1,72 @@
+"""Real training on digits: learning, determinism, and the trainer's independence from MLflow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+from conftest import compose
+from omegaconf import OmegaConf
+
+from initsweep import data as datasets
+from initsweep.config import validate
+from initsweep.initializers import initialize
+from initsweep.models import build_model
+from initsweep.trainer import fit, summarize
+
+
+def _train(overrides: list[str]):
+    config = validate(OmegaConf.to_container(compose(overrides), resolve=True))
+    torch.manual_seed(config.seed)
+    data = datasets.load(config.data)
+    model = build_model(config.model, data.input_shape, data.num_classes)
+    initialize(model, config.init.name, config.init.params, config.model.activation)
+    return list(fit(model, data, config.trainer, config.seed))
+
+
+def test_digits_split_is_stratified_and_independent_of_the_training_seed():
+    d = datasets.load(validate(OmegaConf.to_container(compose([]), resolve=True)).data)
+    sizes = len(d.y_train), len(d.y_val), len(d.y_test)
+    assert sum(sizes) == 1797 and abs(sizes[1] / 1797 - 0.15) < 0.01 and abs(sizes[2] / 1797 - 0.15) < 0.01
+    # Each class is represented in every split in about the same proportion.
+    for y in (d.y_val, d.y_test):
+        counts = torch.bincount(y, minlength=10).float()
+        assert counts.min() >= 0.8 * counts.mean()
+    # Standardized with the training statistics.
+    assert abs(d.x_train.mean().item()) < 1e-5
+    d2 = datasets.load(validate(OmegaConf.to_container(compose(["seed=7"]), resolve=True)).data)
+    assert torch.equal(d.y_test, d2.y_test)
+
+
+def test_normal_init_learns_digits_and_zeros_does_not():
+    learned = _train(["init=normal", "trainer.epochs=5"])
+    assert learned[-1].val_acc > 0.9
+    assert learned[-1].train_loss < learned[0].train_loss
+    stuck = _train(["init=zeros", "trainer.epochs=5"])
+    assert max(e.val_acc for e in stuck) < 0.2
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
+    strip = lambda hist: [(e.train_loss, e.train_acc, e.val_loss, e.val_acc) for e in hist]  # noqa: E731
+    a = strip(_train(["init=uniform", "trainer.epochs=3", "seed=3"]))
+    b = strip(_train(["init=uniform", "trainer.epochs=3", "seed=3"]))
+    c = strip(_train(["init=uniform", "trainer.epochs=3", "seed=4"]))
+    assert a == b
+    assert a != c
+
+
+def test_summary_metrics():
+    hist = _train(["init=normal", "trainer.epochs=4"])
+    s = summarize(hist, test_loss=0.5, test_acc=0.75)
+    assert s["val/acc_best"] == max(e.val_acc for e in hist)
+    assert s["train/loss_final"] == hist[-1].train_loss
+    first90 = next(e.epoch for e in hist if e.val_acc >= 0.9 * s["val/acc_best"])
+    assert s["val/epochs_to_90pct"] == first90
+    assert s["test/acc"] == 0.75
+
+
+def test_trainer_does_not_import_mlflow_or_optuna():
+    code = "import sys, initsweep.trainer; print(any(m.split('.')[0] in ('mlflow', 'optuna') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
