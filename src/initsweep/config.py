@@ -27,6 +27,11 @@ SUMMARY_METRICS = (
 )
 
 
+def direction(metric: str) -> Literal["minimize", "maximize"]:
+    """Losses are minimized, everything else (accuracies) maximized."""
+    return "minimize" if "loss" in metric else "maximize"
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key and the allowed values."""
 
@@ -84,6 +89,7 @@ class TrainerConfig(_Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    divergence_factor: float | None = Field(1e5, gt=1)
 
 
 class TrackingConfig(_Strict):

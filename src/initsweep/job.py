@@ -6,8 +6,13 @@ so that any Hydra sweeper can optimize it.
 
 from __future__ import annotations
 
+import math
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
+import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from initsweep import data as datasets
 from initsweep import tracking
-from initsweep.config import Config, validate
+from initsweep.config import Config, ConfigError, direction, validate
 from initsweep.initializers import LayerStats, initialize
 from initsweep.models import build_model
-from initsweep.trainer import EpochMetrics, evaluate, fit, resolve_device, summarize
+from initsweep.trainer import EpochMetrics, divergence, evaluate, fit, resolve_device, summarize
 
 
 @dataclass(frozen=True)
@@ -93,15 +98,39 @@ def init_metrics(stats: list[LayerStats]) -> dict[str, float]:
     return out
 
 
-def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[EpochMetrics], bool] | None = None) -> float:
-    """Train and track one job; return its ``optimized_metric``.
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended. status: FINISHED, DIVERGED (run FAILED, tag failure=diverged) or FAILED."""
 
-    ``on_epoch`` (optional) sees every epoch's metrics and may return True to stop training early
-    (used by the tuner for pruning). Raises ConfigError on an invalid config, before any run exists.
+    value: float
+    status: str
+    run_id: str
+    reason: str | None = None
+    error: Exception | None = None
+
+
+def execute(
+    cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[EpochMetrics], bool] | None = None
+) -> Outcome:
+    """Train and track one job and return its outcome; its value is the ``optimized_metric``.
+
+    ``on_epoch`` (optional) sees every epoch's metrics and may return True to stop training early (the
+    tuner's pruning). An invalid config raises ConfigError, an unusable store TrackingError, both before
+    any run exists. A diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst
+    value for the metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt.
     """
     ctx = ctx or JobContext.from_hydra()
     raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     config = validate(raw)
+
+    from initsweep import sweep  # the multirun's parent run, if any
+
+    parent = sweep.current_parent(ctx.sweep_dir)
+    if parent:
+        client, exp_id = tracking.connect(parent.tracking_uri), parent.experiment_id
+    else:
+        client = tracking.connect(tracking.resolve_uri(config.tracking.uri))
+        exp_id = tracking.experiment_id(client, config.experiment_name)
 
     # Build everything that can fail because of the config before a run is created.
     torch.manual_seed(config.seed)
@@ -112,12 +141,6 @@ def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[Epoc
         model, config.init.name, config.init.params, config.model.activation, config.init.bias, config.init.bias_value
     )
 
-    from initsweep import sweep  # the multirun's parent run, if any
-
-    parent = sweep.current_parent(ctx.sweep_dir)
-    uri = parent.tracking_uri if parent else tracking.resolve_uri(config.tracking.uri)
-    client = tracking.get_client(uri)
-    exp_id = parent.experiment_id if parent else tracking.experiment_id(client, config.experiment_name)
     tags = {
         "initsweep.init": ctx.init_choice or config.init.name,
         "initsweep.overrides": " ".join(ctx.overrides),
@@ -136,15 +159,30 @@ def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[Epoc
         tags,
         parent.run_id if parent else None,
     )
+    worst = worst_value(config.optimized_metric)
     try:
-        value = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch)
-    except BaseException as e:
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-        logger.set_tags({"failure": "interrupted" if status == "KILLED" else "exception", "failure.reason": repr(e)[:500]})
-        logger.end(status)
+        value, diverged = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch)
+    except KeyboardInterrupt:
+        logger.set_tags({"failure": "interrupted"})
+        logger.end("KILLED")
         raise
+    except Exception as e:  # noqa: BLE001 - a crashed job is recorded, not lost
+        logger.set_tags({"failure": "exception", "failure.reason": f"{type(e).__name__}: {e}"[:5000]})
+        logger.log_text(traceback.format_exc(), "traceback.txt")
+        logger.end("FAILED")
+        return Outcome(worst, "FAILED", logger.run_id, f"{type(e).__name__}: {e}", e)
+    if diverged:
+        logger.set_tags({"failure": "diverged", "failure.epoch": diverged[0], "failure.reason": diverged[1]})
+        logger.end("FAILED")
+        print(f"initsweep: run {logger.run_id} diverged at epoch {diverged[0]} ({diverged[1]})", file=sys.stderr)
+        return Outcome(worst, "DIVERGED", logger.run_id, diverged[1])
     logger.end("FINISHED")
-    return value
+    return Outcome(value, "FINISHED", logger.run_id)
+
+
+def worst_value(metric: str) -> float:
+    """The worst possible value of a summary metric: +inf for a loss, -inf otherwise."""
+    return math.inf if direction(metric) == "minimize" else -math.inf
 
 
 def _train_and_log(
@@ -156,23 +194,28 @@ def _train_and_log(
     stats: list[LayerStats],
     logger: tracking.RunLogger,
     on_epoch: Callable[[EpochMetrics], bool] | None,
-) -> float:
+) -> tuple[float, tuple[int, str] | None]:
+    """Train with logging; returns (optimized metric, (epoch, reason) if training diverged else None)."""
     logger.log_params(tracking.flatten(raw))
+    logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
+    logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
     val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
     logger.log_metrics({**init_metrics(stats), "val/loss": val_loss, "val/acc": val_acc}, step=0)
 
     history: list[EpochMetrics] = []
+    diverged = None
     for epoch in fit(model, data, config.trainer, config.seed):
         history.append(epoch)
         logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
+        if reason := divergence(epoch.train_loss, val_loss, config.trainer.divergence_factor):
+            diverged = (epoch.epoch, reason)
+            break
         if on_epoch is not None and on_epoch(epoch):
             break
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
     summary = summarize(history, test_loss, test_acc)
     logger.log_metrics(summary, step=history[-1].epoch)
 
-    logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
-    logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
     if config.tracking.log_plots:
         from initsweep.plots import learning_curves
 
@@ -180,4 +223,41 @@ def _train_and_log(
         out_dir.mkdir(parents=True, exist_ok=True)
         path = learning_curves(history, (val_loss, val_acc), out_dir / "learning_curves.png")
         logger.log_artifact(path)
-    return summary[config.optimized_metric]
+    return summary[config.optimized_metric], diverged
+
+
+def run(cfg: DictConfig) -> float:
+    """The Hydra task function: execute the job and turn its outcome into a return value or an exit.
+
+    Bad config or store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed
+    single run re-raises; in a multirun the crash is recorded and the sweep goes on (the sweep exits 1 at
+    its end). A diverged job is a result: it returns the worst value.
+    """
+    install_sigterm_handler()
+    ctx = JobContext.from_hydra()
+    try:
+        outcome = execute(cfg, ctx)
+    except (ConfigError, tracking.TrackingError) as e:
+        print(f"initsweep: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("initsweep: interrupted; the run was marked KILLED", file=sys.stderr)
+        raise SystemExit(130) from None
+    if outcome.error is not None:
+        if ctx.sweep_dir is None:
+            raise outcome.error
+        print(f"initsweep: job {ctx.job_num} failed ({outcome.reason}); traceback in run {outcome.run_id}",
+              file=sys.stderr)
+    return outcome.value
+
+
+def install_sigterm_handler() -> None:
+    """Make SIGTERM behave like Ctrl-C (KeyboardInterrupt), so a terminated job closes its runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _interrupt)

@@ -32,6 +32,7 @@ def summary_table(runs: Sequence[Any]) -> str:
         metrics = run.data.metrics
         cells = [run.info.run_name or run.info.run_id]
         cells += [fmt.format(metrics[key]) if key in metrics else "-" for _, key, fmt in SUMMARY_COLUMNS]
-        cells.append(run.info.status)
+        failure = run.data.tags.get("failure")
+        cells.append(f"{run.info.status} ({failure})" if failure else run.info.status)
         rows.append(cells)
     return markdown_table(["run", *(title for title, _, _ in SUMMARY_COLUMNS), "status"], rows)

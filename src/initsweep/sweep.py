@@ -58,7 +58,8 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
         return [plain(config)]
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
     loader = GlobalHydra.instance().config_loader()
     jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
     return [plain(loader.load_sweep_config(config, list(job))) for job in jobs]
@@ -90,13 +91,12 @@ class SweepCallback(Callback):
         try:
             configs = job_configs(config)
             checked = [validate(c) for c in configs]
-        except (ConfigError, HydraException) as e:
+            uri = tracking.resolve_uri(checked[0].tracking.uri)
+            client = tracking.connect(uri)  # creates the store once, before any worker starts
+        except (ConfigError, HydraException, tracking.TrackingError) as e:
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
-        first = checked[0]
-        uri = tracking.resolve_uri(first.tracking.uri)
-        client = tracking.get_client(uri)  # creates the store once, before any worker starts
-        exp_id = tracking.experiment_id(client, first.experiment_name)
+        exp_id = tracking.experiment_id(client, checked[0].experiment_name)
         overrides = list(config.hydra.overrides.task)
         self.logger = tracking.start_run(
             client, exp_id, " ".join(["sweep", *overrides]) if overrides else "sweep", {"initsweep.role": "sweep"}
@@ -121,7 +121,7 @@ class SweepCallback(Callback):
             return
         from initsweep import report, tracking
 
-        client = tracking.get_client(self.parent.tracking_uri)
+        client = tracking.connect(self.parent.tracking_uri)
         runs = tracking.child_runs(client, self.parent.experiment_id, self.parent.run_id)
         table = report.summary_table(runs)
         print(f"\nSweep {self.parent.sweep_id} ({len(runs)} runs) in MLflow experiment "
@@ -129,5 +129,9 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         (sweep_dir / "summary.md").write_text(table + "\n")
         self.logger.log_artifact(sweep_dir / "summary.md")
-        failed = [r for r in runs if r.info.status != "FINISHED"]
-        self.logger.end("FAILED" if failed else "FINISHED")
+        # A diverged job is a result of the experiment; a crashed one is an error of the sweep.
+        crashed = [r.info.run_name for r in runs if r.data.tags.get("failure") == "exception"]
+        self.logger.end("FAILED" if crashed else "FINISHED")
+        if crashed:
+            print(f"initsweep: {len(crashed)} job(s) failed: {', '.join(crashed)}", file=sys.stderr)
+            raise SystemExit(1)  # Hydra would swallow an exception raised here

@@ -8,10 +8,14 @@ as much as a single ``log_metric`` call.
 from __future__ import annotations
 
 import os
+import random
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -22,6 +26,14 @@ PARENT_TAG = "mlflow.parentRunId"
 # MLflow's limits for one log_batch request.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 _MAX_PARAM_CHARS = 6000
+_T = TypeVar("_T")
+# A remote server that stops answering mid-sweep should fail a job in seconds, not after MLflow's default
+# of 7 retries with exponential backoff (minutes). The user's own settings win.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or written; the message says which and what to do."""
 
 
 def resolve_uri(configured: str | None = None) -> str:
@@ -32,21 +44,65 @@ def resolve_uri(configured: str | None = None) -> str:
     return f"sqlite:///{Path.cwd() / DEFAULT_STORE_DIR / 'mlflow.db'}"
 
 
+def _check_server(uri: str, timeout_s: float = 3.0) -> None:
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            pass
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server at {uri} ({reason}). Start it, or unset "
+            "MLFLOW_TRACKING_URI / tracking.uri to use the local store mlruns/mlflow.db."
+        ) from None
+
+
+def _check_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise TrackingError(
+            f"the MLflow store directory {directory} is not a writable directory ({e.strerror or e})."
+        ) from None
+
+
 @lru_cache(maxsize=4)
-def get_client(uri: str) -> MlflowClient:
-    """One client per URI and process, so the store's one-time start-up cost is paid once per sweep."""
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
+def connect(uri: str) -> MlflowClient:
+    """A client for ``uri`` whose store is checked to be reachable and writable (TrackingError otherwise,
+    within seconds). Cached: a multirun in one process pays the store's start-up cost once."""
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    elif uri.startswith("sqlite:///"):
+        _check_directory(Path(uri[len("sqlite:///") :]).parent)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        retrying(client.search_experiments, max_results=1)  # opens (and on first use creates) the store
+    except Exception as e:  # noqa: BLE001 - any store failure becomes one clear message
+        raise TrackingError(f"cannot open the MLflow store {uri}: {type(e).__name__}: {e}") from None
+    return client
+
+
+def retrying(call: Callable[..., _T], *args: Any, attempts: int = 10, **kwargs: Any) -> _T:
+    """``call(*args, **kwargs)``, retried with jittered exponential backoff (0.05 s doubling, at most
+    about 25 s in all) while SQLite reports "database is locked" (several writer processes)."""
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            if "locked" not in str(e).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
     """Id of the experiment called ``name``, created if absent (safe when two processes race)."""
-    exp = client.get_experiment_by_name(name)
+    exp = retrying(client.get_experiment_by_name, name)
     if exp is not None:
         return exp.experiment_id
     try:
-        return client.create_experiment(name)
+        return retrying(client.create_experiment, name)
     except MlflowException:
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -97,24 +153,24 @@ class RunLogger:
         """Send buffered metrics, 1000 per request."""
         pending, self._pending = self._pending, []
         for chunk in _chunks(pending, _MAX_METRICS):
-            self.client.log_batch(self.run_id, metrics=chunk)
+            retrying(self.client.log_batch, self.run_id, metrics=chunk)
         self._last_flush = time.monotonic()
 
     def log_params(self, params: Mapping[str, str]) -> None:
         items = [Param(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
         for chunk in _chunks(items, _MAX_PARAMS):
-            self.client.log_batch(self.run_id, params=chunk)
+            retrying(self.client.log_batch, self.run_id, params=chunk)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         for chunk in _chunks(items, _MAX_TAGS):
-            self.client.log_batch(self.run_id, tags=chunk)
+            retrying(self.client.log_batch, self.run_id, tags=chunk)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        retrying(self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        retrying(self.client.log_text, self.run_id, text, artifact_file)
 
     def end(self, status: str = "FINISHED") -> None:
         """Flush and close the run with FINISHED, FAILED or KILLED (once; later calls do nothing)."""
@@ -123,7 +179,7 @@ class RunLogger:
         try:
             self.flush()
         finally:
-            self.client.set_terminated(self.run_id, status=status)
+            retrying(self.client.set_terminated, self.run_id, status=status)
             self.ended = True
 
 
@@ -138,7 +194,7 @@ def start_run(
     all_tags = {k: str(v) for k, v in (tags or {}).items()}
     if parent_run_id:
         all_tags[PARENT_TAG] = parent_run_id
-    run = client.create_run(exp_id, run_name=run_name, tags=all_tags)
+    run = retrying(client.create_run, exp_id, run_name=run_name, tags=all_tags)
     return RunLogger(client, run.info.run_id)
 
 

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from initsweep.config import TrainerConfig
+from initsweep.config import ConfigError, TrainerConfig
 from initsweep.data import Dataset
 
 
@@ -50,9 +50,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device = 'cuda' but no CUDA device is available (use auto or cpu)")
+        raise ConfigError("trainer.device = 'cuda' but no CUDA device is available (use auto or cpu)")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("trainer.device = 'mps' but MPS is not available (use auto or cpu)")
+        raise ConfigError("trainer.device = 'mps' but MPS is not available (use auto or cpu)")
     return torch.device(name)
 
 
@@ -107,6 +107,15 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainerConfig, seed: int) -> Itera
         train_loss, train_acc = loss_sum.item() / n, correct.item() / n
         val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
         yield EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
+
+
+def divergence(train_loss: float, initial_loss: float, factor: float | None) -> str | None:
+    """Why training has diverged, or None: a non-finite loss, or a loss above factor x the initial loss."""
+    if not math.isfinite(train_loss):
+        return f"train loss is {train_loss}"
+    if factor is not None and train_loss > factor * initial_loss:
+        return f"train loss {train_loss:.4g} > {factor:g} x initial loss {initial_loss:.4g}"
+    return None
 
 
 def summarize(history: Sequence[EpochMetrics], test_loss: float, test_acc: float) -> dict[str, float]:
