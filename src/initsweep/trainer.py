@@ -6,6 +6,7 @@ logs it, reports it to a trial, or stops iterating to end training early.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -63,6 +64,13 @@ def make_optimizer(params, cfg: TrainerConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision == "bf16"`` (matmuls in bfloat16, losses in float32); else a no-op."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy) of ``model`` on (x, y), in eval mode."""
@@ -70,7 +78,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> 
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size])
+        logits = model(x[start : start + batch_size]).float()
         target = y[start : start + batch_size]
         loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum").item()
         correct += (logits.argmax(1) == target).sum().item()
@@ -88,6 +96,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainerConfig, seed: int) -> Itera
     generator = torch.Generator().manual_seed(seed)
     x, y = data.x_train, data.y_train
     n = len(x)
+    net = torch.compile(model) if cfg.compile else model
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -97,15 +106,17 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainerConfig, seed: int) -> Itera
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             xb, yb = x[idx], y[idx]
-            logits = model(xb)
-            loss = nn.functional.cross_entropy(logits, yb)
+            with autocast(x.device, cfg.precision):
+                logits = net(xb)
+                loss = nn.functional.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == yb).sum()
         train_loss, train_acc = loss_sum.item() / n, correct.item() / n
-        val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
+        with autocast(x.device, cfg.precision):
+            val_loss, val_acc = evaluate(net, data.x_val, data.y_val)
         yield EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
 
 
