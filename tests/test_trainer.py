@@ -70,3 +70,12 @@ def test_trainer_does_not_import_mlflow_or_optuna():
     code = "import sys, initsweep.trainer; print(any(m.split('.')[0] in ('mlflow', 'optuna') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_digits_read_from_the_shipped_file_equal_load_digits():
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    x, y = datasets._digits()
+    bunch = load_digits()
+    assert np.array_equal(x, bunch.data) and np.array_equal(y, bunch.target)
