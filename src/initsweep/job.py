@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from initsweep import data as datasets
 from initsweep import tracking
-from initsweep.config import Config, validate
-from initsweep.initializers import LayerStats, initialize
+from initsweep.config import Config, ConfigError, validate
+from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.models import build_model
 from initsweep.trainer import EpochMetrics, evaluate, fit, resolve_device, summarize
 
@@ -105,9 +105,10 @@ def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[Epoc
     device = resolve_device(config.trainer.device)
     data = datasets.load(config.data).to(device)
     model = build_model(config.model, data.input_shape, data.num_classes).to(device)
-    stats = initialize(
-        model, config.init.name, config.init.params, config.model.activation, config.init.bias, config.init.bias_value
-    )
+    try:
+        stats = initialize(model, config.init, config.model.activation, batch=data.x_train)
+    except InitError as e:
+        raise ConfigError(f"Invalid configuration:\n  {e}") from None
 
     from initsweep import sweep  # the multirun's parent run, if any
 
