@@ -330,3 +330,18 @@ def test_every_scheme_has_one_config_file_with_the_schema_defaults() -> None:
         parsed = check_params(name, content)
         assert parsed == SCHEMES[name].params(), f"conf/init/{name}.yaml differs from the schema defaults"
         assert set(content) == set(SCHEMES[name].params.model_fields), f"conf/init/{name}.yaml lists every parameter"
+
+
+def test_catalogue_listing_covers_every_scheme_and_is_in_the_readme() -> None:
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("inits_script", ROOT / "scripts" / "inits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.catalogue_table()
+    rows = [line for line in table.splitlines()[2:]]
+    assert [r.split("|")[1].strip(" `") for r in rows] == list(SCHEMES)
+    assert "`lower_sd=-2.0`" in table and "`fallback=eye`" in table and "`_target_` (required)" in table
+    assert table in (ROOT / "README.md").read_text(), "README is out of date: paste `python scripts/inits.py`"

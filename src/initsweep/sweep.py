@@ -56,8 +56,9 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
         return [plain(config)]
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     loader = GlobalHydra.instance().config_loader()
+    # The loader expands glob(...) sweeps (e.g. init=glob(*,exclude=custom)) into the group's options.
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(list(config.hydra.overrides.task))
     jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
     return [plain(loader.load_sweep_config(config, list(job))) for job in jobs]
 
