@@ -345,3 +345,10 @@ def test_catalogue_listing_covers_every_scheme_and_is_in_the_readme() -> None:
     assert [r.split("|")[1].strip(" `") for r in rows] == list(SCHEMES)
     assert "`lower_sd=-2.0`" in table and "`fallback=eye`" in table and "`_target_` (required)" in table
     assert table in (ROOT / "README.md").read_text(), "README is out of date: paste `python scripts/inits.py`"
+
+
+def test_custom_target_whose_module_fails_to_import(tmp_path, monkeypatch) -> None:
+    (tmp_path / "broken_inits.py").write_text("def fill_(tensor:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"init\._target_ = 'broken_inits\.fill_': importing it failed: SyntaxError"):
+        check_params("custom", {"_target_": "broken_inits.fill_"})

@@ -561,6 +561,8 @@ def _check_custom(p: CustomParams, prefix: str) -> None:
         fn = import_target(p.target)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"{key} = {p.target!r}: cannot be imported ({e}); is its module on PYTHONPATH?") from None
+    except Exception as e:  # noqa: BLE001 - the user's module itself fails to import (syntax error, ...)
+        raise ValueError(f"{key} = {p.target!r}: importing it failed: {type(e).__name__}: {e}") from None
     if not callable(fn):
         raise ValueError(f"{key} = {p.target!r}: is a {type(fn).__name__}, not a callable fn(tensor, **kwargs)")
     try:
