@@ -145,7 +145,7 @@ def bench_steps(args) -> tuple[float, float]:
 
         torch.manual_seed(0)
         model = build_model(config.model, data.input_shape, data.num_classes).to(plain[0].device)
-        initialize(model, config.init.name, config.init.params, config.model.activation)
+        initialize(model, config.init, config.model.activation, batch=data.x_train)
         t0 = time.perf_counter()
         for _ in fit(model, data, config.trainer, 0):
             pass

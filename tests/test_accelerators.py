@@ -19,7 +19,7 @@ def _history(overrides: list[str]):
     torch.manual_seed(config.seed)
     data = datasets.load(config.data)
     model = build_model(config.model, data.input_shape, data.num_classes)
-    initialize(model, config.init.name, config.init.params, config.model.activation)
+    initialize(model, config.init, config.model.activation, batch=data.x_train)
     return list(fit(model, data, config.trainer, config.seed))
 
 

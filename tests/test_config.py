@@ -19,10 +19,16 @@ def _validated(overrides):
     "group,option",
     [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")) if not p.stem.startswith("_")],
 )
-def test_every_group_option_composes_and_validates(group, option):
+def test_every_group_option_composes_and_validates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
     if group == "init" and option == "custom":
         overrides.append("init._target_=torch.nn.init.orthogonal_")
+    if group == "data" and option == "idx":  # needs the user's files: without them, a clear error
+        with pytest.raises(ConfigError, match="data.path"):
+            _validated(overrides)
+        from test_data_models import _write_idx_dir
+
+        overrides.append(f"data.path={_write_idx_dir(tmp_path / 'idx')}")
     config = _validated(overrides)
     assert getattr(config, group) is not None
 

@@ -21,7 +21,7 @@ def _train(overrides: list[str]):
     torch.manual_seed(config.seed)
     data = datasets.load(config.data)
     model = build_model(config.model, data.input_shape, data.num_classes)
-    initialize(model, config.init.name, config.init.params, config.model.activation)
+    initialize(model, config.init, config.model.activation, batch=data.x_train)
     return list(fit(model, data, config.trainer, config.seed))
 
 
@@ -76,6 +76,7 @@ def test_digits_read_from_the_shipped_file_equal_load_digits():
     import numpy as np
     from sklearn.datasets import load_digits
 
-    x, y = datasets._digits()
+    x, y = datasets._digits(None)  # type: ignore[arg-type]
+    x = x.reshape(len(x), -1)
     bunch = load_digits()
     assert np.array_equal(x, bunch.data) and np.array_equal(y, bunch.target)

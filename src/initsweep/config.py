@@ -7,11 +7,12 @@ what is allowed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from initsweep import initializers
+from initsweep import idx, initializers
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "gelu", "selu")
 
@@ -47,23 +48,121 @@ class MLPConfig(_Strict):
     activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
 
 
-ModelConfig = Annotated[Union[MLPConfig], Field(discriminator="name")]
+class CNNConfig(_Strict):
+    """Conv net: len(channels) x [conv{i}: Conv(k, same padding) -> act{i} -> pool{i}: MaxPool(2)]
+    -> flatten -> [fc1: Linear(width) -> fc_act1] -> out. Conv2d on (C, H, W) inputs, Conv1d on (C, L)."""
+
+    name: Literal["cnn"]
+    channels: tuple[int, ...] = Field((16, 32), min_length=1, description="output channels of each conv layer")
+    kernel_size: int = Field(3, ge=1, description="odd kernel size")
+    pool: bool = True
+    width: int = Field(64, ge=0, description="units of the hidden Linear layer (0 = none)")
+    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
+
+    @field_validator("channels")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(c < 1 for c in value):
+            raise ValueError("every channel count must be >= 1")
+        return value
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("kernel_size must be odd (same padding keeps the size)")
+        return value
 
 
-class DigitsConfig(_Strict):
-    name: Literal["digits"]
+ModelConfig = Annotated[Union[MLPConfig, CNNConfig], Field(discriminator="name")]
+
+
+class _ValSplit(_Strict):
+    """A stratified train/val split (the dataset brings its test set) that depends on split_seed only."""
+
     split_seed: int = 0
-    val_fraction: float = Field(0.15, gt=0, lt=1)
+    val_fraction: float = Field(0.15, gt=0, lt=0.9)
+
+
+class _Split(_ValSplit):
+    """A stratified train/val/test split that depends on split_seed only."""
+
     test_fraction: float = Field(0.15, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _fractions_leave_training_data(self) -> "DigitsConfig":
+    def _fractions_leave_training_data(self) -> "_Split":
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
         return self
 
 
-DataConfig = Annotated[Union[DigitsConfig], Field(discriminator="name")]
+class DigitsConfig(_Split):
+    name: Literal["digits"]
+
+
+class CirclesConfig(_Split):
+    """scikit-learn's make_circles: two noisy concentric circles, 2-D points, 2 classes."""
+
+    name: Literal["circles"]
+    n_samples: int = Field(1000, ge=20)
+    noise: float = Field(0.1, ge=0, description="std of the Gaussian noise added to the points")
+    factor: float = Field(0.5, gt=0, lt=1, description="inner radius / outer radius")
+    seed: int = Field(0, description="generation seed")
+
+
+class MNIST1DConfig(_ValSplit):
+    """mnist1d's procedural make_dataset (no download): signals of length 40, 10 classes. Its own test
+    split (the last 1 - train_split) is the test set; val_fraction of the rest is the validation set."""
+
+    name: Literal["mnist1d"]
+    num_samples: int = Field(5000, ge=100)
+    train_split: float = Field(0.8, gt=0, lt=1, description="mnist1d's train share; the rest is the test set")
+    shuffle_seq: bool = Field(False, description="permute the 40 positions (destroys spatial structure)")
+    seed: int = Field(42, description="generation seed (42 = the published dataset)")
+
+
+class IDXConfig(_Split):
+    """MNIST-format IDX files (optionally .gz) in a local directory. The test files are the test set
+    (set them to null to split test_fraction off the training files instead)."""
+
+    name: Literal["idx"]
+    path: str | None = Field(None, description="directory holding the IDX files")
+    train_images: str = "train-images-idx3-ubyte"
+    train_labels: str = "train-labels-idx1-ubyte"
+    test_images: str | None = "t10k-images-idx3-ubyte"
+    test_labels: str | None = "t10k-labels-idx1-ubyte"
+    max_train: int | None = Field(None, ge=10, description="use only the first max_train training samples")
+
+    @field_validator("path")
+    @classmethod
+    def _directory_exists(cls, value: str | None) -> str | None:
+        if value is None or value == "???":
+            raise ValueError("required: the directory holding the IDX files, e.g. data.path=/data/mnist")
+        if not Path(value).expanduser().is_dir():
+            raise ValueError(f"directory does not exist: {Path(value).expanduser().resolve()}")
+        return value
+
+    @field_validator("train_images", "train_labels", "test_images", "test_labels")
+    @classmethod
+    def _file_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        directory = info.data.get("path")
+        if value is not None and directory is not None and idx.find(directory, value) is None:
+            where = Path(directory).expanduser().resolve() / value
+            raise ValueError(f"file not found: {where} (nor {where.name}.gz)")
+        return value
+
+    @model_validator(mode="after")
+    def _test_pair(self) -> "IDXConfig":
+        if (self.test_images is None) != (self.test_labels is None):
+            raise ValueError("test_images and test_labels must both be set or both be null")
+        return self
+
+
+DataConfig = Annotated[
+    Union[DigitsConfig, CirclesConfig, MNIST1DConfig, IDXConfig], Field(discriminator="name")
+]
+# Datasets whose samples are flat feature vectors (no channel / spatial axes): no convolution possible.
+FLAT_DATA = ("circles",)
 
 
 class InitConfig(BaseModel):
@@ -74,10 +173,12 @@ class InitConfig(BaseModel):
     name: str
     bias: Literal["zeros", "constant", "weight"] = "zeros"
     bias_value: float = 0.0
+    output: str | None = None  # scheme of the output layer; None = the same as the other layers
+    output_params: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def params(self) -> dict[str, Any]:
-        """The scheme's own parameters: everything but name and the bias settings."""
+        """The scheme's own parameters: everything but name, the bias and the output-layer settings."""
         return dict(self.model_extra or {})
 
 
@@ -119,7 +220,10 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{key}: unknown key"
     if error["type"] == "union_tag_invalid":
         return f"{key}.name = {error['input'].get('name')!r}: {error['msg']}"
-    return f"{key} = {error.get('input')!r}: {error['msg']}"
+    msg = error["msg"].removeprefix("Value error, ")
+    if isinstance(error.get("input"), dict):  # a whole-section check: the message names the keys
+        return f"{key}: {msg}"
+    return f"{key} = {error.get('input')!r}: {msg}"
 
 
 def validate(raw: dict[str, Any]) -> Config:
@@ -132,8 +236,14 @@ def validate(raw: dict[str, Any]) -> Config:
     except ValidationError as e:
         lines = [_describe(err) for err in e.errors(include_url=False)]
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
+    init = config.init
     try:
-        initializers.check_params(config.init.name, config.init.params)
+        initializers.check_init(init.name, init.params, init.bias, init.output, init.output_params)
     except ValueError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
+    if config.model.name == "cnn" and config.data.name in FLAT_DATA:
+        raise ConfigError(
+            f"Invalid configuration:\n  model.name = 'cnn': data={config.data.name} has flat feature vectors, "
+            f"nothing to convolve; use model=mlp, or data=digits / mnist1d / idx"
+        )
     return config

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from initsweep.config import DataConfig
+from initsweep import idx
+from initsweep.config import CirclesConfig, ConfigError, DataConfig, DigitsConfig, IDXConfig, MNIST1DConfig
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,12 @@ def standardized(x: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
     return (x - mean) / np.where(std > 0, std, 1.0)
 
 
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits, read straight from the CSV the package ships (importing sklearn costs
-    about 1.5 s; load_digits reads this very file), falling back to load_digits if it has moved."""
+def _digits(cfg: DigitsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits as (n, 1, 8, 8) images (an MLP flattens them, a CNN convolves them).
+
+    Read straight from the CSV the package ships (importing sklearn costs about 1.5 s; load_digits reads
+    this very file), falling back to load_digits if the file has moved.
+    """
     import gzip
     import importlib.util
 
@@ -75,34 +79,123 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     if path is not None and path.exists():
         with gzip.open(path, "rt") as f:
             table = np.loadtxt(f, delimiter=",")
-        return table[:, :-1].astype(np.float64), table[:, -1].astype(np.int64)
+        return table[:, :-1].reshape(-1, 1, 8, 8), table[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    return bunch.data.astype(np.float64), bunch.target.astype(np.int64)
+    return bunch.data.astype(np.float64).reshape(-1, 1, 8, 8), bunch.target.astype(np.int64)
 
 
-def _as_dataset(name: str, x: np.ndarray, y: np.ndarray, cfg: DataConfig) -> Dataset:
-    tr, va, te = stratified_split(y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    x = standardized(x, tr).astype(np.float32)
+def _circles(cfg: CirclesConfig) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's make_circles: (n, 2) points on two noisy concentric circles, labels 0 (outer) / 1."""
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=cfg.n_samples, noise=cfg.noise, factor=cfg.factor, random_state=cfg.seed)
+    return x.astype(np.float64), y.astype(np.int64)
+
+
+def _mnist1d(cfg: MNIST1DConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """mnist1d's make_dataset (procedural, offline) as (n, 1, 40) signals: (x_train, y_train, x_test, y_test).
+
+    make_dataset seeds NumPy's and Python's global generators; their states are restored afterwards.
+    """
+    import random
+
+    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.utils import ObjectView
+
+    args = get_dataset_args(as_dict=True)
+    args.update(num_samples=cfg.num_samples, train_split=cfg.train_split, shuffle_seq=cfg.shuffle_seq, seed=cfg.seed)
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(ObjectView(args))
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    as_x = lambda a: np.asarray(a, dtype=np.float64)[:, None, :]  # noqa: E731
+    as_y = lambda a: np.asarray(a, dtype=np.int64)  # noqa: E731
+    return as_x(d["x"]), as_y(d["y"]), as_x(d["x_test"]), as_y(d["y_test"])
+
+
+def _idx_arrays(cfg: IDXConfig, images: str, labels: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, rows, cols) become (n, 1, rows, cols); (n, features) stay flat."""
+    paths = {key: idx.find(cfg.path or "", getattr(cfg, key)) for key in (images, labels)}
+    arrays = {}
+    for key, path in paths.items():
+        if path is None:
+            raise ConfigError(f"data.{key} = {getattr(cfg, key)!r}: file not found in data.path = {cfg.path!r}")
+        try:
+            arrays[key] = idx.read(path)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"data.{key}: cannot read {path}: {e}") from None
+    x, y = arrays[images], arrays[labels]
+    if y.ndim != 1 or len(y) != len(x) or x.ndim not in (2, 3):
+        raise ConfigError(
+            f"data.{images} / data.{labels}: expected images (n, rows, cols) or features (n, d) and labels (n,), "
+            f"got {x.shape} and {y.shape}"
+        )
+    if y.min() < 0:
+        raise ConfigError(f"data.{labels}: labels must be 0, 1, ..., got a minimum of {y.min()}")
+    x = x.astype(np.float64)
+    return (x[:, None] if x.ndim == 3 else x), y.astype(np.int64)
+
+
+def _idx(cfg: IDXConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    x, y = _idx_arrays(cfg, "train_images", "train_labels")
+    if cfg.max_train is not None:
+        x, y = x[: cfg.max_train], y[: cfg.max_train]
+    if cfg.test_images is None:
+        return x, y, None, None
+    xt, yt = _idx_arrays(cfg, "test_images", "test_labels")
+    if xt.shape[1:] != x.shape[1:]:
+        raise ConfigError(f"data.test_images: sample shape {xt.shape[1:]} differs from data.train_images' {x.shape[1:]}")
+    return x, y, xt, yt
+
+
+def _as_dataset(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: DataConfig,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Dataset:
+    """Split (x, y) into train/val/test (or train/val when the dataset brings its own ``test``) and
+    standardize every feature with the training rows' mean and std. Samples keep their shape."""
+    if test is None:
+        tr, va, te = stratified_split(y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        x_te, y_te = x[te], y[te]
+    else:
+        tr, va, _ = stratified_split(y, cfg.val_fraction, 0.0, cfg.split_seed)
+        x_te, y_te = test
+    shape = x.shape[1:]
+    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
+    both = standardized(np.concatenate([flat(x), flat(x_te)]), tr)
+    x_all = both[: len(x)].reshape(len(x), *shape).astype(np.float32)
+    x_te = both[len(x) :].reshape(len(x_te), *shape).astype(np.float32)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     return Dataset(
         name=name,
-        x_train=t(x[tr]),
+        x_train=t(x_all[tr]),
         y_train=t(y[tr]),
-        x_val=t(x[va]),
+        x_val=t(x_all[va]),
         y_val=t(y[va]),
-        x_test=t(x[te]),
-        y_test=t(y[te]),
-        num_classes=int(y.max()) + 1,
+        x_test=t(x_te),
+        y_test=t(y_te),
+        num_classes=int(max(y.max(), y_te.max() if len(y_te) else 0)) + 1,
     )
 
 
 @lru_cache(maxsize=8)
 def load(cfg: DataConfig) -> Dataset:
     """Load and split the dataset a config names (cached: a multirun loads it once per process)."""
-    if cfg.name == "digits":
-        x, y = _digits()
-    else:  # pragma: no cover - the schema admits only known names
-        raise ValueError(f"data.name = {cfg.name!r}: unknown dataset")
-    return _as_dataset(cfg.name, x, y, cfg)
+    if isinstance(cfg, DigitsConfig):
+        return _as_dataset(cfg.name, *_digits(cfg), cfg)
+    if isinstance(cfg, CirclesConfig):
+        return _as_dataset(cfg.name, *_circles(cfg), cfg)
+    if isinstance(cfg, MNIST1DConfig):
+        x, y, xt, yt = _mnist1d(cfg)
+        return _as_dataset(cfg.name, x, y, cfg, test=(xt, yt))
+    if isinstance(cfg, IDXConfig):
+        x, y, xt, yt = _idx(cfg)
+        return _as_dataset(cfg.name, x, y, cfg, test=None if xt is None else (xt, yt))
+    raise ValueError(f"data.name = {cfg.name!r}: unknown dataset")  # pragma: no cover

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from initsweep import data as datasets
 from initsweep import tracking
 from initsweep.config import Config, ConfigError, direction, validate
-from initsweep.initializers import LayerStats, initialize
+from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.models import build_model
 from initsweep.trainer import EpochMetrics, divergence, evaluate, fit, resolve_device, summarize
 
@@ -123,6 +123,16 @@ def execute(
     raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     config = validate(raw)
 
+    # Build everything that can fail because of the config before a run is created.
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.trainer.device)
+    data = datasets.load(config.data).to(device)
+    model = build_model(config.model, data.input_shape, data.num_classes).to(device)
+    try:
+        stats = initialize(model, config.init, config.model.activation, batch=data.x_train)
+    except InitError as e:
+        raise ConfigError(f"Invalid configuration:\n  {e}") from None
+
     from initsweep import sweep  # the multirun's parent run, if any
 
     parent = sweep.current_parent(ctx.sweep_dir)
@@ -131,15 +141,6 @@ def execute(
     else:
         client = tracking.connect(tracking.resolve_uri(config.tracking.uri))
         exp_id = tracking.experiment_id(client, config.experiment_name)
-
-    # Build everything that can fail because of the config before a run is created.
-    torch.manual_seed(config.seed)
-    device = resolve_device(config.trainer.device)
-    data = datasets.load(config.data).to(device)
-    model = build_model(config.model, data.input_shape, data.num_classes).to(device)
-    stats = initialize(
-        model, config.init.name, config.init.params, config.model.activation, config.init.bias, config.init.bias_value
-    )
 
     tags = {
         "initsweep.init": ctx.init_choice or config.init.name,

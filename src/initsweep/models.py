@@ -1,4 +1,4 @@
-"""Models built from config. Layers carry stable names (fc1, fc2, ..., out) used in every metric key."""
+"""Models built from config. Layers carry stable names (conv1, ..., fc1, fc2, ..., out) used in every metric key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from initsweep.config import MLPConfig
+from initsweep.config import CNNConfig, ConfigError, MLPConfig, ModelConfig
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -35,8 +35,54 @@ class MLP(nn.Sequential):
         self.activation = activation
 
 
-def build_model(cfg: MLPConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+class CNN(nn.Sequential):
+    """Small conv net for (C, H, W) images (Conv2d) or (C, L) signals (Conv1d):
+
+    conv{i}: Conv(channels[i-1] -> channels[i], kernel k, padding k // 2) -> act{i} -> pool{i}: MaxPool(2)
+    (skipped once the size is below 2), then flatten -> fc1: Linear(width) -> fc_act1 (when width > 0)
+    -> out: Linear(num_classes). Conv weights have fan_in = in_channels * k^d, fan_out = out_channels * k^d.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        channels: tuple[int, ...],
+        kernel_size: int,
+        pool: bool,
+        width: int,
+        activation: str,
+    ):
+        if len(input_shape) not in (2, 3):
+            raise ConfigError(
+                f"model.name = 'cnn': needs (channels, length) or (channels, height, width) samples, the data "
+                f"gives shape {tuple(input_shape)}; use model=mlp"
+            )
+        conv, maxpool = (nn.Conv1d, nn.MaxPool1d) if len(input_shape) == 2 else (nn.Conv2d, nn.MaxPool2d)
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        in_ch, size = input_shape[0], list(input_shape[1:])
+        for i, out_ch in enumerate(channels, start=1):
+            layers[f"conv{i}"] = conv(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
+            layers[f"act{i}"] = ACTIVATION_MODULES[activation]()
+            if pool and min(size) >= 2:
+                layers[f"pool{i}"] = maxpool(2)
+                size = [s // 2 for s in size]
+            in_ch = out_ch
+        layers["flatten"] = nn.Flatten()
+        fan_in = in_ch * math.prod(size)
+        if width > 0:
+            layers["fc1"] = nn.Linear(fan_in, width)
+            layers["fc_act1"] = ACTIVATION_MODULES[activation]()
+            fan_in = width
+        layers["out"] = nn.Linear(fan_in, num_classes)
+        super().__init__(layers)
+        self.activation = activation
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The network a model config describes, for inputs of ``input_shape`` (without the batch dim)."""
-    if cfg.name == "mlp":
+    if isinstance(cfg, MLPConfig):
         return MLP(math.prod(input_shape), num_classes, cfg.depth, cfg.width, cfg.activation)
+    if isinstance(cfg, CNNConfig):
+        return CNN(input_shape, num_classes, cfg.channels, cfg.kernel_size, cfg.pool, cfg.width, cfg.activation)
     raise ValueError(f"model.name = {cfg.name!r}: unknown model")  # pragma: no cover

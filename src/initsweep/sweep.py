@@ -58,9 +58,10 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
         return [plain(config)]
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-    overrides = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
     loader = GlobalHydra.instance().config_loader()
+    # The loader expands glob(...) sweeps (e.g. init=glob(*,exclude=custom)) into the group's options.
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(params + list(config.hydra.overrides.task))
     jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
     return [plain(loader.load_sweep_config(config, list(job))) for job in jobs]
 
