@@ -170,3 +170,17 @@ def test_same_seed_gives_identical_metrics_inside_a_multirun(tmp_path: Path):
         a = [(m.step, m.value) for m in client_for(solo_dir).get_metric_history(solo.info.run_id, key)]
         b = [(m.step, m.value) for m in client_for(sweep_dir).get_metric_history(in_sweep.info.run_id, key)]
         assert sorted(a) == sorted(b), key
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "bad_gzip"])
+def test_corrupt_idx_file_gives_a_clear_error_naming_the_file(tmp_path: Path, damage):
+    from test_data_models import _write_idx_dir
+
+    folder = _write_idx_dir(tmp_path / "mnist", gz=damage == "bad_gzip")
+    victim = next(folder.glob("train-images-idx3-ubyte*"))
+    raw = victim.read_bytes()
+    victim.write_bytes({"truncated": raw[: len(raw) // 2], "garbage": b"\x13\x37" * 100, "bad_gzip": raw[:40]}[damage])
+    proc = run_train(["data=idx", f"data.path={folder}", "trainer.epochs=1"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert str(victim) in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +32,23 @@ def _open(path: Path):
 
 
 def read(path: str | Path) -> np.ndarray:
-    """The array stored in an IDX file (ValueError when the header is not IDX)."""
+    """The array stored in an IDX file (ValueError naming the file when it is not IDX, truncated or a
+    corrupt .gz)."""
     path = Path(path)
-    with _open(path) as f:
-        header = f.read(4)
-        if len(header) != 4 or header[0] != 0 or header[1] != 0 or header[2] not in _TYPES:
-            raise ValueError(f"{path}: not an IDX file (bad magic number {header.hex()})")
-        ndim = header[3]
-        shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
-        dtype = np.dtype(_TYPES[header[2]])
-        data = f.read()
+    try:
+        with _open(path) as f:
+            header = f.read(4)
+            if len(header) != 4 or header[0] != 0 or header[1] != 0 or header[2] not in _TYPES:
+                raise ValueError(f"{path}: not an IDX file (bad magic number {header.hex()})")
+            ndim = header[3]
+            dims = f.read(4 * ndim)
+            if len(dims) != 4 * ndim:
+                raise ValueError(f"{path}: truncated IDX header ({len(dims)} of {4 * ndim} size bytes)")
+            shape = struct.unpack(f">{ndim}I", dims)
+            dtype = np.dtype(_TYPES[header[2]])
+            data = f.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ValueError(f"{path}: corrupt gzip data ({e})") from None
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) != expected:
         raise ValueError(f"{path}: IDX header promises {expected} bytes of data for shape {shape}, found {len(data)}")
