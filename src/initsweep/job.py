@@ -7,7 +7,9 @@ so that any Hydra sweeper can optimize it.
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from initsweep import data as datasets
 from initsweep import tracking
-from initsweep.config import Config, validate
+from initsweep.config import Config, DiagnosticsConfig, validate
+from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
 from initsweep.initializers import LayerStats, initialize
 from initsweep.models import build_model
 from initsweep.trainer import EpochMetrics, evaluate, fit, resolve_device, summarize
@@ -56,12 +59,23 @@ class JobContext:
         )
 
 
+def group_name(overrides: tuple[str, ...], init_name: str) -> str:
+    """The run's configuration without its seed (``init=zeros``): runs of one group differ only by seed."""
+    shown = [o for o in overrides if not o.lstrip("+~").startswith(("hydra", "seed="))]
+    return " ".join(shown) if shown else f"init={init_name}"
+
+
 def run_name(overrides: tuple[str, ...], init_name: str, seed: int) -> str:
     """A readable run name that says what varies: ``init=zeros seed=0``."""
-    shown = [o for o in overrides if not o.lstrip("+~").startswith(("hydra", "seed="))]
-    if not shown:
-        shown = [f"init={init_name}"]
-    return " ".join([*shown, f"seed={seed}"])
+    return f"{group_name(overrides, init_name)} seed={seed}"
+
+
+def run_diagnostics(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], cfg: DiagnosticsConfig) -> Diagnostics:
+    """:func:`initsweep.diagnostics.diagnose` with the config's settings; adds ``time/diag_s``."""
+    t0 = time.perf_counter()
+    diag = diagnose(model, *batch, cfg.warn_factor, cfg.duplicate_tol, cfg.saturation_tol)
+    diag.metrics["time/diag_s"] = time.perf_counter() - t0
+    return diag
 
 
 @lru_cache(maxsize=1)
@@ -109,6 +123,14 @@ def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[Epoc
         model, config.init.name, config.init.params, config.model.activation, config.init.bias, config.init.bias_value
     )
 
+    init_label = ctx.init_choice or config.init.name
+    diag_batch = diag = None
+    if config.diagnostics.enabled:
+        diag_batch = fixed_batch(data.x_train, data.y_train, config.diagnostics.batch_size)
+        diag = run_diagnostics(model, diag_batch, config.diagnostics)
+        if diag.warning:
+            print(f"initsweep: warning: {run_name(ctx.overrides, init_label, config.seed)}: {diag.warning}", file=sys.stderr)
+
     from initsweep import sweep  # the multirun's parent run, if any
 
     parent = sweep.current_parent(ctx.sweep_dir)
@@ -116,8 +138,9 @@ def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[Epoc
     client = tracking.get_client(uri)
     exp_id = parent.experiment_id if parent else tracking.experiment_id(client, config.experiment_name)
     tags = {
-        "initsweep.init": ctx.init_choice or config.init.name,
+        "initsweep.init": init_label,
         "initsweep.overrides": " ".join(ctx.overrides),
+        "initsweep.group": group_name(ctx.overrides, init_label),
         "mlflow.source.name": "train.py",
     }
     if parent:
@@ -126,15 +149,17 @@ def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[Epoc
         tags["initsweep.job_num"] = ctx.job_num
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
+    if diag is not None and diag.warning:
+        tags["diag/warning"] = diag.warning
     logger = tracking.start_run(
         client,
         exp_id,
-        run_name(ctx.overrides, ctx.init_choice or config.init.name, config.seed),
+        run_name(ctx.overrides, init_label, config.seed),
         tags,
         parent.run_id if parent else None,
     )
     try:
-        value = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch)
+        value = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
         logger.set_tags({"failure": "interrupted" if status == "KILLED" else "exception", "failure.reason": repr(e)[:500]})
@@ -153,15 +178,23 @@ def _train_and_log(
     stats: list[LayerStats],
     logger: tracking.RunLogger,
     on_epoch: Callable[[EpochMetrics], bool] | None,
+    diag: Diagnostics | None = None,
+    diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> float:
     logger.log_params(tracking.flatten(raw))
     val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
-    logger.log_metrics({**init_metrics(stats), "val/loss": val_loss, "val/acc": val_acc}, step=0)
+    diag_metrics = diag.metrics if diag is not None else {}
+    logger.log_metrics({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, step=0)
+    snapshots = [(0, diag)] if diag is not None else []
 
+    every = config.diagnostics.every
     history: list[EpochMetrics] = []
     for epoch in fit(model, data, config.trainer, config.seed):
         history.append(epoch)
         logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
+        if diag_batch is not None and every and epoch.epoch % every == 0:
+            snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
+            logger.log_metrics(snapshots[-1][1].metrics, step=epoch.epoch)
         if on_epoch is not None and on_epoch(epoch):
             break
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
@@ -177,4 +210,9 @@ def _train_and_log(
         out_dir.mkdir(parents=True, exist_ok=True)
         path = learning_curves(history, (val_loss, val_acc), out_dir / "learning_curves.png")
         logger.log_artifact(path)
+        if snapshots:
+            from initsweep.plots import signal_propagation
+
+            profiles = [(f"epoch {e}", d.layers, d.act_std, d.grad_std) for e, d in snapshots]
+            logger.log_artifact(signal_propagation(profiles, out_dir / "signal_propagation.png"))
     return summary[config.optimized_metric]

@@ -3,7 +3,8 @@
 ``on_multirun_start`` (main process, before any job) validates every job's config, creates the store once,
 and opens the parent run; jobs find it through a small JSON file in the sweep dir, which works for the
 basic launcher (same process) and for joblib or submitit workers alike. ``on_multirun_end`` prints the
-summary table, logs it to the parent run and closes it.
+summary table and writes the comparison report (src/initsweep/report.py), logs both to the parent run and
+closes it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
         return [plain(config)]
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    # Sweep parameters set in the config (e.g. by an experiment overlay) come first, as in BasicSweeper.
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
     loader = GlobalHydra.instance().config_loader()
     jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
     return [plain(loader.load_sweep_config(config, list(job))) for job in jobs]
@@ -115,5 +118,15 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         (sweep_dir / "summary.md").write_text(table + "\n")
         self.logger.log_artifact(sweep_dir / "summary.md")
+        try:
+            heading = report.sweep_heading(
+                " ".join(["sweep", *config.hydra.overrides.task]), self.parent.run_id, self.parent.experiment_id, sweep_dir
+            )
+            written = report.write_report(client, runs, sweep_dir / "report", *heading)
+            for path in written:
+                self.logger.log_artifact(path, "report")
+            print(f"Report: {written[0]}")
+        except Exception as e:  # a failed report must not leave the parent run open
+            print(f"initsweep: the comparison report failed: {e!r}", file=sys.stderr)
         failed = [r for r in runs if r.info.status != "FINISHED"]
         self.logger.end("FAILED" if failed else "FINISHED")
