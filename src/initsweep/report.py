@@ -55,7 +55,7 @@ COMPARISON_COLUMNS = (
     ("best val acc", "val/acc_best", "{:.3f}"),
     ("test acc", "test/acc", "{:.3f}"),
     ("epochs to 90% of best val acc", "val/epochs_to_90pct", "{:.1f}"),
-    ("final train loss", "train/loss_final", "{:.3g}"),
+    ("final train loss", "train/loss_final", "{:.4g}"),
 )
 
 

@@ -120,7 +120,10 @@ class SweepCallback(Callback):
         self.logger.log_artifact(sweep_dir / "summary.md")
         try:
             heading = report.sweep_heading(
-                " ".join(["sweep", *config.hydra.overrides.task]), self.parent.run_id, self.parent.experiment_id, sweep_dir
+                " ".join(["sweep", *config.hydra.overrides.task]),
+                self.parent.run_id,
+                str(config.get("experiment_name", self.parent.experiment_id)),
+                sweep_dir,
             )
             written = report.write_report(client, runs, sweep_dir / "report", *heading)
             for path in written:
