@@ -186,3 +186,15 @@ def test_fixed_batch_ignores_the_training_seed():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert len(a[0]) == 10 and not torch.equal(a[0], x[:10])
     assert fixed_batch(x, y, 1000)[0] is x
+
+
+def test_exploding_deep_network_gives_finite_statistics():
+    # N(0, 1) in 30 ReLU layers of 64 units: activation std grows ~sqrt(32) per layer to ~1e22, whose
+    # square overflows float32; the statistics are computed in float64.
+    model = mlp(64, 30, 64)
+    initialize(model, "normal", {}, "relu")
+    d = diagnose(model, *batch(256, 64))
+    assert all(math.isfinite(v) for v in d.metrics.values())
+    assert d.metrics["diag/fc30/act_std"] > 1e18
+    assert d.metrics["diag/fc20/act_std_ratio"] == pytest.approx(math.sqrt(32), rel=0.25)
+    assert any("activation std changes" in w for w in d.warnings)

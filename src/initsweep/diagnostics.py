@@ -113,7 +113,8 @@ def duplicate_units(layer: nn.Module, tol: float = 1e-6) -> int:
 
 
 def _std(t: Tensor) -> float:
-    return t.float().std().item() if t.numel() > 1 else 0.0
+    """Std over all elements, in float64 (float32 overflows on the squares of exploding activations)."""
+    return t.double().std().item() if t.numel() > 1 else 0.0
 
 
 def diagnose(
@@ -174,9 +175,9 @@ def diagnose(
             a = acts[name].detach() if name in acts else z
             p = f"diag/{name}"
             act_std = _std(a)
-            metrics[f"{p}/preact_mean"] = z.float().mean().item()
+            metrics[f"{p}/preact_mean"] = z.double().mean().item()
             metrics[f"{p}/preact_std"] = _std(z)
-            metrics[f"{p}/act_mean"] = a.float().mean().item()
+            metrics[f"{p}/act_mean"] = a.double().mean().item()
             metrics[f"{p}/act_std"] = act_std
             if prev_std > 0:
                 metrics[f"{p}/act_std_ratio"] = act_std / prev_std
@@ -191,7 +192,7 @@ def diagnose(
             g_out, g_w = grads[i], grads[len(named) + i]
             grad_std = _std(g_out) if g_out is not None else 0.0
             metrics[f"{p}/grad_out_std"] = grad_std
-            metrics[f"{p}/weight_grad_norm"] = g_w.norm().item() if g_w is not None else 0.0
+            metrics[f"{p}/weight_grad_norm"] = g_w.double().norm().item() if g_w is not None else 0.0
             dups = duplicate_units(layer, duplicate_tol)
             metrics[f"{p}/duplicate_units"] = float(dups)
             profile_act.append(act_std)

@@ -53,10 +53,23 @@ class Panel:
     ylim: tuple[float, float] | None = None
 
 
+def _positive(values: Sequence[float]) -> list[float]:
+    """Values for a log axis: zero, negative, infinite or NaN values become NaN (not drawn)."""
+    return [v if 0 < v < float("inf") else float("nan") for v in values]
+
+
+def _layer_ticks(ax, names: Sequence[str]) -> None:
+    """Layer names as x ticks at 0, 1, ...; with many layers, only every k-th name and the last."""
+    step = max(1, -(-len(names) // 16))
+    shown = [i for i in range(len(names)) if i % step == 0 or i == len(names) - 1]
+    ax.set_xticks(shown, [names[i] for i in shown], rotation=90 if len(shown) > 8 else 0)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+
+
 def _log_line(ax, xs: Sequence[float], values: Sequence[float], **style) -> None:
     """Plot ``values`` on a log axis; values <= 0 are marked with an x at the bottom edge of the axis."""
-    ax.plot(xs, [v if v > 0 else float("nan") for v in values], **style)
-    zeros = [x for x, v in zip(xs, values) if not v > 0 and v == v]
+    ax.plot(xs, _positive(values), **style)
+    zeros = [x for x, v in zip(xs, values) if v <= 0]
     if zeros:
         ax.plot(zeros, [0.03] * len(zeros), "x", color=style.get("color"), ms=7, transform=ax.get_xaxis_transform(),
                 clip_on=False)
@@ -76,8 +89,8 @@ def signal_propagation(
     for ax, index, title in ((axes[0], 2, "activation std"), (axes[1], 3, "grad std (dLoss/d output)")):
         for i, profile in enumerate(profiles):
             _log_line(ax, xs, list(profile[index]), color=f"C{i % 10}", marker="o", label=profile[0])
-        ax.set(xlabel="layer", ylabel=title, yscale="log", xlim=(-0.5, len(xs) - 0.5))
-        ax.set_xticks(xs, layers, rotation=90 if len(xs) > 8 else 0)
+        ax.set(xlabel="layer", ylabel=title, yscale="log")
+        _layer_ticks(ax, layers)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("x at the bottom: std = 0", fontsize=8, x=0.99, ha="right")
@@ -108,13 +121,12 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
             style = dict(color=color, marker="o" if len(xs) <= 40 else None, ms=3, label=label)
             if panel.yscale == "log":
                 _log_line(ax, xs, mean, **style)
-                lo = [v if v > 0 else float("nan") for v in lo]
+                lo = _positive(lo)
             else:
                 ax.plot(xs, mean, **style)
             ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
         if names:
-            ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 8 else 0)
-            ax.set_xlim(-0.5, len(names) - 0.5)
+            _layer_ticks(ax, names)
         ax.set(xlabel=xlabel, ylabel=panel.ylabel, yscale=panel.yscale)
         if panel.ylim:
             ax.set_ylim(*panel.ylim)
