@@ -200,12 +200,24 @@ class TrackingConfig(_Strict):
     log_plots: bool = True
 
 
+class DiagnosticsConfig(_Strict):
+    """Signal-propagation diagnostics (src/initsweep/diagnostics.py) on a fixed batch of training data."""
+
+    enabled: bool = True
+    batch_size: int = Field(512, ge=1, description="examples in the fixed diagnostic batch")
+    every: int = Field(0, ge=0, description="0: at initialization only; k: also after every k-th epoch")
+    warn_factor: float = Field(100.0, gt=1, description="warn when activation std changes more than this")
+    duplicate_tol: float = Field(1e-6, ge=0)
+    saturation_tol: float = Field(0.01, gt=0, lt=0.5)
+
+
 class Config(_Strict):
     model: ModelConfig
     data: DataConfig
     init: InitConfig
     trainer: TrainerConfig
     tracking: TrackingConfig = TrackingConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     seed: int = 0
     experiment_name: str = Field("initsweep", min_length=1)
     optimized_metric: Literal[SUMMARY_METRICS] = "val/acc_best"  # type: ignore[valid-type]

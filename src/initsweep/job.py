@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from initsweep import data as datasets
 from initsweep import tracking
-from initsweep.config import Config, ConfigError, direction, validate
+from initsweep.config import Config, ConfigError, DiagnosticsConfig, direction, validate
+from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
 from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.models import build_model
 from initsweep.trainer import EpochMetrics, divergence, evaluate, fit, resolve_device, summarize
@@ -61,15 +63,26 @@ class JobContext:
         )
 
 
+def group_name(overrides: tuple[str, ...], init_name: str) -> str:
+    """The run's configuration without its seed (``init=zeros``): runs of one group differ only by seed."""
+    shown = [o for o in overrides if not o.lstrip("+~").startswith(("hydra", "seed="))]
+    return " ".join(shown) if shown else f"init={init_name}"
+
+
 def run_name(overrides: tuple[str, ...], init_name: str, seed: int, fixed: tuple[str, ...] = ()) -> str:
     """A readable run name that says what varies: ``init=zeros seed=0``.
 
     ``fixed`` are overrides shared by every job of the sweep; they are left out.
     """
-    shown = [o for o in overrides if o not in fixed and not o.lstrip("+~").startswith(("hydra", "seed="))]
-    if not shown:
-        shown = [f"init={init_name}"]
-    return " ".join([*shown, f"seed={seed}"])
+    return f"{group_name(tuple(o for o in overrides if o not in fixed), init_name)} seed={seed}"
+
+
+def run_diagnostics(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], cfg: DiagnosticsConfig) -> Diagnostics:
+    """:func:`initsweep.diagnostics.diagnose` with the config's settings; adds ``time/diag_s``."""
+    t0 = time.perf_counter()
+    diag = diagnose(model, *batch, cfg.warn_factor, cfg.duplicate_tol, cfg.saturation_tol)
+    diag.metrics["time/diag_s"] = time.perf_counter() - t0
+    return diag
 
 
 @lru_cache(maxsize=1)
@@ -133,6 +146,14 @@ def execute(
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
 
+    init_label = ctx.init_choice or config.init.name
+    diag_batch = diag = None
+    if config.diagnostics.enabled:
+        diag_batch = fixed_batch(data.x_train, data.y_train, config.diagnostics.batch_size)
+        diag = run_diagnostics(model, diag_batch, config.diagnostics)
+        if diag.warning:
+            print(f"initsweep: warning: {run_name(ctx.overrides, init_label, config.seed)}: {diag.warning}", file=sys.stderr)
+
     from initsweep import sweep  # the multirun's parent run, if any
 
     parent = sweep.current_parent(ctx.sweep_dir)
@@ -143,8 +164,9 @@ def execute(
         exp_id = tracking.experiment_id(client, config.experiment_name)
 
     tags = {
-        "initsweep.init": ctx.init_choice or config.init.name,
+        "initsweep.init": init_label,
         "initsweep.overrides": " ".join(ctx.overrides),
+        "initsweep.group": group_name(ctx.overrides, init_label),
         "mlflow.source.name": "train.py",
     }
     if parent:
@@ -153,16 +175,18 @@ def execute(
         tags["initsweep.job_num"] = ctx.job_num
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
+    if diag is not None and diag.warning:
+        tags["diag/warning"] = diag.warning
     logger = tracking.start_run(
         client,
         exp_id,
-        run_name(ctx.overrides, ctx.init_choice or config.init.name, config.seed, parent.fixed_overrides if parent else ()),
+        run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ()),
         tags,
         parent.run_id if parent else None,
     )
     worst = worst_value(config.optimized_metric)
     try:
-        value, diverged = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch)
+        value, diverged = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
     except KeyboardInterrupt:
         logger.set_tags({"failure": "interrupted"})
         logger.end("KILLED")
@@ -195,19 +219,27 @@ def _train_and_log(
     stats: list[LayerStats],
     logger: tracking.RunLogger,
     on_epoch: Callable[[EpochMetrics], bool] | None,
+    diag: Diagnostics | None = None,
+    diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[float, tuple[int, str] | None]:
     """Train with logging; returns (optimized metric, (epoch, reason) if training diverged else None)."""
     logger.log_params(tracking.flatten(raw))
     logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
     logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
     val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
-    logger.log_metrics({**init_metrics(stats), "val/loss": val_loss, "val/acc": val_acc}, step=0)
+    diag_metrics = diag.metrics if diag is not None else {}
+    logger.log_metrics({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, step=0)
+    snapshots = [(0, diag)] if diag is not None else []
 
+    every = config.diagnostics.every
     history: list[EpochMetrics] = []
     diverged = None
     for epoch in fit(model, data, config.trainer, config.seed):
         history.append(epoch)
         logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
+        if diag_batch is not None and every and epoch.epoch % every == 0:
+            snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
+            logger.log_metrics(snapshots[-1][1].metrics, step=epoch.epoch)
         if reason := divergence(epoch.train_loss, val_loss, config.trainer.divergence_factor):
             diverged = (epoch.epoch, reason)
             break
@@ -224,6 +256,11 @@ def _train_and_log(
         out_dir.mkdir(parents=True, exist_ok=True)
         path = learning_curves(history, (val_loss, val_acc), out_dir / "learning_curves.png")
         logger.log_artifact(path)
+        if snapshots:
+            from initsweep.plots import signal_propagation
+
+            profiles = [(f"epoch {e}", d.layers, d.act_std, d.grad_std) for e, d in snapshots]
+            logger.log_artifact(signal_propagation(profiles, out_dir / "signal_propagation.png"))
     return summary[config.optimized_metric], diverged
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +33,108 @@ def learning_curves(history: Sequence[EpochMetrics], initial_val: tuple[float, f
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+
+# A curve with a band: (x values, mean, lower edge, upper edge); lower/upper may equal the mean.
+Band = tuple[Sequence, Sequence[float], Sequence[float], Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One subplot of :func:`band_panels`: a mean line and shaded band per label."""
+
+    ylabel: str
+    bands: dict[str, Band]
+    yscale: str = "linear"
+    ylim: tuple[float, float] | None = None
+
+
+def _positive(values: Sequence[float]) -> list[float]:
+    """Values for a log axis: zero, negative, infinite or NaN values become NaN (not drawn)."""
+    return [v if 0 < v < float("inf") else float("nan") for v in values]
+
+
+def _layer_ticks(ax, names: Sequence[str]) -> None:
+    """Layer names as x ticks at 0, 1, ...; with many layers, only every k-th name and the last."""
+    step = max(1, -(-len(names) // 16))
+    shown = [i for i in range(len(names)) if i % step == 0 or i == len(names) - 1]
+    ax.set_xticks(shown, [names[i] for i in shown], rotation=90 if len(shown) > 8 else 0)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+
+
+def _log_line(ax, xs: Sequence[float], values: Sequence[float], **style) -> None:
+    """Plot ``values`` on a log axis; values <= 0 are marked with an x at the bottom edge of the axis."""
+    ax.plot(xs, _positive(values), **style)
+    zeros = [x for x, v in zip(xs, values) if v <= 0]
+    if zeros:
+        ax.plot(zeros, [0.03] * len(zeros), "x", color=style.get("color"), ms=7, transform=ax.get_xaxis_transform(),
+                clip_on=False)
+
+
+def signal_propagation(
+    profiles: Sequence[tuple[str, Sequence[str], Sequence[float], Sequence[float]]], path: Path
+) -> Path:
+    """Activation std and gradient std per layer (log scale), one line per (label, layers, act, grad).
+
+    Zero values cannot be drawn on a log axis: they are marked with an x at the bottom edge.
+    """
+    plt = _pyplot()
+    layers = list(profiles[0][1])
+    xs = list(range(len(layers)))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=80)
+    for ax, index, title in ((axes[0], 2, "activation std"), (axes[1], 3, "grad std (dLoss/d output)")):
+        for i, profile in enumerate(profiles):
+            _log_line(ax, xs, list(profile[index]), color=f"C{i % 10}", marker="o", label=profile[0])
+        ax.set(xlabel="layer", ylabel=title, yscale="log")
+        _layer_ticks(ax, layers)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("x at the bottom: std = 0", fontsize=8, x=0.99, ha="right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi: int = 80) -> Path:
+    """Side-by-side panels, each with every label's mean line and shaded band, one legend below.
+
+    Used by the comparison report for learning curves (x = epochs) and per-layer profiles (x = layer
+    names, drawn as categories). On log axes, values <= 0 are marked with an x at the bottom edge.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=dpi, squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        names: list = []
+        for i, (label, (x, mean, lo, hi)) in enumerate(panel.bands.items()):
+            categorical = bool(x) and isinstance(x[0], str)
+            if categorical:
+                names = names if len(names) >= len(x) else list(x)
+                xs = [names.index(v) for v in x]
+            else:
+                xs = list(x)
+            color = f"C{i % 10}"
+            style = dict(color=color, marker="o" if len(xs) <= 40 else None, ms=3, label=label)
+            if panel.yscale == "log":
+                _log_line(ax, xs, mean, **style)
+                lo = _positive(lo)
+            else:
+                ax.plot(xs, mean, **style)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
+        if names:
+            _layer_ticks(ax, names)
+        ax.set(xlabel=xlabel, ylabel=panel.ylabel, yscale=panel.yscale)
+        if panel.ylim:
+            ax.set_ylim(*panel.ylim)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8, frameon=False)
+    rows = (len(labels) + 3) // 4
+    fig.tight_layout(rect=(0, 0.06 * rows + 0.02, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return path

@@ -1,7 +1,16 @@
-"""Comparison tables built from MLflow runs."""
+"""Comparison tables and reports built from MLflow runs.
+
+:func:`summary_table` lists a sweep's runs; :func:`write_report` groups runs by configuration minus the
+seed and writes a Markdown report with PNGs (mean ± 95% CI over seeds, learning curves, init-time signal
+propagation). ``scripts/report.py`` is its command line; every multirun writes one at its end.
+"""
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 # (column title, metric key, format)
@@ -36,3 +45,259 @@ def summary_table(runs: Sequence[Any]) -> str:
         cells.append(f"{run.info.status} ({failure})" if failure else run.info.status)
         rows.append(cells)
     return markdown_table(["run", *(title for title, _, _ in SUMMARY_COLUMNS), "status"], rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Comparison over seeds: runs grouped by configuration minus the seed
+
+GROUP_TAG = "initsweep.group"
+# (column title, metric key, format) of the comparison table: mean ± 95% CI over seeds.
+COMPARISON_COLUMNS = (
+    ("best val acc", "val/acc_best", "{:.3f}"),
+    ("test acc", "test/acc", "{:.3f}"),
+    ("epochs to 90% of best val acc", "val/epochs_to_90pct", "{:.1f}"),
+    ("final train loss", "train/loss_final", "{:.4g}"),
+)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Mean of n values and the half-width of its confidence interval (NaN when n < 2)."""
+
+    mean: float
+    half_width: float
+    n: int
+
+    def format(self, fmt: str) -> str:
+        """``mean ± half_width`` in ``fmt``; the mean alone when n = 1; ``-`` when n = 0."""
+        if self.n == 0:
+            return "-"
+        if self.n == 1 or not math.isfinite(self.half_width):
+            return fmt.format(self.mean)
+        return f"{fmt.format(self.mean)} ± {fmt.format(self.half_width)}"
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
+    """Mean and Student-t confidence interval: mean ± t_{(1+c)/2, n-1} * s / sqrt(n), s with ddof=1."""
+    n = len(values)
+    if n == 0:
+        return Estimate(math.nan, math.nan, 0)
+    mean = sum(values) / n
+    if n == 1:
+        return Estimate(mean, math.nan, 1)
+    from scipy.stats import t
+
+    s = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return Estimate(mean, float(t.ppf((1 + confidence) / 2, n - 1)) * s / math.sqrt(n), n)
+
+
+def group_of(run: Any) -> str:
+    """A run's configuration without its seed: the ``initsweep.group`` tag, else its name minus seed=N."""
+    tag = run.data.tags.get(GROUP_TAG)
+    if tag:
+        return tag
+    name = run.info.run_name or run.info.run_id
+    return re.sub(r"\s*\bseed=\S+", "", name).strip() or name
+
+
+def short_labels(groups: Sequence[str]) -> dict[str, str]:
+    """Labels that drop the overrides every group shares (``experiment=x init=zeros`` -> ``init=zeros``)."""
+    tokens = [g.split() for g in groups]
+    common = set.intersection(*(set(t) for t in tokens)) if len(tokens) > 1 else set()
+    return {g: " ".join(x for x in t if x not in common) or g for g, t in zip(groups, tokens)}
+
+
+@dataclass
+class GroupStats:
+    """One configuration: its runs (all seeds), and the mean ± CI of each metric over its finished runs."""
+
+    group: str
+    label: str
+    runs: list[Any]
+    finished: list[Any]
+    estimates: dict[str, Estimate]
+
+    @property
+    def seeds(self) -> list[str]:
+        return sorted({r.data.params.get("seed", "?") for r in self.finished}, key=lambda s: (len(s), s))
+
+    @property
+    def warnings(self) -> list[str]:
+        """The distinct ``diag/warning`` tags of the group's runs."""
+        return sorted({w for r in self.runs if (w := r.data.tags.get("diag/warning"))})
+
+
+def group_runs(runs: Sequence[Any]) -> dict[str, list[Any]]:
+    """Runs by configuration (seed left out), groups in the job order of their first run."""
+    groups: dict[str, list[Any]] = {}
+    for run in sorted(runs, key=_job_order):
+        groups.setdefault(group_of(run), []).append(run)
+    return groups
+
+
+def comparison(runs: Sequence[Any], keys: Sequence[str] = tuple(k for _, k, _ in COMPARISON_COLUMNS)) -> list[GroupStats]:
+    """Per configuration, mean ± 95% CI over seeds of each metric in ``keys`` (FINISHED runs only)."""
+    groups = group_runs(runs)
+    labels = short_labels(list(groups))
+    out = []
+    for group, members in groups.items():
+        finished = [r for r in members if r.info.status == "FINISHED"]
+        estimates = {k: mean_ci([r.data.metrics[k] for r in finished if k in r.data.metrics]) for k in keys}
+        out.append(GroupStats(group, labels[group], members, finished, estimates))
+    return out
+
+
+def comparison_table(stats: Sequence[GroupStats]) -> str:
+    """Markdown: one row per configuration, mean ± 95% CI over seeds of the comparison metrics."""
+    rows = []
+    for g in stats:
+        n = f"{len(g.finished)}" + (f" (+{len(g.runs) - len(g.finished)} not finished)" if len(g.runs) > len(g.finished) else "")
+        rows.append([g.label, n, *(g.estimates[k].format(fmt) for _, k, fmt in COMPARISON_COLUMNS)])
+    return markdown_table(["configuration", "seeds", *(t for t, _, _ in COMPARISON_COLUMNS)], rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Init-time signal profile and learning curves, read back from MLflow
+
+_LAYER_KEY = re.compile(r"^diag/(?P<layer>[^/]+)/(?P<stat>act_std|grad_out_std)$")
+
+
+def _layer_order(name: str) -> tuple[float, str]:
+    """fc1, fc2, ..., fc10, then layers without a number (out) last."""
+    m = re.search(r"(\d+)$", name)
+    return (int(m.group(1)) if m else math.inf, name)
+
+
+def init_profile(client: Any, run: Any, stat: str = "act_std") -> dict[str, float]:
+    """``diag/<layer>/<stat>`` of a run at step 0 (initialization), by layer in network order."""
+    from initsweep import tracking
+
+    keys = {m["layer"]: k for k in run.data.metrics if (m := _LAYER_KEY.match(k)) and m["stat"] == stat}
+    repeated = run.data.params.get("diagnostics.every", "0") not in ("0", "None")
+    values = {}
+    for layer, key in keys.items():
+        if repeated:  # the latest value is from a later epoch: read step 0 from the history
+            step0 = [v for s, v in tracking.metric_history(client, run.info.run_id, key) if s == 0]
+            if not step0:
+                continue
+            values[layer] = step0[0]
+        else:
+            values[layer] = run.data.metrics[key]
+    return {layer: values[layer] for layer in sorted(values, key=_layer_order)}
+
+
+def _bands_over(series: Sequence[dict[Any, float]], order: Sequence[Any]) -> tuple[list, list, list, list]:
+    """Mean and 95% CI band at each x of ``order`` over the series that have a value there."""
+    xs, mean, lo, hi = [], [], [], []
+    for x in order:
+        est = mean_ci([s[x] for s in series if x in s and math.isfinite(s[x])])
+        if est.n == 0:
+            continue
+        half = est.half_width if math.isfinite(est.half_width) else 0.0
+        xs.append(x)
+        mean.append(est.mean)
+        lo.append(est.mean - half)
+        hi.append(est.mean + half)
+    return xs, mean, lo, hi
+
+
+def curve_bands(client: Any, stats: Sequence[GroupStats], key: str) -> dict[str, tuple]:
+    """Per configuration: (epochs, mean, lower, upper) of ``key`` over its finished runs' histories."""
+    from initsweep import tracking
+
+    out = {}
+    for g in stats:
+        series = [dict(tracking.metric_history(client, r.info.run_id, key)) for r in g.finished]
+        steps = sorted({s for h in series for s in h})
+        if steps:
+            out[g.label] = _bands_over(series, steps)
+    return out
+
+
+def profile_bands(client: Any, stats: Sequence[GroupStats], stat: str) -> dict[str, tuple]:
+    """Per configuration: (layers, mean, lower, upper) of the init-time ``diag/<layer>/<stat>``."""
+    out = {}
+    for g in stats:
+        series = [init_profile(client, r, stat) for r in g.finished]
+        layers = sorted({layer for p in series for layer in p}, key=_layer_order)
+        if layers:
+            out[g.label] = _bands_over(series, layers)
+    return out
+
+
+def init_table(client: Any, stats: Sequence[GroupStats]) -> str:
+    """Markdown: per configuration, the mean initial loss and init-time activation std of each layer."""
+    rows = []
+    ln_c = None
+    for g in stats:
+        loss = mean_ci([r.data.metrics["diag/initial_loss"] for r in g.finished if "diag/initial_loss" in r.data.metrics])
+        ln_c = ln_c or next((r.data.metrics.get("diag/ln_num_classes") for r in g.finished), None)
+        profiles = [init_profile(client, r) for r in g.finished]
+        layers = sorted({layer for p in profiles for layer in p}, key=_layer_order)
+        stds = [mean_ci([p[layer] for p in profiles if layer in p]).mean for layer in layers]
+        profile = " → ".join(f"{layer} {s:.3g}" for layer, s in zip(layers, stds)) or "-"
+        rows.append([g.label, loss.format("{:.3g}"), profile, "; ".join(g.warnings) or "-"])
+    loss_title = f"initial loss (ln C = {ln_c:.3f})" if ln_c else "initial loss"
+    return markdown_table(["configuration", loss_title, "activation std per layer", "warning"], rows)
+
+
+def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, source: str = "") -> list[Path]:
+    """Write ``report.md`` and its PNGs into ``out_dir``; return the written paths (report.md first).
+
+    The report compares configurations (runs grouped by configuration minus the seed): mean ± 95% CI over
+    seeds of the summary metrics, learning curves (mean and 95% CI band), and the activation and gradient
+    std per layer at initialization.
+    """
+    from initsweep.plots import Panel, band_panels
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stats = comparison(runs)
+    paths: list[Path] = []
+    lines = [f"# {title}", ""]
+    if source:
+        lines += [source, ""]
+    lines += [
+        f"{len(runs)} runs in {len(stats)} configurations. Each cell: mean ± 95% confidence interval over "
+        "seeds (Student t, n - 1 degrees of freedom); a single seed shows the value alone.",
+        "",
+        comparison_table(stats),
+        "",
+    ]
+    curves = {k: curve_bands(client, stats, k) for k in ("val/acc", "train/loss")}
+    if any(curves.values()):
+        path = band_panels(
+            [Panel("val accuracy", curves["val/acc"], ylim=(0, 1)), Panel("train loss", curves["train/loss"], "log")],
+            out_dir / "learning_curves.png",
+        )
+        paths.append(path)
+        lines += ["## Learning curves", "", "Mean over seeds; shaded: 95% confidence interval.", "",
+                  f"![learning curves]({path.name})", ""]
+    act, grad = profile_bands(client, stats, "act_std"), profile_bands(client, stats, "grad_out_std")
+    if any(act.values()):
+        path = band_panels(
+            [Panel("activation std at init", act, "log"), Panel("grad std at init (dLoss/d output)", grad, "log")],
+            out_dir / "init_signal.png",
+            xlabel="layer",
+        )
+        paths.append(path)
+        lines += [
+            "## Signal propagation at initialization",
+            "",
+            "Measured on one fixed batch of training data before the first step (`diag/<layer>/...`). "
+            "On the log axes, an x at the bottom edge marks a std of 0.",
+            "",
+            init_table(client, stats),
+            "",
+            f"![signal at initialization]({path.name})",
+            "",
+        ]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return [report, *paths]
+
+
+def sweep_heading(run_name: str, run_id: str, experiment: str, sweep_dir: str | Path | None) -> tuple[str, str]:
+    """(title, source line) of a sweep's report."""
+    where = f", sweep dir `{sweep_dir}`" if sweep_dir else ""
+    return f"Report: {run_name}", f"MLflow experiment `{experiment}`, parent run `{run_id}`{where}."

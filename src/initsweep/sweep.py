@@ -3,7 +3,8 @@
 ``on_multirun_start`` (main process, before any job) validates every job's config, creates the store once,
 and opens the parent run; jobs find it through a small JSON file in the sweep dir, which works for the
 basic launcher (same process) and for joblib or submitit workers alike. ``on_multirun_end`` prints the
-summary table, logs it to the parent run and closes it.
+summary table and writes the comparison report (src/initsweep/report.py), logs both to the parent run and
+closes it.
 """
 
 from __future__ import annotations
@@ -130,6 +131,19 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         (sweep_dir / "summary.md").write_text(table + "\n")
         self.logger.log_artifact(sweep_dir / "summary.md")
+        try:
+            heading = report.sweep_heading(
+                " ".join(["sweep", *config.hydra.overrides.task]),
+                self.parent.run_id,
+                str(config.get("experiment_name", self.parent.experiment_id)),
+                sweep_dir,
+            )
+            written = report.write_report(client, runs, sweep_dir / "report", *heading)
+            for path in written:
+                self.logger.log_artifact(path, "report")
+            print(f"Report: {written[0]}")
+        except Exception as e:  # a failed report must not leave the parent run open
+            print(f"initsweep: the comparison report failed: {e!r}", file=sys.stderr)
         # A diverged job is a result of the experiment; a crashed one is an error of the sweep.
         crashed = [r.info.run_name for r in runs if r.data.tags.get("failure") == "exception"]
         self.logger.end("FAILED" if crashed else "FINISHED")

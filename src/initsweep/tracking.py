@@ -211,3 +211,46 @@ def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str) -> list:
 
 def is_terminal(status: str) -> bool:
     return RunStatus.is_terminated(RunStatus.from_string(status))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading runs back (the comparison report)
+
+SWEEP_ROLE_TAG = "initsweep.role"
+
+
+def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of every logged value of ``key``, by step (the last value logged wins per step)."""
+    by_step = {m.step: m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)}
+    return sorted(by_step.items())
+
+
+def latest_sweep(client: MlflowClient) -> Any | None:
+    """The most recently started sweep parent run of any experiment, or None."""
+    exp_ids = [e.experiment_id for e in client.search_experiments()]
+    if not exp_ids:
+        return None
+    runs = client.search_runs(
+        exp_ids, filter_string=f"tags.`{SWEEP_ROLE_TAG}` = 'sweep'", max_results=1, order_by=["attributes.start_time DESC"]
+    )
+    return runs[0] if runs else None
+
+
+def find_run(client: MlflowClient, run_id: str) -> Any | None:
+    """The run with this id, or None when there is none."""
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def job_runs(client: MlflowClient, experiment_name: str) -> list | None:
+    """Every job run of the named experiment (not parents: those carry a role tag), oldest first.
+
+    None when there is no such experiment.
+    """
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], max_results=10000, order_by=["attributes.start_time ASC"])
+    return [r for r in runs if SWEEP_ROLE_TAG not in r.data.tags]

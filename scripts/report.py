@@ -1,0 +1,75 @@
+"""Write the comparison report of a sweep (or of a whole experiment) from the MLflow store.
+
+    python scripts/report.py                  # the latest sweep of the store
+    python scripts/report.py PARENT_RUN_ID    # that sweep
+    python scripts/report.py EXPERIMENT_NAME  # every job run of that experiment, across sweeps
+
+A sweep's report goes to <sweep dir>/report/ (or reports/<run id>/ when the sweep dir is not here) and is
+logged to the parent run under report/; an experiment's goes to reports/<experiment>/. --out overrides
+the directory. The store: $MLFLOW_TRACKING_URI, else --tracking-uri, else sqlite:///mlruns/mlflow.db.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", nargs="?", help="parent run id or experiment name (default: the latest sweep)")
+    parser.add_argument("--out", type=Path, help="directory to write report.md and its PNGs into")
+    parser.add_argument("--tracking-uri", help="MLflow store (default: sqlite:///mlruns/mlflow.db)")
+    parser.add_argument("--no-log", action="store_true", help="do not log the report to the parent run")
+    args = parser.parse_args(argv)
+
+    from initsweep import report, tracking
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    client = tracking.get_client(uri)
+    parent = None
+    if args.target is None:
+        parent = tracking.latest_sweep(client)
+        if parent is None:
+            print(f"report: no sweep in {uri}; run `python train.py -m ...` first", file=sys.stderr)
+            return 1
+    elif re.fullmatch(r"[0-9a-f]{32}", args.target):
+        parent = tracking.find_run(client, args.target)
+        if parent is None:
+            print(f"report: no run {args.target} in {uri}", file=sys.stderr)
+            return 1
+
+    if parent is not None:
+        runs = tracking.child_runs(client, parent.info.experiment_id, parent.info.run_id)
+        if not runs:
+            print(f"report: run {parent.info.run_id} has no child runs (is it a sweep's parent run?)", file=sys.stderr)
+            return 1
+        sweep_dir = parent.data.params.get("sweep_dir")
+        local = sweep_dir if sweep_dir and Path(sweep_dir).is_dir() else None
+        out = args.out or (Path(local) / "report" if local else Path("reports") / parent.info.run_id)
+        experiment = client.get_experiment(parent.info.experiment_id).name
+        title, source = report.sweep_heading(parent.info.run_name, parent.info.run_id, experiment, sweep_dir)
+    else:
+        runs = tracking.job_runs(client, args.target)
+        if runs is None:
+            print(f"report: {args.target!r} is neither a run id nor an experiment name in {uri}", file=sys.stderr)
+            return 1
+        if not runs:
+            print(f"report: experiment {args.target!r} has no runs", file=sys.stderr)
+            return 1
+        out = args.out or Path("reports") / args.target
+        title, source = f"Report: experiment {args.target}", f"Every job run of MLflow experiment `{args.target}`."
+
+    written = report.write_report(client, runs, out, title, source)
+    if parent is not None and not args.no_log:
+        logger = tracking.RunLogger(client, parent.info.run_id)
+        for path in written:
+            logger.log_artifact(path, "report")
+    print(written[0])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Diagnostics inside a job: logged at step 0 (and every k epochs), warnings tagged, training untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import client_for, compose
+
+from initsweep.config import ConfigError
+from initsweep.job import JobContext, execute, group_name, run_name
+
+FAST = ["trainer.epochs=2"]
+
+
+def _only_run(tmp_path: Path):
+    client = client_for(tmp_path)
+    exp_ids = [e.experiment_id for e in client.search_experiments()]
+    (found,) = client.search_runs(exp_ids)
+    return client, found
+
+
+def test_zeros_job_logs_diagnostics_at_step_0_and_tags_the_warning(tmp_path, tmp_store, capsys):
+    ctx = JobContext(output_dir=tmp_path / "out", overrides=("init=zeros",), init_choice="zeros")
+    execute(compose([*FAST, "init=zeros", f"tracking.uri={tmp_store}"]), ctx=ctx)
+    client, found = _only_run(tmp_path)
+    m = found.data.metrics
+    assert m["diag/fc1/duplicate_units"] == 256 and m["diag/fc2/duplicate_units"] == 256
+    assert m["diag/initial_loss"] == pytest.approx(m["diag/ln_num_classes"], rel=1e-6)
+    assert [h.step for h in client.get_metric_history(found.info.run_id, "diag/fc1/act_std")] == [0]
+    assert found.data.tags["diag/warning"].startswith("symmetry not broken: duplicate units in fc1 256/256")
+    assert found.data.tags["initsweep.group"] == "init=zeros"
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "warning" in line] == [
+        f"initsweep: warning: init=zeros seed=0: {found.data.tags['diag/warning']}"
+    ]
+    artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert "signal_propagation.png" in artifacts
+
+
+def test_diagnostics_repeat_every_k_epochs_without_changing_training(tmp_path, tmp_store):
+    common = [*FAST, "init=uniform", "tracking.log_plots=false", f"tracking.uri={tmp_store}"]
+    with_diag = execute(compose([*common, "diagnostics.every=1", "experiment_name=a"]), ctx=JobContext()).value
+    without = execute(compose([*common, "diagnostics.enabled=false", "experiment_name=b"]), ctx=JobContext()).value
+    assert with_diag == without  # diagnostics draw no random numbers and leave no gradients behind
+    client = client_for(tmp_path)
+    a = client.search_runs([client.get_experiment_by_name("a").experiment_id])[0]
+    b = client.search_runs([client.get_experiment_by_name("b").experiment_id])[0]
+    steps = [h.step for h in client.get_metric_history(a.info.run_id, "diag/fc2/grad_out_std")]
+    assert sorted(steps) == [0, 1, 2]
+    assert not any(k.startswith("diag/") for k in b.data.metrics)
+    for key in ("val/acc", "train/loss"):
+        hist = lambda r: [(h.step, h.value) for h in client.get_metric_history(r.info.run_id, key)]  # noqa: E731
+        assert sorted(hist(a)) == sorted(hist(b))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("diagnostics.every=-1", "diagnostics.every"),
+        ("diagnostics.warn_factor=0.5", "diagnostics.warn_factor"),
+        ("diagnostics.batch_size=0", "diagnostics.batch_size"),
+        ("+diagnostics.colour=red", "diagnostics.colour"),
+    ],
+)
+def test_bad_diagnostics_settings_name_the_key(override, key, tmp_store):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        execute(compose([override, f"tracking.uri={tmp_store}"]), ctx=JobContext())
+
+
+def test_group_is_the_configuration_without_the_seed():
+    overrides = ("init=normal", "seed=2", "model.width=64", "hydra.verbose=true")
+    assert group_name(overrides, "normal") == "init=normal model.width=64"
+    assert run_name(overrides, "normal", 2) == "init=normal model.width=64 seed=2"
+    assert group_name(("seed=1",), "zeros") == "init=zeros"
