@@ -65,3 +65,22 @@ def all_runs(directory: Path) -> list:
 def tmp_store(tmp_path: Path) -> str:
     """A fresh sqlite store URI under tmp_path (for in-process jobs: pass it as tracking.uri)."""
     return store_uri(tmp_path)
+
+
+def train_history(overrides: Iterable[str] = ()) -> list:
+    """Train in-process, without tracking, as a job with these overrides would; the epochs' metrics."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from initsweep import data as datasets
+    from initsweep.config import validate
+    from initsweep.initializers import initialize
+    from initsweep.models import build_model
+    from initsweep.trainer import fit
+
+    config = validate(OmegaConf.to_container(compose(overrides), resolve=True))
+    torch.manual_seed(config.seed)
+    data = datasets.load(config.data)
+    model = build_model(config.model, data.input_shape, data.num_classes)
+    initialize(model, config.init, config.model.activation, batch=data.x_train)
+    return list(fit(model, data, config.trainer, config.seed))

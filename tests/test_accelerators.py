@@ -4,23 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import compose
-from omegaconf import OmegaConf
+from conftest import train_history
 
-from initsweep import data as datasets
-from initsweep.config import ConfigError, validate
-from initsweep.initializers import initialize
-from initsweep.models import build_model
-from initsweep.trainer import fit, resolve_device
-
-
-def _history(overrides: list[str]):
-    config = validate(OmegaConf.to_container(compose(overrides), resolve=True))
-    torch.manual_seed(config.seed)
-    data = datasets.load(config.data)
-    model = build_model(config.model, data.input_shape, data.num_classes)
-    initialize(model, config.init, config.model.activation, batch=data.x_train)
-    return list(fit(model, data, config.trainer, config.seed))
+from initsweep.config import ConfigError
+from initsweep.trainer import resolve_device
 
 
 def test_auto_device_is_cuda_when_present_else_cpu():
@@ -36,8 +23,8 @@ def test_asking_for_an_absent_cuda_is_a_config_error():
 
 
 def test_bf16_autocast_trains_to_about_the_same_accuracy():
-    fp32 = _history(["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=4"])
-    bf16 = _history(["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=4", "trainer.precision=bf16"])
+    fp32 = train_history(["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=4"])
+    bf16 = train_history(["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=4", "trainer.precision=bf16"])
     assert bf16[-1].val_acc > 0.85
     assert abs(bf16[-1].val_acc - fp32[-1].val_acc) < 0.05
     assert bf16[-1].train_loss != fp32[-1].train_loss  # bf16 really ran
@@ -45,8 +32,8 @@ def test_bf16_autocast_trains_to_about_the_same_accuracy():
 
 @pytest.mark.slow
 def test_compiled_model_matches_eager():
-    eager = _history(["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=2", "model.width=32"])
-    compiled = _history(
+    eager = train_history(["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=2", "model.width=32"])
+    compiled = train_history(
         ["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=2", "model.width=32", "trainer.compile=true"]
     )
     for a, b in zip(eager, compiled):

@@ -6,23 +6,12 @@ import subprocess
 import sys
 
 import torch
-from conftest import compose
+from conftest import compose, train_history
 from omegaconf import OmegaConf
 
 from initsweep import data as datasets
 from initsweep.config import validate
-from initsweep.initializers import initialize
-from initsweep.models import build_model
-from initsweep.trainer import fit, summarize
-
-
-def _train(overrides: list[str]):
-    config = validate(OmegaConf.to_container(compose(overrides), resolve=True))
-    torch.manual_seed(config.seed)
-    data = datasets.load(config.data)
-    model = build_model(config.model, data.input_shape, data.num_classes)
-    initialize(model, config.init, config.model.activation, batch=data.x_train)
-    return list(fit(model, data, config.trainer, config.seed))
+from initsweep.trainer import summarize
 
 
 def test_digits_split_is_stratified_and_independent_of_the_training_seed():
@@ -40,24 +29,24 @@ def test_digits_split_is_stratified_and_independent_of_the_training_seed():
 
 
 def test_normal_init_learns_digits_and_zeros_does_not():
-    learned = _train(["init=normal", "trainer.epochs=5"])
+    learned = train_history(["init=normal", "trainer.epochs=5"])
     assert learned[-1].val_acc > 0.9
     assert learned[-1].train_loss < learned[0].train_loss
-    stuck = _train(["init=zeros", "trainer.epochs=5"])
+    stuck = train_history(["init=zeros", "trainer.epochs=5"])
     assert max(e.val_acc for e in stuck) < 0.2
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
     strip = lambda hist: [(e.train_loss, e.train_acc, e.val_loss, e.val_acc) for e in hist]  # noqa: E731
-    a = strip(_train(["init=uniform", "trainer.epochs=3", "seed=3"]))
-    b = strip(_train(["init=uniform", "trainer.epochs=3", "seed=3"]))
-    c = strip(_train(["init=uniform", "trainer.epochs=3", "seed=4"]))
+    a = strip(train_history(["init=uniform", "trainer.epochs=3", "seed=3"]))
+    b = strip(train_history(["init=uniform", "trainer.epochs=3", "seed=3"]))
+    c = strip(train_history(["init=uniform", "trainer.epochs=3", "seed=4"]))
     assert a == b
     assert a != c
 
 
 def test_summary_metrics():
-    hist = _train(["init=normal", "trainer.epochs=4"])
+    hist = train_history(["init=normal", "trainer.epochs=4"])
     s = summarize(hist, test_loss=0.5, test_acc=0.75)
     assert s["val/acc_best"] == max(e.val_acc for e in hist)
     assert s["train/loss_final"] == hist[-1].train_loss
@@ -80,3 +69,16 @@ def test_digits_read_from_the_shipped_file_equal_load_digits():
     x = x.reshape(len(x), -1)
     bunch = load_digits()
     assert np.array_equal(x, bunch.data) and np.array_equal(y, bunch.target)
+
+
+def test_intra_op_threads_share_the_cores_among_parallel_jobs(monkeypatch):
+    from initsweep.job import intra_op_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert intra_op_threads(None, 1) == 8
+    assert intra_op_threads(None, 2) == 4
+    assert intra_op_threads(None, 16) == 1
+    assert intra_op_threads(3, 2) == 3  # configured wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert intra_op_threads(None, 1) == 2

@@ -191,6 +191,7 @@ class TrainerConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     divergence_factor: float | None = Field(1e5, gt=1)
+    threads: int | None = Field(None, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
 

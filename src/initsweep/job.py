@@ -7,6 +7,7 @@ so that any Hydra sweeper can optimize it.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ class JobContext:
     sweep_dir: Path | None = None  # set in a multirun
     job_num: int | None = None
     choices: dict[str, str] = field(default_factory=dict)
+    parallel_jobs: int = 1  # jobs running at once on this machine (the joblib launcher's n_jobs)
 
     @staticmethod
     def from_hydra() -> "JobContext":
@@ -53,6 +55,7 @@ class JobContext:
         hc = HydraConfig.get()
         multirun = hc.mode == RunMode.MULTIRUN
         choices = {k: str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+        n_jobs = int(hc.launcher.get("n_jobs") or 1) if multirun else 1
         return JobContext(
             output_dir=Path(hc.runtime.output_dir),
             overrides=tuple(hc.overrides.task),
@@ -60,7 +63,17 @@ class JobContext:
             sweep_dir=Path(hc.sweep.dir) if multirun else None,
             job_num=hc.job.num if multirun else None,
             choices=choices,
+            parallel_jobs=(os.cpu_count() or 1) if n_jobs < 0 else max(1, n_jobs),
         )
+
+
+def intra_op_threads(configured: int | None, parallel_jobs: int) -> int:
+    """PyTorch's intra-op threads for a job: the configured number, else the cores (or $OMP_NUM_THREADS)
+    shared out among the jobs that run at once, so two joblib workers on 2 cores get 1 thread each."""
+    if configured:
+        return configured
+    available = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    return max(1, available // parallel_jobs)
 
 
 def group_name(overrides: tuple[str, ...], init_name: str) -> str:
@@ -137,6 +150,7 @@ def execute(
     config = validate(raw)
 
     # Build everything that can fail because of the config before a run is created.
+    torch.set_num_threads(intra_op_threads(config.trainer.threads, ctx.parallel_jobs))
     torch.manual_seed(config.seed)
     device = resolve_device(config.trainer.device)
     data = datasets.load(config.data).to(device)
