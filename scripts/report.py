@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from initsweep import report, tracking
 
     uri = tracking.resolve_uri(args.tracking_uri)
-    client = tracking.get_client(uri)
+    client = tracking.connect(uri)
     parent = None
     if args.target is None:
         parent = tracking.latest_sweep(client)
