@@ -32,8 +32,11 @@ def test_estimate_format():
     assert Estimate(math.nan, math.nan, 0).format("{:.3f}") == "-"
 
 
-def _run(name: str, job: int, metrics: dict, group: str | None = None, status: str = "FINISHED", seed: int = 0):
+def _run(name: str, job: int, metrics: dict, group: str | None = None, status: str = "FINISHED", seed: int = 0,
+         failure: str | None = None):
     tags = {"initsweep.job_num": str(job)}
+    if failure is not None:
+        tags["failure"] = failure
     if group is not None:
         tags["initsweep.group"] = group
     return SimpleNamespace(
@@ -50,18 +53,20 @@ def test_groups_leave_out_the_seed_and_labels_drop_shared_overrides():
     assert short_labels(["init=zeros"]) == {"init=zeros": "init=zeros"}
 
 
-def test_comparison_uses_finished_runs_and_keeps_job_order():
+def test_comparison_uses_results_leaves_out_crashes_and_keeps_job_order():
     runs = [
         _run("b seed=0", 2, {"test/acc": 0.5}, "init=b", seed=0),
         _run("a seed=0", 0, {"test/acc": 0.2}, "init=a", seed=0),
         _run("a seed=1", 1, {"test/acc": 0.4}, "init=a", seed=1),
-        _run("b seed=1", 3, {}, "init=b", status="FAILED", seed=1),
+        _run("b seed=1", 3, {}, "init=b", status="FAILED", seed=1, failure="exception"),
+        _run("c seed=0", 4, {"test/acc": 0.1}, "init=c", status="FAILED", seed=0, failure="diverged"),
     ]
     stats = comparison(runs, keys=["test/acc"])
-    assert [g.label for g in stats] == ["init=a", "init=b"]
+    assert [g.label for g in stats] == ["init=a", "init=b", "init=c"]
     assert stats[0].estimates["test/acc"].mean == pytest.approx(0.3) and stats[0].seeds == ["0", "1"]
     assert stats[1].estimates["test/acc"].n == 1 and len(stats[1].runs) == 2
-    assert "| init=b | 1 (+1 not finished) |" in comparison_table(comparison(runs))
+    assert stats[2].estimates["test/acc"].n == 1  # a diverged run is a result
+    assert "| init=b | 1 (+1 crashed or killed) |" in comparison_table(comparison(runs))
 
 
 def test_seed_study_overlay_sweeps_four_inits_times_three_seeds():

@@ -136,12 +136,14 @@ def group_runs(runs: Sequence[Any]) -> dict[str, list[Any]]:
 
 
 def comparison(runs: Sequence[Any], keys: Sequence[str] = tuple(k for _, k, _ in COMPARISON_COLUMNS)) -> list[GroupStats]:
-    """Per configuration, mean ± 95% CI over seeds of each metric in ``keys`` (FINISHED runs only)."""
+    """Per configuration, mean ± 95% CI over seeds of each metric in ``keys``, over the runs that are
+    results: FINISHED, or diverged (a diverged run is an outcome of the experiment; crashed or killed
+    runs are left out)."""
     groups = group_runs(runs)
     labels = short_labels(list(groups))
     out = []
     for group, members in groups.items():
-        finished = [r for r in members if r.info.status == "FINISHED"]
+        finished = [r for r in members if r.info.status == "FINISHED" or r.data.tags.get("failure") == "diverged"]
         estimates = {k: mean_ci([r.data.metrics[k] for r in finished if k in r.data.metrics]) for k in keys}
         out.append(GroupStats(group, labels[group], members, finished, estimates))
     return out
@@ -151,7 +153,7 @@ def comparison_table(stats: Sequence[GroupStats]) -> str:
     """Markdown: one row per configuration, mean ± 95% CI over seeds of the comparison metrics."""
     rows = []
     for g in stats:
-        n = f"{len(g.finished)}" + (f" (+{len(g.runs) - len(g.finished)} not finished)" if len(g.runs) > len(g.finished) else "")
+        n = f"{len(g.finished)}" + (f" (+{len(g.runs) - len(g.finished)} crashed or killed)" if len(g.runs) > len(g.finished) else "")
         rows.append([g.label, n, *(g.estimates[k].format(fmt) for _, k, fmt in COMPARISON_COLUMNS)])
     return markdown_table(["configuration", "seeds", *(t for t, _, _ in COMPARISON_COLUMNS)], rows)
 
