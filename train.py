@@ -13,7 +13,11 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> float:
     from initsweep.config import ConfigError
     from initsweep.job import run
+    from initsweep.tuning import run_trial, trial_number_from_env
 
+    trial = trial_number_from_env()  # set by the Optuna sweeper for each of its jobs
+    if trial is not None:
+        return run_trial(cfg, trial)
     try:
         return run(cfg)
     except ConfigError as e:

@@ -90,11 +90,17 @@ def init_metrics(stats: list[LayerStats]) -> dict[str, float]:
     return out
 
 
-def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[EpochMetrics], bool] | None = None) -> float:
+def run(
+    cfg: DictConfig,
+    ctx: JobContext | None = None,
+    on_epoch: Callable[[EpochMetrics], bool] | None = None,
+    extra_tags: dict[str, Any] | None = None,
+) -> float:
     """Train and track one job; return its ``optimized_metric``.
 
     ``on_epoch`` (optional) sees every epoch's metrics and may return True to stop training early
-    (used by the tuner for pruning). Raises ConfigError on an invalid config, before any run exists.
+    (used by the tuner for pruning). ``extra_tags`` are added to the run's tags (e.g. the trial number).
+    Raises ConfigError on an invalid config, before any run exists.
     """
     ctx = ctx or JobContext.from_hydra()
     raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -126,6 +132,7 @@ def run(cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[Epoc
         tags["initsweep.job_num"] = ctx.job_num
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
+    tags.update(extra_tags or {})
     logger = tracking.start_run(
         client,
         exp_id,

@@ -52,7 +52,12 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
         d.pop("hydra", None)  # type: ignore[union-attr]
         return OmegaConf.to_container(OmegaConf.create(d), resolve=True)  # type: ignore[return-value]
 
-    if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER or not GlobalHydra.instance().is_initialized():
+    target = config.hydra.sweeper.get("_target_")
+    if target != BASIC_SWEEPER:
+        # A sweeper may check itself and name the configs its jobs can reach (the Optuna sweeper does).
+        own = _sweeper_hook(target)
+        return own(config) if own is not None else [plain(config)]
+    if not GlobalHydra.instance().is_initialized():
         return [plain(config)]
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
@@ -60,6 +65,18 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
     loader = GlobalHydra.instance().config_loader()
     jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
     return [plain(loader.load_sweep_config(config, list(job))) for job in jobs]
+
+
+def _sweeper_hook(target: str | None):
+    """The sweeper class's optional ``initsweep_job_configs(config) -> list[dict]``."""
+    if not target:
+        return None
+    from hydra.utils import get_class
+
+    try:
+        return getattr(get_class(target), "initsweep_job_configs", None)
+    except Exception:  # an unimportable sweeper fails later, with Hydra's own message
+        return None
 
 
 class SweepCallback(Callback):
@@ -89,7 +106,10 @@ class SweepCallback(Callback):
         )
         run_id = self.logger.run_id
         self.logger.set_tags({"initsweep.sweep_id": run_id, "initsweep.overrides": " ".join(overrides)})
-        self.logger.log_params({"n_jobs": len(configs), "sweep_dir": str(config.hydra.sweep.dir)})
+        params = {"sweep_dir": str(config.hydra.sweep.dir)}
+        if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
+            params["n_jobs"] = len(configs)
+        self.logger.log_params(params)
         self.parent = Parent(run_id, exp_id, uri, run_id)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -115,5 +135,11 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         (sweep_dir / "summary.md").write_text(table + "\n")
         self.logger.log_artifact(sweep_dir / "summary.md")
+        # A sweeper that tolerates failed jobs decides the parent's status itself (tag initsweep.sweep_status).
+        decided = client.get_run(self.parent.run_id).data.tags.get("initsweep.sweep_status")
         failed = [r for r in runs if r.info.status != "FINISHED"]
-        self.logger.end("FAILED" if failed else "FINISHED")
+        self.logger.end(decided or ("FAILED" if failed else "FINISHED"))
+        if decided == "FAILED":
+            reason = client.get_run(self.parent.run_id).data.tags.get("failure", "the sweep failed")
+            print(f"initsweep: {reason}", file=sys.stderr)
+            raise SystemExit(1)
