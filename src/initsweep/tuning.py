@@ -194,12 +194,13 @@ class SearchSpace:
 def parse_search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> SearchSpace:
     """Search space from the sweeper's ``params`` (overlay) and the command line's sweep overrides.
 
-    A command-line sweep (``init.std='interval(0.01,0.1)'``) replaces the overlay's entry for the same key;
-    a plain value in ``params`` (``trainer.lr: 0.1``) is passed to every trial. Raises ConfigError naming
+    A command-line sweep (``init.std='interval(0.01,0.1)'``) replaces the overlay's entry for the same key,
+    a plain value on the command line (``init.std=0.05``) takes the key out of the search, and a plain value
+    in ``params`` (``trainer.lr: 0.1``) is passed to every trial. Raises ConfigError naming
     the key for anything a sampler cannot search.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
+    from hydra.errors import HydraException, OverrideParseException
 
     parser = OverridesParser.create()
     searched: dict[str, SearchParam] = {}
@@ -208,7 +209,7 @@ def parse_search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> S
     def parse(line: str, key: str, expression: str):
         try:
             return parser.parse_override(line)
-        except OverrideParseException as e:
+        except (OverrideParseException, HydraException) as e:
             raise _param_error(key, expression, f"cannot parse: {str(e).splitlines()[0]}") from None
 
     for key, raw in (params or {}).items():
@@ -232,6 +233,7 @@ def parse_search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> S
                 o.key_or_group, _distribution(o.key_or_group, expression, value, set(value.tags)), expression, o.is_add()
             )
         else:
+            searched.pop(o.key_or_group, None)  # a plain value on the command line fixes a searched key
             cli_fixed.append(line)
     if not searched:
         raise ConfigError(
@@ -284,7 +286,8 @@ def _kwargs_error(kind: str, name: str, cls: type, error: Exception) -> ConfigEr
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
     return ConfigError(
         f"{SETTINGS_KEY}.{kind}_kwargs: {cls.__name__} ({kind}={name}) refused them: {error}; "
-        f"it accepts: {', '.join(accepted)}"
+        f"it accepts: {', '.join(accepted) or 'nothing'} (kwargs meant for another {kind}? "
+        f"reset them with {SETTINGS_KEY}.{kind}_kwargs={{}})"
     )
 
 
@@ -317,6 +320,8 @@ def make_sampler(
         "cmaes": samplers.CmaEsSampler,
     }
     cls = classes[name]
+    if name in ("grid", "bruteforce"):
+        cls = _ask_tell(cls)
     if name == "grid":
         kwargs["search_space"] = {p.name: p.grid() for p in space.params} if space else {}
     with warnings.catch_warnings():
@@ -325,6 +330,16 @@ def make_sampler(
             return cls(seed=seed, **kwargs)
         except (TypeError, ValueError) as e:
             raise _kwargs_error("sampler", name, cls, e) from None
+
+
+def _ask_tell(cls: type) -> type:
+    """``cls`` without its after_trial, which calls study.stop() once the space is exhausted: that works only
+    inside study.optimize, and the sweeper stops asking by itself (see grid_points)."""
+
+    def after_trial(self: Any, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+    return type(cls.__name__, (cls,), {"after_trial": after_trial, "__doc__": cls.__doc__})
 
 
 def make_pruner(name: str, kwargs: Mapping[str, Any] | None = None) -> "optuna.pruners.BasePruner":

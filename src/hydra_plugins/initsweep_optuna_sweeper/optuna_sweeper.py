@@ -98,7 +98,8 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
 
     storage = tuning.resolve_storage(s["storage"])
     study_name = s["study_name"] or tuning.default_study_name(str(base.get("experiment_name")), space)
-    existing = tuning.existing_study_direction(tuning.open_storage(storage), study_name)
+    fresh = "://" not in storage and not Path(storage).exists()  # no journal file yet: no study, create nothing
+    existing = None if fresh else tuning.existing_study_direction(tuning.open_storage(storage), study_name)
     if existing is not None and not s["load_if_exists"]:
         raise ConfigError(
             f"{key}.study_name = {study_name!r} already exists in {storage}; set {key}.load_if_exists=true "
@@ -293,7 +294,7 @@ class _Study:
 
         from initsweep import tuning
 
-        if self.plan.settings["sampler"] == "grid":
+        if self.plan.settings["sampler"] in ("grid", "bruteforce"):
             names = [p.name for p in self.plan.space.params]
             started = {
                 tuple(t.params.get(n) for n in names)
@@ -330,7 +331,9 @@ class _Study:
 
         if reason:
             trial.set_user_attr("reason", reason)
-        frozen = self.study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
+        frozen = self.study.tell(
+            trial, value if state == "COMPLETE" else None, state=TrialState[state], skip_if_finished=True
+        )
         outcome = Outcome(
             trial.number, dict(trial.params), state, value, reason, int(frozen.user_attrs.get("epochs", 0))
         )
