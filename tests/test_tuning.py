@@ -227,7 +227,8 @@ def test_every_overlay_gives_a_valid_study(overlay, tmp_path, monkeypatch):
     if not (CONF / "init" / f"{needs}.yaml").exists():
         pytest.skip(f"conf/init/{needs}.yaml is not in this checkout (the initializer catalogue adds it)")
     plan = plan_for([f"hparams_search={overlay}"], tmp_path, monkeypatch)
-    assert plan.space.params and plan.direction == "maximize" and plan.settings["sampler"] == "tpe"
+    assert plan.space.params and plan.direction == "minimize" and plan.metric == "val/loss_best"
+    assert plan.settings["sampler"] == "tpe"
     assert plan.storage == str(tmp_path / "mlruns" / "optuna" / "journal.log")
     assert len(plan.checked_configs) == 2 * len(plan.space.params)  # both bounds of every interval
     assert not (tmp_path / "mlruns").exists()  # checking creates nothing
@@ -239,7 +240,10 @@ def test_every_overlay_gives_a_valid_study(overlay, tmp_path, monkeypatch):
         ("hydra.sweeper.sampler=foo", "hydra.sweeper.sampler = 'foo': unknown sampler; available: tpe, random, grid"),
         ("hydra.sweeper.pruner=bar", "hydra.sweeper.pruner = 'bar': unknown pruner; available: median"),
         ("hydra.sweeper.params={init.std:'interval(0.5, 0.1)'}", "init.std = 'interval(0.5, 0.1)': empty interval"),
-        ("++hydra.sweeper.params={init.stdd:'interval(0.1, 0.5)'}", "init.stdd is not a key of the config; did you mean init.std"),
+        (
+            "++hydra.sweeper.params={init.stdd:'interval(0.1, 0.5)'}",  # ++: params is a struct node
+            "init.stdd is not a key of the config; did you mean init.std",
+        ),
         ("hydra.sweeper.n_trials=0", "hydra.sweeper.n_trials = 0: must be a whole number >= 1"),
         ("hydra.sweeper.direction=up", "hydra.sweeper.direction = 'up': allowed: auto, maximize, minimize"),
     ],
@@ -253,7 +257,8 @@ def test_bad_sweeper_settings_are_refused_by_the_plan(override, message, tmp_pat
 
 def test_a_bound_outside_the_schema_fails_before_any_trial(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e:
-        plan_for(["hparams_search=normal_std", "hydra.sweeper.params={init.std:'interval(-1.0, 1.0)'}"], tmp_path, monkeypatch)
+        bad_bound = "hydra.sweeper.params={init.std:'interval(-1.0, 1.0)'}"
+        plan_for(["hparams_search=normal_std", bad_bound], tmp_path, monkeypatch)
     assert "init.std=-1.0" in str(e.value) and "greater than or equal to 0" in str(e.value)
 
 
@@ -261,8 +266,31 @@ def test_an_existing_study_is_continued_only_when_allowed(tmp_path, monkeypatch)
     from initsweep.tuning import open_storage
 
     plan = plan_for(["hparams_search=normal_std"], tmp_path, monkeypatch)
-    optuna.create_study(storage=open_storage(plan.storage), study_name=plan.study_name, direction="minimize")
-    with pytest.raises(ConfigError, match="created to minimize"):
+    optuna.create_study(storage=open_storage(plan.storage), study_name=plan.study_name, direction="maximize")
+    with pytest.raises(ConfigError, match="created to maximize"):
         plan_for(["hparams_search=normal_std"], tmp_path, monkeypatch)
     with pytest.raises(ConfigError, match="already exists"):
         plan_for(["hparams_search=normal_std", "hydra.sweeper.load_if_exists=false"], tmp_path, monkeypatch)
+
+
+# --- a trial's job in-process: real training, real journal, real MLflow store ------------------------------
+
+
+def test_a_diverging_job_is_pruned_with_its_reason(tmp_path, tmp_store):
+    from conftest import client_for, compose
+    from initsweep.job import JobContext
+    from initsweep.tuning import StudySpec, open_storage, run_trial
+
+    storage = str(tmp_path / "journal.log")
+    study = optuna.create_study(storage=open_storage(storage), study_name="s", direction="minimize")
+    trial = study.ask({"init.std": FloatDistribution(1.0, 1000.0)})
+    StudySpec(storage, "s", "median", {}, "val/loss_best").write(tmp_path)
+    cfg = compose(
+        ["init.std=1000", "trainer.lr=10", "trainer.epochs=3", f"tracking.uri={tmp_store}", "tracking.log_plots=false"]
+    )
+    with pytest.raises(optuna.TrialPruned, match="diverged at epoch 1: train/loss=nan"):
+        run_trial(cfg, trial.number, JobContext(sweep_dir=tmp_path))
+
+    assert study.trials[0].user_attrs["epochs"] == 1  # training stopped at the first non-finite loss
+    (run,) = client_for(tmp_path).search_runs(["1"])
+    assert run.info.status == "FINISHED" and run.data.tags["trial_number"] == "0"

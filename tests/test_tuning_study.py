@@ -33,7 +33,9 @@ def parents_and_children(directory: Path) -> tuple[list, dict[str, list]]:
     exp_ids = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(exp_ids, max_results=1000, order_by=["attributes.start_time ASC"])
     parents = [r for r in runs if r.data.tags.get("initsweep.role") == "sweep"]
-    children = {p.info.run_id: [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id] for p in parents}
+    children = {
+        p.info.run_id: [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id] for p in parents
+    }
     return parents, children
 
 
@@ -141,7 +143,7 @@ def test_two_joblib_workers_share_the_study_and_lose_nothing(tmp_path):
     assert all(r.info.status == "FINISHED" and r.data.tags["trial_state"] == "COMPLETE" for r in runs)
     by_number = {int(r.data.tags["trial_number"]): r for r in runs}
     for t in study.trials:  # each worker's run holds its own trial's value
-        assert by_number[t.number].data.metrics["val/acc_best"] == t.value
+        assert by_number[t.number].data.metrics["val/loss_best"] == t.value
     assert "2 at a time" in proc.stderr + proc.stdout
 
 

@@ -167,11 +167,13 @@ def _distribution(key: str, expression: str, value: Any, tags: set[str]) -> Any:
             raise _param_error(key, expression, "empty choice")
         for c in choices:
             if not (c is None or isinstance(c, (bool, int, float, str))):
-                raise _param_error(key, expression, f"choice values must be numbers, strings, booleans or null, got {c!r}")
+                problem = f"choice values must be numbers, strings, booleans or null, got {c!r}"
+                raise _param_error(key, expression, problem)
         if len(set(map(repr, choices))) != len(choices):
             raise _param_error(key, expression, "choice values must be distinct")
         return CategoricalDistribution(choices)
-    raise _param_error(key, expression, "not a search expression; use interval(a,b), tag(log, interval(a,b)), choice(...) or range(...)")
+    allowed = "interval(a,b), tag(log, interval(a,b)), choice(...) or range(...)"
+    raise _param_error(key, expression, f"not a search expression; use {allowed}")
 
 
 @dataclass(frozen=True)
@@ -229,9 +231,8 @@ def parse_search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> S
                 raise _param_error(o.key_or_group, line, "a deletion cannot be searched")
             expression = line.split("=", 1)[1]
             value = o.value()
-            searched[o.key_or_group] = SearchParam(
-                o.key_or_group, _distribution(o.key_or_group, expression, value, set(value.tags)), expression, o.is_add()
-            )
+            distribution = _distribution(o.key_or_group, expression, value, set(value.tags))
+            searched[o.key_or_group] = SearchParam(o.key_or_group, distribution, expression, o.is_add())
         else:
             searched.pop(o.key_or_group, None)  # a plain value on the command line fixes a searched key
             cli_fixed.append(line)
@@ -275,7 +276,8 @@ def check_paths(space: SearchSpace, job_config: Mapping[str, Any]) -> None:
             continue
         close = difflib.get_close_matches(p.name, sorted(known), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise _param_error(p.name, p.expression, f"{p.name} is not a key of the config{hint} (use +{p.name} to add a key)")
+        problem = f"{p.name} is not a key of the config{hint} (use +{p.name} to add a key)"
+        raise _param_error(p.name, p.expression, problem)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -437,10 +439,6 @@ class StudySpec:
         return StudySpec(**json.loads((Path(sweep_dir) / STUDY_FILE).read_text()))
 
 
-class TrialDiverged(RuntimeError):
-    """Training produced a non-finite loss."""
-
-
 class EpochReporter:
     """``on_epoch`` callback of a trial's job: report the optimized metric, stop on pruning or divergence.
 
@@ -459,7 +457,9 @@ class EpochReporter:
     def __call__(self, epoch: "EpochMetrics") -> bool:
         self.history.append(epoch)
         if not (math.isfinite(epoch.train_loss) and math.isfinite(epoch.val_loss)):
-            self.diverged = f"diverged at epoch {epoch.epoch}: train/loss={epoch.train_loss:g}, val/loss={epoch.val_loss:g}"
+            self.diverged = (
+                f"diverged at epoch {epoch.epoch}: train/loss={epoch.train_loss:g}, val/loss={epoch.val_loss:g}"
+            )
             return True
         value = intermediate_value(self.metric, self.history)
         self.trial.report(value, epoch.epoch)

@@ -219,7 +219,7 @@ class InitsweepOptunaSweeper(Sweeper):
 
         assert self.config is not None and self.hydra_context is not None
         try:
-            plan = make_plan(self.config, self.hydra_context.config_loader, check_configs=False)
+            plan = make_plan(self.config, self.hydra_context.config_loader)
         except ConfigError as e:
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -318,7 +318,7 @@ class _Study:
                 ]
                 results = self.sweeper.launcher.launch(overrides, initial_job_idx=group[0])
                 self.returns.append(results)
-                for n, ret in zip(group, results):
+                for n, ret in zip(group, results, strict=True):
                     self._tell(by_number[n], *classify(ret))
                     pending.discard(n)
         finally:
