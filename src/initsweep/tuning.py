@@ -505,19 +505,19 @@ class TrialConfigError(RuntimeError):
 
 
 def run_trial(cfg: "DictConfig", number: int, ctx: "JobContext | None" = None) -> float:
-    """Run one trial's job: train and track it (initsweep.job.run), reporting to the trial every epoch.
+    """Run one trial's job: train and track it (initsweep.job), reporting to the trial every epoch.
 
     Outcomes, as the sweeper sees them through the job's return:
     * the metric value -> COMPLETE;
-    * ``optuna.TrialPruned`` -> PRUNED, raised after the MLflow run ended normally: when the pruner said
-      so, and also when training diverged (non-finite loss). A diverged trial is a valid, bad result:
-      pruned, TPE counts it as worse than every finished trial and avoids its region, whereas a FAIL
-      trial would be ignored by the sampler and count toward max_failure_rate;
+    * ``optuna.TrialPruned`` -> PRUNED, raised after the MLflow run ended: when the pruner said so, and
+      also when training diverged (non-finite loss). A diverged trial is a valid, bad result: pruned, TPE
+      counts it as worse than every finished trial and avoids its region, whereas a FAIL trial would be
+      ignored by the sampler and count toward max_failure_rate;
     * any other exception -> FAIL (the MLflow run ends FAILED with the reason).
     """
     import optuna
 
-    from initsweep.job import JobContext, run
+    from initsweep.job import JobContext
 
     ctx = ctx or JobContext.from_hydra()
     spec = StudySpec.read(ctx.sweep_dir)
@@ -526,19 +526,58 @@ def run_trial(cfg: "DictConfig", number: int, ctx: "JobContext | None" = None) -
     trial = load_trial(spec, number)
     reporter = EpochReporter(trial, spec.optimized_metric)
     tags = {"trial_number": number, "optuna.study_name": spec.study_name}
+    epochs = 0
     try:
-        value = run(cfg, ctx, on_epoch=reporter, extra_tags=tags)
+        value, diverged = _run_job(cfg, ctx, reporter, tags)
+        epochs = reporter.epochs + (1 if diverged and not reporter.diverged else 0)
     except ConfigError as e:
         raise TrialConfigError(str(e)) from None
     finally:
-        trial.set_user_attr("epochs", reporter.epochs)
-    if reporter.diverged:
-        raise optuna.TrialPruned(reporter.diverged)
+        trial.set_user_attr("epochs", epochs or reporter.epochs)
+    if diverged:
+        raise optuna.TrialPruned(diverged)
     if reporter.pruned_at is not None:
         raise optuna.TrialPruned(
             f"pruned at epoch {reporter.pruned_at}: {spec.optimized_metric}={reporter.last_value:.4g}"
         )
     return value
+
+
+def mlflow_client(uri: str) -> Any:
+    """initsweep.tracking's client for ``uri`` (``tracking.connect``; ``get_client`` before it was renamed)."""
+    from initsweep import tracking
+
+    connect = getattr(tracking, "connect", None) or getattr(tracking, "get_client")
+    return connect(uri)
+
+
+def _run_job(
+    cfg: "DictConfig", ctx: "JobContext", reporter: EpochReporter, tags: dict[str, Any]
+) -> tuple[float, str | None]:
+    """(value, divergence reason or None) of the trial's job, run by initsweep.job with ``reporter`` as its
+    on_epoch callback and ``tags`` on its MLflow run. A crash raises.
+
+    Two shapes of initsweep.job are served: ``execute(cfg, ctx, on_epoch) -> Outcome`` (the job records
+    crashes and divergence itself and returns an outcome with its run id) and the earlier
+    ``run(cfg, ctx, on_epoch, extra_tags) -> float``.
+    """
+    from initsweep import job
+
+    execute = getattr(job, "execute", None)
+    if execute is None:
+        value = job.run(cfg, ctx, on_epoch=reporter, extra_tags=tags)
+        return value, reporter.diverged
+    outcome = execute(cfg, ctx, on_epoch=reporter)
+    from initsweep import sweep, tracking
+
+    parent = sweep.current_parent(ctx.sweep_dir)
+    if parent is not None and outcome.run_id:
+        tracking.RunLogger(mlflow_client(parent.tracking_uri), outcome.run_id).set_tags(tags)
+    if outcome.error is not None:
+        raise outcome.error
+    if outcome.status == "DIVERGED":
+        return outcome.value, f"diverged at epoch {reporter.epochs + 1}: {outcome.reason}"
+    return outcome.value, reporter.diverged
 
 
 # ---------------------------------------------------------------------------------------------------

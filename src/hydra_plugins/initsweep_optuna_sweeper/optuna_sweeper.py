@@ -252,7 +252,7 @@ class _Study:
             self.sweep_dir
         )
         self.parent = sweep.current_parent(self.sweep_dir)
-        self.client = tracking.get_client(self.parent.tracking_uri) if self.parent else None
+        self.client = tuning.mlflow_client(self.parent.tracking_uri) if self.parent else None
         self.parent_log = tracking.RunLogger(self.client, self.parent.run_id) if self.parent else None
         self.outcomes: list[Outcome] = []
         self.returns: list[Any] = []
