@@ -571,8 +571,9 @@ def _run_job(
     from initsweep import sweep, tracking
 
     parent = sweep.current_parent(ctx.sweep_dir)
-    if parent is not None and outcome.run_id:
-        tracking.RunLogger(mlflow_client(parent.tracking_uri), outcome.run_id).set_tags(tags)
+    if outcome.run_id:  # the run exists (a bad config or store raised before creating it)
+        uri = parent.tracking_uri if parent else tracking.resolve_uri(cfg.get("tracking", {}).get("uri"))
+        tracking.RunLogger(mlflow_client(uri), outcome.run_id).set_tags(tags)
     if outcome.error is not None:
         raise outcome.error
     if outcome.status == "DIVERGED":
