@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.initsweep-installed
 
-.PHONY: setup sweep test test-fast tune ui bench clean
+.PHONY: setup sweep test test-fast tune dashboard ui bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,15 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# An Optuna study of the normal initializer's std (conf/hparams_search/normal_std.yaml); re-running resumes it.
+tune: setup
+	$(PY) train.py -m hparams_search=normal_std
+
+# optuna-dashboard (the `dashboard` extra) on the default study storage.
+dashboard: setup
+	@$(VENV)/bin/optuna-dashboard --version >/dev/null 2>&1 || $(PY) -m pip install -q -e ".[dashboard]"
+	$(VENV)/bin/optuna-dashboard mlruns/optuna/journal.log --host 127.0.0.1 --port 8080
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

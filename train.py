@@ -3,22 +3,15 @@
 Kept thin and import-light so that `--help` and `--cfg job` answer quickly; see src/initsweep/job.py.
 """
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from initsweep.config import ConfigError
     from initsweep.job import run
 
-    try:
-        return run(cfg)
-    except ConfigError as e:
-        print(f"initsweep: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return run(cfg)
 
 
 if __name__ == "__main__":

@@ -136,12 +136,15 @@ class Outcome:
 
 
 def execute(
-    cfg: DictConfig, ctx: JobContext | None = None, on_epoch: Callable[[EpochMetrics], bool] | None = None
+    cfg: DictConfig,
+    ctx: JobContext | None = None,
+    on_epoch: Callable[[EpochMetrics], bool] | None = None,
+    extra_tags: dict[str, Any] | None = None,
 ) -> Outcome:
     """Train and track one job and return its outcome; its value is the ``optimized_metric``.
 
     ``on_epoch`` (optional) sees every epoch's metrics and may return True to stop training early (the
-    tuner's pruning). An invalid config raises ConfigError, an unusable store TrackingError, both before
+    tuner's pruning); ``extra_tags`` go on the run (e.g. the trial number). An invalid config raises ConfigError, an unusable store TrackingError, both before
     any run exists. A diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst
     value for the metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt.
     """
@@ -191,6 +194,7 @@ def execute(
         tags["mlflow.source.git.commit"] = commit
     if diag is not None and diag.warning:
         tags["diag/warning"] = diag.warning
+    tags.update(extra_tags or {})
     logger = tracking.start_run(
         client,
         exp_id,
@@ -281,11 +285,16 @@ def _train_and_log(
 def run(cfg: DictConfig) -> float:
     """The Hydra task function: execute the job and turn its outcome into a return value or an exit.
 
-    Bad config or store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed
+    A job of the Optuna sweeper goes to :func:`initsweep.tuning.run_trial`. Otherwise: bad config or
+    store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed
     single run re-raises; in a multirun the crash is recorded and the sweep goes on (the sweep exits 1 at
     its end). A diverged job is a result: it returns the worst value.
     """
     install_sigterm_handler()
+    from initsweep.tuning import run_trial, trial_number_from_env
+
+    if (trial := trial_number_from_env()) is not None:  # a job of the Optuna sweeper
+        return run_trial(cfg, trial)
     ctx = JobContext.from_hydra()
     try:
         outcome = execute(cfg, ctx)

@@ -55,7 +55,12 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
         d.pop("hydra", None)  # type: ignore[union-attr]
         return OmegaConf.to_container(OmegaConf.create(d), resolve=True)  # type: ignore[return-value]
 
-    if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER or not GlobalHydra.instance().is_initialized():
+    target = config.hydra.sweeper.get("_target_")
+    if target != BASIC_SWEEPER:
+        # A sweeper may check itself and name the configs its jobs can reach (the Optuna sweeper does).
+        own = _sweeper_hook(target)
+        return own(config) if own is not None else [plain(config)]
+    if not GlobalHydra.instance().is_initialized():
         return [plain(config)]
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
@@ -73,6 +78,18 @@ def fixed_overrides(overrides: list[str]) -> tuple[str, ...]:
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     return tuple(o.input_line for o in parsed if not o.is_sweep_override())
+
+
+def _sweeper_hook(target: str | None):
+    """The sweeper class's optional ``initsweep_job_configs(config) -> list[dict]``."""
+    if not target:
+        return None
+    from hydra.utils import get_class
+
+    try:
+        return getattr(get_class(target), "initsweep_job_configs", None)
+    except Exception:  # an unimportable sweeper fails later, with Hydra's own message
+        return None
 
 
 class SweepCallback(Callback):
@@ -105,7 +122,10 @@ class SweepCallback(Callback):
         )
         run_id = self.logger.run_id
         self.logger.set_tags({"initsweep.sweep_id": run_id, "initsweep.overrides": " ".join(overrides)})
-        self.logger.log_params({"n_jobs": len(configs), "sweep_dir": str(config.hydra.sweep.dir)})
+        params = {"sweep_dir": str(config.hydra.sweep.dir)}
+        if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
+            params["n_jobs"] = len(configs)
+        self.logger.log_params(params)
         self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +164,15 @@ class SweepCallback(Callback):
             print(f"Report: {written[0]}")
         except Exception as e:  # a failed report must not leave the parent run open
             print(f"initsweep: the comparison report failed: {e!r}", file=sys.stderr)
+        # A sweeper that tolerates failed jobs decides the parent's status itself (tag initsweep.sweep_status).
+        decided = client.get_run(self.parent.run_id).data.tags.get("initsweep.sweep_status")
+        if decided:
+            self.logger.end(decided)
+            if decided == "FAILED":
+                reason = client.get_run(self.parent.run_id).data.tags.get("failure", "the sweep failed")
+                print(f"initsweep: {reason}", file=sys.stderr)
+                raise SystemExit(1)
+            return
         # A diverged job is a result of the experiment; a crashed one is an error of the sweep.
         crashed = [r.info.run_name for r in runs if r.data.tags.get("failure") == "exception"]
         self.logger.end("FAILED" if crashed else "FINISHED")
