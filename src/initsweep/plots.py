@@ -18,6 +18,15 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path, bottom: float = 0.16, top: float = 0.92) -> Path:
+    """Save and close ``fig`` with fixed margins (tight_layout would cost about half of a plot's time)."""
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=bottom, top=top, wspace=0.3)
+    fig.savefig(path)
+    fig.clf()
+    _pyplot().close(fig)
+    return path
+
+
 def learning_curves(history: Sequence[EpochMetrics], initial_val: tuple[float, float], path: Path) -> Path:
     """Loss and accuracy per epoch (train and val; val also at epoch 0, before training)."""
     plt = _pyplot()
@@ -32,11 +41,7 @@ def learning_curves(history: Sequence[EpochMetrics], initial_val: tuple[float, f
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
+    return _save(fig, path)
 
 
 # A curve with a band: (x values, mean, lower edge, upper edge); lower/upper may equal the mean.
@@ -94,10 +99,7 @@ def signal_propagation(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("x at the bottom: std = 0", fontsize=8, x=0.99, ha="right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path, bottom=0.3 if len(layers) > 8 else 0.16)
 
 
 def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi: int = 80) -> Path:

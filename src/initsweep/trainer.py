@@ -101,19 +101,20 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainerConfig, seed: int) -> Itera
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=generator).to(x.device)
+        # Running sums stay on the device (no .item() per step, which would synchronize a GPU).
         loss_sum = torch.zeros((), device=x.device)
         correct = torch.zeros((), device=x.device, dtype=torch.long)
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
-            xb, yb = x[idx], y[idx]
-            with autocast(x.device, cfg.precision):
-                logits = net(xb)
+            yb = y[idx]
+            with autocast(x.device, cfg.precision):  # forward only; backward runs outside autocast
+                logits = net(x[idx])
                 loss = nn.functional.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == yb).sum()
+            loss_sum.add_(loss.detach(), alpha=len(idx))
+            correct.add_((logits.argmax(1) == yb).sum())
         train_loss, train_acc = loss_sum.item() / n, correct.item() / n
         with autocast(x.device, cfg.precision):
             val_loss, val_acc = evaluate(net, data.x_val, data.y_val)
