@@ -116,6 +116,7 @@ def model_args(args) -> list[str]:
         f"trainer.epochs={args.epochs}",
         f"trainer.batch_size={args.batch_size}",
         f"trainer.device={args.device}",
+        *args.override,
     ]
 
 
@@ -164,6 +165,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--only", default="steps,job,sweep4,parallel", help="comma-separated cases")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra train.py override for the initsweep side, e.g. tracking.log_plots=false")
     p.add_argument("--tiny", action="store_true", help="1 repeat, 2 epochs, width 32, 2-job parallel case")
     p.add_argument("--plain", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -210,7 +213,7 @@ def main() -> None:
                 rows.append((f"e. train.py {flag}", s, float("nan"), 0, "< 2 s"))
 
     print(f"\nepochs={args.epochs} depth={args.depth} width={args.width} batch={args.batch_size} "
-          f"device={args.device} repeats={args.repeats} (medians)\n")
+          f"device={args.device} repeats={args.repeats} overrides={args.override or 'none'} (medians)\n")
     print("| case | initsweep s | reference s | samples/s (initsweep) | ratio | goal |")
     print("|---|---|---|---|---|---|")
     for case, ours, ref, samples, target in rows:
