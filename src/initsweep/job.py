@@ -13,8 +13,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-import traceback
 import time
+import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -144,8 +144,8 @@ def execute(
     """Train and track one job and return its outcome; its value is the ``optimized_metric``.
 
     ``on_epoch`` (optional) sees every epoch's metrics and may return True to stop training early (the
-    tuner's pruning); ``extra_tags`` go on the run (e.g. the trial number). An invalid config raises ConfigError, an unusable store TrackingError, both before
-    any run exists. A diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst
+    tuner's pruning); ``extra_tags`` go on the run (e.g. the trial number). An invalid config raises
+    ConfigError, an unusable store TrackingError, both before any run exists. A diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst
     value for the metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt.
     """
     ctx = ctx or JobContext.from_hydra()
@@ -163,17 +163,18 @@ def execute(
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
 
+    from initsweep import sweep  # the multirun's parent run, if any
+
+    parent = sweep.current_parent(ctx.sweep_dir)
     init_label = ctx.init_choice or config.init.name
+    name = run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ())
     diag_batch = diag = None
     if config.diagnostics.enabled:
         diag_batch = fixed_batch(data.x_train, data.y_train, config.diagnostics.batch_size)
         diag = run_diagnostics(model, diag_batch, config.diagnostics)
         if diag.warning:
-            print(f"initsweep: warning: {run_name(ctx.overrides, init_label, config.seed)}: {diag.warning}", file=sys.stderr)
+            print(f"initsweep: warning: {name}: {diag.warning}", file=sys.stderr)
 
-    from initsweep import sweep  # the multirun's parent run, if any
-
-    parent = sweep.current_parent(ctx.sweep_dir)
     if parent:
         client, exp_id = tracking.connect(parent.tracking_uri), parent.experiment_id
     else:
@@ -195,13 +196,7 @@ def execute(
     if diag is not None and diag.warning:
         tags["diag/warning"] = diag.warning
     tags.update(extra_tags or {})
-    logger = tracking.start_run(
-        client,
-        exp_id,
-        run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ()),
-        tags,
-        parent.run_id if parent else None,
-    )
+    logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
     worst = worst_value(config.optimized_metric)
     try:
         value, diverged = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
