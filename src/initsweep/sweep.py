@@ -118,7 +118,7 @@ class SweepCallback(Callback):
         exp_id = tracking.experiment_id(client, checked[0].experiment_name)
         overrides = list(config.hydra.overrides.task)
         self.logger = tracking.start_run(
-            client, exp_id, " ".join(["sweep", *overrides]) if overrides else "sweep", {"initsweep.role": "sweep"}
+            client, exp_id, " ".join(["sweep", *overrides]) if overrides else "sweep", {tracking.SWEEP_ROLE_TAG: "sweep"}
         )
         run_id = self.logger.run_id
         self.logger.set_tags({"initsweep.sweep_id": run_id, "initsweep.overrides": " ".join(overrides)})

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -207,10 +207,6 @@ def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str) -> list:
         order_by=["attributes.start_time ASC"],
     )
     return list(runs)
-
-
-def is_terminal(status: str) -> bool:
-    return RunStatus.is_terminated(RunStatus.from_string(status))
 
 
 # ---------------------------------------------------------------------------------------------------
