@@ -62,8 +62,12 @@ def plain_train(data, init: str, args) -> float:
     model = nn.Sequential(*layers, nn.Linear(fan_in, 10)).to(x.device)
     for m in model:
         if isinstance(m, nn.Linear):
-            {"zeros": nn.init.zeros_, "ones": nn.init.ones_, "normal": nn.init.normal_,
-             "uniform": lambda w: nn.init.uniform_(w, -1, 1)}[init](m.weight)
+            {
+                "zeros": nn.init.zeros_,
+                "ones": nn.init.ones_,
+                "normal": nn.init.normal_,
+                "uniform": lambda w: nn.init.uniform_(w, -1, 1),
+            }[init](m.weight)
             nn.init.zeros_(m.bias)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     gen = torch.Generator().manual_seed(0)
@@ -121,16 +125,30 @@ def model_args(args) -> list[str]:
 
 
 def plain_cmd(args, inits: str) -> list[str]:
-    return [sys.executable, __file__, "--plain", inits, "--epochs", str(args.epochs), "--width", str(args.width),
-            "--depth", str(args.depth), "--batch-size", str(args.batch_size), "--device", args.device]
+    return [
+        sys.executable,
+        __file__,
+        "--plain",
+        inits,
+        "--epochs",
+        str(args.epochs),
+        "--width",
+        str(args.width),
+        "--depth",
+        str(args.depth),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+    ]
 
 
 def bench_steps(args) -> tuple[float, float]:
     """(plain loop training seconds, initsweep trainer training seconds), in this process."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import compose
     from omegaconf import OmegaConf
 
+    from conftest import compose
     from initsweep import data as datasets
     from initsweep.config import validate
     from initsweep.initializers import initialize
@@ -165,8 +183,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--only", default="steps,job,sweep4,parallel", help="comma-separated cases")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra train.py override for the initsweep side, e.g. tracking.log_plots=false")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra train.py override for the initsweep side, e.g. tracking.log_plots=false",
+    )
     p.add_argument("--tiny", action="store_true", help="1 repeat, 2 epochs, width 32, 2-job parallel case")
     p.add_argument("--plain", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -195,7 +218,9 @@ def main() -> None:
             plain = median_of(args.repeats, lambda: timed(plain_cmd(args, "normal"), cwd))
             add("b. one job, process wall time", ours, plain, 1, "<= 1.3 x plain")
         if "sweep4" in cases:
-            ours = median_of(args.repeats, lambda: timed([*train, "-m", f"init={','.join(INITS)}", *model_args(args)], cwd))
+            ours = median_of(
+                args.repeats, lambda: timed([*train, "-m", f"init={','.join(INITS)}", *model_args(args)], cwd)
+            )
             plain = median_of(args.repeats, lambda: timed(plain_cmd(args, ",".join(INITS)), cwd))
             add("c. 4-initializer sweep", ours, plain, 4, "<= 1.3 x plain")
         if "parallel" in cases:
@@ -203,25 +228,39 @@ def main() -> None:
             basic = median_of(args.repeats, lambda: timed([*train, "-m", seeds, *model_args(args)], cwd))
             joblib = median_of(
                 args.repeats,
-                lambda: timed([*train, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", seeds, *model_args(args)], cwd),
+                lambda: timed(
+                    [*train, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", seeds, *model_args(args)], cwd
+                ),
             )
-            rows.append((f"d. {n_parallel}-job sweep, joblib n_jobs=2 vs basic launcher", joblib, basic,
-                         n_parallel * args.epochs * n_train, "<= 0.7 x basic"))
+            rows.append(
+                (
+                    f"d. {n_parallel}-job sweep, joblib n_jobs=2 vs basic launcher",
+                    joblib,
+                    basic,
+                    n_parallel * args.epochs * n_train,
+                    "<= 0.7 x basic",
+                )
+            )
         if "startup" in cases or not args.tiny:
             for flag in ("--help", "--cfg job"):
-                s = median_of(args.repeats, lambda: timed([*train, *flag.split()], cwd))
+                s = median_of(args.repeats, lambda flag=flag: timed([*train, *flag.split()], cwd))
                 rows.append((f"e. train.py {flag}", s, float("nan"), 0, "< 2 s"))
 
-    print(f"\nepochs={args.epochs} depth={args.depth} width={args.width} batch={args.batch_size} "
-          f"device={args.device} repeats={args.repeats} overrides={args.override or 'none'} (medians)\n")
+    print(
+        f"\nepochs={args.epochs} depth={args.depth} width={args.width} batch={args.batch_size} "
+        f"device={args.device} repeats={args.repeats} overrides={args.override or 'none'} (medians)\n"
+    )
     print("| case | initsweep s | reference s | samples/s (initsweep) | ratio | goal |")
     print("|---|---|---|---|---|---|")
     for case, ours, ref, samples, target in rows:
         ratio = ours / ref if ref == ref else float("nan")
         sps = f"{samples / ours:,.0f}" if samples else "-"
         ref_s = f"{ref:.2f}" if ref == ref else "-"
-        print(f"| {case} | {ours:.2f} | {ref_s} | {sps} | {ratio:.2f} | {target} |" if ref == ref
-              else f"| {case} | {ours:.2f} | - | - | - | {target} |")
+        print(
+            f"| {case} | {ours:.2f} | {ref_s} | {sps} | {ratio:.2f} | {target} |"
+            if ref == ref
+            else f"| {case} | {ours:.2f} | - | - | - | {target} |"
+        )
 
 
 if __name__ == "__main__":

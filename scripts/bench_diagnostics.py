@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -60,8 +60,10 @@ def main() -> None:
     print(f"diagnose (batch {len(x)}):     wall {diag[0] * 1e3:7.1f} ms   cpu {diag[1] * 1e3:7.1f} ms")
     print(f"signal_propagation.png: wall {plot[0] * 1e3:7.1f} ms   cpu {plot[1] * 1e3:7.1f} ms")
     print(f"{config.trainer.epochs}-epoch training:     wall {train[0]:7.2f} s    cpu {train[1]:7.2f} s")
-    print(f"diagnostics add {100 * (diag[0] + plot[0]) / train[0]:.1f}% to the training's wall time "
-          f"({100 * diag[0] / train[0]:.1f}% without the PNG)")
+    print(
+        f"diagnostics add {100 * (diag[0] + plot[0]) / train[0]:.1f}% to the training's wall time "
+        f"({100 * diag[0] / train[0]:.1f}% without the PNG)"
+    )
 
 
 if __name__ == "__main__":

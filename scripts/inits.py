@@ -32,8 +32,7 @@ def catalogue_table() -> str:
     """One row per scheme: ``init=NAME``, its parameters, its formula (std(W) is what every run logs as
     ``init/<layer>/weight_std_expected``), and the reference or remark."""
     rows = [
-        [f"`{s.name}`", parameters(s.name), s.formula.replace("|", "\\|"), s.summary or ""]
-        for s in SCHEMES.values()
+        [f"`{s.name}`", parameters(s.name), s.formula.replace("|", "\\|"), s.summary or ""] for s in SCHEMES.values()
     ]
     return markdown_table(["init", "parameters (defaults)", "formula", "notes"], rows)
 

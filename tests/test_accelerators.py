@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import train_history
 
+from conftest import train_history
 from initsweep.config import ConfigError
 from initsweep.trainer import resolve_device
 
@@ -24,7 +24,9 @@ def test_asking_for_an_absent_cuda_is_a_config_error():
 
 def test_bf16_autocast_trains_to_about_the_same_accuracy():
     fp32 = train_history(["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=4"])
-    bf16 = train_history(["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=4", "trainer.precision=bf16"])
+    bf16 = train_history(
+        ["init=uniform", "init.low=-0.1", "init.high=0.1", "trainer.epochs=4", "trainer.precision=bf16"]
+    )
     assert bf16[-1].val_acc > 0.85
     assert abs(bf16[-1].val_acc - fp32[-1].val_acc) < 0.05
     assert bf16[-1].train_loss != fp32[-1].train_loss  # bf16 really ran

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONF, compose
 from omegaconf import OmegaConf
 
+from conftest import CONF, compose
 from initsweep.config import ConfigError, validate
 
 GROUPS = ("model", "data", "init", "trainer", "tracking")
@@ -36,7 +36,11 @@ def test_every_group_option_composes_and_validates(group, option, tmp_path):
 def test_defaults_are_the_documented_experiment():
     config = _validated([])
     assert (config.model.name, config.model.depth, config.model.width, config.model.activation) == (
-        "mlp", 2, 256, "relu")
+        "mlp",
+        2,
+        256,
+        "relu",
+    )
     assert config.data.name == "digits"
     assert config.init.name == "normal" and config.init.params == {"mean": 0.0, "std": 1.0}
     assert config.init.bias == "zeros"

@@ -77,7 +77,9 @@ def test_cnn_on_flat_data_is_refused_before_training() -> None:
         build_model(cfg.model, (20,), 3)
 
 
-@pytest.mark.parametrize("bad,key", [(["model.kernel_size=4"], "model.kernel_size"), (["model.channels=[8,0]"], "model.channels")])
+@pytest.mark.parametrize(
+    "bad,key", [(["model.kernel_size=4"], "model.kernel_size"), (["model.channels=[8,0]"], "model.channels")]
+)
 def test_cnn_bad_settings(bad: list[str], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         _config(["model=cnn", *bad])
@@ -106,8 +108,9 @@ def test_idx_files_from_a_local_path(tmp_path: Path, gz: bool) -> None:
     model = build_model(_config(["model=cnn", "data=idx", f"data.path={folder}"]).model, d.input_shape, 3)
     assert model(d.x_test).shape == (20, 3)
     # without test files: test_fraction of the training files
-    _, d2 = _load(["data=idx", f"data.path={folder}", "data.test_images=null", "data.test_labels=null",
-                   "data.max_train=30"])
+    _, d2 = _load(
+        ["data=idx", f"data.path={folder}", "data.test_images=null", "data.test_labels=null", "data.max_train=30"]
+    )
     assert len(d2.x_train) + len(d2.x_val) + len(d2.x_test) == 30
 
 

@@ -41,8 +41,12 @@ def test_logged_init_metrics_match_the_formula_on_the_cnn(store: Path) -> None:
     _job(store, ["model=cnn", "init=kaiming_normal", "init.mode=fan_out", "init.output=zeros"])
     m = _metrics(store)
     # (layer, number of weights, formula std): fan_out = out_channels * k*k for convs, out for Linear
-    layers = [("conv1", 16 * 9, math.sqrt(2 / (16 * 9))), ("conv2", 32 * 16 * 9, math.sqrt(2 / (32 * 9))),
-              ("fc1", 64 * 128, math.sqrt(2 / 64)), ("out", 10 * 64, 0.0)]
+    layers = [
+        ("conv1", 16 * 9, math.sqrt(2 / (16 * 9))),
+        ("conv2", 32 * 16 * 9, math.sqrt(2 / (32 * 9))),
+        ("fc1", 64 * 128, math.sqrt(2 / 64)),
+        ("out", 10 * 64, 0.0),
+    ]
     for layer, n, expected in layers:
         assert m[f"init/{layer}/weight_std_expected"] == pytest.approx(expected, rel=1e-6)
         tol = 6 / math.sqrt(2 * n) * expected + 1e-12  # 6 standard errors of a normal sample's std
@@ -86,7 +90,8 @@ def test_torch_function_as_custom_target(store: Path) -> None:
 def test_custom_initializer_from_a_users_module_on_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "userinits").mkdir()
     (tmp_path / "userinits" / "__init__.py").write_text("")
-    (tmp_path / "userinits" / "schemes.py").write_text(textwrap.dedent('''
+    (tmp_path / "userinits" / "schemes.py").write_text(
+        textwrap.dedent('''
         import torch
 
         def checkerboard_(tensor, scale=1.0):
@@ -95,10 +100,12 @@ def test_custom_initializer_from_a_users_module_on_the_command_line(tmp_path: Pa
             signs[1::2] = -1
             with torch.no_grad():
                 return tensor.copy_(scale * signs.reshape(tensor.shape))
-    '''))
+    ''')
+    )
     result = run_train(
         ["init=custom", "init._target_=userinits.schemes.checkerboard_", "+init.scale=0.05", *QUICK],
-        cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), **ONE_THREAD},
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), **ONE_THREAD},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     (only,) = all_runs(tmp_path)

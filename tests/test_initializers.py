@@ -128,7 +128,9 @@ def test_constant_schemes(name: str) -> None:
 
 def test_truncated_normal_cutoffs_are_in_std_units() -> None:
     torch.manual_seed(0)
-    w, _ = _init_weight(nn.Linear(500, 400), "truncated_normal", {"mean": 1.0, "std": 0.1, "lower_sd": -1, "upper_sd": 0.5})
+    w, _ = _init_weight(
+        nn.Linear(500, 400), "truncated_normal", {"mean": 1.0, "std": 0.1, "lower_sd": -1, "upper_sd": 0.5}
+    )
     assert w.min() >= 1.0 - 0.1 - 1e-6 and w.max() <= 1.0 + 0.05 + 1e-6
     assert w.min() < 0.91 and w.max() > 1.04  # it does fill the whole interval
 
@@ -185,10 +187,17 @@ def test_pytorch_default_is_exactly_pytorchs_own_layer_init() -> None:
         assert torch.equal(ours.weight, theirs.weight) and torch.equal(ours.bias, theirs.bias)
 
 
-def _spec(name: str, params: dict[str, Any], bias: str = "zeros", bias_value: float = 0.0,
-          output: str | None = None, output_params: dict[str, Any] | None = None) -> SimpleNamespace:
-    return SimpleNamespace(name=name, params=params, bias=bias, bias_value=bias_value, output=output,
-                           output_params=output_params or {})
+def _spec(
+    name: str,
+    params: dict[str, Any],
+    bias: str = "zeros",
+    bias_value: float = 0.0,
+    output: str | None = None,
+    output_params: dict[str, Any] | None = None,
+) -> SimpleNamespace:
+    return SimpleNamespace(
+        name=name, params=params, bias=bias, bias_value=bias_value, output=output, output_params=output_params or {}
+    )
 
 
 def test_bias_options_and_output_layer() -> None:
@@ -224,13 +233,17 @@ def test_lsuv_reaches_unit_output_variance(activation: str) -> None:
     from initsweep.models import CNN, MLP
 
     x = torch.randn(512, 1, 8, 8) * 3 + 1
-    for model in (MLP(64, 10, depth=4, width=128, activation=activation),
-                  CNN((1, 8, 8), 10, (8, 16), 3, True, 32, activation)):
+    for model in (
+        MLP(64, 10, depth=4, width=128, activation=activation),
+        CNN((1, 8, 8), 10, (8, 16), 3, True, 32, activation),
+    ):
         p = {"tol": 0.05, "max_iter": 20, "batch_size": 512}
         stats = initialize(model, _spec("lsuv", p), activation, batch=x)
         outputs = {}
-        hooks = [m.register_forward_hook(lambda mod, i, o, n=n: outputs.__setitem__(n, o))
-                 for n, m in I.init_layers(model)]
+        hooks = [
+            m.register_forward_hook(lambda mod, i, o, n=n, out=outputs: out.__setitem__(n, o))
+            for n, m in I.init_layers(model)
+        ]
         with torch.no_grad():
             model(x)
         for h in hooks:

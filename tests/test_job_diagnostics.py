@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import client_for, compose
 
+from conftest import client_for, compose
 from initsweep.config import ConfigError
 from initsweep.job import JobContext, execute, group_name, run_name
 
@@ -50,7 +50,7 @@ def test_diagnostics_repeat_every_k_epochs_without_changing_training(tmp_path, t
     assert sorted(steps) == [0, 1, 2]
     assert not any(k.startswith("diag/") for k in b.data.metrics)
     for key in ("val/acc", "train/loss"):
-        hist = lambda r: [(h.step, h.value) for h in client.get_metric_history(r.info.run_id, key)]  # noqa: E731
+        hist = lambda r, key=key: [(h.step, h.value) for h in client.get_metric_history(r.info.run_id, key)]  # noqa: E731
         assert sorted(hist(a)) == sorted(hist(b))
 
 

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TRAIN, all_runs, client_for, run_train
 
+from conftest import TRAIN, all_runs, client_for, run_train
 from initsweep import tracking
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT, CONF, all_runs, client_for, run_train, store_uri
 
+from conftest import CONF, ROOT, all_runs, client_for, run_train, store_uri
 from initsweep.report import Estimate, comparison, comparison_table, group_of, mean_ci, short_labels
 
 
@@ -32,8 +32,15 @@ def test_estimate_format():
     assert Estimate(math.nan, math.nan, 0).format("{:.3f}") == "-"
 
 
-def _run(name: str, job: int, metrics: dict, group: str | None = None, status: str = "FINISHED", seed: int = 0,
-         failure: str | None = None):
+def _run(
+    name: str,
+    job: int,
+    metrics: dict,
+    group: str | None = None,
+    status: str = "FINISHED",
+    seed: int = 0,
+    failure: str | None = None,
+):
     tags = {"initsweep.job_num": str(job)}
     if failure is not None:
         tags["failure"] = failure
@@ -116,9 +123,10 @@ def test_report_of_a_two_by_two_sweep_matches_mlflow(tmp_path):
     runs = all_runs(tmp_path)
     (parent,) = [r for r in runs if r.data.tags.get("initsweep.role") == "sweep"]
     jobs = [r for r in runs if r is not parent]
-    assert sorted(r.data.tags["initsweep.group"] for r in jobs) == ["init=normal trainer.epochs=2"] * 2 + [
-        "init=zeros trainer.epochs=2"
-    ] * 2
+    assert (
+        sorted(r.data.tags["initsweep.group"] for r in jobs)
+        == ["init=normal trainer.epochs=2"] * 2 + ["init=zeros trainer.epochs=2"] * 2
+    )
 
     rows = _table(text, "configuration")
     assert [(r[0], r[1]) for r in rows] == [("init=zeros", "2"), ("init=normal", "2")]
@@ -151,7 +159,10 @@ def test_report_of_a_two_by_two_sweep_matches_mlflow(tmp_path):
     def report_cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "report.py"), *args, "--tracking-uri", store_uri(tmp_path)],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
             env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
         )
 
@@ -161,5 +172,9 @@ def test_report_of_a_two_by_two_sweep_matches_mlflow(tmp_path):
     assert out.stdout.strip() == str(report_md.relative_to(tmp_path)) and report_md.read_text() == text
     out = report_cli("initsweep", "--out", "by_experiment")
     assert out.returncode == 0, out.stderr
-    assert _table((tmp_path / "by_experiment" / "report.md").read_text(), "configuration") == _table(text, "configuration")
-    assert re.search(r"Every job run of MLflow experiment `initsweep`", (tmp_path / "by_experiment" / "report.md").read_text())
+    assert _table((tmp_path / "by_experiment" / "report.md").read_text(), "configuration") == _table(
+        text, "configuration"
+    )
+    assert re.search(
+        r"Every job run of MLflow experiment `initsweep`", (tmp_path / "by_experiment" / "report.md").read_text()
+    )

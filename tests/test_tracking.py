@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FAST, all_runs, client_for, run_train
 
+from conftest import FAST, all_runs, client_for, run_train
 from initsweep import tracking
 
 pytestmark = pytest.mark.slow
@@ -66,9 +66,7 @@ def test_single_run_is_a_plain_run(tmp_path: Path):
 
 def test_environment_uri_wins_over_the_default_store(tmp_path: Path):
     other = tmp_path / "elsewhere"
-    proc = run_train(
-        ["trainer.epochs=1"], cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{other / 'store.db'}"}
-    )
+    proc = run_train(["trainer.epochs=1"], cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{other / 'store.db'}"})
     assert proc.returncode == 0, proc.stderr
     assert (other / "store.db").exists()
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()

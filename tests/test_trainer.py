@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import torch
-from conftest import compose, train_history
 from omegaconf import OmegaConf
 
+from conftest import compose, train_history
 from initsweep import data as datasets
 from initsweep.config import validate
 from initsweep.trainer import summarize

@@ -128,8 +128,15 @@ def test_rerunning_the_command_resumes_the_study(pruned_study):
 
 def test_two_joblib_workers_share_the_study_and_lose_nothing(tmp_path):
     proc = run_train(
-        ["-m", "hparams_search=normal_std", *QUICK, "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=none",
-         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        [
+            "-m",
+            "hparams_search=normal_std",
+            *QUICK,
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.pruner=none",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -165,9 +172,16 @@ def grid_seed_failing_first(bad: str) -> int:
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
     bad = unavailable_device()
     proc = run_train(
-        ["-m", "hparams_search=normal_std", *QUICK, "init.std=0.05", f"trainer.device=choice({bad},cpu)",
-         "hydra.sweeper.sampler=grid", f"hydra.sweeper.seed={grid_seed_failing_first(bad)}",
-         "hydra.sweeper.max_failure_rate=0.5"],
+        [
+            "-m",
+            "hparams_search=normal_std",
+            *QUICK,
+            "init.std=0.05",
+            f"trainer.device=choice({bad},cpu)",
+            "hydra.sweeper.sampler=grid",
+            f"hydra.sweeper.seed={grid_seed_failing_first(bad)}",
+            "hydra.sweeper.max_failure_rate=0.5",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -189,8 +203,14 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
 def test_max_failure_rate_stops_the_study_cleanly(tmp_path):
     bad = unavailable_device()
     proc = run_train(
-        ["-m", "hparams_search=normal_std", *QUICK, f"trainer.device={bad}",
-         "hydra.sweeper.n_trials=5", "hydra.sweeper.max_failure_rate=0.2"],
+        [
+            "-m",
+            "hparams_search=normal_std",
+            *QUICK,
+            f"trainer.device={bad}",
+            "hydra.sweeper.n_trials=5",
+            "hydra.sweeper.max_failure_rate=0.2",
+        ],
         cwd=tmp_path,
     )
     assert proc.returncode == 1

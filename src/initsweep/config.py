@@ -90,7 +90,7 @@ class _Split(_ValSplit):
     test_fraction: float = Field(0.15, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _fractions_leave_training_data(self) -> "_Split":
+    def _fractions_leave_training_data(self) -> _Split:
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
         return self
@@ -152,15 +152,13 @@ class IDXConfig(_Split):
         return value
 
     @model_validator(mode="after")
-    def _test_pair(self) -> "IDXConfig":
+    def _test_pair(self) -> IDXConfig:
         if (self.test_images is None) != (self.test_labels is None):
             raise ValueError("test_images and test_labels must both be set or both be null")
         return self
 
 
-DataConfig = Annotated[
-    Union[DigitsConfig, CirclesConfig, MNIST1DConfig, IDXConfig], Field(discriminator="name")
-]
+DataConfig = Annotated[Union[DigitsConfig, CirclesConfig, MNIST1DConfig, IDXConfig], Field(discriminator="name")]
 # Datasets whose samples are flat feature vectors (no channel / spatial axes): no convolution possible.
 FLAT_DATA = ("circles",)
 

@@ -35,7 +35,7 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
-    def to(self, device: torch.device) -> "Dataset":
+    def to(self, device: torch.device) -> Dataset:
         """A copy with every tensor moved to ``device`` (done once per job, not per batch)."""
         moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
         return Dataset(name=self.name, num_classes=self.num_classes, **moved)
@@ -148,7 +148,9 @@ def _idx(cfg: IDXConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.
         return x, y, None, None
     xt, yt = _idx_arrays(cfg, "test_images", "test_labels")
     if xt.shape[1:] != x.shape[1:]:
-        raise ConfigError(f"data.test_images: sample shape {xt.shape[1:]} differs from data.train_images' {x.shape[1:]}")
+        raise ConfigError(
+            f"data.test_images: sample shape {xt.shape[1:]} differs from data.train_images' {x.shape[1:]}"
+        )
     return x, y, xt, yt
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal, Mapping, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import torch
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -90,7 +91,7 @@ class UniformParams(_Params):
     high: float = Field(1.0, description="upper bound")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "UniformParams":
+    def _ordered(self) -> UniformParams:
         if self.low > self.high:
             raise ValueError(f"init.low = {self.low} must not exceed init.high = {self.high}")
         return self
@@ -103,7 +104,7 @@ class TruncatedNormalParams(_Params):
     upper_sd: float = Field(2.0, description="upper cut-off in std units: W <= mean + upper_sd * std")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "TruncatedNormalParams":
+    def _ordered(self) -> TruncatedNormalParams:
         if not self.lower_sd < self.upper_sd:
             raise ValueError(f"lower_sd ({self.lower_sd}) must be below upper_sd ({self.upper_sd})")
         return self
@@ -144,7 +145,9 @@ class IdentityParams(_Params):
     def _known_fallback(cls, value: str | None) -> str | None:
         allowed = identity_fallbacks()
         if value is not None and value not in allowed:
-            raise ValueError(f"unknown fallback; use null (error on non-square weights) or one of: {', '.join(allowed)}")
+            raise ValueError(
+                f"unknown fallback; use null (error on non-square weights) or one of: {', '.join(allowed)}"
+            )
         return value
 
 
@@ -448,17 +451,46 @@ def _no_fill(w: Tensor, p: Any, s: Site) -> None:  # lsuv: applied model-wide by
 SCHEMES: dict[str, Scheme] = {
     s.name: s
     for s in (
-        Scheme("zeros", "W = 0", NoParams, lambda w, p, s: constant_(w, 0.0), lambda p, s: 0.0,
-               summary="all units identical: symmetry is never broken"),
-        Scheme("ones", "W = 1", NoParams, lambda w, p, s: constant_(w, 1.0), lambda p, s: 0.0,
-               summary="all units identical: symmetry is never broken"),
-        Scheme("constant", "W = value", ConstantParams, lambda w, p, s: constant_(w, p.value),
-               lambda p, s: 0.0, summary="all units identical"),
-        Scheme("normal", "W ~ N(mean, std^2)", NormalParams, lambda w, p, s: normal_(w, p.mean, p.std),
-               lambda p, s: p.std, summary="scale independent of the layer's size"),
-        Scheme("uniform", "W ~ U(low, high); std = (high - low) / sqrt(12)", UniformParams,
-               lambda w, p, s: uniform_(w, p.low, p.high), lambda p, s: (p.high - p.low) / math.sqrt(12),
-               summary="scale independent of the layer's size"),
+        Scheme(
+            "zeros",
+            "W = 0",
+            NoParams,
+            lambda w, p, s: constant_(w, 0.0),
+            lambda p, s: 0.0,
+            summary="all units identical: symmetry is never broken",
+        ),
+        Scheme(
+            "ones",
+            "W = 1",
+            NoParams,
+            lambda w, p, s: constant_(w, 1.0),
+            lambda p, s: 0.0,
+            summary="all units identical: symmetry is never broken",
+        ),
+        Scheme(
+            "constant",
+            "W = value",
+            ConstantParams,
+            lambda w, p, s: constant_(w, p.value),
+            lambda p, s: 0.0,
+            summary="all units identical",
+        ),
+        Scheme(
+            "normal",
+            "W ~ N(mean, std^2)",
+            NormalParams,
+            lambda w, p, s: normal_(w, p.mean, p.std),
+            lambda p, s: p.std,
+            summary="scale independent of the layer's size",
+        ),
+        Scheme(
+            "uniform",
+            "W ~ U(low, high); std = (high - low) / sqrt(12)",
+            UniformParams,
+            lambda w, p, s: uniform_(w, p.low, p.high),
+            lambda p, s: (p.high - p.low) / math.sqrt(12),
+            summary="scale independent of the layer's size",
+        ),
         Scheme(
             "truncated_normal",
             "W ~ N(mean, std^2) cut to [mean + a*std, mean + b*std], a = lower_sd, b = upper_sd; "
@@ -468,26 +500,54 @@ SCHEMES: dict[str, Scheme] = {
             lambda p, s: p.std * truncated_std_factor(p.lower_sd, p.upper_sd),
             summary="cut-offs in std units (as Keras); torch's trunc_normal_ takes absolute a, b",
         ),
-        Scheme("xavier_uniform", "W ~ U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)); "
-               "std = gain * sqrt(2 / (fan_in + fan_out))", XavierParams,
-               lambda w, p, s: variance_scaling_(w, _xavier_std(p, s), "uniform"), _xavier_std,
-               summary="Glorot & Bengio 2010"),
-        Scheme("xavier_normal", "W ~ N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))", XavierParams,
-               lambda w, p, s: variance_scaling_(w, _xavier_std(p, s), "normal"), _xavier_std,
-               summary="Glorot & Bengio 2010"),
-        Scheme("kaiming_uniform", "W ~ U(-b, b), b = sqrt(3) * gain(nonlinearity, a) / sqrt(fan_mode); "
-               "std = gain / sqrt(fan_mode)", KaimingParams,
-               lambda w, p, s: variance_scaling_(w, _kaiming_std(p, s), "uniform"), _kaiming_std,
-               summary="He et al. 2015"),
-        Scheme("kaiming_normal", "W ~ N(0, std^2), std = gain(nonlinearity, a) / sqrt(fan_mode)", KaimingParams,
-               lambda w, p, s: variance_scaling_(w, _kaiming_std(p, s), "normal"), _kaiming_std,
-               summary="He et al. 2015"),
-        Scheme("lecun_uniform", "W ~ U(-b, b), b = sqrt(3 / fan_in); std = 1 / sqrt(fan_in)", NoParams,
-               lambda w, p, s: variance_scaling_(w, _lecun_std(p, s), "uniform"), _lecun_std,
-               summary="LeCun et al. 1998; Keras lecun_uniform"),
-        Scheme("lecun_normal", "W ~ N(0, (s/0.8796)^2) cut at 2 of its std, s = 1 / sqrt(fan_in); std = s",
-               NoParams, lambda w, p, s: variance_scaling_(w, _lecun_std(p, s), "truncated_normal"), _lecun_std,
-               summary="Keras lecun_normal (truncated normal), for SELU"),
+        Scheme(
+            "xavier_uniform",
+            "W ~ U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)); std = gain * sqrt(2 / (fan_in + fan_out))",
+            XavierParams,
+            lambda w, p, s: variance_scaling_(w, _xavier_std(p, s), "uniform"),
+            _xavier_std,
+            summary="Glorot & Bengio 2010",
+        ),
+        Scheme(
+            "xavier_normal",
+            "W ~ N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))",
+            XavierParams,
+            lambda w, p, s: variance_scaling_(w, _xavier_std(p, s), "normal"),
+            _xavier_std,
+            summary="Glorot & Bengio 2010",
+        ),
+        Scheme(
+            "kaiming_uniform",
+            "W ~ U(-b, b), b = sqrt(3) * gain(nonlinearity, a) / sqrt(fan_mode); std = gain / sqrt(fan_mode)",
+            KaimingParams,
+            lambda w, p, s: variance_scaling_(w, _kaiming_std(p, s), "uniform"),
+            _kaiming_std,
+            summary="He et al. 2015",
+        ),
+        Scheme(
+            "kaiming_normal",
+            "W ~ N(0, std^2), std = gain(nonlinearity, a) / sqrt(fan_mode)",
+            KaimingParams,
+            lambda w, p, s: variance_scaling_(w, _kaiming_std(p, s), "normal"),
+            _kaiming_std,
+            summary="He et al. 2015",
+        ),
+        Scheme(
+            "lecun_uniform",
+            "W ~ U(-b, b), b = sqrt(3 / fan_in); std = 1 / sqrt(fan_in)",
+            NoParams,
+            lambda w, p, s: variance_scaling_(w, _lecun_std(p, s), "uniform"),
+            _lecun_std,
+            summary="LeCun et al. 1998; Keras lecun_uniform",
+        ),
+        Scheme(
+            "lecun_normal",
+            "W ~ N(0, (s/0.8796)^2) cut at 2 of its std, s = 1 / sqrt(fan_in); std = s",
+            NoParams,
+            lambda w, p, s: variance_scaling_(w, _lecun_std(p, s), "truncated_normal"),
+            _lecun_std,
+            summary="Keras lecun_normal (truncated normal), for SELU",
+        ),
         Scheme(
             "variance_scaling",
             "std = sqrt(scale / n), n = fan_in | fan_out | (fan_in + fan_out)/2; drawn from N(0, std^2), "
@@ -497,26 +557,63 @@ SCHEMES: dict[str, Scheme] = {
             lambda p, s: variance_scaling_std(s.shape, p.scale, p.mode),
             summary="the general form: Xavier, Kaiming and LeCun are special cases",
         ),
-        Scheme("orthogonal", "W = gain * Q, Q with orthonormal rows or columns (W viewed as out x in*k); "
-               "std ~ gain / sqrt(max(out, in*k))", OrthogonalParams,
-               lambda w, p, s: orthogonal_(w, resolve_gain(p.gain, s.activation)), _orthogonal_std, iid=False,
-               summary="Saxe et al. 2014"),
-        Scheme("identity", "W = gain * I (Conv: Dirac delta at the kernel centre); non-square weights: "
-               "fallback (eye = rectangular identity, a scheme, or null = error)", IdentityParams,
-               _identity_fill, _identity_std, iid=False, summary="torch eye_ / dirac_; Le et al. 2015"),
-        Scheme("sparse", "each column: ceil(sparsity * out) zeros, the rest ~ N(0, std^2); "
-               "std(W) = std * sqrt(1 - ceil(sparsity * out) / out)", SparseParams,
-               lambda w, p, s: sparse_(w, p.sparsity, p.std), lambda p, s: sparse_std(s.shape, p.sparsity, p.std),
-               iid=False, summary="Martens 2010"),
-        Scheme("pytorch_default", "W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); std = 1 / sqrt(3 fan_in)", NoParams,
-               lambda w, p, s: pytorch_default_(w, s.fan_in), lambda p, s: 1.0 / math.sqrt(3 * s.fan_in),
-               summary="nn.Linear/ConvNd reset_parameters (kaiming_uniform_, a = sqrt(5))"),
-        Scheme("lsuv", "orthogonal pre-init, then per layer (in forward order) W /= sqrt(Var(layer output)) on "
-               "a training batch until |Var - 1| < tol or max_iter; expected std = measured", LSUVParams,
-               _no_fill, lambda p, s: None, iid=False, summary="Mishkin & Matas 2016, data-dependent"),
-        Scheme("custom", "fn(W, **kwargs) for init._target_ = fn's dotted path; expected std = measured",
-               CustomParams, lambda w, p, s: _call_custom(w, p), lambda p, s: None, iid=False,
-               summary="any torch.nn.init-style function"),
+        Scheme(
+            "orthogonal",
+            "W = gain * Q, Q with orthonormal rows or columns (W viewed as out x in*k); "
+            "std ~ gain / sqrt(max(out, in*k))",
+            OrthogonalParams,
+            lambda w, p, s: orthogonal_(w, resolve_gain(p.gain, s.activation)),
+            _orthogonal_std,
+            iid=False,
+            summary="Saxe et al. 2014",
+        ),
+        Scheme(
+            "identity",
+            "W = gain * I (Conv: Dirac delta at the kernel centre); non-square weights: "
+            "fallback (eye = rectangular identity, a scheme, or null = error)",
+            IdentityParams,
+            _identity_fill,
+            _identity_std,
+            iid=False,
+            summary="torch eye_ / dirac_; Le et al. 2015",
+        ),
+        Scheme(
+            "sparse",
+            "each column: ceil(sparsity * out) zeros, the rest ~ N(0, std^2); "
+            "std(W) = std * sqrt(1 - ceil(sparsity * out) / out)",
+            SparseParams,
+            lambda w, p, s: sparse_(w, p.sparsity, p.std),
+            lambda p, s: sparse_std(s.shape, p.sparsity, p.std),
+            iid=False,
+            summary="Martens 2010",
+        ),
+        Scheme(
+            "pytorch_default",
+            "W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); std = 1 / sqrt(3 fan_in)",
+            NoParams,
+            lambda w, p, s: pytorch_default_(w, s.fan_in),
+            lambda p, s: 1.0 / math.sqrt(3 * s.fan_in),
+            summary="nn.Linear/ConvNd reset_parameters (kaiming_uniform_, a = sqrt(5))",
+        ),
+        Scheme(
+            "lsuv",
+            "orthogonal pre-init, then per layer (in forward order) W /= sqrt(Var(layer output)) on "
+            "a training batch until |Var - 1| < tol or max_iter; expected std = measured",
+            LSUVParams,
+            _no_fill,
+            lambda p, s: None,
+            iid=False,
+            summary="Mishkin & Matas 2016, data-dependent",
+        ),
+        Scheme(
+            "custom",
+            "fn(W, **kwargs) for init._target_ = fn's dotted path; expected std = measured",
+            CustomParams,
+            lambda w, p, s: _call_custom(w, p),
+            lambda p, s: None,
+            iid=False,
+            summary="any torch.nn.init-style function",
+        ),
     )
 }
 
@@ -603,8 +700,10 @@ def check_init(
     check_params(name, params)
     if output is not None:
         if output not in output_schemes():
-            raise ValueError(f"init.output = {output!r}: unknown; use null (same as the other layers) or one of: "
-                             f"{', '.join(output_schemes())}")
+            raise ValueError(
+                f"init.output = {output!r}: unknown; use null (same as the other layers) or one of: "
+                f"{', '.join(output_schemes())}"
+            )
         check_params(output, output_params, prefix="init.output_params")
     elif output_params:
         raise ValueError("init.output_params: given but init.output is null; set init.output=SCHEME as well")
@@ -666,8 +765,9 @@ def _call_custom(w: Tensor, p: CustomParams) -> None:
     try:
         result = fn(w, **p.kwargs)
     except Exception as e:  # noqa: BLE001 - any failure of user code becomes a clear message
-        raise InitError(f"init._target_ = {p.target!r} failed on a tensor of shape {tuple(w.shape)}: "
-                        f"{type(e).__name__}: {e}") from e
+        raise InitError(
+            f"init._target_ = {p.target!r} failed on a tensor of shape {tuple(w.shape)}: {type(e).__name__}: {e}"
+        ) from e
     if isinstance(result, Tensor) and result is not w and result.shape == w.shape:
         w.copy_(result)  # a function that returns a new tensor instead of filling in place
 
@@ -687,9 +787,7 @@ def _fill_bias(module: nn.Module, scheme: Scheme, p: Any, site: Site, bias: str,
         constant_(module.bias, value if bias == "constant" else 0.0)
 
 
-def initialize(
-    model: nn.Module, init: InitSpec, activation: str, batch: Tensor | None = None
-) -> list[LayerStats]:
+def initialize(model: nn.Module, init: InitSpec, activation: str, batch: Tensor | None = None) -> list[LayerStats]:
     """Initialize every Linear/Conv layer of ``model`` in place and return each weight's statistics.
 
     The output layer gets ``init.output`` (with ``init.output_params``) when set. Biases follow
@@ -703,7 +801,10 @@ def initialize(
     plan: dict[str, tuple[Scheme, Any]] = {}
     for layer_name, _ in layers:
         if layer_name == out_name and init.output is not None:
-            plan[layer_name] = (SCHEMES[init.output], check_params(init.output, init.output_params, "init.output_params"))
+            plan[layer_name] = (
+                SCHEMES[init.output],
+                check_params(init.output, init.output_params, "init.output_params"),
+            )
         elif init.name == "lsuv":
             plan[layer_name] = (SCHEMES["orthogonal"], OrthogonalParams(gain=1.0))  # LSUV's pre-init
         else:

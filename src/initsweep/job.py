@@ -15,10 +15,11 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -45,7 +46,7 @@ class JobContext:
     parallel_jobs: int = 1  # jobs running at once on this machine (the joblib launcher's n_jobs)
 
     @staticmethod
-    def from_hydra() -> "JobContext":
+    def from_hydra() -> JobContext:
         """The running Hydra job's context; an empty one outside Hydra (e.g. in tests)."""
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -90,7 +91,9 @@ def run_name(overrides: tuple[str, ...], init_name: str, seed: int, fixed: tuple
     return f"{group_name(tuple(o for o in overrides if o not in fixed), init_name)} seed={seed}"
 
 
-def run_diagnostics(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], cfg: DiagnosticsConfig) -> Diagnostics:
+def run_diagnostics(
+    model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], cfg: DiagnosticsConfig
+) -> Diagnostics:
     """:func:`initsweep.diagnostics.diagnose` with the config's settings; adds ``time/diag_s``."""
     t0 = time.perf_counter()
     diag = diagnose(model, *batch, cfg.warn_factor, cfg.duplicate_tol, cfg.saturation_tol)
@@ -145,8 +148,9 @@ def execute(
 
     ``on_epoch`` (optional) sees every epoch's metrics and may return True to stop training early (the
     tuner's pruning); ``extra_tags`` go on the run (e.g. the trial number). An invalid config raises
-    ConfigError, an unusable store TrackingError, both before any run exists. A diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst
-    value for the metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt.
+    ConfigError, an unusable store TrackingError, both before any run exists. A diverged or crashed job
+    ends its run FAILED (tag ``failure``) and returns the worst value for the metric's direction; Ctrl-C or
+    SIGTERM ends it KILLED and propagates KeyboardInterrupt.
     """
     ctx = ctx or JobContext.from_hydra()
     raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -302,8 +306,10 @@ def run(cfg: DictConfig) -> float:
     if outcome.error is not None:
         if ctx.sweep_dir is None:
             raise outcome.error
-        print(f"initsweep: job {ctx.job_num} failed ({outcome.reason}); traceback in run {outcome.run_id}",
-              file=sys.stderr)
+        print(
+            f"initsweep: job {ctx.job_num} failed ({outcome.reason}); traceback in run {outcome.run_id}",
+            file=sys.stderr,
+        )
     return outcome.value
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from initsweep.trainer import EpochMetrics
 
@@ -76,8 +76,15 @@ def _log_line(ax, xs: Sequence[float], values: Sequence[float], **style) -> None
     ax.plot(xs, _positive(values), **style)
     zeros = [x for x, v in zip(xs, values) if v <= 0]
     if zeros:
-        ax.plot(zeros, [0.03] * len(zeros), "x", color=style.get("color"), ms=7, transform=ax.get_xaxis_transform(),
-                clip_on=False)
+        ax.plot(
+            zeros,
+            [0.03] * len(zeros),
+            "x",
+            color=style.get("color"),
+            ms=7,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+        )
 
 
 def signal_propagation(

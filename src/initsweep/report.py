@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # (column title, metric key, format)
 SUMMARY_COLUMNS = (
@@ -135,7 +136,9 @@ def group_runs(runs: Sequence[Any]) -> dict[str, list[Any]]:
     return groups
 
 
-def comparison(runs: Sequence[Any], keys: Sequence[str] = tuple(k for _, k, _ in COMPARISON_COLUMNS)) -> list[GroupStats]:
+def comparison(
+    runs: Sequence[Any], keys: Sequence[str] = tuple(k for _, k, _ in COMPARISON_COLUMNS)
+) -> list[GroupStats]:
     """Per configuration, mean ± 95% CI over seeds of each metric in ``keys``, over the runs that are
     results: FINISHED, or diverged (a diverged run is an outcome of the experiment; crashed or killed
     runs are left out)."""
@@ -153,7 +156,9 @@ def comparison_table(stats: Sequence[GroupStats]) -> str:
     """Markdown: one row per configuration, mean ± 95% CI over seeds of the comparison metrics."""
     rows = []
     for g in stats:
-        n = f"{len(g.finished)}" + (f" (+{len(g.runs) - len(g.finished)} crashed or killed)" if len(g.runs) > len(g.finished) else "")
+        n = f"{len(g.finished)}" + (
+            f" (+{len(g.runs) - len(g.finished)} crashed or killed)" if len(g.runs) > len(g.finished) else ""
+        )
         rows.append([g.label, n, *(g.estimates[k].format(fmt) for _, k, fmt in COMPARISON_COLUMNS)])
     return markdown_table(["configuration", "seeds", *(t for t, _, _ in COMPARISON_COLUMNS)], rows)
 
@@ -232,7 +237,9 @@ def init_table(client: Any, stats: Sequence[GroupStats]) -> str:
     rows = []
     ln_c = None
     for g in stats:
-        loss = mean_ci([r.data.metrics["diag/initial_loss"] for r in g.finished if "diag/initial_loss" in r.data.metrics])
+        loss = mean_ci(
+            [r.data.metrics["diag/initial_loss"] for r in g.finished if "diag/initial_loss" in r.data.metrics]
+        )
         ln_c = ln_c or next((r.data.metrics.get("diag/ln_num_classes") for r in g.finished), None)
         profiles = [init_profile(client, r) for r in g.finished]
         layers = sorted({layer for p in profiles for layer in p}, key=_layer_order)
@@ -273,8 +280,14 @@ def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, so
             out_dir / "learning_curves.png",
         )
         paths.append(path)
-        lines += ["## Learning curves", "", "Mean over seeds; shaded: 95% confidence interval.", "",
-                  f"![learning curves]({path.name})", ""]
+        lines += [
+            "## Learning curves",
+            "",
+            "Mean over seeds; shaded: 95% confidence interval.",
+            "",
+            f"![learning curves]({path.name})",
+            "",
+        ]
     act, grad = profile_bands(client, stats, "act_std"), profile_bands(client, stats, "grad_out_std")
     if any(act.values()):
         path = band_panels(

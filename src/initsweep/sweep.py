@@ -118,7 +118,10 @@ class SweepCallback(Callback):
         exp_id = tracking.experiment_id(client, checked[0].experiment_name)
         overrides = list(config.hydra.overrides.task)
         self.logger = tracking.start_run(
-            client, exp_id, " ".join(["sweep", *overrides]) if overrides else "sweep", {tracking.SWEEP_ROLE_TAG: "sweep"}
+            client,
+            exp_id,
+            " ".join(["sweep", *overrides]) if overrides else "sweep",
+            {tracking.SWEEP_ROLE_TAG: "sweep"},
         )
         run_id = self.logger.run_id
         self.logger.set_tags({"initsweep.sweep_id": run_id, "initsweep.overrides": " ".join(overrides)})
@@ -146,8 +149,10 @@ class SweepCallback(Callback):
         client = tracking.connect(self.parent.tracking_uri)
         runs = tracking.child_runs(client, self.parent.experiment_id, self.parent.run_id)
         table = report.summary_table(runs)
-        print(f"\nSweep {self.parent.sweep_id} ({len(runs)} runs) in MLflow experiment "
-              f"{self.parent.experiment_id}:\n{table}")
+        print(
+            f"\nSweep {self.parent.sweep_id} ({len(runs)} runs) in MLflow experiment "
+            f"{self.parent.experiment_id}:\n{table}"
+        )
         sweep_dir = Path(config.hydra.sweep.dir)
         (sweep_dir / "summary.md").write_text(table + "\n")
         self.logger.log_artifact(sweep_dir / "summary.md")

@@ -13,9 +13,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -227,7 +228,10 @@ def latest_sweep(client: MlflowClient) -> Any | None:
     if not exp_ids:
         return None
     runs = client.search_runs(
-        exp_ids, filter_string=f"tags.`{SWEEP_ROLE_TAG}` = 'sweep'", max_results=1, order_by=["attributes.start_time DESC"]
+        exp_ids,
+        filter_string=f"tags.`{SWEEP_ROLE_TAG}` = 'sweep'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
     )
     return runs[0] if runs else None
 

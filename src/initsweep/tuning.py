@@ -19,10 +19,11 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from initsweep.config import ConfigError
 
@@ -55,7 +56,7 @@ def metric_direction(metric: str) -> str:
     return "minimize" if "loss" in metric.rsplit("/", 1)[-1] else "maximize"
 
 
-def intermediate_value(metric: str, history: Sequence["EpochMetrics"]) -> float:
+def intermediate_value(metric: str, history: Sequence[EpochMetrics]) -> float:
     """What ``metric`` would be if training stopped after the last epoch of ``history``.
 
     val/acc_best = max val acc so far, val/loss_best = min val loss so far, val/acc_final = last val acc,
@@ -295,7 +296,7 @@ def _kwargs_error(kind: str, name: str, cls: type, error: Exception) -> ConfigEr
 
 def make_sampler(
     name: str, kwargs: Mapping[str, Any] | None = None, seed: int | None = None, space: SearchSpace | None = None
-) -> "optuna.samplers.BaseSampler":
+) -> optuna.samplers.BaseSampler:
     """The sampler called ``name`` (see SAMPLERS), seeded; grid and bruteforce need a finite space."""
     from optuna import samplers
 
@@ -344,7 +345,7 @@ def _ask_tell(cls: type) -> type:
     return type(cls.__name__, (cls,), {"after_trial": after_trial, "__doc__": cls.__doc__})
 
 
-def make_pruner(name: str, kwargs: Mapping[str, Any] | None = None) -> "optuna.pruners.BasePruner":
+def make_pruner(name: str, kwargs: Mapping[str, Any] | None = None) -> optuna.pruners.BasePruner:
     """The pruner called ``name`` (see PRUNERS); ``none`` never prunes.
 
     percentile defaults to percentile=25 (prune below the best quarter's threshold when maximizing).
@@ -382,7 +383,7 @@ def resolve_storage(spec: str | None) -> str:
     return str(Path(spec).expanduser().resolve())
 
 
-def open_storage(spec: str) -> "optuna.storages.BaseStorage | str":
+def open_storage(spec: str) -> optuna.storages.BaseStorage | str:
     """A journal file path -> JournalStorage with a file backend (safe for several processes on one
     machine); an RDB URL is returned as is for Optuna to open."""
     if "://" in spec:
@@ -402,7 +403,7 @@ def default_study_name(experiment_name: str, space: SearchSpace) -> str:
     return " ".join([experiment_name, *sorted(space.fixed), *searched])
 
 
-def existing_study_direction(storage: "optuna.storages.BaseStorage | str", study_name: str) -> str | None:
+def existing_study_direction(storage: optuna.storages.BaseStorage | str, study_name: str) -> str | None:
     """The direction of ``study_name`` in ``storage``, or None if there is no such study."""
     import optuna
 
@@ -433,7 +434,7 @@ class StudySpec:
         return path
 
     @staticmethod
-    def read(sweep_dir: Path | None) -> "StudySpec | None":
+    def read(sweep_dir: Path | None) -> StudySpec | None:
         if sweep_dir is None or not (Path(sweep_dir) / STUDY_FILE).exists():
             return None
         return StudySpec(**json.loads((Path(sweep_dir) / STUDY_FILE).read_text()))
@@ -446,7 +447,7 @@ class EpochReporter:
     and marks the trial as diverged; :func:`run_trial` then prunes it (see there).
     """
 
-    def __init__(self, trial: "optuna.Trial", metric: str):
+    def __init__(self, trial: optuna.Trial, metric: str):
         self.trial = trial
         self.metric = metric
         self.history: list[EpochMetrics] = []
@@ -454,7 +455,7 @@ class EpochReporter:
         self.diverged: str | None = None
         self.last_value: float | None = None
 
-    def __call__(self, epoch: "EpochMetrics") -> bool:
+    def __call__(self, epoch: EpochMetrics) -> bool:
         self.history.append(epoch)
         if not (math.isfinite(epoch.train_loss) and math.isfinite(epoch.val_loss)):
             self.diverged = (
@@ -480,7 +481,7 @@ def trial_number_from_env() -> int | None:
     return int(raw) if raw not in (None, "") else None
 
 
-def load_trial(spec: StudySpec, number: int) -> "optuna.Trial":
+def load_trial(spec: StudySpec, number: int) -> optuna.Trial:
     """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner.
 
     The sampler is a RandomSampler: the job never samples (its values come as overrides), and a
@@ -504,7 +505,7 @@ class TrialConfigError(RuntimeError):
     """A trial's config is invalid: the trial fails, the study goes on."""
 
 
-def run_trial(cfg: "DictConfig", number: int, ctx: "JobContext | None" = None) -> float:
+def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> float:
     """Run one trial's job: train and track it (initsweep.job), reporting to the trial every epoch.
 
     Outcomes, as the sweeper sees them through the job's return:
@@ -544,7 +545,7 @@ def run_trial(cfg: "DictConfig", number: int, ctx: "JobContext | None" = None) -
 
 
 def _run_job(
-    cfg: "DictConfig", ctx: "JobContext", reporter: EpochReporter, tags: dict[str, Any]
+    cfg: DictConfig, ctx: JobContext, reporter: EpochReporter, tags: dict[str, Any]
 ) -> tuple[float, str | None]:
     """(value, divergence reason or None) of the trial's job, run by initsweep.job with ``reporter`` as its
     on_epoch callback and ``tags`` on its MLflow run. A crash raises."""
@@ -562,7 +563,7 @@ def _run_job(
 # End of a study: plots
 
 
-def study_plots(study: "optuna.Study", param_names: Sequence[str], out_dir: Path) -> list[Path]:
+def study_plots(study: optuna.Study, param_names: Sequence[str], out_dir: Path) -> list[Path]:
     """Optuna's matplotlib plots as PNGs: optimization history, intermediate values, the objective against
     each parameter (one slice plot per parameter) and parameter importances (two or more parameters).
     A plot Optuna cannot draw yet (too few finished trials) is skipped."""

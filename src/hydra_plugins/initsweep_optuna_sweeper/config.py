@@ -1,7 +1,7 @@
 """The sweeper's settings (``hydra.sweeper.*``), registered as ``hydra/sweeper=initsweep_optuna``."""
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -13,7 +13,7 @@ class InitsweepOptunaSweeperConf:
     # tpe | random | grid | qmc | gp | nsga2 | bruteforce | cmaes (cmaes needs `pip install cmaes`)
     sampler: str = "tpe"
     # Passed to the sampler's constructor, e.g. {n_startup_trials: 5} for tpe.
-    sampler_kwargs: Dict[str, Any] = field(default_factory=dict)
+    sampler_kwargs: dict[str, Any] = field(default_factory=dict)
     # auto = minimize when optimized_metric is a loss, else maximize
     direction: str = "auto"
     # Trials this invocation runs (a resumed study goes on numbering).
@@ -23,7 +23,7 @@ class InitsweepOptunaSweeperConf:
     # median | percentile | successive_halving | hyperband | threshold | none
     pruner: str = "median"
     # Passed to the pruner's constructor, e.g. {n_startup_trials: 5, n_warmup_steps: 2} for median.
-    pruner_kwargs: Dict[str, Any] = field(default_factory=dict)
+    pruner_kwargs: dict[str, Any] = field(default_factory=dict)
     # null = Optuna journal file <cwd>/mlruns/optuna/journal.log (safe for several processes on one
     # machine); any other path = a journal file there; an RDB URL (sqlite:///x.db, postgresql://...).
     storage: Optional[str] = None
@@ -36,7 +36,7 @@ class InitsweepOptunaSweeperConf:
     max_failure_rate: float = 0.25
     # The search space in Hydra's sweep syntax: {config.key: "interval(a,b)" | "tag(log, interval(a,b))"
     # | "tag(int, interval(a,b))" | "choice(a,b,...)" | "range(start,stop,step)" | plain value}.
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 ConfigStore.instance().store(

@@ -15,9 +15,10 @@ Heavy imports (optuna, mlflow, torch) stay inside the functions: Hydra imports t
 import logging
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Optional
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -214,7 +215,7 @@ class InitsweepOptunaSweeper(Sweeper):
         n_jobs = int(n_jobs)
         return max(1, os.cpu_count() or 1) if n_jobs < 0 else max(1, n_jobs)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from initsweep.config import ConfigError
 
         assert self.config is not None and self.hydra_context is not None
@@ -393,8 +394,13 @@ class _Study:
                     self.client,
                     self.parent.experiment_id,
                     f"trial {o.number} {shown}",
-                    {**tags, "initsweep.job_num": o.number, "initsweep.sweep_id": self.parent.sweep_id,
-                     "failure": "exception", "failure.reason": o.reason},
+                    {
+                        **tags,
+                        "initsweep.job_num": o.number,
+                        "initsweep.sweep_id": self.parent.sweep_id,
+                        "failure": "exception",
+                        "failure.reason": o.reason,
+                    },
                     self.parent.run_id,
                 )
                 logger.log_params({k: str(v) for k, v in o.params.items()})
