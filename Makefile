@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.initsweep-installed
 
-.PHONY: setup sweep test test-fast tune dashboard ui bench clean
+.PHONY: setup sweep test test-fast lint tune dashboard ui bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,12 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# Format and lint (ruff) and the import graph's contracts (import-linter, see pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff format --check src tests scripts train.py
+	$(VENV)/bin/ruff check src tests scripts train.py
+	$(VENV)/bin/lint-imports
 
 # An Optuna study of the normal initializer's std (conf/hparams_search/normal_std.yaml); re-running resumes it.
 tune: setup

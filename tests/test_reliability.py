@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 
 from conftest import TRAIN, all_runs, client_for, run_train
-from initsweep import tracking
+from initsweep.protocol import Tag
 
 pytestmark = pytest.mark.slow
 
 
 def _children(directory: Path) -> list:
-    return [r for r in all_runs(directory) if tracking.PARENT_TAG in r.data.tags]
+    return [r for r in all_runs(directory) if Tag.PARENT in r.data.tags]
 
 
 def _parent(directory: Path):
-    (parent,) = [r for r in all_runs(directory) if tracking.PARENT_TAG not in r.data.tags]
+    (parent,) = [r for r in all_runs(directory) if Tag.PARENT not in r.data.tags]
     return parent
 
 

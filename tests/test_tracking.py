@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, all_runs, client_for, run_train
-from initsweep import tracking
+from initsweep.protocol import Tag
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +21,8 @@ def test_two_job_multirun_layout(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     client = client_for(tmp_path)
     runs = all_runs(tmp_path)
-    parents = [r for r in runs if tracking.PARENT_TAG not in r.data.tags]
-    children = [r for r in runs if tracking.PARENT_TAG in r.data.tags]
+    parents = [r for r in runs if Tag.PARENT not in r.data.tags]
+    children = [r for r in runs if Tag.PARENT in r.data.tags]
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED"
@@ -32,7 +32,7 @@ def test_two_job_multirun_layout(tmp_path: Path):
     assert set(by_init) == {"zeros", "normal"}
     for name, run in by_init.items():
         assert run.info.status == "FINISHED"
-        assert run.data.tags[tracking.PARENT_TAG] == parent.info.run_id
+        assert run.data.tags[Tag.PARENT] == parent.info.run_id
         assert run.data.tags["initsweep.sweep_id"] == parent.data.tags["initsweep.sweep_id"]
         assert run.data.tags["initsweep.overrides"] == f"init={name} trainer.epochs=3"
         assert run.info.run_name == f"init={name} seed=0"
@@ -58,7 +58,7 @@ def test_single_run_is_a_plain_run(tmp_path: Path):
     proc = run_train(["init=uniform", "trainer.epochs=2", "experiment_name=solo"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (run,) = all_runs(tmp_path)
-    assert tracking.PARENT_TAG not in run.data.tags
+    assert Tag.PARENT not in run.data.tags
     assert run.info.status == "FINISHED"
     assert client_for(tmp_path).get_experiment(run.info.experiment_id).name == "solo"
     assert run.data.tags["initsweep.init"] == "uniform"

@@ -14,17 +14,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from conftest import CONF
 from initsweep.config import ConfigError
+from initsweep.protocol import direction as metric_direction
+from initsweep.search_space import format_override, grid_points, parse_search_space
 from initsweep.trainer import EpochMetrics
-from initsweep.tuning import (
-    EpochReporter,
-    format_override,
-    grid_points,
-    intermediate_value,
-    make_pruner,
-    make_sampler,
-    metric_direction,
-    parse_search_space,
-)
+from initsweep.trial import EpochReporter, intermediate_value
+from initsweep.tuning import make_pruner, make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -170,21 +164,30 @@ def test_reporter_reports_every_epoch_and_stops_when_pruned():
     trial = study.ask()
     reporter = EpochReporter(trial, "val/acc_best")
     assert reporter(epoch(1, 0.2)) is True  # below the median of the finished trial: prune
-    assert reporter.pruned_at == 1 and reporter.last_value == 0.2
+    assert reporter.last_value == 0.2
     assert study.trials[1].intermediate_values == {1: 0.2}
 
 
-def test_reporter_stops_on_divergence_without_reporting_it():
-    study = optuna.create_study(direction="maximize", pruner=make_pruner("none"))
-    reporter = EpochReporter(study.ask(), "val/acc_best")
-    assert reporter(epoch(1, 0.5)) is False
-    assert reporter(epoch(2, 0.1, train_loss=float("nan"))) is True
-    assert "diverged at epoch 2" in reporter.diverged
-    assert study.trials[0].intermediate_values == {1: 0.5}
+def test_reporter_does_not_report_a_non_finite_value():
+    """Divergence itself is decided by trainer.divergence (one place), after the reporter saw the epoch."""
+    study = optuna.create_study(direction="minimize", pruner=make_pruner("none"))
+    reporter = EpochReporter(study.ask(), "val/loss_best")
+    assert reporter(epoch(1, 0.5, val_loss=0.7)) is False
+    assert reporter(epoch(2, 0.1, val_loss=float("inf"))) is False
+    assert study.trials[0].intermediate_values == {1: 0.7}
+
+
+def test_divergence_is_decided_in_one_place():
+    from initsweep.trainer import divergence
+
+    assert divergence(epoch(1, 0.5, train_loss=float("nan")), 2.3, None) == "train loss is nan"
+    assert divergence(epoch(1, 0.5, val_loss=float("inf")), 2.3, None) == "val loss is inf"
+    assert "> 1000 x initial loss 2.3" in divergence(epoch(1, 0.5, train_loss=5000.0), 2.3, 1000.0)
+    assert divergence(epoch(1, 0.5, train_loss=2.0), 2.3, 1000.0) is None
 
 
 def test_job_returns_become_trial_states():
-    from hydra_plugins.initsweep_optuna_sweeper.optuna_sweeper import classify, consecutive_groups
+    from hydra_plugins.initsweep_optuna_sweeper._study import classify, consecutive_groups
 
     def ret(value, status=JobStatus.COMPLETED):
         r = JobReturn()
@@ -210,7 +213,7 @@ def plan_for(overrides: list[str], tmp_path: Path, monkeypatch):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from hydra_plugins.initsweep_optuna_sweeper.optuna_sweeper import make_plan
+    from initsweep.tuning import make_plan
 
     monkeypatch.chdir(tmp_path)  # the default storage lives under the working directory
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -228,7 +231,7 @@ def test_every_overlay_gives_a_valid_study(overlay, tmp_path, monkeypatch):
         pytest.skip(f"conf/init/{needs}.yaml is not in this checkout (the initializer catalogue adds it)")
     plan = plan_for([f"hparams_search={overlay}"], tmp_path, monkeypatch)
     assert plan.space.params and plan.direction == "minimize" and plan.metric == "val/loss_best"
-    assert plan.settings["sampler"] == "tpe"
+    assert plan.settings.sampler == "tpe"
     assert plan.storage == str(tmp_path / "mlruns" / "optuna" / "journal.log")
     assert len(plan.checked_configs) == 2 * len(plan.space.params)  # both bounds of every interval
     assert not (tmp_path / "mlruns").exists()  # checking creates nothing
@@ -249,7 +252,7 @@ def test_every_overlay_gives_a_valid_study(overlay, tmp_path, monkeypatch):
     ],
 )
 def test_bad_sweeper_settings_are_refused_by_the_plan(override, message, tmp_path, monkeypatch):
-    """make_plan is what SweepCallback.on_multirun_start calls (through the sweeper's hook) before any run."""
+    """make_plan is what SweepCallback.on_multirun_start calls (through tuning.plan_for) before any run."""
     with pytest.raises(ConfigError) as e:
         plan_for(["hparams_search=normal_std", override], tmp_path, monkeypatch)
     assert message in str(e.value)
@@ -279,7 +282,9 @@ def test_an_existing_study_is_continued_only_when_allowed(tmp_path, monkeypatch)
 def test_a_diverging_job_is_pruned_with_its_reason(tmp_path, tmp_store):
     from conftest import client_for, compose
     from initsweep.job import JobContext
-    from initsweep.tuning import StudySpec, open_storage, run_trial
+    from initsweep.protocol import StudySpec
+    from initsweep.trial import run_trial
+    from initsweep.tuning import open_storage
 
     storage = str(tmp_path / "journal.log")
     study = optuna.create_study(storage=open_storage(storage), study_name="s", direction="minimize")

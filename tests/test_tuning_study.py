@@ -159,7 +159,8 @@ def test_two_joblib_workers_share_the_study_and_lose_nothing(tmp_path):
 
 def grid_seed_failing_first(bad: str) -> int:
     """A sampler seed whose grid order over trainer.device=choice(bad, cpu) starts with the failing device."""
-    from initsweep.tuning import make_sampler, parse_search_space
+    from initsweep.search_space import parse_search_space
+    from initsweep.tuning import make_sampler
 
     space = parse_search_space({}, [f"trainer.device=choice({bad},cpu)"])
     for seed in range(50):

@@ -7,30 +7,28 @@ what is allowed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from initsweep import idx, initializers
+from initsweep.protocol import SUMMARY_METRICS
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "gelu", "selu")
 
-# Summary metrics every job logs at its end; any of them can be the sweep's optimized_metric.
-# Metrics whose name ends in "loss"/"loss_best"/"loss_final" are minimized, the others maximized.
-SUMMARY_METRICS = (
-    "val/acc_best",
-    "val/loss_best",
-    "val/acc_final",
-    "test/acc",
-    "test/loss",
-    "train/loss_final",
-)
 
-
-def direction(metric: str) -> Literal["minimize", "maximize"]:
-    """Losses are minimized, everything else (accuracies) maximized."""
-    return "minimize" if "loss" in metric else "maximize"
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> ``{"a.b.c": "value"}`` (dotted keys, values as strings; lists as their string form)."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
 
 
 class ConfigError(ValueError):
@@ -219,7 +217,7 @@ class Config(_Strict):
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     seed: int = 0
     experiment_name: str = Field("initsweep", min_length=1)
-    optimized_metric: Literal[SUMMARY_METRICS] = "val/acc_best"  # type: ignore[valid-type]
+    optimized_metric: Literal[tuple(SUMMARY_METRICS)] = "val/acc_best"  # type: ignore[valid-type]
 
 
 def _describe(error: dict[str, Any]) -> str:

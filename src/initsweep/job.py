@@ -1,18 +1,16 @@
 """One job: validate the config, build data and model, initialize, train, and track it all in MLflow.
 
-:func:`run` is what ``train.py`` calls for every Hydra job. It returns the value of ``optimized_metric``
-so that any Hydra sweeper can optimize it.
+:func:`execute` runs a job and returns its :class:`JobOutcome`; :func:`run_job` is the task of a plain
+(non-trial) job and turns that outcome into a return value or an exit code. The job knows nothing of
+Optuna: a study's job side (``initsweep.trial``) calls :func:`execute` with its per-epoch callback.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -22,14 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from initsweep import data as datasets
 from initsweep import tracking
-from initsweep.config import Config, ConfigError, DiagnosticsConfig, direction, validate
+from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
 from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.models import build_model
+from initsweep.protocol import Failure, JobStatus, Parent, Tag, worst_value
 from initsweep.trainer import EpochMetrics, divergence, evaluate, fit, resolve_device, summarize
 
 
@@ -48,9 +49,6 @@ class JobContext:
     @staticmethod
     def from_hydra() -> JobContext:
         """The running Hydra job's context; an empty one outside Hydra (e.g. in tests)."""
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
         if not HydraConfig.initialized():
             return JobContext()
         hc = HydraConfig.get()
@@ -128,14 +126,17 @@ def init_metrics(stats: list[LayerStats]) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """How a job ended. status: FINISHED, DIVERGED (run FAILED, tag failure=diverged) or FAILED."""
+class JobOutcome:
+    """How a job ended. ``value`` is its optimized metric (the worst value unless FINISHED); ``epochs`` the
+    epochs trained; ``stopped_at`` the epoch after which the ``on_epoch`` callback stopped training."""
 
     value: float
-    status: str
+    status: JobStatus
     run_id: str
+    epochs: int = 0
     reason: str | None = None
     error: Exception | None = None
+    stopped_at: int | None = None
 
 
 def execute(
@@ -143,14 +144,14 @@ def execute(
     ctx: JobContext | None = None,
     on_epoch: Callable[[EpochMetrics], bool] | None = None,
     extra_tags: dict[str, Any] | None = None,
-) -> Outcome:
+) -> JobOutcome:
     """Train and track one job and return its outcome; its value is the ``optimized_metric``.
 
-    ``on_epoch`` (optional) sees every epoch's metrics and may return True to stop training early (the
-    tuner's pruning); ``extra_tags`` go on the run (e.g. the trial number). An invalid config raises
-    ConfigError, an unusable store TrackingError, both before any run exists. A diverged or crashed job
-    ends its run FAILED (tag ``failure``) and returns the worst value for the metric's direction; Ctrl-C or
-    SIGTERM ends it KILLED and propagates KeyboardInterrupt.
+    ``on_epoch`` (optional) sees every epoch's metrics, before any stopping decision, and may return True to
+    stop training early (a study's pruning); ``extra_tags`` go on the run (e.g. the trial number). An
+    invalid config raises ConfigError, an unusable store TrackingError, both before any run exists. A
+    diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst value for the
+    metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt.
     """
     ctx = ctx or JobContext.from_hydra()
     raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -167,9 +168,7 @@ def execute(
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
 
-    from initsweep import sweep  # the multirun's parent run, if any
-
-    parent = sweep.current_parent(ctx.sweep_dir)
+    parent = Parent.read(ctx.sweep_dir)  # the multirun's parent run, if any
     init_label = ctx.init_choice or config.init.name
     name = run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ())
     diag_batch = diag = None
@@ -185,46 +184,52 @@ def execute(
         client = tracking.connect(tracking.resolve_uri(config.tracking.uri))
         exp_id = tracking.experiment_id(client, config.experiment_name)
 
-    tags = {
-        "initsweep.init": init_label,
-        "initsweep.overrides": " ".join(ctx.overrides),
-        "initsweep.group": group_name(ctx.overrides, init_label),
-        "mlflow.source.name": "train.py",
+    tags: dict[str, Any] = {
+        Tag.INIT: init_label,
+        Tag.OVERRIDES: " ".join(ctx.overrides),
+        Tag.GROUP: group_name(ctx.overrides, init_label),
+        Tag.SOURCE_NAME: "train.py",
     }
     if parent:
-        tags["initsweep.sweep_id"] = parent.sweep_id
+        tags[Tag.SWEEP_ID] = parent.sweep_id
     if ctx.job_num is not None:
-        tags["initsweep.job_num"] = ctx.job_num
+        tags[Tag.JOB_NUM] = ctx.job_num
     if commit := git_commit():
-        tags["mlflow.source.git.commit"] = commit
+        tags[Tag.GIT_COMMIT] = commit
     if diag is not None and diag.warning:
-        tags["diag/warning"] = diag.warning
+        tags[Tag.DIAG_WARNING] = diag.warning
     tags.update(extra_tags or {})
     logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
     worst = worst_value(config.optimized_metric)
     try:
-        value, diverged = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
+        trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
     except KeyboardInterrupt:
-        logger.set_tags({"failure": "interrupted"})
+        logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
         logger.end("KILLED")
         raise
     except Exception as e:  # noqa: BLE001 - a crashed job is recorded, not lost
-        logger.set_tags({"failure": "exception", "failure.reason": f"{type(e).__name__}: {e}"[:5000]})
+        reason = f"{type(e).__name__}: {e}"
+        logger.set_tags({Tag.FAILURE: Failure.EXCEPTION.value, Tag.FAILURE_REASON: reason[:5000]})
         logger.log_text(traceback.format_exc(), "traceback.txt")
         logger.end("FAILED")
-        return Outcome(worst, "FAILED", logger.run_id, f"{type(e).__name__}: {e}", e)
-    if diverged:
-        logger.set_tags({"failure": "diverged", "failure.epoch": diverged[0], "failure.reason": diverged[1]})
+        return JobOutcome(worst, JobStatus.FAILED, logger.run_id, reason=reason, error=e)
+    if trained.diverged:
+        epoch, reason = trained.diverged
+        logger.set_tags({Tag.FAILURE: Failure.DIVERGED.value, Tag.FAILURE_EPOCH: epoch, Tag.FAILURE_REASON: reason})
         logger.end("FAILED")
-        print(f"initsweep: run {logger.run_id} diverged at epoch {diverged[0]} ({diverged[1]})", file=sys.stderr)
-        return Outcome(worst, "DIVERGED", logger.run_id, diverged[1])
+        print(f"initsweep: run {logger.run_id} diverged at epoch {epoch} ({reason})", file=sys.stderr)
+        return JobOutcome(worst, JobStatus.DIVERGED, logger.run_id, trained.epochs, reason)
     logger.end("FINISHED")
-    return Outcome(value, "FINISHED", logger.run_id)
+    stopped_at = trained.stopped_at
+    return JobOutcome(trained.value, JobStatus.FINISHED, logger.run_id, trained.epochs, stopped_at=stopped_at)
 
 
-def worst_value(metric: str) -> float:
-    """The worst possible value of a summary metric: +inf for a loss, -inf otherwise."""
-    return math.inf if direction(metric) == "minimize" else -math.inf
+@dataclass(frozen=True)
+class _Trained:
+    value: float  # the optimized metric
+    epochs: int
+    diverged: tuple[int, str] | None = None  # (epoch, reason)
+    stopped_at: int | None = None
 
 
 def _train_and_log(
@@ -238,9 +243,9 @@ def _train_and_log(
     on_epoch: Callable[[EpochMetrics], bool] | None,
     diag: Diagnostics | None = None,
     diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[float, tuple[int, str] | None]:
-    """Train with logging; returns (optimized metric, (epoch, reason) if training diverged else None)."""
-    logger.log_params(tracking.flatten(raw))
+) -> _Trained:
+    """Train with logging; every epoch goes to ``on_epoch`` first, then :func:`divergence` decides."""
+    logger.log_params(flatten(raw))
     logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
     logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
     val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
@@ -250,50 +255,44 @@ def _train_and_log(
 
     every = config.diagnostics.every
     history: list[EpochMetrics] = []
-    diverged = None
+    diverged = stopped_at = None
     for epoch in fit(model, data, config.trainer, config.seed):
         history.append(epoch)
         logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
         if diag_batch is not None and every and epoch.epoch % every == 0:
             snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
             logger.log_metrics(snapshots[-1][1].metrics, step=epoch.epoch)
-        if reason := divergence(epoch.train_loss, val_loss, config.trainer.divergence_factor):
+        stop = on_epoch is not None and on_epoch(epoch)
+        if reason := divergence(epoch, val_loss, config.trainer.divergence_factor):
             diverged = (epoch.epoch, reason)
             break
-        if on_epoch is not None and on_epoch(epoch):
+        if stop:
+            stopped_at = epoch.epoch
             break
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
     summary = summarize(history, test_loss, test_acc)
     logger.log_metrics(summary, step=history[-1].epoch)
 
     if config.tracking.log_plots:
-        from initsweep.plots import learning_curves
+        from initsweep.plots import learning_curves, signal_propagation  # matplotlib: only when plotting
 
         out_dir = ctx.output_dir or Path(tempfile.mkdtemp(prefix="initsweep-"))
         out_dir.mkdir(parents=True, exist_ok=True)
         path = learning_curves(history, (val_loss, val_acc), out_dir / "learning_curves.png")
         logger.log_artifact(path)
         if snapshots:
-            from initsweep.plots import signal_propagation
-
             profiles = [(f"epoch {e}", d.layers, d.act_std, d.grad_std) for e, d in snapshots]
             logger.log_artifact(signal_propagation(profiles, out_dir / "signal_propagation.png"))
-    return summary[config.optimized_metric], diverged
+    return _Trained(summary[config.optimized_metric], len(history), diverged, stopped_at)
 
 
-def run(cfg: DictConfig) -> float:
-    """The Hydra task function: execute the job and turn its outcome into a return value or an exit.
+def run_job(cfg: DictConfig) -> float:
+    """The task of a plain (non-trial) job: execute it and turn its outcome into a return value or an exit.
 
-    A job of the Optuna sweeper goes to :func:`initsweep.tuning.run_trial`. Otherwise: bad config or
-    store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed
+    Bad config or store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed
     single run re-raises; in a multirun the crash is recorded and the sweep goes on (the sweep exits 1 at
     its end). A diverged job is a result: it returns the worst value.
     """
-    install_sigterm_handler()
-    from initsweep.tuning import run_trial, trial_number_from_env
-
-    if (trial := trial_number_from_env()) is not None:  # a job of the Optuna sweeper
-        return run_trial(cfg, trial)
     ctx = JobContext.from_hydra()
     try:
         outcome = execute(cfg, ctx)
@@ -311,15 +310,3 @@ def run(cfg: DictConfig) -> float:
             file=sys.stderr,
         )
     return outcome.value
-
-
-def install_sigterm_handler() -> None:
-    """Make SIGTERM behave like Ctrl-C (KeyboardInterrupt), so a terminated job closes its runs."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def _interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _interrupt)

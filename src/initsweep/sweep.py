@@ -10,86 +10,56 @@ closes it.
 from __future__ import annotations
 
 import atexit
-import json
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-PARENT_FILE = "initsweep_parent.json"
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+from initsweep.protocol import (
+    BASIC_SWEEPER,
+    OPTUNA_SWEEPER,
+    ROLE_SWEEP,
+    Failure,
+    Parent,
+    SweepVerdict,
+    Tag,
+    job_config_dict,
+)
 
-
-@dataclass(frozen=True)
-class Parent:
-    """Where a sweep's jobs log: the parent run and its store."""
-
-    run_id: str
-    experiment_id: str
-    tracking_uri: str
-    sweep_id: str
-    fixed_overrides: tuple[str, ...] = ()  # the same in every job: left out of run names
-
-
-def current_parent(sweep_dir: Path | None) -> Parent | None:
-    """The parent run recorded in ``sweep_dir`` by the callback, if any."""
-    if sweep_dir is None:
-        return None
-    path = Path(sweep_dir) / PARENT_FILE
-    if not path.exists():
-        return None
-    raw = json.loads(path.read_text())
-    return Parent(**{**raw, "fixed_overrides": tuple(raw.get("fixed_overrides", ()))})
+# Hydra imports this module on every start (conf/config.yaml names the callback): the modules that import
+# torch, MLflow or optuna (validation, tracking, tuning, report) are imported inside the callback's methods.
 
 
 def job_configs(config: DictConfig) -> list[dict[str, Any]]:
-    """Every job config a basic-sweeper multirun will run (the base config for other sweepers)."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    def plain(c: DictConfig) -> dict[str, Any]:
-        d = OmegaConf.to_container(c, resolve=False)
-        d.pop("hydra", None)  # type: ignore[union-attr]
-        return OmegaConf.to_container(OmegaConf.create(d), resolve=True)  # type: ignore[return-value]
-
+    """Every job config a multirun will run, for validation before the parent run exists: each job of the
+    basic sweeper; the base config and the search space's corners for the Optuna sweeper (whose checked
+    plan this makes, see ``initsweep.tuning.plan_for``); the base config for any other sweeper."""
     target = config.hydra.sweeper.get("_target_")
-    if target != BASIC_SWEEPER:
-        # A sweeper may check itself and name the configs its jobs can reach (the Optuna sweeper does).
-        own = _sweeper_hook(target)
-        return own(config) if own is not None else [plain(config)]
-    if not GlobalHydra.instance().is_initialized():
-        return [plain(config)]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    if target == OPTUNA_SWEEPER:
+        from initsweep.tuning import plan_for  # optuna: only for studies
+
+        plan = plan_for(config)
+        return [plan.base, *plan.checked_configs]
+    if target != BASIC_SWEEPER or not GlobalHydra.instance().is_initialized():
+        return [job_config_dict(config)]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # its split_arguments has no public twin
 
     loader = GlobalHydra.instance().config_loader()
     # The loader expands glob(...) sweeps (e.g. init=glob(*,exclude=custom)) into the group's options.
     params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
     overrides = OverridesParser.create(config_loader=loader).parse_overrides(params + list(config.hydra.overrides.task))
     jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-    return [plain(loader.load_sweep_config(config, list(job))) for job in jobs]
+    return [job_config_dict(loader.load_sweep_config(config, list(job))) for job in jobs]
 
 
 def fixed_overrides(overrides: list[str]) -> tuple[str, ...]:
     """The command-line overrides that are not sweeps (``a=1`` but not ``a=1,2`` or ``a=range(3)``)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parsed = OverridesParser.create().parse_overrides(overrides)
     return tuple(o.input_line for o in parsed if not o.is_sweep_override())
-
-
-def _sweeper_hook(target: str | None):
-    """The sweeper class's optional ``initsweep_job_configs(config) -> list[dict]``."""
-    if not target:
-        return None
-    from hydra.utils import get_class
-
-    try:
-        return getattr(get_class(target), "initsweep_job_configs", None)
-    except Exception:  # an unimportable sweeper fails later, with Hydra's own message
-        return None
 
 
 class SweepCallback(Callback):
@@ -121,24 +91,22 @@ class SweepCallback(Callback):
             client,
             exp_id,
             " ".join(["sweep", *overrides]) if overrides else "sweep",
-            {tracking.SWEEP_ROLE_TAG: "sweep"},
+            {Tag.ROLE: ROLE_SWEEP},
         )
         run_id = self.logger.run_id
-        self.logger.set_tags({"initsweep.sweep_id": run_id, "initsweep.overrides": " ".join(overrides)})
+        self.logger.set_tags({Tag.SWEEP_ID: run_id, Tag.OVERRIDES: " ".join(overrides)})
         params = {"sweep_dir": str(config.hydra.sweep.dir)}
         if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
             params["n_jobs"] = len(configs)
         self.logger.log_params(params)
         self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / PARENT_FILE).write_text(json.dumps(asdict(self.parent)))
+        self.parent.write(Path(config.hydra.sweep.dir))
         atexit.register(self._close_if_open)
 
     def _close_if_open(self) -> None:
         """At exit without on_multirun_end (interrupted or crashed sweep): never leave the parent RUNNING."""
         if self.logger is not None and not self.logger.ended:
-            self.logger.set_tags({"failure": "sweep did not finish"})
+            self.logger.set_tags({Tag.FAILURE: Failure.SWEEP_UNFINISHED.value})
             self.logger.end("KILLED")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -169,17 +137,17 @@ class SweepCallback(Callback):
             print(f"Report: {written[0]}")
         except Exception as e:  # a failed report must not leave the parent run open
             print(f"initsweep: the comparison report failed: {e!r}", file=sys.stderr)
-        # A sweeper that tolerates failed jobs decides the parent's status itself (tag initsweep.sweep_status).
-        decided = client.get_run(self.parent.run_id).data.tags.get("initsweep.sweep_status")
-        if decided:
-            self.logger.end(decided)
-            if decided == "FAILED":
-                reason = client.get_run(self.parent.run_id).data.tags.get("failure", "the sweep failed")
-                print(f"initsweep: {reason}", file=sys.stderr)
+        # A sweeper that tolerates failed jobs decides the parent's status itself (the Optuna sweeper does).
+        if verdict := SweepVerdict.read(sweep_dir):
+            if verdict.reason:
+                self.logger.set_tags({Tag.FAILURE: verdict.reason})
+            self.logger.end(verdict.status)
+            if verdict.status == "FAILED":
+                print(f"initsweep: {verdict.reason or 'the sweep failed'}", file=sys.stderr)
                 raise SystemExit(1)
             return
         # A diverged job is a result of the experiment; a crashed one is an error of the sweep.
-        crashed = [r.info.run_name for r in runs if r.data.tags.get("failure") == "exception"]
+        crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) == Failure.EXCEPTION.value]
         self.logger.end("FAILED" if crashed else "FINISHED")
         if crashed:
             print(f"initsweep: {len(crashed)} job(s) failed: {', '.join(crashed)}", file=sys.stderr)

@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,8 +22,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from initsweep.protocol import OPTUNA_SWEEPER_NAME, ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
+
 DEFAULT_STORE_DIR = "mlruns"
-PARENT_TAG = "mlflow.parentRunId"
 # MLflow's limits for one log_batch request.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 _MAX_PARAM_CHARS = 6000
@@ -111,18 +112,6 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return exp.experiment_id
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping -> {"a.b.c": "value"}; lists are kept as their string form."""
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)[:_MAX_PARAM_CHARS]
-    return flat
-
-
 def _chunks(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -138,10 +127,6 @@ class RunLogger:
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
         self.ended = False
-
-    @property
-    def artifact_uri(self) -> str:
-        return self.client.get_run(self.run_id).info.artifact_uri
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Buffer metrics for ``step``; flushes when the last flush is older than flush_every_s."""
@@ -194,7 +179,7 @@ def start_run(
     """Create a RUNNING run (a child of ``parent_run_id`` when given) and return its logger."""
     all_tags = {k: str(v) for k, v in (tags or {}).items()}
     if parent_run_id:
-        all_tags[PARENT_TAG] = parent_run_id
+        all_tags[Tag.PARENT] = parent_run_id
     run = retrying(client.create_run, exp_id, run_name=run_name, tags=all_tags)
     return RunLogger(client, run.info.run_id)
 
@@ -203,7 +188,7 @@ def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str) -> list:
     """All runs whose parent is ``parent_run_id``, oldest first."""
     runs = client.search_runs(
         [exp_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        filter_string=f"tags.`{Tag.PARENT}` = '{parent_run_id}'",
         max_results=10000,
         order_by=["attributes.start_time ASC"],
     )
@@ -212,8 +197,6 @@ def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str) -> list:
 
 # ---------------------------------------------------------------------------------------------------
 # Reading runs back (the comparison report)
-
-SWEEP_ROLE_TAG = "initsweep.role"
 
 
 def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -229,7 +212,7 @@ def latest_sweep(client: MlflowClient) -> Any | None:
         return None
     runs = client.search_runs(
         exp_ids,
-        filter_string=f"tags.`{SWEEP_ROLE_TAG}` = 'sweep'",
+        filter_string=f"tags.`{Tag.ROLE}` = '{ROLE_SWEEP}'",
         max_results=1,
         order_by=["attributes.start_time DESC"],
     )
@@ -253,4 +236,61 @@ def job_runs(client: MlflowClient, experiment_name: str) -> list | None:
     if exp is None:
         return None
     runs = client.search_runs([exp.experiment_id], max_results=10000, order_by=["attributes.start_time ASC"])
-    return [r for r in runs if SWEEP_ROLE_TAG not in r.data.tags]
+    return [r for r in runs if Tag.ROLE not in r.data.tags]
+
+
+# ---------------------------------------------------------------------------------------------------
+# A study's bookkeeping: the parent run is the study, each trial a child run
+
+
+def log_study_start(logger: RunLogger, params: Mapping[str, Any], study_name: str) -> None:
+    """The study's settings as params of its parent run, and the tags that mark it as a study."""
+    logger.log_params(params)
+    logger.set_tags({Tag.STUDY_NAME: study_name, Tag.SWEEPER: OPTUNA_SWEEPER_NAME})
+
+
+def record_trials(client: MlflowClient, parent: Parent, study_name: str, outcomes: Sequence[TrialOutcome]) -> None:
+    """Tag each trial's child run with its number and final state; a trial that failed before its job
+    created a run gets a FAILED run of its own, so that every trial has one."""
+    if not outcomes:
+        return
+    runs = {r.data.tags.get(Tag.TRIAL_NUMBER): r for r in child_runs(client, parent.experiment_id, parent.run_id)}
+    for o in outcomes:
+        name = f"trial {o.number} {o.label}"
+        tags: dict[str, Any] = {
+            Tag.TRIAL_NUMBER: o.number,
+            Tag.TRIAL_STATE: o.state.value,
+            Tag.RUN_NAME: name,
+            Tag.STUDY_NAME: study_name,
+        }
+        if o.reason:
+            tags[Tag.TRIAL_REASON] = o.reason
+        run = runs.get(str(o.number))
+        if run is not None:
+            RunLogger(client, run.info.run_id).set_tags(tags)
+            continue
+        lost = {Tag.JOB_NUM: o.number, Tag.SWEEP_ID: parent.sweep_id}
+        lost.update({Tag.FAILURE: Failure.EXCEPTION.value, Tag.FAILURE_REASON: o.reason})
+        logger = start_run(client, parent.experiment_id, name, {**tags, **lost}, parent.run_id)
+        logger.log_params({k: str(v) for k, v in o.params.items()})
+        logger.end("FAILED")
+
+
+def log_study_end(
+    logger: RunLogger,
+    metrics: Mapping[str, float],
+    best: tuple[int, Mapping[str, Any]] | None,
+    results: Path,
+    plots: Sequence[Path],
+) -> None:
+    """The study's counts and best value as metrics of its parent, the best trial (number, params) as tag and
+    params, and the results file and plots as artifacts."""
+    if best is not None:
+        number, params = best
+        logger.log_params({f"best_params.{k}": v for k, v in params.items()})
+        logger.set_tags({Tag.BEST_TRIAL: number})
+    logger.log_metrics(metrics, step=0)
+    logger.flush()
+    logger.log_artifact(results)
+    for path in plots:
+        logger.log_artifact(path, "optuna")

@@ -121,12 +121,14 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainerConfig, seed: int) -> Itera
         yield EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
 
 
-def divergence(train_loss: float, initial_loss: float, factor: float | None) -> str | None:
-    """Why training has diverged, or None: a non-finite loss, or a loss above factor x the initial loss."""
-    if not math.isfinite(train_loss):
-        return f"train loss is {train_loss}"
-    if factor is not None and train_loss > factor * initial_loss:
-        return f"train loss {train_loss:.4g} > {factor:g} x initial loss {initial_loss:.4g}"
+def divergence(epoch: EpochMetrics, initial_loss: float, factor: float | None) -> str | None:
+    """Why training has diverged after ``epoch``, or None: a non-finite train or val loss, or a train loss
+    above ``factor`` x the loss at initialization. The one place that decides divergence."""
+    for name, value in (("train loss", epoch.train_loss), ("val loss", epoch.val_loss)):
+        if not math.isfinite(value):
+            return f"{name} is {value}"
+    if factor is not None and epoch.train_loss > factor * initial_loss:
+        return f"train loss {epoch.train_loss:.4g} > {factor:g} x initial loss {initial_loss:.4g}"
     return None
 
 

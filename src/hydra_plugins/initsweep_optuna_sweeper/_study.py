@@ -1,0 +1,268 @@
+"""One invocation of the sweeper on one study: asks Optuna for trials, launches them as Hydra jobs in batches,
+tells Optuna the outcomes.
+
+Flow of :meth:`Study.run`: create or load the study -> write the StudySpec the jobs read -> per batch (the
+launcher's n_jobs trials): ask, launch with the trials' values as overrides and
+``hydra.job.env_set.INITSWEEP_TRIAL=<number>``, tell COMPLETE / PRUNED / FAIL, record the child runs ->
+optimization_results.yaml, Optuna's plots, the parent run's results (``initsweep.tracking``) and the sweep's
+verdict for SweepCallback.
+"""
+
+import contextlib
+import io
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import optuna
+from hydra.core.utils import JobReturn
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState as OptunaState
+
+from initsweep import tracking
+from initsweep.protocol import (
+    PLOTS_DIR,
+    RESULTS_FILE,
+    TRIAL_ENV,
+    Parent,
+    StudySpec,
+    SweepVerdict,
+    TrialOutcome,
+    TrialState,
+)
+from initsweep.search_space import grid_points
+from initsweep.tuning import FINITE_SAMPLERS, Plan, open_storage, study_plots
+
+log = logging.getLogger(__name__)
+
+
+def classify(job_return: JobReturn) -> tuple[TrialState, Optional[float], str]:
+    """(state, value, reason) of a Hydra JobReturn: a finite return value -> COMPLETE, TrialPruned ->
+    PRUNED, a non-finite value or any other exception -> FAIL."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # return_value also prints "Error executing job ..."
+            value = job_return.return_value  # re-raises the job's exception when it failed
+    except optuna.TrialPruned as e:
+        return TrialState.PRUNED, None, str(e) or "pruned"
+    except Exception as e:  # noqa: BLE001 - any other failure of the job fails its trial
+        return TrialState.FAIL, None, f"{type(e).__name__}: {e}"[:500]
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return TrialState.FAIL, None, f"the job returned {value!r}, not a number"
+    if not math.isfinite(value):
+        return TrialState.FAIL, None, f"the job returned {value}"
+    return TrialState.COMPLETE, value, ""
+
+
+def consecutive_groups(numbers: Sequence[int]) -> list[list[int]]:
+    """Split trial numbers into runs of consecutive numbers ([3,4,6] -> [[3,4],[6]]), so that a launch's
+    job numbers (initial_job_idx, +1, ...) equal the trial numbers."""
+    groups: list[list[int]] = []
+    for n in numbers:
+        if groups and n == groups[-1][-1] + 1:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    return groups
+
+
+def batch_size(launcher: DictConfig) -> int:
+    """Trials launched at once: the launcher's ``n_jobs`` (joblib; -1 = every core), else 1."""
+    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    if n_jobs is None:
+        return 1
+    n_jobs = int(n_jobs)
+    return max(1, os.cpu_count() or 1) if n_jobs < 0 else max(1, n_jobs)
+
+
+class Study:
+    """One invocation of the sweeper on one study."""
+
+    def __init__(self, launcher: Any, config: DictConfig, plan: Plan):
+        self.launcher = launcher
+        self.plan = plan
+        self.config = config
+        self.sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        self.batch = batch_size(self.config.hydra.launcher)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(
+            storage=open_storage(plan.storage),
+            sampler=plan.sampler(),
+            pruner=plan.pruner(),
+            study_name=plan.study_name,
+            direction=plan.direction,
+            load_if_exists=True,  # make_plan refused an existing study when load_if_exists is false
+        )
+        s = plan.settings
+        StudySpec(plan.storage, plan.study_name, s.pruner, plan.pruner_kwargs, plan.metric).write(self.sweep_dir)
+        self.parent = Parent.read(self.sweep_dir)
+        self.client = tracking.connect(self.parent.tracking_uri) if self.parent else None
+        self.parent_log = tracking.RunLogger(self.client, self.parent.run_id) if self.parent else None
+        self.outcomes: list[TrialOutcome] = []
+        self.returns: list[Any] = []
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    def run(self) -> list[Any]:
+        s = self.plan.settings
+        self._log_settings()
+        log.info(
+            f"Study {self.plan.study_name!r} ({self.plan.direction} {self.plan.metric}) in {self.plan.storage}: "
+            f"{len(self.study.trials)} earlier trials; running {s.n_trials} with sampler={s.sampler} "
+            f"pruner={s.pruner}, {self.batch} at a time"
+        )
+        stop_reason = ""
+        failure_budget = float(s.max_failure_rate) * s.n_trials
+        while len(self.outcomes) < s.n_trials:
+            trials = self._ask(min(self.batch, s.n_trials - len(self.outcomes)))
+            if not trials:
+                log.info("Grid exhausted: every point of the search space has been tried")
+                break
+            self._launch(trials)
+            failures = sum(o.state == TrialState.FAIL for o in self.outcomes)
+            if failures > failure_budget:
+                stop_reason = (
+                    f"stopped: {failures} of {len(self.outcomes)} trials failed, more than max_failure_rate="
+                    f"{s.max_failure_rate} x n_trials={s.n_trials}"
+                )
+                log.error(f"Study {self.plan.study_name!r} {stop_reason}")
+                break
+        self._finish(stop_reason)
+        return self.returns
+
+    def _ask(self, size: int) -> list[Any]:
+        """Up to ``size`` new trials; for a grid, no more than the points nobody has started yet."""
+        if self.plan.settings.sampler in FINITE_SAMPLERS:
+            names = [p.name for p in self.plan.space.params]
+            started = {
+                tuple(t.params.get(n) for n in names)
+                for t in self.study.get_trials(deepcopy=False)
+                if t.state != OptunaState.WAITING
+            }
+            size = min(size, len(set(grid_points(self.plan.space)) - started))
+        return [self.study.ask(self.plan.space.distributions) for _ in range(size)]
+
+    def _launch(self, trials: list[Any]) -> None:
+        """Launch the trials' jobs (job number = trial number), tell Optuna, record the MLflow runs."""
+        by_number = {t.number: t for t in trials}
+        pending = set(by_number)
+        try:
+            for group in consecutive_groups(sorted(by_number)):
+                overrides = [
+                    [*self.plan.space.overrides(by_number[n].params), f"++hydra.job.env_set.{TRIAL_ENV}={n}"]
+                    for n in group
+                ]
+                results = self.launcher.launch(overrides, initial_job_idx=group[0])
+                self.returns.append(results)
+                for n, ret in zip(group, results, strict=True):
+                    self._tell(by_number[n], *classify(ret))
+                    pending.discard(n)
+        finally:
+            for n in pending:  # interrupted or the launcher failed: never leave a trial RUNNING
+                self._tell(by_number[n], TrialState.FAIL, None, "the sweep stopped before the trial's job returned")
+            if self.client is not None and self.parent is not None:
+                done = [o for o in self.outcomes if o.number in by_number]
+                tracking.record_trials(self.client, self.parent, self.plan.study_name, done)
+
+    def _tell(self, trial: Any, state: TrialState, value: Optional[float], reason: str) -> None:
+        if reason:
+            trial.set_user_attr("reason", reason)
+        frozen = self.study.tell(
+            trial,
+            value if state == TrialState.COMPLETE else None,
+            state=OptunaState[state.value],
+            skip_if_finished=True,
+        )
+        epochs = int(frozen.user_attrs.get("epochs", 0))
+        outcome = TrialOutcome(trial.number, dict(trial.params), state, value, reason, epochs)
+        self.outcomes.append(outcome)
+        result = f"{self.plan.metric}={value:.4f}" if value is not None else reason
+        log.info(f"Trial {trial.number} {state.value} after {epochs} epochs: {outcome.label}: {result}")
+
+    # -- MLflow ----------------------------------------------------------------------------------------
+
+    def _log_settings(self) -> None:
+        if self.parent_log is None:
+            return
+        s = self.plan.settings
+        params: dict[str, Any] = {
+            "optuna.study_name": self.plan.study_name,
+            "optuna.storage": self.plan.storage,
+            "optuna.direction": self.plan.direction,
+            "optuna.metric": self.plan.metric,
+            "optuna.sampler": s.sampler,
+            "optuna.sampler_kwargs": s.sampler_kwargs,
+            "optuna.pruner": s.pruner,
+            "optuna.pruner_kwargs": self.plan.pruner_kwargs,
+            "optuna.n_trials": s.n_trials,
+            "optuna.seed": s.seed,
+            "optuna.max_failure_rate": s.max_failure_rate,
+            "optuna.first_trial": len(self.study.trials),
+        }
+        params.update({f"search.{p.name}": p.expression for p in self.plan.space.params})
+        tracking.log_study_start(self.parent_log, params, self.plan.study_name)
+
+    # -- the end ---------------------------------------------------------------------------------------
+
+    def _epochs_budget(self, o: TrialOutcome) -> int:
+        return int(o.params.get("trainer.epochs", self.plan.base["trainer"]["epochs"]))
+
+    def _finish(self, stop_reason: str) -> None:
+        """Best params and value, optimization_results.yaml, plots, counts; the sweep's verdict."""
+        counts = {state: sum(o.state == state for o in self.outcomes) for state in TrialState}
+        epochs = sum(o.epochs for o in self.outcomes)
+        budget = sum(self._epochs_budget(o) for o in self.outcomes)
+        try:
+            best = self.study.best_trial
+        except ValueError:
+            best = None
+        results: dict[str, Any] = {"name": "initsweep_optuna"}
+        if best is not None:
+            results.update(best_params=dict(best.params), best_value=best.value, best_trial=best.number)
+        this_run = {state.value.lower(): n for state, n in counts.items()}
+        results.update(
+            study_name=self.plan.study_name,
+            storage=self.plan.storage,
+            direction=self.plan.direction,
+            metric=self.plan.metric,
+            trials_in_study=len(self.study.trials),
+            this_run={**this_run, "epochs_trained": epochs, "epochs_budget": budget},
+        )
+        if stop_reason:
+            results["stopped"] = stop_reason
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        results_path = self.sweep_dir / RESULTS_FILE
+        OmegaConf.save(OmegaConf.create(results), results_path)
+        plots = study_plots(self.study, [p.name for p in self.plan.space.params], self.sweep_dir / PLOTS_DIR)
+
+        best_text = (
+            f"best {self.plan.metric} = {best.value:.4f} at trial {best.number}: {best.params}"
+            if best is not None
+            else "no trial completed"
+        )
+        log.info(
+            f"Study {self.plan.study_name!r}: this run {len(self.outcomes)} trials "
+            f"({counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
+            f"{counts[TrialState.FAIL]} failed), {epochs} of {budget} epochs trained; "
+            f"study total {len(self.study.trials)} trials; {best_text}. Results: {results_path}"
+        )
+        # Failed trials within the budget do not fail the study: SweepCallback ends the parent with this status.
+        SweepVerdict("FAILED" if stop_reason else "FINISHED", stop_reason).write(self.sweep_dir)
+        if self.parent_log is None:
+            return
+        metrics = {
+            "study/n_complete": counts[TrialState.COMPLETE],
+            "study/n_pruned": counts[TrialState.PRUNED],
+            "study/n_fail": counts[TrialState.FAIL],
+            "study/epochs_trained": epochs,
+            "study/epochs_budget": budget,
+            "study/n_trials_total": len(self.study.trials),
+        }
+        if best is not None:
+            metrics["best_value"] = best.value
+        best_params = (best.number, dict(best.params)) if best is not None else None
+        tracking.log_study_end(self.parent_log, metrics, best_params, results_path, plots)

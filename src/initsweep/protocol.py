@@ -1,0 +1,217 @@
+"""What the processes of a sweep must agree on: tag names, env vars, sweep-dir files, summary metrics.
+
+A sweep involves several processes (Hydra's main process with its callback and sweeper, joblib or submitit
+workers running jobs, later readers such as the report). Every name they exchange is defined here, once;
+this module imports nothing from the project, so any module may import it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+Direction = Literal["minimize", "maximize"]
+
+# --- environment variables -------------------------------------------------------------------------------
+
+TRIAL_ENV = "INITSWEEP_TRIAL"  # set by the Optuna sweeper on each job (hydra.job.env_set): the trial number
+
+# --- Hydra plugins, by their _target_ ----------------------------------------------------------------------
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+OPTUNA_SWEEPER = "hydra_plugins.initsweep_optuna_sweeper.optuna_sweeper.InitsweepOptunaSweeper"
+OPTUNA_SWEEPER_NAME = "initsweep_optuna"
+
+# --- files in a multirun's sweep dir -------------------------------------------------------------------------
+
+PARENT_FILE = "initsweep_parent.json"  # the parent run (SweepCallback -> jobs)
+STUDY_FILE = "initsweep_study.json"  # the study (sweeper -> its jobs)
+STATUS_FILE = "initsweep_status.json"  # the sweeper's verdict on the sweep (sweeper -> SweepCallback)
+RESULTS_FILE = "optimization_results.yaml"  # a study's results, for people
+PLOTS_DIR = "optuna_plots"
+
+
+class Tag:
+    """MLflow tag names written by one process and read by another (or by people in the UI)."""
+
+    PARENT = "mlflow.parentRunId"
+    SOURCE_NAME = "mlflow.source.name"
+    GIT_COMMIT = "mlflow.source.git.commit"
+    RUN_NAME = "mlflow.runName"
+    INIT = "initsweep.init"  # the init group option (zeros, normal, ...)
+    OVERRIDES = "initsweep.overrides"  # the job's command-line overrides, space-separated
+    GROUP = "initsweep.group"  # the overrides without the seed: runs of one group differ only by seed
+    SWEEP_ID = "initsweep.sweep_id"  # the parent run's id
+    JOB_NUM = "initsweep.job_num"
+    ROLE = "initsweep.role"  # "sweep" on parent runs; absent on job runs
+    SWEEPER = "initsweep.sweeper"
+    DIAG_WARNING = "diag/warning"
+    FAILURE = "failure"  # why a run did not finish: a Failure value
+    FAILURE_REASON = "failure.reason"
+    FAILURE_EPOCH = "failure.epoch"
+    TRIAL_NUMBER = "trial_number"
+    TRIAL_STATE = "trial_state"
+    TRIAL_REASON = "trial_reason"
+    STUDY_NAME = "optuna.study_name"
+    BEST_TRIAL = "optuna.best_trial"
+
+
+ROLE_SWEEP = "sweep"
+
+
+class Failure(str, Enum):
+    """Values of the ``failure`` tag."""
+
+    EXCEPTION = "exception"  # the job raised: an error of the sweep
+    DIVERGED = "diverged"  # the loss blew up: a (bad) result of the experiment
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    SWEEP_UNFINISHED = "sweep did not finish"
+
+
+class JobStatus(str, Enum):
+    """How a job ended; the MLflow run status is FINISHED for FINISHED, FAILED otherwise."""
+
+    FINISHED = "FINISHED"
+    DIVERGED = "DIVERGED"
+    FAILED = "FAILED"
+
+
+class TrialState(str, Enum):
+    """What the sweeper tells Optuna about a trial (names of ``optuna.trial.TrialState``)."""
+
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What became of one trial of a study (as the sweeper told Optuna)."""
+
+    number: int
+    params: dict[str, Any]
+    state: TrialState
+    value: float | None = None
+    reason: str = ""
+    epochs: int = 0
+
+    @property
+    def label(self) -> str:
+        """The trial's values, e.g. ``init.std=0.0812 trainer.lr=0.1``."""
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params.items())
+
+
+# --- summary metrics --------------------------------------------------------------------------------------
+
+# Logged by every job at its end; any of them can be a sweep's optimized_metric.
+SUMMARY_METRICS: dict[str, Direction] = {
+    "val/acc_best": "maximize",
+    "val/loss_best": "minimize",
+    "val/acc_final": "maximize",
+    "test/acc": "maximize",
+    "test/loss": "minimize",
+    "train/loss_final": "minimize",
+}
+
+
+def direction(metric: str) -> Direction:
+    """Which way ``metric`` improves: losses are minimized, everything else (accuracies) maximized."""
+    if metric in SUMMARY_METRICS:
+        return SUMMARY_METRICS[metric]
+    return "minimize" if "loss" in metric.rsplit("/", 1)[-1] else "maximize"
+
+
+def worst_value(metric: str) -> float:
+    """The worst possible value of ``metric``: +inf for a loss, -inf otherwise."""
+    return math.inf if direction(metric) == "minimize" else -math.inf
+
+
+# --- sweep-dir state files ----------------------------------------------------------------------------------
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def _read_json(sweep_dir: Path | None, name: str) -> dict[str, Any] | None:
+    if sweep_dir is None or not (Path(sweep_dir) / name).exists():
+        return None
+    return json.loads((Path(sweep_dir) / name).read_text())
+
+
+@dataclass(frozen=True)
+class Parent:
+    """Where a sweep's jobs log: the parent run and its store."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    sweep_id: str
+    fixed_overrides: tuple[str, ...] = ()  # the same in every job: left out of run names
+
+    def write(self, sweep_dir: Path) -> Path:
+        return _write_json(Path(sweep_dir) / PARENT_FILE, asdict(self))
+
+    @staticmethod
+    def read(sweep_dir: Path | None) -> Parent | None:
+        raw = _read_json(sweep_dir, PARENT_FILE)
+        if raw is None:
+            return None
+        return Parent(**{**raw, "fixed_overrides": tuple(raw.get("fixed_overrides", ()))})
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What a job needs to find its trial: written by the sweeper into the sweep dir."""
+
+    storage: str
+    study_name: str
+    pruner: str = "median"
+    pruner_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimized_metric: str = "val/acc_best"
+
+    def write(self, sweep_dir: Path) -> Path:
+        return _write_json(Path(sweep_dir) / STUDY_FILE, asdict(self))
+
+    @staticmethod
+    def read(sweep_dir: Path | None) -> StudySpec | None:
+        raw = _read_json(sweep_dir, STUDY_FILE)
+        return StudySpec(**raw) if raw is not None else None
+
+
+@dataclass(frozen=True)
+class SweepVerdict:
+    """A sweeper's decision on its sweep's final status (FINISHED or FAILED, with the reason)."""
+
+    status: Literal["FINISHED", "FAILED"]
+    reason: str = ""
+
+    def write(self, sweep_dir: Path) -> Path:
+        return _write_json(Path(sweep_dir) / STATUS_FILE, asdict(self))
+
+    @staticmethod
+    def read(sweep_dir: Path | None) -> SweepVerdict | None:
+        raw = _read_json(sweep_dir, STATUS_FILE)
+        return SweepVerdict(**raw) if raw is not None else None
+
+
+def job_config_dict(cfg: Any) -> dict[str, Any]:
+    """A composed Hydra config (DictConfig) as the plain, resolved dict every job validates: no ``hydra`` node."""
+    from omegaconf import OmegaConf  # keeps this module free of third-party imports for its other users
+
+    d = OmegaConf.to_container(cfg, resolve=False)
+    d.pop("hydra", None)  # type: ignore[union-attr]
+    return OmegaConf.to_container(OmegaConf.create(d), resolve=True)  # type: ignore[return-value]
+
+
+def trial_number() -> int | None:
+    """The trial number the Optuna sweeper gave this job ($INITSWEEP_TRIAL), or None outside a study."""
+    raw = os.environ.get(TRIAL_ENV)
+    return int(raw) if raw not in (None, "") else None
