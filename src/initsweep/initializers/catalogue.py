@@ -1,9 +1,10 @@
 """The catalogue: every scheme's parameter schema, how it fills one weight, and the std its formula promises.
 
-``SCHEMES`` maps ``init.name`` to a :class:`Scheme`; the fills themselves live in :mod:`.fills`. A scheme's
-parameters are a pydantic model (extra keys forbidden), checked by :func:`check_params` before training so
-that a bad value fails with one message naming the key. Adding a scheme: one entry here and one
-``conf/init/NAME.yaml`` with the schema's defaults.
+``SCHEMES`` maps ``init.name`` to a :class:`Scheme`, in the order of the catalogue table; the fills themselves
+live in :mod:`.fills`. A scheme's parameters are a pydantic model (extra keys forbidden), checked by
+:func:`~initsweep.initializers.validation.check_params` before training, so that a bad value fails with one
+message naming the key. Adding a scheme: one entry in ``SCHEMES`` (a member of the variance-scaling family:
+one row of ``VARIANCE_SCALING``) and one ``conf/init/NAME.yaml`` with the schema's defaults.
 """
 
 from __future__ import annotations
@@ -221,7 +222,8 @@ def variance_scaling_scheme(
     return Scheme(name, formula, params, fill, std, summary=summary)
 
 
-# The rules of the family, each with the arithmetic of its paper's formula.
+# The family's std rules. All are sqrt(scale / fan) (Xavier: gain^2 over fan_avg, Kaiming: gain^2 over fan_mode,
+# LeCun: 1 over fan_in), but each keeps its paper's arithmetic so the weights drawn stay bit-identical.
 def _xavier_std(p: XavierParams, s: Site) -> float:
     return resolve_gain(p.gain, s.activation) * math.sqrt(2.0 / (s.fan_in + s.fan_out))
 
