@@ -14,8 +14,8 @@ import yaml
 from torch import nn
 
 from conftest import CONF
-from initsweep import initializers as I
-from initsweep.initializers import SCHEMES, InitError, Site, check_init, check_params, initialize
+from initsweep.initializers import SCHEMES, InitError, Site, check_init, check_params, init_layers, initialize
+from initsweep.initializers.fills import is_square, truncated_mean_shift
 
 # Layers of several fan sizes (fan_in, fan_out): Linear (64, 512), (1024, 32), (300, 300);
 # Conv2d 32->64 3x3 (288, 576); Conv1d 8->256 k=9 (72, 2304); Conv2d 64->16 5x5 (1600, 400).
@@ -67,7 +67,7 @@ def _expected_mean(name: str, p: dict[str, Any]) -> float | None:
         return (p.get("low", -1.0) + p.get("high", 1.0)) / 2
     if name == "truncated_normal":
         m, s = p.get("mean", 0.0), p.get("std", 1.0)
-        return m + s * I.truncated_mean_shift(p.get("lower_sd", -2.0), p.get("upper_sd", 2.0))
+        return m + s * truncated_mean_shift(p.get("lower_sd", -2.0), p.get("upper_sd", 2.0))
     if name in ("identity", "orthogonal"):
         return None
     return 0.0
@@ -88,7 +88,7 @@ def test_empirical_std_matches_formula(name: str, params: dict[str, Any], layer:
     n = w.numel()
     std, mean = w.std().item(), w.mean().item()
     assert expected is not None and expected > 0
-    if name == "identity" and (I.is_square(tuple(LAYERS[layer]().weight.shape)) or "fallback" not in params):
+    if name == "identity" and (is_square(tuple(LAYERS[layer]().weight.shape)) or "fallback" not in params):
         assert std == pytest.approx(expected, rel=1e-5)  # deterministic: exact
         return
     # Standard error of a sample std: std * sqrt((kurtosis - 1) / (4n)); allow 5 of them.
@@ -242,7 +242,7 @@ def test_lsuv_reaches_unit_output_variance(activation: str) -> None:
         outputs = {}
         hooks = [
             m.register_forward_hook(lambda mod, i, o, n=n, out=outputs: out.__setitem__(n, o))
-            for n, m in I.init_layers(model)
+            for n, m in init_layers(model)
         ]
         with torch.no_grad():
             model(x)
