@@ -1,5 +1,5 @@
 """Print the initializer catalogue as a Markdown table: every scheme, its parameters with defaults, and
-its formula. The README's "Initializer catalogue" section includes this output.
+its formula. docs/initializers.md includes this output.
 
     python scripts/inits.py
 """
