@@ -25,8 +25,6 @@ SUMMARY_METRICS = (
     "test/acc",
     "test/loss",
     "train/loss_final",
-    "test/acc_at_best_val",
-    "test/loss_at_best_val",
 )
 OUTPUTS = ("softmax", "sigmoid")
 
