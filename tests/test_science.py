@@ -172,3 +172,14 @@ def test_fixed_overrides_are_recognised_by_value():
     assert varying(["init=zeros", "tracking.log_plots=False"], ["tracking.log_plots=false"]) == ("init=zeros",)
     name = run_name(("init=lsuv", "tracking.log_plots=False", "seed=0"), "lsuv", 0, ("tracking.log_plots=false",))
     assert name == "init=lsuv seed=0"
+
+
+def test_a_deep_conv_net_builds_initializes_and_runs():
+    from initsweep.initializers import initialize
+
+    cfg = _config(["model=cnn", "model.depth=30", "model.channels=[8]", "init=kaiming_normal"])
+    model = build_model(cfg.model, (1, 8, 8), 10)
+    initialize(model, cfg.init, cfg.model.activation)
+    assert sum(1 for m in model.modules() if isinstance(m, nn.Conv2d)) == 30
+    out = model(torch.randn(4, 1, 8, 8))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
