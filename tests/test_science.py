@@ -183,3 +183,15 @@ def test_a_deep_conv_net_builds_initializes_and_runs():
     assert sum(1 for m in model.modules() if isinstance(m, nn.Conv2d)) == 30
     out = model(torch.randn(4, 1, 8, 8))
     assert out.shape == (4, 10) and torch.isfinite(out).all()
+
+
+def test_isometry_of_an_overflowing_net_is_nan_not_an_error():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    with torch.no_grad():
+        net[0].weight.fill_(1e30)
+        net[1].weight.fill_(1e30)
+    m = isometry_metrics(net, torch.ones(3, 4))
+    # rank-1 weights: singular values 4e30, 0, 0, 0 and sqrt(8)e30, 0 -> means 1e30 and sqrt(2)e30
+    assert math.isnan(m["diag/jacobian_sv_mean"]) and m["diag/weight_sv_mean"] == pytest.approx(
+        (1 + math.sqrt(2)) / 2 * 1e30
+    )

@@ -23,8 +23,12 @@ from initsweep.initializers import init_layers
 
 
 def singular_values(matrices: Tensor) -> Tensor:
-    """Singular values (descending) of a matrix or a batch of matrices, in float64."""
-    return torch.linalg.svdvals(matrices.double())
+    """Singular values (descending) of a matrix or a batch of matrices, in float64; all NaN when any entry
+    is not finite (an exploding init overflows; the SVD of inf is undefined)."""
+    m = matrices.double()
+    if not torch.isfinite(m).all():
+        return torch.full((*m.shape[:-2], min(m.shape[-2:])), float("nan"), dtype=m.dtype)
+    return torch.linalg.svdvals(m)
 
 
 def input_output_jacobian(model: nn.Module, x: Tensor) -> Tensor:
