@@ -195,3 +195,9 @@ def test_isometry_of_an_overflowing_net_is_nan_not_an_error():
     assert math.isnan(m["diag/jacobian_sv_mean"]) and m["diag/weight_sv_mean"] == pytest.approx(
         (1 + math.sqrt(2)) / 2 * 1e30
     )
+
+
+def test_divergence_sees_the_worst_of_the_full_pass_and_the_running_loss():
+    e = EpochMetrics(1, 2.0, 0.1, 2.0, 0.1, 0.1, train_loss_running=5e4)
+    assert e.worst_train_loss == 5e4
+    assert math.isnan(EpochMetrics(1, math.nan, 0.1, 2.0, 0.1, 0.1, train_loss_running=1.0).worst_train_loss)

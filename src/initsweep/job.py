@@ -271,7 +271,7 @@ def _train_and_log(
         if diag_batch is not None and every and epoch.epoch % every == 0:
             snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
             logger.log_metrics(snapshots[-1][1].metrics, step=epoch.epoch)
-        if reason := divergence(epoch.train_loss, val_loss, config.trainer.divergence_factor):
+        if reason := divergence(epoch.worst_train_loss, val_loss, config.trainer.divergence_factor):
             diverged = (epoch.epoch, reason)
             break
         if on_epoch is not None and on_epoch(epoch):

@@ -39,6 +39,13 @@ class EpochMetrics:
     lr: float = math.nan
     interval_s: float = math.nan
 
+    @property
+    def worst_train_loss(self) -> float:
+        """The larger of the full-pass and the running train loss (NaN if either is): what a divergence
+        check should see, since the running loss catches blow-ups within the epoch that the end misses."""
+        values = (self.train_loss, self.train_loss_running)
+        return math.nan if any(math.isnan(v) for v in values) else max(values)
+
     def as_metrics(self) -> dict[str, float]:
         """MLflow-style names: train/loss, train/acc, train/loss_running, train/lr, val/loss, val/acc,
         time/epoch_s."""
