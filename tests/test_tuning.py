@@ -24,7 +24,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def epoch(n: int, val_acc: float, val_loss: float = 1.0, train_loss: float = 1.0) -> EpochMetrics:
-    return EpochMetrics(n, train_loss, 0.5, val_loss, val_acc, 0.01)
+    return EpochMetrics(n, train_loss, 0.5, val_loss, val_acc, 0.01, train_loss_running=train_loss)
 
 
 # --- search space -------------------------------------------------------------------------------------

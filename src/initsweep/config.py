@@ -18,6 +18,8 @@ from initsweep.protocol import SUMMARY_METRICS
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "gelu", "selu")
 
+OUTPUTS = ("softmax", "sigmoid")
+
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested mapping -> ``{"a.b.c": "value"}`` (dotted keys, values as strings; lists as their string form)."""
@@ -40,10 +42,27 @@ class _Strict(BaseModel):
 
 
 class MLPConfig(_Strict):
+    """Hidden layers: ``widths`` when given (e.g. [10, 5]), else ``depth`` layers of ``width`` units.
+    ``output``: softmax (C units, cross-entropy) or sigmoid (1 unit, binary cross-entropy, 2 classes only)."""
+
     name: Literal["mlp"]
     depth: int = Field(2, ge=0, description="hidden layers")
     width: int = Field(256, ge=1, description="units per hidden layer")
+    widths: tuple[int, ...] | None = Field(None, description="units of each hidden layer; overrides depth/width")
     activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
+    output: Literal[OUTPUTS] = "softmax"  # type: ignore[valid-type]
+
+    @field_validator("widths")
+    @classmethod
+    def _positive_widths(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and any(w < 1 for w in value):
+            raise ValueError("every hidden width must be >= 1")
+        return value
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """Units of each hidden layer."""
+        return self.widths if self.widths is not None else (self.width,) * self.depth
 
 
 class CNNConfig(_Strict):
@@ -52,10 +71,19 @@ class CNNConfig(_Strict):
 
     name: Literal["cnn"]
     channels: tuple[int, ...] = Field((16, 32), min_length=1, description="output channels of each conv layer")
+    depth: int | None = Field(None, ge=1, description="conv blocks; channels' last entry repeats to fill them")
     kernel_size: int = Field(3, ge=1, description="odd kernel size")
     pool: bool = True
     width: int = Field(64, ge=0, description="units of the hidden Linear layer (0 = none)")
     activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
+    output: Literal[OUTPUTS] = "softmax"  # type: ignore[valid-type]
+
+    @property
+    def conv_channels(self) -> tuple[int, ...]:
+        """Output channels of each conv block: ``channels``, cut or extended (last entry) to ``depth``."""
+        if self.depth is None:
+            return self.channels
+        return (self.channels + (self.channels[-1],) * self.depth)[: self.depth]
 
     @field_validator("channels")
     @classmethod
@@ -76,10 +104,14 @@ ModelConfig = Annotated[Union[MLPConfig, CNNConfig], Field(discriminator="name")
 
 
 class _ValSplit(_Strict):
-    """A stratified train/val split (the dataset brings its test set) that depends on split_seed only."""
+    """A stratified train/val split (the dataset brings its test set) that depends on split_seed only.
+
+    ``val_fraction = 0``: no validation split; the val/* metrics and best-state selection then use the
+    training set. ``standardize``: scale every feature to mean 0, std 1 with the training rows' statistics."""
 
     split_seed: int = 0
-    val_fraction: float = Field(0.15, gt=0, lt=0.9)
+    val_fraction: float = Field(0.15, ge=0, lt=0.9)
+    standardize: bool = True
 
 
 class _Split(_ValSplit):
@@ -179,17 +211,48 @@ class InitConfig(BaseModel):
 
 
 class TrainerConfig(_Strict):
+    """Optimizer and loop. ``batch_size = full``: full-batch gradient descent. ``steps`` (optimizer steps),
+    when set, replaces ``epochs``. The lr is multiplied by a warm-up ramp over ``warmup_epochs`` and then by
+    ``schedule``: none; step (x ``gamma`` every ``step_epochs``); cosine (to 0 at the last step).
+    ``eval_every``: measure (and report) every k-th epoch and the last one."""
+
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
+    steps: int | None = Field(None, ge=1, description="optimizer steps; replaces epochs when set")
+    batch_size: int | str = 64  # or "full"
+    schedule: Literal["none", "step", "cosine"] = "none"
+    warmup_epochs: float = Field(0.0, ge=0, description="linear lr warm-up from lr/warmup_steps to lr")
+    step_epochs: int = Field(10, ge=1, description="schedule=step: epochs between lr drops")
+    gamma: float = Field(0.1, gt=0, le=1, description="schedule=step: lr factor at every drop")
+    eval_every: int = Field(1, ge=1, description="evaluate every k-th epoch (and the last)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     divergence_factor: float | None = Field(1e5, gt=1)
     threads: int | None = Field(None, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, value: int | str) -> int | str:
+        if value != "full" and (not isinstance(value, int) or value < 1):
+            raise ValueError("must be an integer greater than or equal to 1, or 'full' (full-batch gradient descent)")
+        return value
+
+
+class MetricsConfig(_Strict):
+    """How the summary judges learning (src/initsweep/trainer.py: summarize).
+
+    learn_level: ``val/epochs_to_learn`` is the first epoch whose val acc reaches
+    chance + learn_level x (1 - chance), chance = the majority class's share of the val set.
+    loss_threshold: ``train/epochs_to_loss`` is the first epoch whose full-pass train loss is below it
+    (null: half the chance loss ln C). collapse_drop: ``val/collapsed`` = 1 when best - final val acc > it."""
+
+    learn_level: float = Field(0.5, gt=0, le=1)
+    loss_threshold: float | None = Field(None, gt=0)
+    collapse_drop: float = Field(0.1, gt=0, le=1)
 
 
 class TrackingConfig(_Strict):
@@ -215,6 +278,7 @@ class Config(_Strict):
     trainer: TrainerConfig
     tracking: TrackingConfig = TrackingConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     seed: int = 0
     experiment_name: str = Field("initsweep", min_length=1)
     optimized_metric: Literal[tuple(SUMMARY_METRICS)] = "val/acc_best"  # type: ignore[valid-type]

@@ -20,7 +20,10 @@ from initsweep.config import CirclesConfig, ConfigError, DataConfig, DigitsConfi
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train/val/test tensors. Features are float32 of shape (n, *input_shape); labels int64 of shape (n,)."""
+    """Train/val/test tensors. Features are float32 of shape (n, *input_shape); labels int64 of shape (n,).
+
+    ``val_is_train``: there is no validation split (val_fraction = 0); x_val / y_val are the training tensors.
+    """
 
     name: str
     x_train: Tensor
@@ -30,6 +33,7 @@ class Dataset:
     x_test: Tensor
     y_test: Tensor
     num_classes: int
+    val_is_train: bool = False
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -37,8 +41,12 @@ class Dataset:
 
     def to(self, device: torch.device) -> Dataset:
         """A copy with every tensor moved to ``device`` (done once per job, not per batch)."""
-        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
-        return Dataset(name=self.name, num_classes=self.num_classes, **moved)
+        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
+        if self.val_is_train:
+            moved.update(x_val=moved["x_train"], y_val=moved["y_train"])
+        else:
+            moved.update(x_val=self.x_val.to(device), y_val=self.y_val.to(device))
+        return Dataset(name=self.name, num_classes=self.num_classes, val_is_train=self.val_is_train, **moved)
 
 
 def stratified_split(
@@ -161,8 +169,9 @@ def _as_dataset(
     cfg: DataConfig,
     test: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Dataset:
-    """Split (x, y) into train/val/test (or train/val when the dataset brings its own ``test``) and
-    standardize every feature with the training rows' mean and std. Samples keep their shape."""
+    """Split (x, y) into train/val/test (or train/val when the dataset brings its own ``test``) and, when
+    cfg.standardize, standardize every feature with the training rows' mean and std. Samples keep their
+    shape. With val_fraction = 0 the validation tensors are the training tensors (``val_is_train``)."""
     if test is None:
         tr, va, te = stratified_split(y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         x_te, y_te = x[te], y[te]
@@ -171,16 +180,21 @@ def _as_dataset(
         x_te, y_te = test
     shape = x.shape[1:]
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
-    both = standardized(np.concatenate([flat(x), flat(x_te)]), tr)
+    both = np.concatenate([flat(x), flat(x_te)])
+    if cfg.standardize:
+        both = standardized(both, tr)
     x_all = both[: len(x)].reshape(len(x), *shape).astype(np.float32)
     x_te = both[len(x) :].reshape(len(x_te), *shape).astype(np.float32)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    x_train, y_train = t(x_all[tr]), t(y[tr])
+    no_val = len(va) == 0
     return Dataset(
         name=name,
-        x_train=t(x_all[tr]),
-        y_train=t(y[tr]),
-        x_val=t(x_all[va]),
-        y_val=t(y[va]),
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_train if no_val else t(x_all[va]),
+        y_val=y_train if no_val else t(y[va]),
+        val_is_train=no_val,
         x_test=t(x_te),
         y_test=t(y_te),
         num_classes=int(max(y.max(), y_te.max() if len(y_te) else 0)) + 1,

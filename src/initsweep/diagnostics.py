@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from initsweep.initializers import init_layers
+from initsweep.models import loss_fn
 
 SATURATING = (nn.Tanh, nn.Sigmoid)
 # Activations whose output is zero on a whole region (a unit can die).
@@ -150,7 +151,7 @@ def diagnose(
     try:
         with torch.enable_grad():
             logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
+            loss = loss_fn(logits, y)
             names = [n for n, _, _ in named]
             weights = [layer.weight for _, layer, _ in named]
             grads = torch.autograd.grad(loss, [outputs[n] for n in names] + weights, allow_unused=True)
@@ -159,7 +160,7 @@ def diagnose(
             h.remove()
         model.train(was_training)
 
-    num_classes = logits.shape[-1]
+    num_classes = max(2, logits.shape[-1])  # a sigmoid head has one unit for two classes
     input_std = _std(x)
     metrics: dict[str, float] = {
         "diag/initial_loss": loss.item(),

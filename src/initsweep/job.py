@@ -29,9 +29,20 @@ from initsweep import tracking
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
 from initsweep.initializers import InitError, LayerStats, initialize
+from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
+from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
 from initsweep.protocol import Failure, JobStatus, Parent, Tag, worst_value
-from initsweep.trainer import EpochMetrics, divergence, evaluate, fit, resolve_device, summarize
+from initsweep.trainer import (
+    BestState,
+    EpochMetrics,
+    divergence,
+    evaluate,
+    fit,
+    resolve_device,
+    summarize,
+    summary_context,
+)
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,8 @@ def run_name(overrides: tuple[str, ...], init_name: str, seed: int, fixed: tuple
 
     ``fixed`` are overrides shared by every job of the sweep; they are left out.
     """
-    return f"{group_name(tuple(o for o in overrides if o not in fixed), init_name)} seed={seed}"
+
+    return f"{group_name(varying(overrides, fixed), init_name)} seed={seed}"
 
 
 def run_diagnostics(
@@ -95,6 +107,7 @@ def run_diagnostics(
     """:func:`initsweep.diagnostics.diagnose` with the config's settings; adds ``time/diag_s``."""
     t0 = time.perf_counter()
     diag = diagnose(model, *batch, cfg.warn_factor, cfg.duplicate_tol, cfg.saturation_tol)
+    diag.metrics.update(isometry_metrics(model, batch[0]))  # diag/jacobian_sv_*, diag/weight_sv_*
     diag.metrics["time/diag_s"] = time.perf_counter() - t0
     return diag
 
@@ -256,7 +269,8 @@ def _train_and_log(
     every = config.diagnostics.every
     history: list[EpochMetrics] = []
     diverged = stopped_at = None
-    for epoch in fit(model, data, config.trainer, config.seed):
+    best = BestState()  # the weights at the best val acc, for test/acc_at_best_val
+    for epoch in fit(model, data, config.trainer, config.seed, best):
         history.append(epoch)
         logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
         if diag_batch is not None and every and epoch.epoch % every == 0:
@@ -270,7 +284,7 @@ def _train_and_log(
             stopped_at = epoch.epoch
             break
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
-    summary = summarize(history, test_loss, test_acc)
+    summary = summarize(history, test_loss, test_acc, **summary_context(model, data, best, config.metrics))
     logger.log_metrics(summary, step=history[-1].epoch)
 
     if config.tracking.log_plots:

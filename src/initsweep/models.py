@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-from torch import nn
+from torch import Tensor, nn
 
 from initsweep.config import CNNConfig, ConfigError, MLPConfig, ModelConfig
 
@@ -20,17 +20,52 @@ ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
 }
 
 
-class MLP(nn.Sequential):
-    """input -> depth x [fc{i}: Linear(width) -> act{i}] -> out: Linear(num_classes)."""
+def loss_fn(logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
+    """The classification loss of a model's output: one output unit (sigmoid head) = binary cross-entropy
+    -[y ln s(z) + (1 - y) ln(1 - s(z))] on the logit z; C > 1 units (softmax head) = cross-entropy."""
+    if logits.shape[-1] == 1:
+        return nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y.to(logits.dtype), reduction=reduction)
+    return nn.functional.cross_entropy(logits, y, reduction=reduction)
 
-    def __init__(self, in_features: int, num_classes: int, depth: int, width: int, activation: str):
+
+def predict(logits: Tensor) -> Tensor:
+    """Predicted classes: z > 0 (sigmoid head, s(z) > 0.5) or argmax (softmax head)."""
+    if logits.shape[-1] == 1:
+        return (logits[:, 0] > 0).long()
+    return logits.argmax(-1)
+
+
+def output_units(output: str, num_classes: int) -> int:
+    """Units of the output layer: num_classes (softmax) or 1 (sigmoid, two classes only)."""
+    if output == "sigmoid":
+        if num_classes != 2:
+            raise ConfigError(
+                f"model.output = 'sigmoid': needs two classes, the data has {num_classes}; use model.output=softmax"
+            )
+        return 1
+    return num_classes
+
+
+class MLP(nn.Sequential):
+    """input -> [fc{i}: Linear(w_i) -> act{i}] for each hidden width w_i -> out: Linear(outputs).
+    The hidden widths are ``widths`` when given, else ``depth`` x ``width``."""
+
+    def __init__(
+        self,
+        in_features: int,
+        outputs: int,
+        depth: int = 2,
+        width: int = 256,
+        activation: str = "relu",
+        widths: tuple[int, ...] | None = None,
+    ):
         layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
         fan_in = in_features
-        for i in range(1, depth + 1):
-            layers[f"fc{i}"] = nn.Linear(fan_in, width)
+        for i, units in enumerate(widths if widths is not None else (width,) * depth, start=1):
+            layers[f"fc{i}"] = nn.Linear(fan_in, units)
             layers[f"act{i}"] = ACTIVATION_MODULES[activation]()
-            fan_in = width
-        layers["out"] = nn.Linear(fan_in, num_classes)
+            fan_in = units
+        layers["out"] = nn.Linear(fan_in, outputs)
         super().__init__(layers)
         self.activation = activation
 
@@ -81,8 +116,9 @@ class CNN(nn.Sequential):
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The network a model config describes, for inputs of ``input_shape`` (without the batch dim)."""
+    outputs = output_units(cfg.output, num_classes)
     if isinstance(cfg, MLPConfig):
-        return MLP(math.prod(input_shape), num_classes, cfg.depth, cfg.width, cfg.activation)
+        return MLP(math.prod(input_shape), outputs, activation=cfg.activation, widths=cfg.hidden)
     if isinstance(cfg, CNNConfig):
-        return CNN(input_shape, num_classes, cfg.channels, cfg.kernel_size, cfg.pool, cfg.width, cfg.activation)
+        return CNN(input_shape, outputs, cfg.conv_channels, cfg.kernel_size, cfg.pool, cfg.width, cfg.activation)
     raise ValueError(f"model.name = {cfg.name!r}: unknown model")  # pragma: no cover

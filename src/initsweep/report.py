@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,18 @@ SUMMARY_COLUMNS = (
     ("test acc", "test/acc", "{:.3f}"),
     ("epochs to 90% of best", "val/epochs_to_90pct", "{:.0f}"),
     ("final train loss", "train/loss_final", "{:.4g}"),
+    ("best val loss", "val/loss_best", "{:.4g}"),
+    ("test loss", "test/loss", "{:.4g}"),
+    ("test acc at best val", "test/acc_at_best_val", "{:.3f}"),
+    ("epochs to learn", "val/epochs_to_learn", "{:.0f}"),
 )
+
+
+def cell(key: str, value: float, fmt: str) -> str:
+    """One value: NaN of an ``epochs_to`` metric is "never" (the run never got there), else "-"."""
+    if value != value:  # NaN
+        return "never" if "epochs_to" in key else "-"
+    return fmt.format(value)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -41,8 +52,10 @@ def summary_table(runs: Sequence[Any]) -> str:
     for run in sorted(runs, key=_job_order):
         metrics = run.data.metrics
         cells = [run.info.run_name or run.info.run_id]
-        cells += [fmt.format(metrics[key]) if key in metrics else "-" for _, key, fmt in SUMMARY_COLUMNS]
+        cells += [cell(key, metrics[key], fmt) if key in metrics else "-" for _, key, fmt in SUMMARY_COLUMNS]
         failure = run.data.tags.get("failure")
+        if metrics.get("val/collapsed") == 1.0:  # final val acc far below the best: a late collapse
+            failure = ", ".join(filter(None, [failure, "collapsed"]))
         cells.append(f"{run.info.status} ({failure})" if failure else run.info.status)
         rows.append(cells)
     return markdown_table(["run", *(title for title, _, _ in SUMMARY_COLUMNS), "status"], rows)
@@ -58,6 +71,11 @@ COMPARISON_COLUMNS = (
     ("test acc", "test/acc", "{:.3f}"),
     ("epochs to 90% of best val acc", "val/epochs_to_90pct", "{:.1f}"),
     ("final train loss", "train/loss_final", "{:.4g}"),
+    ("best val loss", "val/loss_best", "{:.4g}"),
+    ("test loss", "test/loss", "{:.4g}"),
+    ("test acc at best val", "test/acc_at_best_val", "{:.3f}"),
+    ("epochs to learn", "val/epochs_to_learn", "{:.1f}"),
+    ("collapsed runs", "val/collapsed", "{:.2f}"),
 )
 
 
@@ -68,14 +86,18 @@ class Estimate:
     mean: float
     half_width: float
     n: int
+    never: int = 0  # runs without a value (NaN: e.g. never reached the learning target), left out of the mean
 
     def format(self, fmt: str) -> str:
-        """``mean ± half_width`` in ``fmt``; the mean alone when n = 1; ``-`` when n = 0."""
+        """``mean ± half_width`` in ``fmt``; the mean alone when n = 1; ``-`` when n = 0; with
+        `` (never: k)`` when k runs had no value, "never" alone when none had one."""
         if self.n == 0:
-            return "-"
+            return f"never ({self.never})" if self.never else "-"
         if self.n == 1 or not math.isfinite(self.half_width):
-            return fmt.format(self.mean)
-        return f"{fmt.format(self.mean)} ± {fmt.format(self.half_width)}"
+            text = fmt.format(self.mean)
+        else:
+            text = f"{fmt.format(self.mean)} ± {fmt.format(self.half_width)}"
+        return f"{text} (never: {self.never})" if self.never else text
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
@@ -90,6 +112,12 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
 
     s = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return Estimate(mean, float(t.ppf((1 + confidence) / 2, n - 1)) * s / math.sqrt(n), n)
+
+
+def _estimate(values: Sequence[float]) -> Estimate:
+    """mean_ci of the values that are not NaN; the NaN ones ("never") are counted."""
+    kept = [v for v in values if v == v]
+    return replace(mean_ci(kept), never=len(values) - len(kept))
 
 
 def group_of(run: Any) -> str:
@@ -147,7 +175,7 @@ def comparison(
     out = []
     for group, members in groups.items():
         finished = [r for r in members if r.info.status == "FINISHED" or r.data.tags.get("failure") == "diverged"]
-        estimates = {k: mean_ci([r.data.metrics[k] for r in finished if k in r.data.metrics]) for k in keys}
+        estimates = {k: _estimate([r.data.metrics[k] for r in finished if k in r.data.metrics]) for k in keys}
         out.append(GroupStats(group, labels[group], members, finished, estimates))
     return out
 

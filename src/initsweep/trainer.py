@@ -1,4 +1,5 @@
-"""The training loop: in-memory tensors, shuffled index-slice batches, one validation pass per epoch.
+"""The training loop: in-memory tensors, shuffled index-slice batches, a train and a validation pass per
+evaluated epoch.
 
 It knows nothing of MLflow or Optuna. :func:`fit` yields one :class:`EpochMetrics` per epoch; the caller
 logs it, reports it to a trial, or stops iterating to end training early.
@@ -9,19 +10,24 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from initsweep.config import ConfigError, TrainerConfig
+from initsweep.config import ConfigError, MetricsConfig, TrainerConfig
 from initsweep.data import Dataset
+from initsweep.models import loss_fn, predict
 
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """One epoch. train_* are means over the epoch's batches (as trained); val_* are after the epoch."""
+    """One evaluated epoch. train_loss / train_acc: one full pass over the training set at the epoch's end
+    (eval mode, the weights as they are then); train_loss_running: mean over the epoch's batches as trained;
+    val_* after the epoch. epoch_s: seconds per epoch since the previous evaluation (training + evaluation);
+    interval_s: those seconds in total; lr: the learning rate of the epoch's last step."""
 
     epoch: int
     train_loss: float
@@ -29,13 +35,26 @@ class EpochMetrics:
     val_loss: float
     val_acc: float
     epoch_s: float
+    train_loss_running: float = math.nan
+    lr: float = math.nan
+    interval_s: float = math.nan
+
+    @property
+    def worst_train_loss(self) -> float:
+        """The larger of the full-pass and the running train loss (NaN if either is): what a divergence
+        check should see, since the running loss catches blow-ups within the epoch that the end misses."""
+        values = (self.train_loss, self.train_loss_running)
+        return math.nan if any(math.isnan(v) for v in values) else max(values)
 
     def as_metrics(self) -> dict[str, float]:
-        """MLflow-style names: train/loss, train/acc, val/loss, val/acc, time/epoch_s."""
+        """MLflow-style names: train/loss, train/acc, train/loss_running, train/lr, val/loss, val/acc,
+        time/epoch_s."""
         d = asdict(self)
         return {
             "train/loss": d["train_loss"],
             "train/acc": d["train_acc"],
+            "train/loss_running": d["train_loss_running"],
+            "train/lr": d["lr"],
             "val/loss": d["val_loss"],
             "val/acc": d["val_acc"],
             "time/epoch_s": d["epoch_s"],
@@ -73,21 +92,77 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> tuple[float, float]:
-    """(mean cross-entropy loss, accuracy) of ``model`` on (x, y), in eval mode."""
+    """(mean loss, accuracy) of ``model`` on (x, y), in eval mode; (nan, nan) on an empty set.
+    The loss is the model's: cross-entropy (softmax head) or binary cross-entropy (sigmoid head)."""
+    if len(x) == 0:
+        return math.nan, math.nan
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(x), batch_size):
         logits = model(x[start : start + batch_size]).float()
         target = y[start : start + batch_size]
-        loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum").item()
-        correct += (logits.argmax(1) == target).sum().item()
+        loss_sum += loss_fn(logits, target, reduction="sum").item()
+        correct += (predict(logits) == target).sum().item()
     model.train(was_training)
     return loss_sum / len(x), correct / len(x)
 
 
-def fit(model: nn.Module, data: Dataset, cfg: TrainerConfig, seed: int) -> Iterator[EpochMetrics]:
-    """Train ``model`` on ``data`` for cfg.epochs epochs, yielding each epoch's metrics.
+def batch_size_of(cfg: TrainerConfig, n: int) -> int:
+    """Examples per step: cfg.batch_size, or all n for ``full``."""
+    return n if cfg.batch_size == "full" else min(int(cfg.batch_size), n)
+
+
+def lr_factor(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainerConfig) -> float:
+    """Multiplier of cfg.lr at optimizer step ``step`` (0-based).
+
+    Warm-up: (step + 1) / W for step < W = round(warmup_epochs x steps_per_epoch). Then, with
+    e = step // steps_per_epoch the epoch (0-based): step: gamma^(e // step_epochs); cosine:
+    (1 + cos(pi t)) / 2 with t = (step - W) / (total_steps - W), the fraction of the post-warm-up steps done.
+    """
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "step":
+        return cfg.gamma ** ((step // steps_per_epoch) // cfg.step_epochs)
+    if cfg.schedule == "cosine":
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * t))
+    return 1.0
+
+
+class BestState:
+    """A copy (in memory) of the weights at the best validation accuracy seen (the first of equal ones)."""
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.val_acc = -math.inf
+        self.state: dict[str, Tensor] | None = None
+
+    def update(self, model: nn.Module, epoch: int, val_acc: float) -> None:
+        """Keep the weights of ``model`` when ``val_acc`` beats the best so far."""
+        if val_acc > self.val_acc:
+            self.epoch, self.val_acc = epoch, val_acc
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def evaluate(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
+        """(loss, accuracy) on (x, y) of ``model`` with the best weights; ``model`` is left as it was."""
+        if self.state is None:
+            return math.nan, math.nan
+        current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state)
+        try:
+            return evaluate(model, x, y)
+        finally:
+            model.load_state_dict(current)
+
+
+def fit(
+    model: nn.Module, data: Dataset, cfg: TrainerConfig, seed: int, best: BestState | None = None
+) -> Iterator[EpochMetrics]:
+    """Train ``model`` on ``data`` for cfg.epochs epochs (or cfg.steps optimizer steps), yielding the
+    metrics of every cfg.eval_every-th epoch and of the last one. ``best`` (optional) keeps the weights
+    of the best val accuracy.
 
     Batches are slices of a fresh permutation of the training indices each epoch, drawn from a generator
     seeded with ``seed``: the same seed gives the same batches and, on CPU, identical metrics.
@@ -96,59 +171,132 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainerConfig, seed: int) -> Itera
     generator = torch.Generator().manual_seed(seed)
     x, y = data.x_train, data.y_train
     n = len(x)
+    bs = batch_size_of(cfg, n)
+    per_epoch = math.ceil(n / bs)
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+    epochs = math.ceil(total / per_epoch)
     net = torch.compile(model) if cfg.compile else model
     model.train()
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
+    step, t0, since = 0, time.perf_counter(), 0
+    for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=generator).to(x.device)
         # Running sums stay on the device (no .item() per step, which would synchronize a GPU).
         loss_sum = torch.zeros((), device=x.device)
-        correct = torch.zeros((), device=x.device, dtype=torch.long)
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            yb = y[idx]
+        seen = 0
+        for start in range(0, n, bs):
+            if step == total:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, per_epoch, total, cfg)
+            idx = order[start : start + bs]
+            xb, yb = (x, y) if bs == n else (x[idx], y[idx])
             with autocast(x.device, cfg.precision):  # forward only; backward runs outside autocast
-                logits = net(x[idx])
-                loss = nn.functional.cross_entropy(logits.float(), yb)
+                loss = loss_fn(net(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum.add_(loss.detach(), alpha=len(idx))
-            correct.add_((logits.argmax(1) == yb).sum())
-        train_loss, train_acc = loss_sum.item() / n, correct.item() / n
+            loss_sum.add_(loss.detach(), alpha=len(yb))
+            seen += len(yb)
+            step += 1
+        since += 1
+        if epoch % cfg.eval_every and epoch != epochs:
+            continue
         with autocast(x.device, cfg.precision):
+            train_loss, train_acc = evaluate(net, x, y)
             val_loss, val_acc = evaluate(net, data.x_val, data.y_val)
-        yield EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
+        if best is not None:
+            best.update(model, epoch, val_acc)
+        elapsed = time.perf_counter() - t0
+        lr = optimizer.param_groups[0]["lr"]
+        yield EpochMetrics(
+            epoch, train_loss, train_acc, val_loss, val_acc, elapsed / since, loss_sum.item() / seen, lr, elapsed
+        )
+        t0, since = time.perf_counter(), 0
 
 
 def divergence(epoch: EpochMetrics, initial_loss: float, factor: float | None) -> str | None:
     """Why training has diverged after ``epoch``, or None: a non-finite train or val loss, or a train loss
-    above ``factor`` x the loss at initialization. The one place that decides divergence."""
-    for name, value in (("train loss", epoch.train_loss), ("val loss", epoch.val_loss)):
+    above ``factor`` x the loss at initialization. The train loss checked is the epoch's worst (full pass or
+    running mean), so a blow-up within the epoch counts. The one place that decides divergence."""
+    train_loss = epoch.worst_train_loss
+    for name, value in (("train loss", train_loss), ("val loss", epoch.val_loss)):
         if not math.isfinite(value):
             return f"{name} is {value}"
-    if factor is not None and epoch.train_loss > factor * initial_loss:
-        return f"train loss {epoch.train_loss:.4g} > {factor:g} x initial loss {initial_loss:.4g}"
+    if factor is not None and train_loss > factor * initial_loss:
+        return f"train loss {train_loss:.4g} > {factor:g} x initial loss {initial_loss:.4g}"
     return None
 
 
-def summarize(history: Sequence[EpochMetrics], test_loss: float, test_acc: float) -> dict[str, float]:
-    """End-of-run metrics: best and final val, final train loss, test, and the learning speed.
+def chance_accuracy(y: Tensor) -> float:
+    """Accuracy of always predicting the most frequent class of ``y`` (1/C for balanced classes)."""
+    return torch.bincount(y).max().item() / len(y) if len(y) else math.nan
 
-    ``val/epochs_to_90pct`` is the first epoch whose val acc reaches 90% of the best val acc.
-    Non-finite losses count as the worst value.
+
+def summary_context(model: nn.Module, data: Dataset, best: BestState, cfg: MetricsConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`summarize` beyond the history: the best-val state's test metrics,
+    the val set's chance accuracy, the chance loss ln C, and the metrics config."""
+    return {
+        "at_best": best.evaluate(model, data.x_test, data.y_test),
+        "chance_acc": chance_accuracy(data.y_val),
+        "chance_loss": math.log(max(2, data.num_classes)),
+        "cfg": cfg,
+    }
+
+
+def _first_epoch(history: Sequence[EpochMetrics], reached: Callable[[EpochMetrics], bool]) -> float:
+    """The first evaluated epoch where ``reached`` holds, as a float; NaN (never) when none."""
+    return float(next((h.epoch for h in history if reached(h)), math.nan))
+
+
+def summarize(
+    history: Sequence[EpochMetrics],
+    test_loss: float,
+    test_acc: float,
+    at_best: tuple[float, float] | None = None,
+    chance_acc: float | None = None,
+    chance_loss: float | None = None,
+    cfg: MetricsConfig | None = None,
+) -> dict[str, float]:
+    """End-of-run metrics. Non-finite losses count as the worst value; NaN means "never".
+
+    - val/acc_best, val/loss_best, val/acc_final, val/epoch_best, train/loss_final, train/acc_final, test/*.
+    - val/epochs_to_learn: first epoch with val acc >= target = chance + learn_level x (1 - chance)
+      (``val/learn_target``); NaN when never reached.
+    - val/epochs_to_90pct: first epoch with val acc >= 0.9 x best, NaN when the run never reached the target
+      (90% of a chance-level best is reached at once and measures nothing).
+    - train/epochs_to_loss: first epoch with full-pass train loss < loss_threshold (default ln(C) / 2).
+    - val/acc_drop = best - final val acc; val/collapsed = 1 when it exceeds collapse_drop, else 0.
+    - test/acc_at_best_val, test/loss_at_best_val: test metrics of the weights at the best val accuracy.
     """
+    cfg = cfg or MetricsConfig()
     accs = [h.val_acc for h in history]
     losses = [h.val_loss if math.isfinite(h.val_loss) else math.inf for h in history]
     best = max(accs)
-    return {
+    out = {
         "val/acc_best": best,
         "val/loss_best": min(losses),
         "val/acc_final": accs[-1],
-        "val/epoch_best": float(accs.index(best) + 1),
-        "val/epochs_to_90pct": float(next(h.epoch for h in history if h.val_acc >= 0.9 * best)),
+        "val/epoch_best": float(history[accs.index(best)].epoch),
+        "val/epochs_to_90pct": _first_epoch(history, lambda h: h.val_acc >= 0.9 * best),
+        "val/acc_drop": best - accs[-1],
+        "val/collapsed": float(best - accs[-1] > cfg.collapse_drop),
         "train/loss_final": history[-1].train_loss,
+        "train/acc_final": history[-1].train_acc,
         "test/loss": test_loss,
         "test/acc": test_acc,
-        "time/train_s": sum(h.epoch_s for h in history),
+        "time/train_s": sum(h.interval_s if math.isfinite(h.interval_s) else h.epoch_s for h in history),
     }
+    if chance_acc is not None and math.isfinite(chance_acc):
+        target = chance_acc + cfg.learn_level * (1 - chance_acc)
+        out["val/chance_acc"] = chance_acc
+        out["val/learn_target"] = target
+        out["val/epochs_to_learn"] = _first_epoch(history, lambda h: h.val_acc >= target)
+        if math.isnan(out["val/epochs_to_learn"]):
+            out["val/epochs_to_90pct"] = math.nan
+    threshold = cfg.loss_threshold if cfg.loss_threshold is not None else (chance_loss or math.nan) / 2
+    if math.isfinite(threshold):
+        out["train/loss_threshold"] = threshold
+        out["train/epochs_to_loss"] = _first_epoch(history, lambda h: h.train_loss < threshold)
+    if at_best is not None:
+        out["test/loss_at_best_val"], out["test/acc_at_best_val"] = at_best
+    return out
