@@ -48,3 +48,24 @@ ui: setup
 
 clean:
 	rm -rf outputs multirun
+
+# --- Scale-out (docs/scale-out.md): throwaway services on 127.0.0.1, as root, installed from Debian packages.
+.PHONY: server services services-stop test-cluster
+# PostgreSQL + `mlflow server` (artifacts served): tracking.uri=http://127.0.0.1:5001
+server: setup
+	@$(PY) -c "import psycopg" >/dev/null 2>&1 || $(PY) -m pip install -q -e ".[postgres]"
+	MLFLOW_BIN=$(VENV)/bin/mlflow scripts/services/mlflow_server.sh start
+
+services: server
+	scripts/services/slurm.sh start
+
+services-stop:
+	-scripts/services/mlflow_server.sh stop
+	-scripts/services/slurm.sh stop
+	-scripts/services/postgres.sh stop
+
+test-cluster: setup
+	@$(PY) -c "import psycopg, hydra_plugins.hydra_submitit_launcher" >/dev/null 2>&1 || \
+	  $(PY) -m pip install -q -e ".[postgres,slurm]"
+	$(MAKE) services
+	$(PY) -m pytest -m cluster tests/test_cluster.py; rc=$$?; $(MAKE) services-stop; exit $$rc
