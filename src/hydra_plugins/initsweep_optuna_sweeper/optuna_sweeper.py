@@ -73,7 +73,7 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
     With ``check_configs``, the job configs at the search space's corners (each interval's bounds, each
     choice) are composed and validated, so that e.g. ``init.std=interval(-1,1)`` fails here, not in a trial.
     """
-    from initsweep import tuning
+    from initsweep import scaleout, tuning
     from initsweep.config import ConfigError, validate
 
     s = _settings(config.hydra.sweeper)
@@ -98,6 +98,7 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
     tuning.make_pruner(s["pruner"], pruner_kwargs)
 
     storage = tuning.resolve_storage(s["storage"])
+    scaleout.check_storage_driver(storage, f"{key}.storage")
     study_name = s["study_name"] or tuning.default_study_name(str(base.get("experiment_name")), space)
     fresh = "://" not in storage and not Path(storage).exists()  # no journal file yet: no study, create nothing
     existing = None if fresh else tuning.existing_study_direction(tuning.open_storage(storage), study_name)
@@ -207,13 +208,9 @@ class InitsweepOptunaSweeper(Sweeper):
         return [plan.base, *plan.checked_configs]
 
     def _batch_size(self) -> int:
-        import os
+        from initsweep.scaleout import batch_size
 
-        n_jobs = self.config.hydra.launcher.get("n_jobs") if self.config is not None else None
-        if n_jobs is None:
-            return 1
-        n_jobs = int(n_jobs)
-        return max(1, os.cpu_count() or 1) if n_jobs < 0 else max(1, n_jobs)
+        return batch_size(self.config.hydra.launcher if self.config is not None else None)
 
     def sweep(self, arguments: list[str]) -> Any:
         from initsweep.config import ConfigError
