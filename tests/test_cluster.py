@@ -177,3 +177,25 @@ def test_init_sweep_as_slurm_jobs_under_one_parent(tmp_path, slurm):
     assert all(x.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for x in children)
     assert all(x.info.status == "FINISHED" for x in children)
     assert len(list((tmp_path / "multirun").rglob(".submitit/*/*_result.pkl"))) == 4  # each job ran under SLURM
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_study_with_two_parallel_slurm_tasks(tmp_path, postgres, mlflow_server, slurm):
+    import shutil
+
+    import optuna
+
+    study = f"cluster-{uuid.uuid4().hex[:8]}"
+    for name in ("train.py", "conf"):
+        (shutil.copytree if name == "conf" else shutil.copy)(ROOT / name, tmp_path / name)
+    env = {**os.environ, **_env(), "STORAGE": postgres, "TRACKING": mlflow_server, "STUDY": study}
+    env["PYTHON"] = sys.executable
+    cmd = ["sbatch", "--parsable", "--wait", "--array=0-1", str(ROOT / "scripts" / "slurm_study.sbatch")]
+    args = ["hparams_search=normal_std", "hydra.sweeper.n_trials=1", *QUICK]
+    r = subprocess.run([*cmd, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    logs = "".join(p.read_text()[-1500:] for p in tmp_path.glob("slurm-*.out"))
+    assert r.returncode == 0, r.stderr + logs
+    trials = optuna.load_study(study_name=study, storage=postgres).trials
+    assert sorted(t.number for t in trials) == [0, 1], logs
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
