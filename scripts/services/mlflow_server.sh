@@ -9,7 +9,7 @@ source "$HERE/common.sh"
 PORT=${INITSWEEP_MLFLOW_PORT:-5001}
 PID=$STATE/mlflow.pid
 MLFLOW_BIN=${MLFLOW_BIN:-$HERE/../../.venv/bin/mlflow}
-[ -x "$MLFLOW_BIN" ] || MLFLOW_BIN=$(command -v mlflow)
+[ -x "$MLFLOW_BIN" ] || MLFLOW_BIN=$(command -v mlflow || true)
 alive() { [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; }
 healthy() { python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/health', timeout=2)" 2>/dev/null; }
 
@@ -17,6 +17,7 @@ case "${1:-start}" in
 start)
   "$HERE/postgres.sh" start >/dev/null
   if ! alive; then
+    [ -n "$MLFLOW_BIN" ] || { echo "mlflow_server.sh: no mlflow command; set MLFLOW_BIN or run make setup" >&2; exit 1; }
     mkdir -p "$STATE/mlflow-artifacts"
     setsid "$MLFLOW_BIN" server --backend-store-uri "$PG_URL_BASE/mlflow" --serve-artifacts \
       --artifacts-destination "$STATE/mlflow-artifacts" --host 127.0.0.1 --port "$PORT" --workers 2 \
