@@ -22,14 +22,17 @@ $(STAMP): pyproject.toml
 	  else $(PYTHON) -m venv $(VENV); fi; \
 	fi
 	@$(PY) -c "import torch" >/dev/null 2>&1 || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,postgres,slurm]"
 	@touch $(STAMP)
 
 sweep: setup
 	$(PY) train.py -m init=zeros,ones,normal,uniform
 
+# The whole suite, with the real services its cluster tests need (PostgreSQL, SLURM, an MLflow server on
+# 127.0.0.1, started by scripts/services/*.sh as root and stopped afterwards).
 test: setup
-	$(PY) -m pytest
+	$(MAKE) services
+	$(PY) -m pytest; rc=$$?; $(MAKE) services-stop; exit $$rc
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
@@ -54,3 +57,21 @@ ui: setup
 
 clean:
 	rm -rf outputs multirun
+
+# --- Scale-out (docs/scale-out.md): throwaway services on 127.0.0.1, as root, installed from Debian packages.
+.PHONY: server services services-stop test-cluster
+# PostgreSQL + `mlflow server` (artifacts served): tracking.uri=http://127.0.0.1:5001
+server: setup
+	MLFLOW_BIN=$(VENV)/bin/mlflow scripts/services/mlflow_server.sh start
+
+services: server
+	scripts/services/slurm.sh start
+
+services-stop:
+	-scripts/services/mlflow_server.sh stop
+	-scripts/services/slurm.sh stop
+	-scripts/services/postgres.sh stop
+
+test-cluster: setup
+	$(MAKE) services
+	$(PY) -m pytest -m cluster tests/test_cluster.py; rc=$$?; $(MAKE) services-stop; exit $$rc

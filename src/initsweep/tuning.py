@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from initsweep.config import ConfigError, validate
 from initsweep.protocol import direction as metric_direction
 from initsweep.protocol import job_config_dict
+from initsweep.scaleout import check_storage_driver
 from initsweep.search_space import SETTINGS_KEY, SearchSpace, check_paths, format_override, parse_search_space
 from initsweep.sweeper_settings import SweeperSettings
 
@@ -217,6 +218,7 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
     make_pruner(s.pruner, pruner_kwargs)
 
     storage = resolve_storage(s.storage)
+    check_storage_driver(storage, f"{SETTINGS_KEY}.storage")
     study_name = s.study_name or default_study_name(str(base.get("experiment_name")), space)
     fresh = "://" not in storage and not Path(storage).exists()  # no journal file yet: no study, create nothing
     existing = None if fresh else existing_study_direction(open_storage(storage), study_name)

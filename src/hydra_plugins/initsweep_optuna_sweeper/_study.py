@@ -12,7 +12,6 @@ import contextlib
 import io
 import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -33,6 +32,7 @@ from initsweep.protocol import (
     TrialOutcome,
     TrialState,
 )
+from initsweep.scaleout import batch_size
 from initsweep.search_space import grid_points
 from initsweep.tuning import FINITE_SAMPLERS, Plan, open_storage, study_plots
 
@@ -70,15 +70,6 @@ def consecutive_groups(numbers: Sequence[int]) -> list[list[int]]:
     return groups
 
 
-def batch_size(launcher: DictConfig) -> int:
-    """Trials launched at once: the launcher's ``n_jobs`` (joblib; -1 = every core), else 1."""
-    n_jobs = launcher.get("n_jobs") if launcher is not None else None
-    if n_jobs is None:
-        return 1
-    n_jobs = int(n_jobs)
-    return max(1, os.cpu_count() or 1) if n_jobs < 0 else max(1, n_jobs)
-
-
 class Study:
     """One invocation of the sweeper on one study."""
 
@@ -87,7 +78,7 @@ class Study:
         self.plan = plan
         self.config = config
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        self.batch = batch_size(self.config.hydra.launcher)
+        self.batch = batch_size(OmegaConf.to_container(self.config.hydra.launcher, resolve=True))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(
             storage=open_storage(plan.storage),

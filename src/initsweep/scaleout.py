@@ -1,0 +1,108 @@
+"""Scale-out helpers: launcher batch sizes, one device per worker, storage drivers, one study-level parent run.
+
+Pure functions where possible, so the sweeper, the job and the tests share one definition:
+
+* :func:`batch_size` - trials the Optuna sweeper launches at once, from the launcher's config;
+* :func:`device_for_worker` - the GPU a parallel worker trains on, from its rank;
+* :func:`check_storage_driver` - a ``postgresql://`` URL without its driver -> one ConfigError naming the extra;
+* :func:`study_parent_run` - the ONE MLflow parent run of a study shared by many worker processes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from initsweep.config import ConfigError
+
+STUDY_PARENT_TAG = "initsweep.study_parent"  # value: the study name; marks the study-level parent run
+# SQLAlchemy 2.x URL scheme -> (importable driver module, the extra that installs it)
+DRIVERS = {
+    "postgresql": ("psycopg", "postgres"),
+    "postgresql+psycopg": ("psycopg", "postgres"),
+    "postgresql+psycopg2": ("psycopg2", "postgres (or pip install psycopg2-binary)"),
+    "mysql": ("MySQLdb", "pip install mysqlclient"),
+    "mysql+pymysql": ("pymysql", "pip install pymysql"),
+}
+
+
+def batch_size(launcher_cfg: Mapping[str, Any] | None, cpu_count: int | None = None) -> int:
+    """Trials to run at once under this launcher: joblib ``n_jobs`` (-1 -> the CPU count, -k -> cpus+1-k),
+    submitit ``array_parallelism``, else 1 (the basic launcher runs one job at a time)."""
+    cfg = dict(launcher_cfg or {})
+    cpus = cpu_count or os.cpu_count() or 1
+    if cfg.get("n_jobs") is not None:
+        n = int(cfg["n_jobs"])
+        return max(1, cpus + 1 + n if n < 0 else n)
+    if cfg.get("array_parallelism") is not None:
+        return max(1, int(cfg["array_parallelism"]))
+    return 1
+
+
+def worker_rank(env: Mapping[str, str] | None = None, job_num: int | None = None, n_workers: int = 1) -> int:
+    """This worker's rank among those sharing a machine: $SLURM_LOCALID (a SLURM task), else
+    ``job_num mod n_workers`` (joblib: job k of a batch of n_workers runs in worker k), else 0."""
+    env = os.environ if env is None else env
+    if env.get("SLURM_LOCALID", "").isdigit():
+        return int(env["SLURM_LOCALID"])
+    if job_num is not None and n_workers > 1:
+        return job_num % n_workers
+    return 0
+
+
+def device_for_worker(rank: int, n_devices: int, visible: str | None = None) -> str:
+    """The device for worker ``rank``: ``cuda:<rank mod n_devices>``, or ``cpu`` without devices.
+
+    ``visible`` is $CUDA_VISIBLE_DEVICES: when SLURM (``--gpus-per-task``) or the user already gave the worker
+    exactly one device, that one is ``cuda:0`` whatever the rank."""
+    if n_devices <= 0:
+        return "cpu"
+    if visible is not None and visible.strip() and len(visible.split(",")) == 1:
+        return "cuda:0"
+    return f"cuda:{rank % n_devices}"
+
+
+def check_storage_driver(url: str | None, key: str) -> None:
+    """ConfigError (naming ``key`` and the extra to install) when ``url`` needs a database driver that is
+    not installed; nothing for journal files, sqlite and http."""
+    if not url or "://" not in str(url):
+        return
+    scheme = str(url).split("://", 1)[0].lower()
+    if scheme not in DRIVERS:
+        return
+    module, extra = DRIVERS[scheme]
+    if importlib.util.find_spec(module) is None:
+        how = f'pip install -e ".[{extra}]"' if " " not in extra else extra
+        raise ConfigError(f"{key} = {scheme}://...: the database driver {module!r} is not installed; {how}")
+
+
+def study_parent_run(client: Any, exp_id: str, study_name: str, run_name: str, tags: Mapping[str, Any]) -> str:
+    """Id of the study's one MLflow parent run, found or created by study name, safe when workers race.
+
+    Each worker looks for runs tagged ``initsweep.study_parent=<study_name>``; none -> it creates one, then
+    searches again: the oldest (start time, then run id) wins, and a worker whose own run lost deletes it.
+    A finished parent is set RUNNING again while this worker adds trials.
+    """
+    from initsweep import tracking
+
+    def candidates() -> list:
+        runs = client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`{STUDY_PARENT_TAG}` = '{study_name.replace(chr(39), chr(92) + chr(39))}'",
+            max_results=100,
+        )
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    found = candidates()
+    if found:
+        run_id = found[0].info.run_id
+        if found[0].info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        return run_id
+    mine = tracking.start_run(client, exp_id, run_name, {**tags, STUDY_PARENT_TAG: study_name}).run_id
+    winner = candidates()[0].info.run_id
+    if winner != mine:
+        client.delete_run(mine)
+    return winner

@@ -1,0 +1,201 @@
+"""Scale-out: pure helpers (batch size, device per worker, storage driver) and, marked ``cluster``, real
+services started by scripts/services/*.sh (PostgreSQL, `mlflow server`, single-node SLURM).
+
+Start them first (as root): ``make services`` (or the three scripts' ``start``). A service that is not up
+when these tests are selected fails the test: nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, all_runs, run_train
+from initsweep.config import ConfigError
+from initsweep.scaleout import batch_size, check_storage_driver, device_for_worker, worker_rank
+
+STATE = Path(os.environ.get("INITSWEEP_SERVICES_DIR", "/tmp/initsweep-services"))
+PG = f"postgresql://initsweep:initsweep@127.0.0.1:{os.environ.get('INITSWEEP_PG_PORT', '5432')}"
+MLFLOW = f"http://127.0.0.1:{os.environ.get('INITSWEEP_MLFLOW_PORT', '5001')}"
+QUICK = ("trainer.epochs=1", "diagnostics.enabled=false")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def test_batch_size_follows_the_launcher():
+    assert batch_size(None) == 1  # basic launcher
+    assert batch_size({"n_jobs": 3}) == 3  # joblib
+    assert batch_size({"n_jobs": -1}, cpu_count=8) == 8
+    assert batch_size({"n_jobs": -2}, cpu_count=8) == 7
+    assert batch_size({"array_parallelism": 2, "timeout_min": 5}) == 2  # submitit
+    assert batch_size({"array_parallelism": 0}) == 1
+
+
+def test_device_per_worker_with_simulated_device_counts():
+    assert [device_for_worker(r, 4) for r in range(6)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert device_for_worker(3, 0) == "cpu"
+    assert device_for_worker(3, 1, visible="2") == "cuda:0"  # SLURM gave this task one GPU
+    assert device_for_worker(3, 2, visible="0,1") == "cuda:1"
+    assert worker_rank({"SLURM_LOCALID": "2"}) == 2
+    assert worker_rank({}, job_num=5, n_workers=2) == 1  # joblib worker
+    assert worker_rank({}) == 0
+
+
+def test_storage_driver_check_names_the_extra():
+    check_storage_driver(f"{PG}/optuna", "hydra.sweeper.storage")  # psycopg 3 is installed
+    check_storage_driver("/tmp/journal.log", "hydra.sweeper.storage")
+    check_storage_driver("sqlite:///x.db", "hydra.sweeper.storage")
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.storage .*pymysql"):
+        check_storage_driver("mysql+pymysql://u:p@h/db", "hydra.sweeper.storage")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Real services
+
+
+def _require(name: str, ok: bool) -> None:
+    if not ok:
+        pytest.fail(f"{name} is not running: start it with `make services` (scripts/services/*.sh)")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> str:
+    import psycopg
+
+    try:
+        psycopg.connect(f"{PG}/optuna", connect_timeout=3).close()
+    except psycopg.OperationalError as e:
+        _require(f"PostgreSQL ({e})", False)
+    return f"{PG}/optuna"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server() -> str:
+    try:
+        urllib.request.urlopen(f"{MLFLOW}/health", timeout=3).close()
+    except OSError:
+        _require(f"the MLflow server at {MLFLOW}", False)
+    return MLFLOW
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    _require("SLURM", out.returncode == 0 and out.stdout.strip().startswith(("idle", "mixed", "alloc")))
+
+
+def _env() -> dict[str, str]:
+    return {"PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_missing_driver_is_one_message_exit_2(tmp_path):
+    # A scheme whose driver is not installed here: the same path a missing psycopg takes.
+    r = run_train(["-m", "hparams_search=normal_std", "hydra.sweeper.storage=mysql+pymysql://u:p@h/db"], tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "initsweep: hydra.sweeper.storage" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_three_workers_share_one_postgresql_study(tmp_path, postgres, mlflow_server):
+    import optuna
+    from mlflow import MlflowClient
+
+    study = f"cluster-{uuid.uuid4().hex[:8]}"
+    args = [
+        sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=normal_std", *QUICK,
+        f"hydra.sweeper.storage={postgres}", f"hydra.sweeper.study_name={study}", "hydra.sweeper.n_trials=1",
+        f"tracking.uri={mlflow_server}", f"experiment_name={study}",
+    ]  # fmt: skip
+    env = {**os.environ, **_env()}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    # Each worker needs a sweep dir of its own (workers started in the same second would share the default) and a
+    # sampler seed of its own (the same seed draws the same first values).
+    procs = [
+        subprocess.Popen(
+            [*args, f"hydra.sweep.dir=multirun/worker{i}", f"hydra.sweeper.seed={i}"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs[0][-2000:]
+    trials = optuna.load_study(study_name=study, storage=postgres).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2]
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    assert len({t.params["init.std"] for t in trials}) == 3
+    client = MlflowClient(tracking_uri=mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name(study).experiment_id])
+    assert sorted(r.data.tags.get("trial_number") for r in runs if "trial_number" in r.data.tags) == ["0", "1", "2"]
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_mlflow_server_on_postgresql_receives_a_sweep_with_artifacts(tmp_path, mlflow_server):
+    from mlflow import MlflowClient
+
+    experiment = f"cluster-{uuid.uuid4().hex[:8]}"
+    r = run_train(
+        ["-m", "seed=0,1", *QUICK, f"tracking.uri={mlflow_server}", f"experiment_name={experiment}"], tmp_path
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not (tmp_path / "mlruns").exists()  # nothing went to a local store
+    client = MlflowClient(tracking_uri=mlflow_server)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [x for x in runs if "mlflow.parentRunId" not in x.data.tags]
+    children = [x for x in runs if "mlflow.parentRunId" in x.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    assert {x.data.tags["mlflow.parentRunId"] for x in children} == {parents[0].info.run_id}
+    for run in children:
+        assert run.info.status == "FINISHED" and "val/acc" in run.data.metrics
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # uploaded over HTTP, not written locally
+        assert client.list_artifacts(run.info.run_id)
+        on_server = STATE / "mlflow-artifacts" / exp.experiment_id / run.info.run_id / "artifacts"
+        assert any(on_server.rglob("*")), on_server
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_init_sweep_as_slurm_jobs_under_one_parent(tmp_path, slurm):
+    r = run_train(["-m", "hydra/launcher=submitit_slurm", "init=zeros,ones,normal,uniform", *QUICK], tmp_path, _env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = all_runs(tmp_path)
+    parents = [x for x in runs if "mlflow.parentRunId" not in x.data.tags]
+    children = [x for x in runs if "mlflow.parentRunId" in x.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    assert all(x.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for x in children)
+    assert all(x.info.status == "FINISHED" for x in children)
+    assert len(list((tmp_path / "multirun").rglob(".submitit/*/*_result.pkl"))) == 4  # each job ran under SLURM
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_study_with_two_parallel_slurm_tasks(tmp_path, postgres, mlflow_server, slurm):
+    import shutil
+
+    import optuna
+
+    study = f"cluster-{uuid.uuid4().hex[:8]}"
+    for name in ("train.py", "conf"):
+        (shutil.copytree if name == "conf" else shutil.copy)(ROOT / name, tmp_path / name)
+    env = {**os.environ, **_env(), "STORAGE": postgres, "TRACKING": mlflow_server, "STUDY": study}
+    env["PYTHON"] = sys.executable
+    cmd = ["sbatch", "--parsable", "--wait", "--array=0-1", str(ROOT / "scripts" / "slurm_study.sbatch")]
+    args = ["hparams_search=normal_std", "hydra.sweeper.n_trials=1", *QUICK]
+    r = subprocess.run([*cmd, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    logs = "".join(p.read_text()[-1500:] for p in tmp_path.glob("slurm-*.out"))
+    assert r.returncode == 0, r.stderr + logs
+    trials = optuna.load_study(study_name=study, storage=postgres).trials
+    assert sorted(t.number for t in trials) == [0, 1], logs
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
