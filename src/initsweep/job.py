@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from initsweep import data as datasets
-from initsweep import tracking
+from initsweep import console, tracking
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, direction, validate
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
 from initsweep.initializers import InitError, LayerStats, initialize
@@ -201,6 +201,7 @@ def execute(
         tags["diag/warning"] = diag.warning
     tags.update(extra_tags or {})
     logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
+    logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
     worst = worst_value(config.optimized_metric)
     try:
         value, diverged = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
@@ -264,7 +265,7 @@ def _train_and_log(
             break
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
     summary = summarize(history, test_loss, test_acc)
-    logger.log_metrics(summary, step=history[-1].epoch)
+    logger.log_metrics(summary, step=0)  # step 0: the UI shows one-value metrics as bars, not one-point lines
 
     if config.tracking.log_plots:
         from initsweep.plots import learning_curves

@@ -19,6 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from initsweep import console
+
 PARENT_FILE = "initsweep_parent.json"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -133,6 +135,7 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(json.dumps(asdict(self.parent)))
+        console.start_progress(sweep_dir, len(configs) if params.get("n_jobs") else config.hydra.sweeper.get("n_trials"))
         atexit.register(self._close_if_open)
 
     def _close_if_open(self) -> None:
@@ -151,7 +154,7 @@ class SweepCallback(Callback):
         table = report.summary_table(runs)
         print(
             f"\nSweep {self.parent.sweep_id} ({len(runs)} runs) in MLflow experiment "
-            f"{self.parent.experiment_id}:\n{table}"
+            f"{self.parent.experiment_id}:\n{table}\nParent run: {console.run_url(self.parent.experiment_id, self.parent.run_id)}"
         )
         sweep_dir = Path(config.hydra.sweep.dir)
         (sweep_dir / "summary.md").write_text(table + "\n")

@@ -97,13 +97,20 @@ def retrying(call: Callable[..., _T], *args: Any, attempts: int = 10, **kwargs: 
     raise AssertionError("unreachable")
 
 
+# MLflow 3's UI opens an experiment in GenAI mode (traces) unless this tag says it holds model training runs.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """Id of the experiment called ``name``, created if absent (safe when two processes race)."""
+    """Id of the experiment called ``name``, created if absent (safe when two processes race), tagged
+    ``mlflow.experimentKind=custom_model_development`` so that the UI opens on its runs."""
     exp = retrying(client.get_experiment_by_name, name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            retrying(client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     try:
-        return retrying(client.create_experiment, name)
+        return retrying(client.create_experiment, name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException:
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -131,13 +138,18 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 class RunLogger:
     """Writes one MLflow run. Metrics are buffered until :meth:`flush` (also called by :meth:`end`)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, flush_every_s: float = 30.0):
+    def __init__(
+        self, client: MlflowClient, run_id: str, flush_every_s: float = 30.0, experiment_id: str | None = None
+    ):
         self.client = client
         self.run_id = run_id
+        self.experiment_id = experiment_id
         self.flush_every_s = flush_every_s
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
         self.ended = False
+        self.latest: dict[str, float] = {}  # the last value logged of each metric
+        self.on_end: Callable[[RunLogger, str], None] | None = None  # called once the run is closed
 
     @property
     def artifact_uri(self) -> str:
@@ -147,6 +159,7 @@ class RunLogger:
         """Buffer metrics for ``step``; flushes when the last flush is older than flush_every_s."""
         ts = int(time.time() * 1000)
         self._pending.extend(Metric(k, float(v), ts, step) for k, v in metrics.items())
+        self.latest.update({k: float(v) for k, v in metrics.items()})
         if time.monotonic() - self._last_flush > self.flush_every_s:
             self.flush()
 
@@ -182,6 +195,8 @@ class RunLogger:
         finally:
             retrying(self.client.set_terminated, self.run_id, status=status)
             self.ended = True
+        if self.on_end is not None:
+            self.on_end(self, status)
 
 
 def start_run(
@@ -196,7 +211,7 @@ def start_run(
     if parent_run_id:
         all_tags[PARENT_TAG] = parent_run_id
     run = retrying(client.create_run, exp_id, run_name=run_name, tags=all_tags)
-    return RunLogger(client, run.info.run_id)
+    return RunLogger(client, run.info.run_id, experiment_id=exp_id)
 
 
 def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str) -> list:
