@@ -48,7 +48,8 @@ def job_line(name: str, status: str, metrics: Mapping[str, float], run_id: str, 
     """``init=normal seed=0: best val acc 0.974, test acc 0.981, best val loss 0.0912 | run ID | URL``."""
     state = "" if status == "FINISHED" else f" [{status}]"
     return (
-        f"{name}{state}: best val acc {_fmt(metrics, 'val/acc_best', '.3f')}, test acc {_fmt(metrics, 'test/acc', '.3f')}"
+        f"{name}{state}: best val acc {_fmt(metrics, 'val/acc_best', '.3f')}"
+        f", test acc {_fmt(metrics, 'test/acc', '.3f')}"
         f", best val loss {_fmt(metrics, 'val/loss_best', '.4g')} | run {run_id} | {run_url(experiment_id, run_id)}"
     )
 

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from initsweep import data as datasets
 from initsweep import console, tracking
+from initsweep import data as datasets
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, direction, validate
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
 from initsweep.initializers import InitError, LayerStats, initialize
@@ -246,7 +246,7 @@ def _train_and_log(
     logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
     val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
     diag_metrics = diag.metrics if diag is not None else {}
-    logger.log_metrics({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, step=0)
+    logger.log_layers({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, step=0)
     snapshots = [(0, diag)] if diag is not None else []
 
     every = config.diagnostics.every
@@ -257,7 +257,7 @@ def _train_and_log(
         logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
         if diag_batch is not None and every and epoch.epoch % every == 0:
             snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
-            logger.log_metrics(snapshots[-1][1].metrics, step=epoch.epoch)
+            logger.log_layers(snapshots[-1][1].metrics, step=epoch.epoch)
         if reason := divergence(epoch.train_loss, val_loss, config.trainer.divergence_factor):
             diverged = (epoch.epoch, reason)
             break
@@ -272,7 +272,7 @@ def _train_and_log(
 
         out_dir = ctx.output_dir or Path(tempfile.mkdtemp(prefix="initsweep-"))
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = learning_curves(history, (val_loss, val_acc), out_dir / "learning_curves.png")
+        path = learning_curves(history, (val_loss, val_acc), out_dir / "learning_curves.png", logger.run_name)
         logger.log_artifact(path)
         if snapshots:
             from initsweep.plots import signal_propagation

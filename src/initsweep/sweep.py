@@ -135,7 +135,9 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(json.dumps(asdict(self.parent)))
-        console.start_progress(sweep_dir, len(configs) if params.get("n_jobs") else config.hydra.sweeper.get("n_trials"))
+        console.start_progress(
+            sweep_dir, len(configs) if params.get("n_jobs") else config.hydra.sweeper.get("n_trials")
+        )
         atexit.register(self._close_if_open)
 
     def _close_if_open(self) -> None:
@@ -154,7 +156,8 @@ class SweepCallback(Callback):
         table = report.summary_table(runs)
         print(
             f"\nSweep {self.parent.sweep_id} ({len(runs)} runs) in MLflow experiment "
-            f"{self.parent.experiment_id}:\n{table}\nParent run: {console.run_url(self.parent.experiment_id, self.parent.run_id)}"
+            f"{self.parent.experiment_id}:\n{table}\n"
+            f"Parent run: {console.run_url(self.parent.experiment_id, self.parent.run_id)}"
         )
         sweep_dir = Path(config.hydra.sweep.dir)
         (sweep_dir / "summary.md").write_text(table + "\n")
