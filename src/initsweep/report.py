@@ -58,7 +58,7 @@ def summary_table(runs: Sequence[Any]) -> str:
         cells += [fmt.format(metrics[key]) if key in metrics else "-" for _, key, fmt in columns]
         cells.append(_state(run))
         rows.append(cells)
-    return markdown_table(["run", *(title for title, _, _ in columns), "state"], rows)
+    return markdown_table(["run", *(title for title, _, _ in columns), "status"], rows)
 
 
 _LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{4,}(?:e[-+]?\d+)?")
