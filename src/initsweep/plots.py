@@ -52,9 +52,11 @@ def learning_curves(
     ax_acc.plot(epochs, [h.train_acc for h in history], label="train")
     ax_acc.plot([0, *epochs], [initial_val[1], *(h.val_acc for h in history)], label="val")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="accuracy")
+    _short_log_ticks(ax_loss)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        _integer_x(ax)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.text(0.01, 0.01, "x at the bottom: loss 0; triangle at the top: NaN/inf", fontsize=7, color="0.4")
@@ -79,6 +81,22 @@ class Panel:
     bands: dict[str, Band]
     yscale: str = "linear"
     ylim: tuple[float, float] | None = None
+
+
+def _short_log_ticks(ax) -> None:
+    """Log-axis labels that fit: a range within one decade gets short minor labels (2.3029, not 2.3029x10^0)."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    low, high = ax.get_ylim()
+    if low > 0 and high / low < 10:
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.5g"))
+
+
+def _integer_x(ax) -> None:
+    """Epochs are whole numbers."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _positive(values: Sequence[float]) -> list[float]:
@@ -172,6 +190,10 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
         if names:
             _layer_ticks(ax, names)
         ax.set(xlabel=xlabel, ylabel=panel.ylabel, yscale=panel.yscale)
+        if not names:
+            _integer_x(ax)
+        if panel.yscale == "log":
+            _short_log_ticks(ax)
         if panel.ylim:
             ax.set_ylim(*panel.ylim)
         ax.grid(alpha=0.3)
