@@ -46,7 +46,7 @@ def test_job_line_and_sweep_progress(tmp_path: Path):
     line = job_line("init=normal seed=0", "FINISHED", metrics, "abc", "1")
     assert line == (
         "init=normal seed=0: best val acc 0.974, test acc 0.981, best val loss 0.09123 | run abc"
-        " | http://127.0.0.1:5000/#/experiments/1/runs/abc"
+        " | http://127.0.0.1:5000/#/experiments/1/runs/abc?workflowType=machine_learning"
     )
     assert progress_prefix(None) == ""
     start_progress(tmp_path, 3)

@@ -35,8 +35,9 @@ def quiet_libraries() -> None:
 
 
 def run_url(experiment_id: str, run_id: str) -> str:
-    """The run's page in ``mlflow ui`` (``make ui``; base URL from $INITSWEEP_UI_URL)."""
-    return f"{UI_BASE}/#/experiments/{experiment_id}/runs/{run_id}"
+    """The run's page in ``mlflow ui`` (``make ui``; base URL from $INITSWEEP_UI_URL). MLflow 3.17's UI opens
+    a fresh browser in GenAI mode whatever the experiment's tag says; ``workflowType`` selects Model training."""
+    return f"{UI_BASE}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def _fmt(metrics: Mapping[str, float], key: str, spec: str) -> str:

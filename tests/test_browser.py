@@ -1,0 +1,154 @@
+"""The MLflow UI on a finished sweep, driven in headless Chromium (Debian's chromium + chromium-driver,
+installed by scripts/install_browser.sh; Selenium from the dev extra). No browser: the test fails.
+
+Set INITSWEEP_SCREENSHOTS=DIR to keep the screenshots (runs page, chart view, parent's report image).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import client_for, run_train, store_uri
+
+pytestmark = pytest.mark.slow
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(base: str, server: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if urllib.request.urlopen(f"{base}/health", timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        assert server.poll() is None, "mlflow ui exited"
+        assert time.monotonic() < deadline, "mlflow ui did not answer in time"
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail(f"{CHROMIUM} / {CHROMEDRIVER} missing: run scripts/install_browser.sh (as root)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="initsweep-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait_for(driver, predicate, what: str, timeout_s: float = 60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            result = driver.execute_script(predicate)
+        except Exception:  # noqa: BLE001 - page still loading
+            result = None
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"the UI did not show {what} within {timeout_s:.0f} s")
+
+
+def _shot(driver, name: str) -> None:
+    if out := os.environ.get("INITSWEEP_SCREENSHOTS"):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(out) / name))
+
+
+def test_mlflow_ui_in_a_browser_shows_runs_metrics_charts_and_report(tmp_path: Path, browser):
+    proc = run_train(["-m", "init=zeros,normal", "trainer.epochs=3"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name("initsweep")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    (parent,) = [r for r in client.search_runs([exp.experiment_id]) if "initsweep.role" in r.data.tags]
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", store_uri(tmp_path)]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, server)
+        exp_url = f"{base}/#/experiments/{exp.experiment_id}"
+        # Runs page, sorted by the metric the sweep optimizes: its column is shown.
+        browser.get(f"{exp_url}?orderByKey=metrics.%60val%2Facc_best%60&orderByAsc=false")
+        _wait_for(browser, "return document.body.innerText.includes('sweep init=zeros,normal')", "the parent run")
+        # Expand the parent to list its child runs.
+        browser.execute_script(
+            "const b=[...document.querySelectorAll('button')].find(b=>/expand/i.test(b.getAttribute('aria-label')||''));"
+            "if(b) b.click();"
+        )
+        text = _wait_for(
+            browser,
+            "const t=document.body.innerText; return t.includes('init=zeros seed=0') && t.includes('init=normal seed=0') && t",
+            "the child runs",
+        )
+        assert "val/acc_best" in text, "the optimized metric's column is not visible"
+        _shot(browser, "runs_page.png")
+        # Chart view: a learning curve (val/acc) is drawn.
+        browser.get(f"{exp_url}?compareRunsMode=CHART")
+        _wait_for(browser, "return document.body.innerText.includes('val/acc')", "the val/acc chart")
+        _wait_for(browser, "return document.querySelectorAll('.js-plotly-plot path.js-line, svg .scatterlayer path').length > 0", "a drawn curve")
+        _shot(browser, "chart_view.png")
+        # The parent's report figure loads.
+        report = f"{base}/get-artifact?path=report%2Flearning_curves.png&run_uuid={parent.info.run_id}"
+        browser.get(f"{exp_url}/runs/{parent.info.run_id}/artifacts/report/learning_curves.png")
+        width = _wait_for(
+            browser,
+            "const i=[...document.images].find(i=>i.src.includes('learning_curves.png')); return i && i.complete && i.naturalWidth",
+            "the report image",
+        )
+        assert width >= 1000
+        assert urllib.request.urlopen(report, timeout=10).status == 200
+        _shot(browser, "parent_report.png")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
