@@ -17,6 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from conftest import client_for, run_train, store_uri
 
@@ -31,7 +33,7 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1400,900",
+    "--window-size=1800,1000",
 )
 
 
@@ -89,6 +91,14 @@ def _wait_for(driver, predicate, what: str, timeout_s: float = 60):
     raise AssertionError(f"the UI did not show {what} within {timeout_s:.0f} s")
 
 
+def _click_text(driver, tag: str, text: str) -> None:
+    """Click the last visible <tag> element whose text is ``text``."""
+    found = [e for e in driver.find_elements(By.TAG_NAME, tag) if e.text.strip() == text and e.is_displayed()]
+    assert found, f"no {tag} {text!r} on the page"
+    found[-1].click()
+    time.sleep(0.5)
+
+
 def _shot(driver, name: str) -> None:
     if out := os.environ.get("INITSWEEP_SCREENSHOTS"):
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -115,32 +125,51 @@ def test_mlflow_ui_in_a_browser_shows_runs_metrics_charts_and_report(tmp_path: P
     try:
         _wait_healthy(base, server)
         exp_url = f"{base}/#/experiments/{exp.experiment_id}"
-        # Runs page, sorted by the metric the sweep optimizes: its column is shown.
-        browser.get(f"{exp_url}?orderByKey=metrics.%60val%2Facc_best%60&orderByAsc=false")
-        _wait_for(browser, "return document.body.innerText.includes('sweep init=zeros,normal')", "the parent run")
-        # Expand the parent to list its child runs.
-        browser.execute_script(
-            "const b=[...document.querySelectorAll('button')].find(b=>/expand/i.test(b.getAttribute('aria-label')||''));"
-            "if(b) b.click();"
-        )
-        text = _wait_for(
+        # Runs page in Model training mode, sorted by the metric the sweep optimizes: child runs listed flat.
+        ml = "workflowType=machine_learning"
+        browser.get(f"{exp_url}/runs?{ml}&orderByKey=metrics.%60val%2Facc_best%60&orderByAsc=false")
+        _wait_for(
             browser,
-            "const t=document.body.innerText; return t.includes('init=zeros seed=0') && t.includes('init=normal seed=0') && t",
+            "const t=document.body.innerText;"
+            " return t.includes('init=zeros seed=0') && t.includes('init=normal seed=0')",
             "the child runs",
         )
-        assert "val/acc_best" in text, "the optimized metric's column is not visible"
-        _shot(browser, "runs_page.png")
+        _click_text(browser, "button", "Columns")  # choose the metric columns
+        for key in ("val/acc_best", "test/acc"):
+            _click_text(browser, "span", key)
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        _wait_for(
+            browser,
+            "const h=[...document.querySelectorAll('[role=columnheader], .ag-header-cell')]"
+            ".map(e=>e.innerText).join(' ');"
+            "return h.includes('val/acc_best') && h.includes('test/acc')",
+            "the chosen metric columns",
+        )
+        _shot(browser, "runs_page_after.png")
         # Chart view: a learning curve (val/acc) is drawn.
-        browser.get(f"{exp_url}?compareRunsMode=CHART")
-        _wait_for(browser, "return document.body.innerText.includes('val/acc')", "the val/acc chart")
-        _wait_for(browser, "return document.querySelectorAll('.js-plotly-plot path.js-line, svg .scatterlayer path').length > 0", "a drawn curve")
-        _shot(browser, "chart_view.png")
+        browser.get(f"{exp_url}/runs?{ml}&compareRunsMode=CHART&orderByKey=metrics.%60val%2Facc_best%60")
+        search = _wait_for(
+            browser,
+            "return document.querySelector('input[placeholder=\"Search metric charts\"]')",
+            "the chart search box",
+        )
+        search.send_keys("val/acc")  # as a user would: only the accuracy charts remain
+        _wait_for(
+            browser,
+            "const plots=[...document.querySelectorAll('.js-plotly-plot')];"
+            " return plots.length > 0 && plots.some(p => p.querySelectorAll('path').length > 0)"
+            " && document.body.innerText.includes('val/acc')",
+            "a drawn val/acc chart",
+        )
+        time.sleep(1)
+        _shot(browser, "chart_view_after.png")
         # The parent's report figure loads.
         report = f"{base}/get-artifact?path=report%2Flearning_curves.png&run_uuid={parent.info.run_id}"
-        browser.get(f"{exp_url}/runs/{parent.info.run_id}/artifacts/report/learning_curves.png")
+        browser.get(f"{exp_url}/runs/{parent.info.run_id}/artifacts/report/learning_curves.png?{ml}")
         width = _wait_for(
             browser,
-            "const i=[...document.images].find(i=>i.src.includes('learning_curves.png')); return i && i.complete && i.naturalWidth",
+            "const i=[...document.images].find(i=>i.src.includes('learning_curves.png'));"
+            " return i && i.complete && i.naturalWidth",
             "the report image",
         )
         assert width >= 1000
