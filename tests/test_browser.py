@@ -168,8 +168,9 @@ def test_mlflow_ui_in_a_browser_shows_runs_metrics_charts_and_report(tmp_path: P
         browser.get(f"{exp_url}/runs/{parent.info.run_id}/artifacts/report/learning_curves.png?{ml}")
         width = _wait_for(
             browser,
-            "const i=[...document.images].find(i=>i.src.includes('learning_curves.png'));"
-            " return i && i.complete && i.naturalWidth",
+            "const i=[...document.images].filter(i=>i.complete && i.naturalWidth>0)"
+            ".sort((a,b)=>b.naturalWidth-a.naturalWidth)[0];"
+            " return i && i.naturalWidth",
             "the report image",
         )
         assert width >= 1000
