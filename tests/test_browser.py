@@ -170,11 +170,10 @@ def test_mlflow_ui_in_a_browser_shows_runs_metrics_charts_and_report(tmp_path: P
         browser.get(f"{exp_url}/runs/{parent.info.run_id}/artifacts?{ml}")
         _wait_for(browser, "return document.body.innerText.includes('report')", "the parent's report folder")
         _shot(browser, "parent_artifacts.png")
-        browser.get(report)
-        width = _wait_for(
-            browser,
-            "const i=document.images[0]; return i && i.complete && i.naturalWidth",
-            "the report image",
+        width = browser.execute_async_script(
+            "const done=arguments[arguments.length-1];"
+            "fetch(arguments[0]).then(r=>r.blob()).then(b=>createImageBitmap(b)).then(i=>done(i.width), e=>done(-1));",
+            report,
         )
         assert width >= 1000
         _shot(browser, "parent_report.png")
