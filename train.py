@@ -1,10 +1,17 @@
 """Entry point: `python train.py [overrides]` trains one job; `python train.py -m ...` sweeps.
 
 Kept thin and import-light so that `--help` and `--cfg job` answer quickly; see src/initsweep/entry.py.
+The command line is checked before Hydra starts (src/initsweep/errors.py): a config error is one
+`initsweep:` line, exit 2, and leaves no output directory behind.
 """
+
+import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -15,4 +22,9 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    from initsweep.console import quiet_libraries
+    from initsweep.errors import check_command_line
+
+    quiet_libraries()
+    check_command_line(sys.argv[1:], CONFIG_DIR)
     main()

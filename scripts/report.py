@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", nargs="?", help="parent run id or experiment name (default: the latest sweep)")
     parser.add_argument("--out", type=Path, help="directory to write report.md and its PNGs into")
     parser.add_argument("--tracking-uri", help="MLflow store (default: sqlite:///mlruns/mlflow.db)")
+    parser.add_argument("--trials", action="store_true", help="with an experiment name: include Optuna trials")
     parser.add_argument("--no-log", action="store_true", help="do not log the report to the parent run")
     args = parser.parse_args(argv)
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         experiment = client.get_experiment(parent.info.experiment_id).name
         title, source = report.sweep_heading(parent.info.run_name, parent.info.run_id, experiment, sweep_dir)
     else:
-        runs = tracking.job_runs(client, args.target)
+        runs = tracking.job_runs(client, args.target, trials=args.trials)
         if runs is None:
             print(f"report: {args.target!r} is neither a run id nor an experiment name in {uri}", file=sys.stderr)
             return 1

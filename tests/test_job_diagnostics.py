@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import client_for, compose
+from initsweep import tracking
 from initsweep.config import ConfigError
 from initsweep.job import JobContext, execute, group_name, run_name
 
@@ -25,9 +26,14 @@ def test_zeros_job_logs_diagnostics_at_step_0_and_tags_the_warning(tmp_path, tmp
     execute(compose([*FAST, "init=zeros", f"tracking.uri={tmp_store}"]), ctx=ctx)
     client, found = _only_run(tmp_path)
     m = found.data.metrics
-    assert m["diag/fc1/duplicate_units"] == 256 and m["diag/fc2/duplicate_units"] == 256
+    table = tracking.layer_table(client, found.info.run_id, 0)  # per-layer values: one JSON artifact
+    dups = dict(zip(table["layers"], table["columns"]["diag/duplicate_units"]))
+    assert dups["fc1"] == 256 and dups["fc2"] == 256
+    assert m["diag/duplicate_units_total"] == sum(dups.values())
     assert m["diag/initial_loss"] == pytest.approx(m["diag/ln_num_classes"], rel=1e-6)
-    assert [h.step for h in client.get_metric_history(found.info.run_id, "diag/fc1/act_std")] == [0]
+    assert [h.step for h in client.get_metric_history(found.info.run_id, "diag/act_std_first")] == [0]
+    # Compact: no per-layer metric keys, a few dozen keys at most.
+    assert not [k for k in m if k.count("/") > 1] and len(m) <= 40
     assert found.data.tags["diag/warning"].startswith("symmetry not broken: duplicate units in fc1 256/256")
     assert found.data.tags["initsweep.group"] == "init=zeros"
     err = capsys.readouterr().err.splitlines()
@@ -46,8 +52,9 @@ def test_diagnostics_repeat_every_k_epochs_without_changing_training(tmp_path, t
     client = client_for(tmp_path)
     a = client.search_runs([client.get_experiment_by_name("a").experiment_id])[0]
     b = client.search_runs([client.get_experiment_by_name("b").experiment_id])[0]
-    steps = [h.step for h in client.get_metric_history(a.info.run_id, "diag/fc2/grad_out_std")]
+    steps = [h.step for h in client.get_metric_history(a.info.run_id, "diag/grad_out_std_last")]
     assert sorted(steps) == [0, 1, 2]
+    assert all(tracking.layer_table(client, a.info.run_id, step)["layers"][0] == "fc1" for step in steps)
     assert not any(k.startswith("diag/") for k in b.data.metrics)
     for key in ("val/acc", "train/loss"):
         hist = lambda r, key=key: [(h.step, h.value) for h in client.get_metric_history(r.info.run_id, key)]  # noqa: E731

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, all_runs, client_for, run_train
+from initsweep import tracking
 from initsweep.protocol import Tag
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,8 @@ def test_two_job_multirun_layout(tmp_path: Path):
             steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
             assert steps == ([0, 1, 2, 3] if key.startswith("val/") else [1, 2, 3]), key
         assert 0.0 <= run.data.metrics["test/acc"] <= 1.0
-        assert run.data.metrics["init/fc1/weight_std_expected"] == (1.0 if name == "normal" else 0.0)
+        table = tracking.layer_table(client, run.info.run_id, 0)
+        assert table["columns"]["init/weight_std_expected"][0] == (1.0 if name == "normal" else 0.0)
         assert {"config.yaml", "overrides.txt", "learning_curves.png"} <= _artifact_paths(client, run.info.run_id)
     # zeros cannot break symmetry; normal learns.
     assert by_init["zeros"].data.metrics["val/acc_best"] < 0.2

@@ -284,13 +284,26 @@ class Config(_Strict):
     optimized_metric: Literal[tuple(SUMMARY_METRICS)] = "val/acc_best"  # type: ignore[valid-type]
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _did_you_mean(key: str, raw: dict[str, Any]) -> str:
+    """``; did you mean trainer.lr?`` for an unknown ``trainer.lrr`` whose section has a close key."""
+    import difflib
+
+    *parent, last = key.split(".")
+    section: Any = raw
+    for part in parent:
+        section = section.get(part, {}) if isinstance(section, dict) else {}
+    siblings = [k for k in section if k != last] if isinstance(section, dict) else []
+    match = difflib.get_close_matches(last, siblings, n=1, cutoff=0.6)
+    return f"; did you mean {'.'.join([*parent, match[0]])}?" if match else ""
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any] | None = None) -> str:
     loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "MLP", "Digits"))]
     # Discriminated unions put the tag value in the location path ("model.mlp.depth"): drop it.
     loc = [p for i, p in enumerate(loc) if not (i == 1 and loc[0] in ("model", "data"))]
     key = ".".join(loc) or "<config>"
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
+        return f"{key}: unknown key" + _did_you_mean(key, raw or {})
     if error["type"] == "union_tag_invalid":
         return f"{key}.name = {error['input'].get('name')!r}: {error['msg']}"
     msg = error["msg"].removeprefix("Value error, ")
@@ -307,7 +320,7 @@ def validate(raw: dict[str, Any]) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as e:
-        lines = [_describe(err) for err in e.errors(include_url=False)]
+        lines = [_describe(err, raw) for err in e.errors(include_url=False)]
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
     init = config.init
     try:

@@ -24,8 +24,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from initsweep import console, tracking
 from initsweep import data as datasets
-from initsweep import tracking
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
 from initsweep.initializers import InitError, LayerStats, initialize
@@ -213,6 +213,7 @@ def execute(
         tags[Tag.DIAG_WARNING] = diag.warning
     tags.update(extra_tags or {})
     logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
+    logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
     worst = worst_value(config.optimized_metric)
     try:
         trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
@@ -263,7 +264,7 @@ def _train_and_log(
     logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
     val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
     diag_metrics = diag.metrics if diag is not None else {}
-    logger.log_metrics({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, step=0)
+    logger.log_layers({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, step=0)
     snapshots = [(0, diag)] if diag is not None else []
 
     every = config.diagnostics.every
@@ -275,7 +276,7 @@ def _train_and_log(
         logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
         if diag_batch is not None and every and epoch.epoch % every == 0:
             snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
-            logger.log_metrics(snapshots[-1][1].metrics, step=epoch.epoch)
+            logger.log_layers(snapshots[-1][1].metrics, step=epoch.epoch)
         stop = on_epoch is not None and on_epoch(epoch)
         if reason := divergence(epoch, val_loss, config.trainer.divergence_factor):
             diverged = (epoch.epoch, reason)
@@ -285,14 +286,14 @@ def _train_and_log(
             break
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
     summary = summarize(history, test_loss, test_acc, **summary_context(model, data, best, config.metrics))
-    logger.log_metrics(summary, step=history[-1].epoch)
+    logger.log_metrics(summary, step=0)  # step 0: the UI shows one-value metrics as bars, not one-point lines
 
     if config.tracking.log_plots:
         from initsweep.plots import learning_curves, signal_propagation  # matplotlib: only when plotting
 
         out_dir = ctx.output_dir or Path(tempfile.mkdtemp(prefix="initsweep-"))
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = learning_curves(history, (val_loss, val_acc), out_dir / "learning_curves.png")
+        path = learning_curves(history, (val_loss, val_acc), out_dir / "learning_curves.png", logger.run_name)
         logger.log_artifact(path)
         if snapshots:
             profiles = [(f"epoch {e}", d.layers, d.act_std, d.grad_std) for e, d in snapshots]

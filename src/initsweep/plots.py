@@ -27,22 +27,47 @@ def _save(fig, path: Path, bottom: float = 0.16, top: float = 0.92) -> Path:
     return path
 
 
-def learning_curves(history: Sequence[EpochMetrics], initial_val: tuple[float, float], path: Path) -> Path:
-    """Loss and accuracy per epoch (train and val; val also at epoch 0, before training)."""
+def learning_curves(
+    history: Sequence[EpochMetrics], initial_val: tuple[float, float], path: Path, title: str = ""
+) -> Path:
+    """Loss (log scale) and accuracy per epoch (train and val; val also at epoch 0, before training).
+
+    A loss of 0 or NaN cannot sit on a log axis: it is marked with an x at the bottom edge (0) or a
+    triangle at the top edge (NaN or inf), so a curve never just stops.
+    """
     plt = _pyplot()
     epochs = [h.epoch for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=100)
-    ax_loss.plot(epochs, [h.train_loss for h in history], label="train")
-    ax_loss.plot([0, *epochs], [initial_val[0], *(h.val_loss for h in history)], label="val")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for i, (label, xs, ys) in enumerate(
+        (
+            ("train", epochs, [h.train_loss for h in history]),
+            ("val", [0, *epochs], [initial_val[0], *(h.val_loss for h in history)]),
+        )
+    ):
+        _log_line(ax_loss, xs, ys, color=f"C{i}", label=label)
+        bad = [x for x, v in zip(xs, ys) if v != v or v == float("inf")]
+        if bad:
+            ax_loss.plot(bad, [0.97] * len(bad), "^", color=f"C{i}", ms=7, transform=ax_loss.get_xaxis_transform())
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss (log)", yscale="log", title="loss")
     ax_acc.plot(epochs, [h.train_acc for h in history], label="train")
     ax_acc.plot([0, *epochs], [initial_val[1], *(h.val_acc for h in history)], label="val")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="accuracy")
+    _short_log_ticks(ax_loss)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
-    return _save(fig, path)
+        ax.legend(fontsize=8)
+        _integer_x(ax)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.text(0.01, 0.01, "x at the bottom: loss 0; triangle at the top: NaN/inf", fontsize=7, color="0.4")
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.84, wspace=0.25)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
+
+_LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)))
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 # A curve with a band: (x values, mean, lower edge, upper edge); lower/upper may equal the mean.
 Band = tuple[Sequence, Sequence[float], Sequence[float], Sequence[float]]
@@ -56,6 +81,22 @@ class Panel:
     bands: dict[str, Band]
     yscale: str = "linear"
     ylim: tuple[float, float] | None = None
+
+
+def _short_log_ticks(ax) -> None:
+    """Log-axis labels that fit: a range within one decade gets short minor labels (2.3029, not 2.3029x10^0)."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    low, high = ax.get_ylim()
+    if low > 0 and high / low < 10:
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.5g"))
+
+
+def _integer_x(ax) -> None:
+    """Epochs are whole numbers."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _positive(values: Sequence[float]) -> list[float]:
@@ -116,7 +157,10 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
     names, drawn as categories). On log axes, values <= 0 are marked with an x at the bottom edge.
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=dpi, squeeze=False)
+    # At least 1000 px wide; every label gets its own colour, line style and marker, so curves that overlap
+    # (zeros under ones) stay distinguishable.
+    width = max(1000 / dpi, 6.0 * len(panels))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.4), dpi=dpi, squeeze=False)
     for ax, panel in zip(axes[0], panels):
         names: list = []
         for i, (label, (x, mean, lo, hi)) in enumerate(panel.bands.items()):
@@ -127,7 +171,16 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
             else:
                 xs = list(x)
             color = f"C{i % 10}"
-            style = dict(color=color, marker="o" if len(xs) <= 40 else None, ms=3, label=label)
+            style = dict(
+                color=color,
+                linestyle=_LINESTYLES[i % len(_LINESTYLES)],
+                marker=_MARKERS[i % len(_MARKERS)],
+                markevery=max(1, len(xs) // 15),
+                ms=5,
+                lw=1.6,
+                alpha=0.9,
+                label=label,
+            )
             if panel.yscale == "log":
                 _log_line(ax, xs, mean, **style)
                 lo = _positive(lo)
@@ -137,11 +190,15 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
         if names:
             _layer_ticks(ax, names)
         ax.set(xlabel=xlabel, ylabel=panel.ylabel, yscale=panel.yscale)
+        if not names:
+            _integer_x(ax)
+        if panel.yscale == "log":
+            _short_log_ticks(ax)
         if panel.ylim:
             ax.set_ylim(*panel.ylim)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=9, frameon=False)
     rows = (len(labels) + 3) // 4
     fig.tight_layout(rect=(0, 0.06 * rows + 0.02, 1, 1))
     fig.savefig(path)

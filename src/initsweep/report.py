@@ -14,6 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from initsweep import tracking
+from initsweep.protocol import Failure, Tag
+
 # (column title, metric key, format)
 SUMMARY_COLUMNS = (
     ("best val acc", "val/acc_best", "{:.3f}"),
@@ -42,29 +45,51 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _job_order(run: Any) -> tuple[int, int]:
-    num = run.data.tags.get("initsweep.job_num")
+    num = run.data.tags.get(Tag.JOB_NUM)
     return (int(num) if num is not None else 1 << 30, run.info.start_time or 0)
 
 
+def _state(run: Any) -> str:
+    """A trial's Optuna state (COMPLETE / PRUNED / FAIL) when it has one, else the run status (+ failure, and
+    "collapsed" when the final val acc fell far below the best)."""
+    tags = run.data.tags
+    if state := tags.get(Tag.TRIAL_STATE):
+        return state
+    failure = tags.get(Tag.FAILURE)
+    if run.data.metrics.get("val/collapsed") == 1.0:  # a late collapse
+        failure = ", ".join(filter(None, [failure, "collapsed"]))
+    return f"{run.info.status} ({failure})" if failure else run.info.status
+
+
 def summary_table(runs: Sequence[Any]) -> str:
-    """One row per run (in job order): its name, the summary metrics, and its status."""
+    """One row per run (in job order): its name, the summary metrics, and its state. The runs' optimized
+    metric (param ``optimized_metric``) gets a column of its own when it is not among the summary columns."""
+    columns = list(SUMMARY_COLUMNS)
+    optimized = {r.data.params.get("optimized_metric") for r in runs} - {None}
+    for key in sorted(optimized - {k for _, k, _ in columns}):
+        columns.insert(0, (f"{key} (optimized)", key, "{:.4g}"))
     rows = []
     for run in sorted(runs, key=_job_order):
         metrics = run.data.metrics
-        cells = [run.info.run_name or run.info.run_id]
-        cells += [cell(key, metrics[key], fmt) if key in metrics else "-" for _, key, fmt in SUMMARY_COLUMNS]
-        failure = run.data.tags.get("failure")
-        if metrics.get("val/collapsed") == 1.0:  # final val acc far below the best: a late collapse
-            failure = ", ".join(filter(None, [failure, "collapsed"]))
-        cells.append(f"{run.info.status} ({failure})" if failure else run.info.status)
+        cells = [round_numbers(run.info.run_name or run.info.run_id)]
+        cells += [cell(key, metrics[key], fmt) if key in metrics else "-" for _, key, fmt in columns]
+        cells.append(_state(run))
         rows.append(cells)
-    return markdown_table(["run", *(title for title, _, _ in SUMMARY_COLUMNS), "status"], rows)
+    return markdown_table(["run", *(title for title, _, _ in columns), "status"], rows)
+
+
+_LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{4,}(?:e[-+]?\d+)?")
+
+
+def round_numbers(text: str) -> str:
+    """Floats with many digits shown with 3 significant digits: ``init.std=0.08096384`` -> ``init.std=0.081``."""
+    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.3g}", text)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Comparison over seeds: runs grouped by configuration minus the seed
 
-GROUP_TAG = "initsweep.group"
+GROUP_TAG = Tag.GROUP
 # (column title, metric key, format) of the comparison table: mean ± 95% CI over seeds.
 COMPARISON_COLUMNS = (
     ("best val acc", "val/acc_best", "{:.3f}"),
@@ -108,7 +133,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
     mean = sum(values) / n
     if n == 1:
         return Estimate(mean, math.nan, 1)
-    from scipy.stats import t
+    from scipy.stats import t  # lazy: scipy.stats costs ~0.3 s and only the report needs it
 
     s = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return Estimate(mean, float(t.ppf((1 + confidence) / 2, n - 1)) * s / math.sqrt(n), n)
@@ -123,17 +148,16 @@ def _estimate(values: Sequence[float]) -> Estimate:
 def group_of(run: Any) -> str:
     """A run's configuration without its seed: the ``initsweep.group`` tag, else its name minus seed=N."""
     tag = run.data.tags.get(GROUP_TAG)
-    if tag:
-        return tag
-    name = run.info.run_name or run.info.run_id
-    return re.sub(r"\s*\bseed=\S+", "", name).strip() or name
+    name = tag or re.sub(r"\s*\bseed=\S+", "", run.info.run_name or run.info.run_id).strip() or run.info.run_id
+    # Hydra plumbing (++hydra.job.env_set.INITSWEEP_TRIAL=0) is no part of a configuration.
+    return " ".join(t for t in name.split() if not t.lstrip("+~").startswith("hydra.")) or name
 
 
 def short_labels(groups: Sequence[str]) -> dict[str, str]:
     """Labels that drop the overrides every group shares (``experiment=x init=zeros`` -> ``init=zeros``)."""
     tokens = [g.split() for g in groups]
     common = set.intersection(*(set(t) for t in tokens)) if len(tokens) > 1 else set()
-    return {g: " ".join(x for x in t if x not in common) or g for g, t in zip(groups, tokens)}
+    return {g: round_numbers(" ".join(x for x in t if x not in common) or g) for g, t in zip(groups, tokens)}
 
 
 @dataclass
@@ -153,7 +177,7 @@ class GroupStats:
     @property
     def warnings(self) -> list[str]:
         """The distinct ``diag/warning`` tags of the group's runs."""
-        return sorted({w for r in self.runs if (w := r.data.tags.get("diag/warning"))})
+        return sorted({w for r in self.runs if (w := r.data.tags.get(Tag.DIAG_WARNING))})
 
 
 def group_runs(runs: Sequence[Any]) -> dict[str, list[Any]]:
@@ -174,8 +198,12 @@ def comparison(
     labels = short_labels(list(groups))
     out = []
     for group, members in groups.items():
-        finished = [r for r in members if r.info.status == "FINISHED" or r.data.tags.get("failure") == "diverged"]
-        estimates = {k: _estimate([r.data.metrics[k] for r in finished if k in r.data.metrics]) for k in keys}
+        finished = [
+            r for r in members if r.info.status == "FINISHED" or r.data.tags.get(Tag.FAILURE) == Failure.DIVERGED.value
+        ]
+        # One value per seed (its latest run): reruns of a seed are not independent samples.
+        latest = list({r.data.params.get("seed", r.info.run_id): r for r in finished}.values())
+        estimates = {k: _estimate([r.data.metrics[k] for r in latest if k in r.data.metrics]) for k in keys}
         out.append(GroupStats(group, labels[group], members, finished, estimates))
     return out
 
@@ -184,9 +212,10 @@ def comparison_table(stats: Sequence[GroupStats]) -> str:
     """Markdown: one row per configuration, mean ± 95% CI over seeds of the comparison metrics."""
     rows = []
     for g in stats:
-        n = f"{len(g.finished)}" + (
-            f" (+{len(g.runs) - len(g.finished)} crashed or killed)" if len(g.runs) > len(g.finished) else ""
-        )
+        seeds = len(g.seeds)
+        n = f"{seeds}" + (f" ({len(g.finished)} runs: reruns of a seed)" if len(g.finished) > seeds else "")
+        if len(g.runs) > len(g.finished):
+            n += f" (+{len(g.runs) - len(g.finished)} crashed or killed)"
         rows.append([g.label, n, *(g.estimates[k].format(fmt) for _, k, fmt in COMPARISON_COLUMNS)])
     return markdown_table(["configuration", "seeds", *(t for t, _, _ in COMPARISON_COLUMNS)], rows)
 
@@ -205,8 +234,12 @@ def _layer_order(name: str) -> tuple[float, str]:
 
 def init_profile(client: Any, run: Any, stat: str = "act_std") -> dict[str, float]:
     """``diag/<layer>/<stat>`` of a run at step 0 (initialization), by layer in network order."""
-    from initsweep import tracking
 
+    table = tracking.layer_table(client, run.info.run_id, 0)
+    if table is not None:  # the per-layer table artifact (layers/step_0000.json)
+        column = table["columns"].get(f"diag/{stat}", [])
+        found = {layer: v for layer, v in zip(table["layers"], column) if v is not None}
+        return {layer: found[layer] for layer in sorted(found, key=_layer_order)}
     keys = {m["layer"]: k for k in run.data.metrics if (m := _LAYER_KEY.match(k)) and m["stat"] == stat}
     repeated = run.data.params.get("diagnostics.every", "0") not in ("0", "None")
     values = {}
@@ -238,8 +271,6 @@ def _bands_over(series: Sequence[dict[Any, float]], order: Sequence[Any]) -> tup
 
 def curve_bands(client: Any, stats: Sequence[GroupStats], key: str) -> dict[str, tuple]:
     """Per configuration: (epochs, mean, lower, upper) of ``key`` over its finished runs' histories."""
-    from initsweep import tracking
-
     out = {}
     for g in stats:
         series = [dict(tracking.metric_history(client, r.info.run_id, key)) for r in g.finished]
@@ -285,7 +316,7 @@ def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, so
     seeds of the summary metrics, learning curves (mean and 95% CI band), and the activation and gradient
     std per layer at initialization.
     """
-    from initsweep.plots import Panel, band_panels
+    from initsweep.plots import Panel, band_panels  # lazy: matplotlib only when drawing
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

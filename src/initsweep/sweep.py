@@ -19,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from initsweep import console
 from initsweep.protocol import (
     BASIC_SWEEPER,
     OPTUNA_SWEEPER,
@@ -100,7 +101,10 @@ class SweepCallback(Callback):
             params["n_jobs"] = len(configs)
         self.logger.log_params(params)
         self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
-        self.parent.write(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        self.parent.write(sweep_dir)
+        total = len(configs) if params.get("n_jobs") else config.hydra.sweeper.get("n_trials")
+        console.start_progress(sweep_dir, total)
         atexit.register(self._close_if_open)
 
     def _close_if_open(self) -> None:
@@ -119,7 +123,8 @@ class SweepCallback(Callback):
         table = report.summary_table(runs)
         print(
             f"\nSweep {self.parent.sweep_id} ({len(runs)} runs) in MLflow experiment "
-            f"{self.parent.experiment_id}:\n{table}"
+            f"{self.parent.experiment_id}:\n{table}\n"
+            f"Parent run: {console.run_url(self.parent.experiment_id, self.parent.run_id)}"
         )
         sweep_dir = Path(config.hydra.sweep.dir)
         (sweep_dir / "summary.md").write_text(table + "\n")

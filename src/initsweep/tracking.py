@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import tempfile
 import time
 import urllib.error
@@ -32,6 +33,8 @@ _T = TypeVar("_T")
 # A remote server that stops answering mid-sweep should fail a job in seconds, not after MLflow's default
 # of 7 retries with exponential backoff (minutes). The user's own settings win.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+# No progress bars between the sweep's lines when the report reads the per-layer tables back.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class TrackingError(RuntimeError):
@@ -98,13 +101,20 @@ def retrying(call: Callable[..., _T], *args: Any, attempts: int = 10, **kwargs: 
     raise AssertionError("unreachable")
 
 
+# MLflow 3's UI opens an experiment in GenAI mode (traces) unless this tag says it holds model training runs.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """Id of the experiment called ``name``, created if absent (safe when two processes race)."""
+    """Id of the experiment called ``name``, created if absent (safe when two processes race), tagged
+    ``mlflow.experimentKind=custom_model_development`` so that the UI opens on its runs."""
     exp = retrying(client.get_experiment_by_name, name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            retrying(client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     try:
-        return retrying(client.create_experiment, name)
+        return retrying(client.create_experiment, name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException:
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -120,18 +130,25 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 class RunLogger:
     """Writes one MLflow run. Metrics are buffered until :meth:`flush` (also called by :meth:`end`)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, flush_every_s: float = 30.0):
+    def __init__(
+        self, client: MlflowClient, run_id: str, flush_every_s: float = 30.0, experiment_id: str | None = None
+    ):
         self.client = client
         self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.run_name = ""
         self.flush_every_s = flush_every_s
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
         self.ended = False
+        self.latest: dict[str, float] = {}  # the last value logged of each metric
+        self.on_end: Callable[[RunLogger, str], None] | None = None  # called once the run is closed
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Buffer metrics for ``step``; flushes when the last flush is older than flush_every_s."""
         ts = int(time.time() * 1000)
         self._pending.extend(Metric(k, float(v), ts, step) for k, v in metrics.items())
+        self.latest.update({k: float(v) for k, v in metrics.items()})
         if time.monotonic() - self._last_flush > self.flush_every_s:
             self.flush()
 
@@ -141,6 +158,17 @@ class RunLogger:
         for chunk in _chunks(pending, _MAX_METRICS):
             retrying(self.client.log_batch, self.run_id, metrics=chunk)
         self._last_flush = time.monotonic()
+
+    def log_layers(self, metrics: Mapping[str, float], step: int) -> None:
+        """Per-layer values (``diag/<layer>/<stat>``, ``init/<layer>/<stat>``) as one JSON table artifact
+        ``layers/step_<step>.json`` ({"layers": [...], "columns": {stat: [value per layer]}}), plus a few scalar
+        summaries as metrics (:func:`layer_summaries`); other keys are logged as metrics. A run so carries
+        the same few metric keys whatever its depth."""
+        scalars, table = split_layers(metrics)
+        if table["layers"]:
+            retrying(self.client.log_dict, self.run_id, table, f"{LAYERS_DIR}/step_{step:04d}.json")
+            scalars.update(layer_summaries(table))
+        self.log_metrics(scalars, step)
 
     def log_params(self, params: Mapping[str, str]) -> None:
         items = [Param(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
@@ -167,6 +195,66 @@ class RunLogger:
         finally:
             retrying(self.client.set_terminated, self.run_id, status=status)
             self.ended = True
+        if self.on_end is not None:
+            self.on_end(self, status)
+
+
+LAYERS_DIR = "layers"
+_LAYER_KEY = re.compile(r"^(?P<kind>diag|init)/(?P<layer>[^/]+)/(?P<stat>[^/]+)$")
+
+
+def split_layers(metrics: Mapping[str, float]) -> tuple[dict[str, float], dict[str, Any]]:
+    """(scalar metrics, per-layer table): ``diag/fc1/act_std`` -> table column ``diag/act_std``, row fc1."""
+    scalars: dict[str, float] = {}
+    layers: list[str] = []
+    cells: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        m = _LAYER_KEY.match(key)
+        if m is None:
+            scalars[key] = value
+            continue
+        if m["layer"] not in layers:
+            layers.append(m["layer"])
+        cells.setdefault(f"{m['kind']}/{m['stat']}", {})[m["layer"]] = float(value)
+    columns = {stat: [by_layer.get(layer) for layer in layers] for stat, by_layer in cells.items()}
+    return scalars, {"layers": layers, "columns": columns}
+
+
+def layer_summaries(table: Mapping[str, Any]) -> dict[str, float]:
+    """A few scalars of a per-layer table: activation std of the first and last layer and its min and max
+    over layers, gradient std of the first and last layer, the largest dead / saturated unit fraction,
+    the total duplicate units, and the smallest and largest weight std."""
+    cols = table["columns"]
+
+    def values(stat: str) -> list[float]:
+        return [v for v in cols.get(stat, []) if v is not None]
+
+    out: dict[str, float] = {}
+    for stat in ("diag/act_std", "diag/grad_out_std"):
+        if v := values(stat):
+            out[f"{stat}_first"], out[f"{stat}_last"] = v[0], v[-1]
+    if v := values("diag/act_std"):
+        out["diag/act_std_min"], out["diag/act_std_max"] = min(v), max(v)
+    for stat in ("diag/dead_frac", "diag/saturated_frac"):
+        if v := values(stat):
+            out[f"{stat}_max"] = max(v)
+    if v := values("diag/duplicate_units"):
+        out["diag/duplicate_units_total"] = sum(v)
+    if v := values("init/weight_std"):
+        out["init/weight_std_min"], out["init/weight_std_max"] = min(v), max(v)
+    return out
+
+
+def layer_table(client: MlflowClient, run_id: str, step: int = 0) -> dict[str, Any] | None:
+    """The per-layer table a run logged for ``step`` (see :meth:`RunLogger.log_layers`), or None."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, f"{LAYERS_DIR}/step_{step:04d}.json", tmp)
+        except Exception:  # noqa: BLE001 - no such artifact
+            return None
+        return json.loads(Path(path).read_text())
 
 
 def start_run(
@@ -181,7 +269,9 @@ def start_run(
     if parent_run_id:
         all_tags[Tag.PARENT] = parent_run_id
     run = retrying(client.create_run, exp_id, run_name=run_name, tags=all_tags)
-    return RunLogger(client, run.info.run_id)
+    logger = RunLogger(client, run.info.run_id, experiment_id=exp_id)
+    logger.run_name = run_name
+    return logger
 
 
 def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str) -> list:
@@ -227,8 +317,9 @@ def find_run(client: MlflowClient, run_id: str) -> Any | None:
         return None
 
 
-def job_runs(client: MlflowClient, experiment_name: str) -> list | None:
-    """Every job run of the named experiment (not parents: those carry a role tag), oldest first.
+def job_runs(client: MlflowClient, experiment_name: str, trials: bool = False) -> list | None:
+    """Every job run of the named experiment (not parents: those carry a role tag), oldest first; Optuna
+    trials (tag ``trial_number``) only when ``trials``.
 
     None when there is no such experiment.
     """
@@ -236,7 +327,7 @@ def job_runs(client: MlflowClient, experiment_name: str) -> list | None:
     if exp is None:
         return None
     runs = client.search_runs([exp.experiment_id], max_results=10000, order_by=["attributes.start_time ASC"])
-    return [r for r in runs if Tag.ROLE not in r.data.tags]
+    return [r for r in runs if Tag.ROLE not in r.data.tags and (trials or Tag.TRIAL_NUMBER not in r.data.tags)]
 
 
 # ---------------------------------------------------------------------------------------------------
