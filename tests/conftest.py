@@ -84,3 +84,15 @@ def train_history(overrides: Iterable[str] = ()) -> list:
     model = build_model(config.model, data.input_shape, data.num_classes)
     initialize(model, config.init, config.model.activation, batch=data.x_train)
     return list(fit(model, data, config.trainer, config.seed))
+
+
+def layer_values(client, run_id: str, step: int = 0) -> dict[str, float]:
+    """A run's per-layer table (``layers/step_NNNN.json``) as flat keys: ``init/fc1/weight_std``, ..."""
+    from initsweep import tracking
+
+    table = tracking.layer_table(client, run_id, step) or {"layers": [], "columns": {}}
+    flat = {}
+    for stat, values in table["columns"].items():
+        kind, name = stat.split("/", 1)
+        flat.update({f"{kind}/{layer}/{name}": v for layer, v in zip(table["layers"], values, strict=True)})
+    return flat

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import all_runs, compose, run_train
+from conftest import all_runs, client_for, compose, layer_values, run_train
 from initsweep.config import ConfigError
 from initsweep.initializers import SCHEMES
 from initsweep.job import JobContext, execute
@@ -31,10 +31,11 @@ def _job(store: Path, overrides: list[str]) -> float:
 
 
 def _metrics(store: Path) -> dict[str, float]:
-    """Metrics of the store's newest run (the job just run)."""
+    """Metrics of the store's newest run (the job just run), with its per-layer table at step 0 spelled out
+    as ``init/<layer>/<stat>`` (the run logs per-layer values as a table artifact, see tracking.log_layers)."""
     newest = max(all_runs(store), key=lambda r: r.info.start_time)
     assert newest.info.status == "FINISHED"
-    return newest.data.metrics
+    return {**newest.data.metrics, **layer_values(client_for(store), newest.info.run_id)}
 
 
 def test_logged_init_metrics_match_the_formula_on_the_cnn(store: Path) -> None:
@@ -109,7 +110,7 @@ def test_custom_initializer_from_a_users_module_on_the_command_line(tmp_path: Pa
     )
     assert result.returncode == 0, result.stderr[-2000:]
     (only,) = all_runs(tmp_path)
-    m = only.data.metrics
+    m = {**only.data.metrics, **layer_values(client_for(tmp_path), only.info.run_id)}
     assert only.info.status == "FINISHED" and only.data.params["init._target_"] == "userinits.schemes.checkerboard_"
     for layer in ("fc1", "fc2", "out"):
         assert m[f"init/{layer}/weight_std"] == pytest.approx(0.05, rel=1e-3)
@@ -128,4 +129,5 @@ def test_one_sweep_runs_every_built_in_scheme(tmp_path: Path) -> None:
     assert all(r.info.status == "FINISHED" for r in runs)
     assert "(18 runs)" in result.stdout and "| init=lsuv " in result.stdout
     for r in children:
-        assert "init/fc1/weight_std_expected" in r.data.metrics and "val/acc_best" in r.data.metrics
+        layers = layer_values(client_for(tmp_path), r.info.run_id)
+        assert "init/fc1/weight_std_expected" in layers and "val/acc_best" in r.data.metrics

@@ -54,8 +54,8 @@ def test_loss_above_the_configured_multiple_counts_as_divergence(tmp_path: Path)
 CRASH_HOOK = """
 import initsweep.trainer as t
 _fit = t.fit
-def fit(model, data, cfg, seed):
-    for epoch in _fit(model, data, cfg, seed):
+def fit(model, data, cfg, seed, *args, **kwargs):
+    for epoch in _fit(model, data, cfg, seed, *args, **kwargs):
         if seed == 1 and epoch.epoch == 2:
             raise RuntimeError("injected fault in epoch 2")
         yield epoch

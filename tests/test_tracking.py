@@ -75,7 +75,7 @@ def test_environment_uri_wins_over_the_default_store(tmp_path: Path):
 
 
 BAD_INPUTS = [
-    (["init=bogus"], "Available options in 'init'"),
+    (["init=bogus"], "init=bogus: no such option"),
     (["init.std=-1"], "init.std"),
     (["init=uniform", "init.low=1", "init.high=0"], "init.low"),
     (["model.depth=-1"], "model.depth"),
