@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from initsweep.config import ConfigError
@@ -106,3 +106,16 @@ def study_parent_run(client: Any, exp_id: str, study_name: str, run_name: str, t
     if winner != mine:
         client.delete_run(mine)
     return winner
+
+
+def budget_used(trials: Sequence[Any]) -> int:
+    """Trials of a study that count toward ``max_trials``: complete, pruned and running ones, and failed
+    ones that were not retried (a retry, WAITING until asked, takes the failed trial's place)."""
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    counted = ("COMPLETE", "PRUNED", "RUNNING")
+    return sum(t.state.name in counted or (t.state.name == "FAIL" and t.number not in retried) for t in trials)
+
+
+def budget_left(trials: Sequence[Any], max_trials: int | None) -> int | None:
+    """Trials this invocation may still start under the study's total budget (None: no total budget)."""
+    return None if max_trials is None else max(0, max_trials - budget_used(trials))

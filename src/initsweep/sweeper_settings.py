@@ -42,6 +42,18 @@ class SweeperSettings:
     # The search space in Hydra's sweep syntax: {config.key: "interval(a,b)" | "tag(log, interval(a,b))"
     # | "tag(int, interval(a,b))" | "choice(a,b,...)" | "range(start,stop,step)" | plain value}.
     params: Dict[str, Any] = field(default_factory=dict)
+    # --- kills, resumes, many workers (initsweep.study_recovery, initsweep.scaleout; docs/scale-out.md) ---
+    # Seconds between heartbeats of this invocation's running trials. A running trial whose process on this
+    # host is gone is failed and retried once at the next invocation's start; on another host, once its
+    # heartbeat is older than heartbeat_grace seconds.
+    heartbeat_interval: int = 10
+    heartbeat_grace: int = 60
+    # The study's total budget over all invocations and workers: no trial is started once the study holds
+    # this many (complete, pruned, running, or failed and not retried); null = only n_trials per invocation.
+    max_trials: Optional[int] = None
+    # true: every invocation and worker of this study logs under ONE study-level MLflow parent run, found or
+    # created by study name; false: one parent run per invocation.
+    shared_parent: bool = False
 
     @staticmethod
     def from_values(values: Dict[str, Any]) -> "SweeperSettings":  # noqa: UP006
@@ -61,4 +73,11 @@ class SweeperSettings:
             out.append(f"{SETTINGS_KEY}.max_failure_rate = {self.max_failure_rate!r}: must lie in [0, 1]")
         if self.direction not in DIRECTIONS:
             out.append(f"{SETTINGS_KEY}.direction = {self.direction!r}: allowed: {', '.join(DIRECTIONS)}")
+        for key in ("heartbeat_interval", "heartbeat_grace"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                out.append(f"{SETTINGS_KEY}.{key} = {getattr(self, key)!r}: must be a whole number of seconds >= 1")
+        if isinstance(self.heartbeat_grace, int) and self.heartbeat_grace <= self.heartbeat_interval:
+            out.append(f"{SETTINGS_KEY}.heartbeat_grace = {self.heartbeat_grace!r}: must exceed heartbeat_interval")
+        if self.max_trials is not None and (not isinstance(self.max_trials, int) or self.max_trials < 1):
+            out.append(f"{SETTINGS_KEY}.max_trials = {self.max_trials!r}: must be null or a whole number >= 1")
         return out

@@ -21,7 +21,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState as OptunaState
 
-from initsweep import tracking
+from initsweep import study_recovery, tracking
 from initsweep.protocol import (
     PLOTS_DIR,
     RESULTS_FILE,
@@ -32,9 +32,9 @@ from initsweep.protocol import (
     TrialOutcome,
     TrialState,
 )
-from initsweep.scaleout import batch_size
+from initsweep.scaleout import batch_size, budget_left
 from initsweep.search_space import grid_points
-from initsweep.tuning import FINITE_SAMPLERS, Plan, open_storage, study_plots
+from initsweep.tuning import FINITE_SAMPLERS, Plan, make_sampler, study_plots
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +80,21 @@ class Study:
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir))
         self.batch = batch_size(OmegaConf.to_container(self.config.hydra.launcher, resolve=True))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        s = plan.settings
+        self.storage = study_recovery.sweeper_storage(plan.storage, s.heartbeat_interval, s.heartbeat_grace)
         self.study = optuna.create_study(
-            storage=open_storage(plan.storage),
+            storage=self.storage,
             sampler=plan.sampler(),
             pruner=plan.pruner(),
             study_name=plan.study_name,
             direction=plan.direction,
             load_if_exists=True,  # make_plan refused an existing study when load_if_exists is false
         )
-        s = plan.settings
+        self.keeper = study_recovery.TrialKeeper(self.study, self.storage, s.heartbeat_interval)
+        self.seeded = False
+        self.sampler_seed: Optional[int] = None  # seed + the number of this invocation's first trial
+        self.recovered: list[str] = []  # stale trials of dead processes this invocation failed and retried
+        self.interfered: list[str] = []  # trials of this invocation that another process finished
         StudySpec(plan.storage, plan.study_name, s.pruner, plan.pruner_kwargs, plan.metric).write(self.sweep_dir)
         self.parent = Parent.read(self.sweep_dir)
         self.client = tracking.connect(self.parent.tracking_uri) if self.parent else None
@@ -109,7 +115,10 @@ class Study:
         stop_reason = ""
         failure_budget = float(s.max_failure_rate) * s.n_trials
         while len(self.outcomes) < s.n_trials:
-            trials = self._ask(min(self.batch, s.n_trials - len(self.outcomes)))
+            trials = self._ask(self._room(min(self.batch, s.n_trials - len(self.outcomes))))
+            if not trials and self._room(1) == 0:
+                log.info(f"Study budget reached: the study holds max_trials={s.max_trials} trials")
+                break
             if not trials:
                 log.info("Grid exhausted: every point of the search space has been tried")
                 break
@@ -122,20 +131,48 @@ class Study:
                 )
                 log.error(f"Study {self.plan.study_name!r} {stop_reason}")
                 break
+        self.keeper.stop()
         self._finish(stop_reason)
         return self.returns
 
+    def _room(self, size: int) -> int:
+        """``size``, or less when the study's total budget (max_trials) has less room left."""
+        left = budget_left(self.study.get_trials(deepcopy=False), self.plan.settings.max_trials)
+        return size if left is None else min(size, left)
+
+    def _recover(self) -> None:
+        """Fail and retry once the trials that dead processes left RUNNING (initsweep.study_recovery)."""
+        for line in study_recovery.recover_stale_trials(self.study, self.storage, self.plan.settings.heartbeat_grace):
+            log.warning(f"Study {self.plan.study_name!r}: {line}")
+            self.recovered.append(line)
+
     def _ask(self, size: int) -> list[Any]:
-        """Up to ``size`` new trials; for a grid, no more than the points nobody has started yet."""
-        if self.plan.settings.sampler in FINITE_SAMPLERS:
+        """Up to ``size`` trials, retries of lost trials first; for a grid, no more than the points nobody has
+        started yet plus the waiting retries. Each is claimed (owner attrs, heartbeat)."""
+        self._recover()
+        s = self.plan.settings
+        if s.sampler in FINITE_SAMPLERS:
             names = [p.name for p in self.plan.space.params]
-            started = {
-                tuple(t.params.get(n) for n in names)
-                for t in self.study.get_trials(deepcopy=False)
-                if t.state != OptunaState.WAITING
-            }
-            size = min(size, len(set(grid_points(self.plan.space)) - started))
-        return [self.study.ask(self.plan.space.distributions) for _ in range(size)]
+            trials = self.study.get_trials(deepcopy=False)
+            started = {tuple(t.params.get(n) for n in names) for t in trials if t.state != OptunaState.WAITING}
+            waiting = sum(t.state == OptunaState.WAITING for t in trials)
+            size = min(size, len(set(grid_points(self.plan.space)) - started) + waiting)
+        asked = []
+        for _ in range(size):
+            if not self.seeded and s.sampler != "qmc":  # qmc reads its position from the study
+                trial, self.sampler_seed = study_recovery.ask_first(
+                    self.study,
+                    self.plan.space.distributions,
+                    s.seed,
+                    lambda seed: make_sampler(s.sampler, s.sampler_kwargs, seed, self.plan.space),
+                )
+                self.seeded = True
+                log.info(f"Sampler seed {self.sampler_seed} (seed {s.seed} + first trial number {trial.number})")
+            else:
+                trial = self.study.ask(self.plan.space.distributions)
+            self.keeper.claim(trial)
+            asked.append(trial)
+        return asked
 
     def _launch(self, trials: list[Any]) -> None:
         """Launch the trials' jobs (job number = trial number), tell Optuna, record the MLflow runs."""
@@ -161,13 +198,19 @@ class Study:
 
     def _tell(self, trial: Any, state: TrialState, value: Optional[float], reason: str) -> None:
         if reason:
-            trial.set_user_attr("reason", reason)
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # finished by another process
+                trial.set_user_attr("reason", reason)
         frozen = self.study.tell(
             trial,
             value if state == TrialState.COMPLETE else None,
             state=OptunaState[state.value],
             skip_if_finished=True,
         )
+        self.keeper.release(trial)
+        if by := frozen.system_attrs.get(study_recovery.FAILED_BY):  # another process took it for lost
+            state, value = TrialState.FAIL, None
+            reason = f"marked FAIL by process {by} while this invocation ran it"
+            self.interfered.append(f"trial {trial.number}: {reason}")
         epochs = int(frozen.user_attrs.get("epochs", 0))
         outcome = TrialOutcome(trial.number, dict(trial.params), state, value, reason, epochs)
         self.outcomes.append(outcome)
@@ -211,6 +254,10 @@ class Study:
             best = self.study.best_trial
         except ValueError:
             best = None
+        if self.interfered:
+            lost = "; ".join(self.interfered)
+            stop_reason = f"{stop_reason}; {lost}" if stop_reason else f"another process failed trials: {lost}"
+            log.error(f"Study {self.plan.study_name!r}: {lost}")
         results: dict[str, Any] = {"name": "initsweep_optuna"}
         if best is not None:
             results.update(best_params=dict(best.params), best_value=best.value, best_trial=best.number)
@@ -223,6 +270,9 @@ class Study:
             trials_in_study=len(self.study.trials),
             this_run={**this_run, "epochs_trained": epochs, "epochs_budget": budget},
         )
+        results.update(sampler_seed=self.sampler_seed, max_trials=self.plan.settings.max_trials)
+        if self.recovered:
+            results["recovered"] = self.recovered
         if stop_reason:
             results["stopped"] = stop_reason
         self.sweep_dir.mkdir(parents=True, exist_ok=True)

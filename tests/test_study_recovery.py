@@ -1,0 +1,201 @@
+"""Studies survive kills, resumes and concurrent invocations (initsweep.study_recovery, issue 11.5), and the
+study's total budget (hydra.sweeper.max_trials). Real Optuna journal studies; the end-to-end tests kill the
+main process of a real `train.py -m` study with SIGKILL and run the command again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import TRAIN, run_train
+from initsweep import study_recovery as sr
+from initsweep.scaleout import budget_left, budget_used
+from initsweep.search_space import parse_search_space
+from initsweep.tuning import make_sampler, open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SPACE = parse_search_space({}, ["init.std=tag(log, interval(0.001, 3.0))"])
+QUICK = ("trainer.epochs=1", "tracking.log_plots=false", "diagnostics.enabled=false")
+
+
+def journal_study(path: Path, sampler=None) -> optuna.Study:
+    storage = open_storage(str(path / "journal.log"))
+    return optuna.create_study(study_name="s", storage=storage, sampler=sampler, load_if_exists=True)
+
+
+def dead_process() -> dict:
+    """The identity of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    identity = sr.process_identity(proc.pid)
+    proc.kill()
+    proc.wait()
+    return identity
+
+
+def own(study: optuna.Study, trial, identity: dict, heartbeat: float) -> None:
+    for key, value in {**identity, sr.HEARTBEAT: heartbeat}.items():
+        study._storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
+# --- stale trials -------------------------------------------------------------------------------------------
+
+
+def test_a_trial_of_a_dead_process_is_failed_and_retried_once_with_the_same_params(tmp_path):
+    study = journal_study(tmp_path)
+    lost = study.ask(SPACE.distributions)
+    own(study, lost, dead_process(), time.time())
+    alive = study.ask(SPACE.distributions)  # owned by a live process of this host (the test's parent)
+    own(study, alive, sr.process_identity(os.getppid()), time.time())
+
+    messages = sr.recover_stale_trials(study, study._storage, grace_s=60)
+    assert len(messages) == 1 and messages[0].startswith("trial 0: its process") and "retried as trial 2" in messages[0]
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
+    assert trials[0].user_attrs["reason"].startswith("lost: its process")
+    assert trials[2].params == trials[0].params and trials[2].system_attrs["retry_history"] == [0]
+    assert not any(k.startswith(sr.PREFIX) for k in trials[2].system_attrs)  # the dead owner is not copied
+
+    # The retry is asked next; when its process dies too, it is failed but not retried again.
+    retry = study.ask(SPACE.distributions)
+    assert retry.number == 2 and retry.params == trials[0].params
+    own(study, retry, dead_process(), time.time())
+    (message,) = sr.recover_stale_trials(study, study._storage, grace_s=60)
+    assert "not retried" in message
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "RUNNING", "FAIL"]
+
+
+def test_a_trial_of_another_host_is_failed_only_once_its_heartbeat_is_stale(tmp_path):
+    study = journal_study(tmp_path)
+    fresh, old = study.ask(SPACE.distributions), study.ask(SPACE.distributions)
+    other = {sr.HOST: "elsewhere", sr.PID: 1, sr.PID_START: 0.0}
+    own(study, fresh, other, time.time() - 5)
+    own(study, old, other, time.time() - 120)
+    (message,) = sr.recover_stale_trials(study, study._storage, grace_s=60)
+    assert message.startswith("trial 1: no heartbeat from elsewhere:1")
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING", "FAIL", "WAITING"]
+
+
+def test_the_keeper_claims_trials_and_renews_their_heartbeat(tmp_path):
+    study = journal_study(tmp_path)
+    keeper = sr.TrialKeeper(study, study._storage, interval=0.2)
+    trial = study.ask(SPACE.distributions)
+    keeper.claim(trial)
+    first = study.get_trials()[0].system_attrs
+    assert (first[sr.HOST], first[sr.PID]) == (sr.process_identity()[sr.HOST], os.getpid())
+    deadline = time.time() + 30
+    while study.get_trials()[0].system_attrs[sr.HEARTBEAT] == first[sr.HEARTBEAT] and time.time() < deadline:
+        time.sleep(0.1)
+    assert study.get_trials()[0].system_attrs[sr.HEARTBEAT] > first[sr.HEARTBEAT]
+    keeper.stop()
+    assert sr.recover_stale_trials(study, study._storage, grace_s=60) == []  # our own trial is never stale
+
+
+# --- seeds ----------------------------------------------------------------------------------------------------
+
+
+def ask_values(study: optuna.Study, n: int, seed: int = 0) -> list[float]:
+    """What one invocation with sampler seed ``seed`` asks: n trials, the first through ask_first."""
+    trial, _ = sr.ask_first(study, SPACE.distributions, seed, lambda s: make_sampler("tpe", seed=s, space=SPACE))
+    trials = [trial, *(study.ask(SPACE.distributions) for _ in range(n - 1))]
+    for t in trials:
+        study.tell(t, 1.0)
+    return [t.params["init.std"] for t in trials]
+
+
+def test_a_resumed_study_never_repeats_its_draws(tmp_path):
+    first = ask_values(journal_study(tmp_path, make_sampler("tpe", seed=0, space=SPACE)), 3)
+    second = ask_values(journal_study(tmp_path, make_sampler("tpe", seed=0, space=SPACE)), 3)
+    assert len(set(first + second)) == 6
+    # The first invocation of a fresh study is what the plain seeded sampler draws: seed + 0.
+    plain = optuna.create_study(sampler=make_sampler("tpe", seed=0, space=SPACE))
+    assert first[0] == plain.ask(SPACE.distributions).params["init.std"]
+
+
+def test_two_invocations_at_once_draw_different_points(tmp_path):
+    a = journal_study(tmp_path, make_sampler("tpe", seed=0, space=SPACE))
+    b = journal_study(tmp_path, make_sampler("tpe", seed=0, space=SPACE))
+    ta, seed_a = sr.ask_first(a, SPACE.distributions, 0, lambda s: make_sampler("tpe", seed=s, space=SPACE))
+    tb, seed_b = sr.ask_first(b, SPACE.distributions, 0, lambda s: make_sampler("tpe", seed=s, space=SPACE))
+    assert (seed_a, seed_b) == (0, 1)
+    assert ta.params["init.std"] != tb.params["init.std"]
+
+
+# --- total budget ------------------------------------------------------------------------------------------------
+
+
+def test_budget_counts_finished_and_running_trials_but_not_retried_failures(tmp_path):
+    study = journal_study(tmp_path)
+    for value in (1.0, 2.0):
+        study.tell(study.ask(SPACE.distributions), value)
+    lost = study.ask(SPACE.distributions)
+    own(study, lost, dead_process(), time.time())
+    study.ask(SPACE.distributions)  # running
+    assert budget_used(study.get_trials()) == 4
+    sr.recover_stale_trials(study, study._storage, grace_s=60)  # FAIL + a WAITING retry in its place
+    assert budget_used(study.get_trials()) == 3
+    assert budget_left(study.get_trials(), 5) == 2 and budget_left(study.get_trials(), 2) == 0
+    assert budget_left(study.get_trials(), None) is None
+
+
+# --- end to end: kill -9, re-run -------------------------------------------------------------------------------
+
+
+def running_trial(journal: Path, timeout: float = 240) -> None:
+    """Wait until the study in ``journal`` has a RUNNING trial claimed by its process."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if journal.exists():
+            storage = open_storage(str(journal))
+            for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+                study = optuna.load_study(study_name=summary.study_name, storage=storage)
+                if any(sr.PID in t.system_attrs for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))):
+                    return
+        time.sleep(0.5)
+    raise AssertionError("no trial started")
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_grid_study_then_a_rerun_evaluates_every_point(tmp_path):
+    grid = ("hparams_search=normal_std", "init.std=choice(0.05,0.2)", "hydra.sweeper.sampler=grid")
+    study_args = (*grid, "hydra.sweeper.study_name=grid", "hydra.sweeper.pruner=none")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # Long first trial, killed while it trains.
+    long_run = [sys.executable, str(TRAIN), "-m", *study_args, "trainer.epochs=500", *QUICK[1:]]
+    proc = subprocess.Popen(long_run, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        running_trial(tmp_path / "mlruns" / "optuna" / "journal.log")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    rerun = run_train(["-m", *study_args, *QUICK], cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Grid exhausted" not in rerun.stderr + rerun.stdout or "retried as trial" in rerun.stderr
+    study = optuna.load_study(study_name="grid", storage=open_storage(str(tmp_path / "mlruns/optuna/journal.log")))
+    states = [(t.number, t.state.name) for t in study.trials]
+    assert states == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")], states
+    assert study.trials[1].params == study.trials[0].params  # the lost point, retried with the same params
+    assert {t.params["init.std"] for t in study.trials if t.state.name == "COMPLETE"} == {0.05, 0.2}
+    assert study.trials[0].user_attrs["reason"].startswith("lost: its process")
+    assert "trial 0: its process" in rerun.stderr
+
+
+@pytest.mark.slow
+def test_max_trials_is_a_total_budget_over_invocations(tmp_path):
+    args = ["-m", "hparams_search=normal_std", *QUICK, "hydra.sweeper.max_trials=3", "hydra.sweeper.n_trials=2"]
+    assert run_train(args, cwd=tmp_path).returncode == 0
+    second = run_train(args, cwd=tmp_path)  # 1 trial left of 3
+    assert second.returncode == 0, second.stderr[-3000:]
+    third = run_train(args, cwd=tmp_path)  # nothing left: no trial
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "Study budget reached" in third.stderr
+    storage = open_storage(str(tmp_path / "mlruns/optuna/journal.log"))
+    (name,) = optuna.get_all_study_names(storage)
+    assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
