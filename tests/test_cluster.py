@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -199,3 +200,72 @@ def test_study_with_two_parallel_slurm_tasks(tmp_path, postgres, mlflow_server, 
     trials = optuna.load_study(study_name=study, storage=postgres).trials
     assert sorted(t.number for t in trials) == [0, 1], logs
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_slurm_job_killed_hard_is_reported_not_waited_on(tmp_path, slurm):
+    # No slurmdbd here: sacct answers nothing, and submitit alone would wait for this job forever.
+    import threading
+
+    import submitit
+    from submitit.core.utils import UncompletedJobError
+
+    from initsweep.scaleout import install_slurm_watcher
+
+    assert install_slurm_watcher({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"})
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
+    executor.update_parameters(timeout_min=5, slurm_mem_per_cpu=500)
+    job = executor.submit(submitit.helpers.CommandFunction(["bash", "-c", "kill -9 $PPID"]))  # SIGKILL the job
+    outcome: list = []
+
+    def wait() -> None:
+        try:
+            outcome.append(job.result())
+        except UncompletedJobError as e:
+            outcome.append(e)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    waiter.join(timeout=300)  # a hang guard, not a timing assertion: the watcher polls every <= 60 s
+    assert outcome, f"job {job.job_id} still waited on"
+    assert isinstance(outcome[0], UncompletedJobError) and job.job_id in str(outcome[0])
+    assert job.state in ("FAILED", "CANCELLED", "GONE", "OUT_OF_MEMORY", "NODE_FAIL"), job.state
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_study_trial_killed_on_slurm_is_a_failed_trial(tmp_path, slurm):
+    import optuna
+
+    from initsweep.tuning import open_storage
+
+    args = ["-m", "hparams_search=normal_std", "hydra/launcher=submitit_slurm", "hydra.sweeper.n_trials=1"]
+    args += ["trainer.epochs=2000", "diagnostics.enabled=false", "hydra.sweeper.study_name=killed"]
+    env = {**os.environ, **_env()}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        job_id = None
+        for _ in range(600):
+            files = list((tmp_path / "multirun").rglob(".submitit/*/*_submitted.pkl"))
+            ids = [p.name.split("_submitted")[0].rsplit("_", 1)[0] for p in files]
+            states = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True).stdout.split()
+            running = [i for i in ids if f"{i}_0" in states or i in states]
+            if running and "RUNNING" in states:
+                job_id = running[0]
+                break
+            time.sleep(0.5)
+        assert job_id, "the trial's SLURM job never ran"
+        time.sleep(3)  # let it train
+        subprocess.run(["scancel", "--full", "--signal=KILL", job_id], check=True)
+        out = proc.communicate(timeout=400)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out[-3000:]  # 1 failed trial of 1: more than max_failure_rate
+    study = optuna.load_study(study_name="killed", storage=open_storage(str(tmp_path / "mlruns/optuna/journal.log")))
+    (trial,) = study.trials
+    assert trial.state.name == "FAIL" and "UncompletedJobError" in trial.user_attrs["reason"], trial.user_attrs

@@ -163,7 +163,12 @@ def running_trial(journal: Path, timeout: float = 240) -> None:
 
 @pytest.mark.slow
 def test_kill_9_of_a_grid_study_then_a_rerun_evaluates_every_point(tmp_path):
-    grid = ("hparams_search=normal_std", "init.std=choice(0.05,0.2)", "hydra.sweeper.sampler=grid")
+    grid = (
+        "hparams_search=normal_std",
+        "init.std=choice(0.05,0.2)",
+        "hydra.sweeper.sampler=grid",
+        "hydra.sweeper.seed=3",
+    )
     study_args = (*grid, "hydra.sweeper.study_name=grid", "hydra.sweeper.pruner=none")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     # Long first trial, killed while it trains.
@@ -177,7 +182,6 @@ def test_kill_9_of_a_grid_study_then_a_rerun_evaluates_every_point(tmp_path):
 
     rerun = run_train(["-m", *study_args, *QUICK], cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "Grid exhausted" not in rerun.stderr + rerun.stdout or "retried as trial" in rerun.stderr
     study = optuna.load_study(study_name="grid", storage=open_storage(str(tmp_path / "mlruns/optuna/journal.log")))
     states = [(t.number, t.state.name) for t in study.trials]
     assert states == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")], states

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -119,3 +120,69 @@ def budget_used(trials: Sequence[Any]) -> int:
 def budget_left(trials: Sequence[Any], max_trials: int | None) -> int | None:
     """Trials this invocation may still start under the study's total budget (None: no total budget)."""
     return None if max_trials is None else max(0, max_trials - budget_used(trials))
+
+
+# ---------------------------------------------------------------------------------------------------
+# SLURM without accounting: jobs that died hard
+
+
+def _queue_watcher_class() -> type:
+    """submitit's SlurmInfoWatcher, answering from ``squeue`` when ``sacct`` does not (no slurmdbd).
+
+    ``squeue --states=all`` lists pending, running and recently ended jobs with their state (FAILED, TIMEOUT,
+    CANCELLED, OUT_OF_MEMORY ... for a job killed by SIGKILL or its time limit); a job that is no longer listed
+    at all gets the state ``GONE``. submitit counts any such state as done, and a done job without a result
+    file raises ``UncompletedJobError`` naming it: the job is recorded as failed, not waited on forever.
+    """
+    import subprocess
+
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    class QueueWatcher(SlurmInfoWatcher):
+        sacct_works: bool | None = None  # decided by the first call
+
+        def update(self) -> None:
+            if QueueWatcher.sacct_works is None:
+                try:
+                    probe = subprocess.run(["sacct", "-n", "-j", "1"], capture_output=True, timeout=60).returncode
+                except (OSError, subprocess.TimeoutExpired):
+                    probe = -1
+                QueueWatcher.sacct_works = probe == 0  # rc 1: "accounting storage is disabled"
+            if QueueWatcher.sacct_works:
+                return super().update()
+            pending = self._registered - self._finished
+            if not pending:
+                return
+            self._num_calls += 1
+            self._last_status_check = time.time()
+            try:
+                out = subprocess.run(
+                    ["squeue", "-h", "--states=all", "-o", "%i|%T|%N"], capture_output=True, text=True, timeout=60
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                return
+            if out.returncode != 0:
+                return
+            self._info_dict.update(self.read_info("JobID|State|NodeList\n" + out.stdout))
+            for job_id in pending - set(self._info_dict):
+                self._info_dict[job_id] = {"JobID": job_id, "State": "GONE"}
+            for job_id in self._registered - self._finished:
+                if self.is_done(job_id, mode="cache"):
+                    self._finished.add(job_id)
+
+    return QueueWatcher
+
+
+def install_slurm_watcher(launcher_cfg: Mapping[str, Any] | None) -> bool:
+    """Give submitit's SLURM jobs the :func:`_queue_watcher_class` watcher when ``launcher_cfg`` is Hydra's
+    submitit SLURM launcher (call in the sweep's main process, before jobs are submitted). Returns whether
+    it did; idempotent."""
+    target = str((launcher_cfg or {}).get("_target_", ""))
+    if "submitit" not in target or not target.endswith("SlurmLauncher"):
+        return False
+    from submitit.slurm.slurm import SlurmJob
+
+    cls = _queue_watcher_class()
+    if type(SlurmJob.watcher).__name__ != cls.__name__:
+        SlurmJob.watcher = cls(delay_s=60)
+    return True

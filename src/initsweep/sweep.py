@@ -86,6 +86,11 @@ class SweepCallback(Callback):
         except (ConfigError, HydraException, tracking.TrackingError) as e:
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
+        from omegaconf import OmegaConf
+
+        from initsweep import scaleout
+
+        scaleout.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
         exp_id = tracking.experiment_id(client, checked[0].experiment_name)
         overrides = list(config.hydra.overrides.task)
         self.logger = tracking.start_run(

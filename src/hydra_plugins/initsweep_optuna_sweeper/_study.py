@@ -159,7 +159,8 @@ class Study:
             size = min(size, len(set(grid_points(self.plan.space)) - started) + waiting)
         asked = []
         for _ in range(size):
-            if not self.seeded and s.sampler != "qmc":  # qmc reads its position from the study
+            # grid, bruteforce and qmc read their position from the study (a grid's point order is its seed's)
+            if not self.seeded and s.sampler not in (*FINITE_SAMPLERS, "qmc"):
                 trial, self.sampler_seed = study_recovery.ask_first(
                     self.study,
                     self.plan.space.distributions,
@@ -184,7 +185,15 @@ class Study:
                     [*self.plan.space.overrides(by_number[n].params), f"++hydra.job.env_set.{TRIAL_ENV}={n}"]
                     for n in group
                 ]
-                results = self.launcher.launch(overrides, initial_job_idx=group[0])
+                try:
+                    results = self.launcher.launch(overrides, initial_job_idx=group[0])
+                except Exception as e:
+                    if type(e).__name__ != "UncompletedJobError":  # submitit: a job died without a result
+                        raise
+                    for n in group:
+                        self._tell(by_number[n], TrialState.FAIL, None, f"{type(e).__name__}: {e}"[:500])
+                        pending.discard(n)
+                    continue
                 self.returns.append(results)
                 for n, ret in zip(group, results, strict=True):
                     self._tell(by_number[n], *classify(ret))
