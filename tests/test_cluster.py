@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT, all_runs, run_train
 from initsweep.config import ConfigError
-from initsweep.scaleout import batch_size, check_storage_driver, device_for_worker, worker_rank
+from initsweep.scaleout import batch_size, check_storage_driver, device_for_worker, job_device, worker_rank
 
 STATE = Path(os.environ.get("INITSWEEP_SERVICES_DIR", "/tmp/initsweep-services"))
 PG = f"postgresql://initsweep:initsweep@127.0.0.1:{os.environ.get('INITSWEEP_PG_PORT', '5432')}"
@@ -48,6 +48,17 @@ def test_device_per_worker_with_simulated_device_counts():
     assert worker_rank({"SLURM_LOCALID": "2"}) == 2
     assert worker_rank({}, job_num=5, n_workers=2) == 1  # joblib worker
     assert worker_rank({}) == 0
+
+
+def test_each_parallel_job_trains_on_its_own_gpu_with_simulated_device_counts():
+    # joblib n_jobs=2 on 2 GPUs: job k of a batch runs on worker k mod 2
+    assert [job_device("cuda", k, 2, n_devices=2, env={}) for k in range(4)] == ["cuda:0", "cuda:1"] * 2
+    assert job_device("cuda", 3, 4, n_devices=2, env={}) == "cuda:1"  # more workers than GPUs: shared round robin
+    assert job_device("cuda", 5, 2, n_devices=1, env={}) == "cuda"  # one GPU: every job on it
+    assert job_device("cpu", 1, 2, n_devices=4, env={}) == "cpu"
+    slurm_task = {"SLURM_LOCALID": "3", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    assert job_device("cuda", 0, 1, n_devices=4, env=slurm_task) == "cuda:3"  # rank from the SLURM task
+    assert job_device("cuda", 0, 1, n_devices=4, env={"SLURM_LOCALID": "3", "CUDA_VISIBLE_DEVICES": "2"}) == "cuda:0"
 
 
 def test_storage_driver_check_names_the_extra():

@@ -203,3 +203,33 @@ def test_max_trials_is_a_total_budget_over_invocations(tmp_path):
     storage = open_storage(str(tmp_path / "mlruns/optuna/journal.log"))
     (name,) = optuna.get_all_study_names(storage)
     assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
+
+
+@pytest.mark.slow
+def test_workers_started_at_once_share_one_study_and_one_parent_run_without_duplicate_points(tmp_path):
+    from conftest import all_runs, store_uri
+    from initsweep import tracking
+
+    tracking.connect(store_uri(tmp_path))  # the store exists before the workers start (SQLite creation race)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    args = [sys.executable, str(TRAIN), "-m", "hparams_search=normal_std", *QUICK, "hydra.sweeper.n_trials=1"]
+    args += ["hydra.sweeper.study_name=shared", "hydra.sweeper.shared_parent=true", "hydra.sweeper.pruner=none"]
+    # The same command and the same sampler seed in both workers; a sweep dir of their own.
+    procs = [
+        subprocess.Popen([*args, f"hydra.sweep.dir=multirun/w{i}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    storage = open_storage(str(tmp_path / "mlruns/optuna/journal.log"))
+    trials = optuna.load_study(study_name="shared", storage=storage).trials
+    assert sorted(t.number for t in trials) == [0, 1] and all(t.state.name == "COMPLETE" for t in trials)
+    assert trials[0].params != trials[1].params  # sampler seeds 0 + 0 and 0 + 1
+
+    runs = all_runs(tmp_path)
+    (parent,) = [r for r in runs if r.data.tags.get("initsweep.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["trial_number"] for r in children) == ["0", "1"]
+    assert parent.data.tags["initsweep.study_parent"] == "shared" and parent.info.status == "FINISHED"
+    assert parent.data.params["optuna.study_name"] == "shared"

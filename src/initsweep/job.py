@@ -33,6 +33,7 @@ from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
 from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
 from initsweep.protocol import Failure, JobStatus, Parent, Tag, worst_value
+from initsweep.scaleout import job_device
 from initsweep.trainer import (
     BestState,
     EpochMetrics,
@@ -174,6 +175,8 @@ def execute(
     torch.set_num_threads(intra_op_threads(config.trainer.threads, ctx.parallel_jobs))
     torch.manual_seed(config.seed)
     device = resolve_device(config.trainer.device)
+    if device.type == "cuda":  # several GPUs: one per parallel worker (docs/scale-out.md)
+        device = torch.device(job_device("cuda", ctx.job_num, ctx.parallel_jobs, torch.cuda.device_count()))
     data = datasets.load(config.data).to(device)
     model = build_model(config.model, data.input_shape, data.num_classes).to(device)
     try:

@@ -193,6 +193,7 @@ class SweepVerdict:
 
     status: Literal["FINISHED", "FAILED"]
     reason: str = ""
+    keep_open: bool = False  # a shared study parent that other workers still use: leave it RUNNING
 
     def write(self, sweep_dir: Path) -> Path:
         return _write_json(Path(sweep_dir) / STATUS_FILE, asdict(self))

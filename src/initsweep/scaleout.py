@@ -65,6 +65,19 @@ def device_for_worker(rank: int, n_devices: int, visible: str | None = None) -> 
     return f"cuda:{rank % n_devices}"
 
 
+def job_device(
+    device: str, job_num: int | None, parallel_jobs: int, n_devices: int, env: Mapping[str, str] | None = None
+) -> str:
+    """The device a job trains on: ``device`` (the resolved ``trainer.device``) as is, unless it is a bare
+    ``cuda`` on a machine with several GPUs; then this worker's own :func:`device_for_worker`, its rank from
+    :func:`worker_rank` (SLURM task, or joblib job number mod ``parallel_jobs``)."""
+    if device != "cuda" or n_devices <= 1:
+        return device
+    env = os.environ if env is None else env
+    rank = worker_rank(env, job_num, parallel_jobs)
+    return device_for_worker(rank, n_devices, env.get("CUDA_VISIBLE_DEVICES"))
+
+
 def check_storage_driver(url: str | None, key: str) -> None:
     """ConfigError (naming ``key`` and the extra to install) when ``url`` needs a database driver that is
     not installed; nothing for journal files, sqlite and http."""

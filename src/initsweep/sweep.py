@@ -63,6 +63,16 @@ def fixed_overrides(overrides: list[str]) -> tuple[str, ...]:
     return tuple(o.input_line for o in parsed if not o.is_sweep_override())
 
 
+def shared_study_name(config: DictConfig) -> str | None:
+    """The study's name when its invocations share one study-level parent run (Optuna sweeper with
+    ``shared_parent=true``), else None."""
+    if config.hydra.sweeper.get("_target_") != OPTUNA_SWEEPER or not config.hydra.sweeper.get("shared_parent"):
+        return None
+    from initsweep.tuning import plan_for  # optuna: only for studies
+
+    return plan_for(config).study_name
+
+
 class SweepCallback(Callback):
     """Hydra callback: one MLflow parent run per multirun, and the summary at its end."""
 
@@ -93,18 +103,22 @@ class SweepCallback(Callback):
         scaleout.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
         exp_id = tracking.experiment_id(client, checked[0].experiment_name)
         overrides = list(config.hydra.overrides.task)
-        self.logger = tracking.start_run(
-            client,
-            exp_id,
-            " ".join(["sweep", *overrides]) if overrides else "sweep",
-            {Tag.ROLE: ROLE_SWEEP},
-        )
+        run_name = " ".join(["sweep", *overrides]) if overrides else "sweep"
+        study = shared_study_name(config)
+        if study is None:
+            self.logger = tracking.start_run(client, exp_id, run_name, {Tag.ROLE: ROLE_SWEEP})
+        else:  # many workers, one study: its one parent run, found or created by study name
+            found = scaleout.study_parent_run(client, exp_id, study, run_name, {Tag.ROLE: ROLE_SWEEP})
+            self.logger = tracking.RunLogger(client, found, experiment_id=exp_id)
         run_id = self.logger.run_id
         self.logger.set_tags({Tag.SWEEP_ID: run_id, Tag.OVERRIDES: " ".join(overrides)})
         params = {"sweep_dir": str(config.hydra.sweep.dir)}
         if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
             params["n_jobs"] = len(configs)
-        self.logger.log_params(params)
+        if study is None:
+            self.logger.log_params(params)
+        else:  # per-invocation values as tags: a shared run's params cannot change
+            self.logger.set_tags(params)
         self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
         sweep_dir = Path(config.hydra.sweep.dir)
         self.parent.write(sweep_dir)
@@ -149,9 +163,12 @@ class SweepCallback(Callback):
             print(f"initsweep: the comparison report failed: {e!r}", file=sys.stderr)
         # A sweeper that tolerates failed jobs decides the parent's status itself (the Optuna sweeper does).
         if verdict := SweepVerdict.read(sweep_dir):
-            if verdict.reason:
+            if verdict.keep_open:  # a shared study parent: workers still run trials, the last one ends it
+                self.logger.ended = True
+                print(f"Study parent run left RUNNING for the workers still running: {self.parent.run_id}")
+            elif verdict.reason:
                 self.logger.set_tags({Tag.FAILURE: verdict.reason})
-            self.logger.end(verdict.status)
+            self.logger.end(verdict.status)  # nothing when kept open
             if verdict.status == "FAILED":
                 print(f"initsweep: {verdict.reason or 'the sweep failed'}", file=sys.stderr)
                 raise SystemExit(1)

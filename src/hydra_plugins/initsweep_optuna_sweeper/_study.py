@@ -29,6 +29,7 @@ from initsweep.protocol import (
     Parent,
     StudySpec,
     SweepVerdict,
+    Tag,
     TrialOutcome,
     TrialState,
 )
@@ -247,6 +248,14 @@ class Study:
             "optuna.first_trial": len(self.study.trials),
         }
         params.update({f"search.{p.name}": p.expression for p in self.plan.space.params})
+        if s.shared_parent:  # one parent for every worker: what differs per invocation goes to tags
+            per_invocation = ("optuna.n_trials", "optuna.seed", "optuna.first_trial", "optuna.max_failure_rate")
+            self.parent_log.set_tags({k: params.pop(k) for k in per_invocation})
+            known = self.client.get_run(self.parent.run_id).data.params
+            clash = {k: v for k, v in params.items() if k in known and known[k] != str(v)}
+            if clash:
+                log.warning(f"Study parent run {self.parent.run_id} has other values for {sorted(clash)}: kept")
+            params = {k: v for k, v in params.items() if k not in clash}
         tracking.log_study_start(self.parent_log, params, self.plan.study_name)
 
     # -- the end ---------------------------------------------------------------------------------------
@@ -301,7 +310,10 @@ class Study:
             f"study total {len(self.study.trials)} trials; {best_text}. Results: {results_path}"
         )
         # Failed trials within the budget do not fail the study: SweepCallback ends the parent with this status.
-        SweepVerdict("FAILED" if stop_reason else "FINISHED", stop_reason).write(self.sweep_dir)
+        others = self.plan.settings.shared_parent and any(
+            t.state == OptunaState.RUNNING for t in self.study.get_trials(deepcopy=False)
+        )  # a shared parent is ended by the last worker
+        SweepVerdict("FAILED" if stop_reason else "FINISHED", stop_reason, keep_open=others).write(self.sweep_dir)
         if self.parent_log is None:
             return
         metrics = {
@@ -315,4 +327,9 @@ class Study:
         if best is not None:
             metrics["best_value"] = best.value
         best_params = (best.number, dict(best.params)) if best is not None else None
+        if self.plan.settings.shared_parent and best_params is not None:  # the best changes: tags, not params
+            self.parent_log.set_tags(
+                {Tag.BEST_TRIAL: best.number, **{f"best_params.{k}": v for k, v in best.params.items()}}
+            )
+            best_params = None
         tracking.log_study_end(self.parent_log, metrics, best_params, results_path, plots)
