@@ -188,7 +188,7 @@ def test_kill_9_of_a_grid_study_then_a_rerun_evaluates_every_point(tmp_path):
     assert study.trials[1].params == study.trials[0].params  # the lost point, retried with the same params
     assert {t.params["init.std"] for t in study.trials if t.state.name == "COMPLETE"} == {0.05, 0.2}
     assert study.trials[0].user_attrs["reason"].startswith("lost: its process")
-    assert "trial 0: its process" in rerun.stderr
+    assert "trial 0: its process" in rerun.stdout + rerun.stderr
 
 
 @pytest.mark.slow
