@@ -82,6 +82,22 @@ def test_a_trial_of_another_host_is_failed_only_once_its_heartbeat_is_stale(tmp_
     assert [t.state.name for t in study.get_trials()] == ["RUNNING", "FAIL", "WAITING"]
 
 
+def test_an_rdb_storage_uses_optunas_heartbeat_and_retries_the_stale_trial(tmp_path):
+    storage = sr.sweeper_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_s=2)
+    assert isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() == 1
+    study = optuna.create_study(study_name="s", storage=storage)
+    with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna means its heartbeat for study.optimize
+        trial = study.ask(SPACE.distributions)
+    own(study, trial, {sr.HOST: "elsewhere", sr.PID: 1, sr.PID_START: 0.0}, time.time())
+    storage.record_heartbeat(trial._trial_id)  # then its owner on another host goes silent
+    assert sr.recover_stale_trials(study, storage, grace_s=2) == []
+    time.sleep(3)  # past the grace period
+    (message,) = sr.recover_stale_trials(study, storage, grace_s=2)
+    assert message.startswith("trial 0: no heartbeat")
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[1].params == trials[0].params
+
+
 def test_the_keeper_claims_trials_and_renews_their_heartbeat(tmp_path):
     study = journal_study(tmp_path)
     keeper = sr.TrialKeeper(study, study._storage, interval=0.2)

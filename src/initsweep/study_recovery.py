@@ -69,9 +69,11 @@ def sweeper_storage(spec: str, heartbeat_interval: int, grace_s: int) -> optuna.
     :func:`initsweep.tuning.open_storage` opens it (its heartbeat is the ``initsweep:heartbeat`` attr)."""
     if "://" not in spec:
         return open_storage(spec)
-    return optuna.storages.RDBStorage(
-        spec, heartbeat_interval=heartbeat_interval, grace_period=grace_s, failed_trial_callback=retry_once
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
+        return optuna.storages.RDBStorage(
+            spec, heartbeat_interval=heartbeat_interval, grace_period=grace_s, failed_trial_callback=retry_once
+        )
 
 
 def retry_once(study: optuna.Study, trial: FrozenTrial) -> int | None:
