@@ -127,15 +127,14 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres, mlflow_ser
     args = [
         sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=normal_std", *QUICK,
         f"hydra.sweeper.storage={postgres}", f"hydra.sweeper.study_name={study}", "hydra.sweeper.n_trials=1",
-        f"tracking.uri={mlflow_server}", f"experiment_name={study}",
+        f"tracking.uri={mlflow_server}", f"experiment_name={study}", "hydra.sweeper.shared_parent=true",
     ]  # fmt: skip
     env = {**os.environ, **_env()}
     env.pop("MLFLOW_TRACKING_URI", None)
-    # Each worker needs a sweep dir of its own (workers started in the same second would share the default) and a
-    # sampler seed of its own (the same seed draws the same first values).
+    # Each worker gets a sweep dir of its own; the same sampler seed (the overlay's 0) draws distinct points.
     procs = [
         subprocess.Popen(
-            [*args, f"hydra.sweep.dir=multirun/worker{i}", f"hydra.sweeper.seed={i}"],
+            [*args, f"hydra.sweep.dir=multirun/worker{i}"],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for i in range(3)
@@ -148,7 +147,10 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres, mlflow_ser
     assert len({t.params["init.std"] for t in trials}) == 3
     client = MlflowClient(tracking_uri=mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name(study).experiment_id])
-    assert sorted(r.data.tags.get("trial_number") for r in runs if "trial_number" in r.data.tags) == ["0", "1", "2"]
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]  # ONE study-level parent run
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags.get("trial_number") for r in children) == ["0", "1", "2"]
+    assert parent.info.status == "FINISHED" and parent.data.tags["initsweep.study_parent"] == study
 
 
 @pytest.mark.cluster
@@ -204,13 +206,20 @@ def test_study_with_two_parallel_slurm_tasks(tmp_path, postgres, mlflow_server, 
     env = {**os.environ, **_env(), "STORAGE": postgres, "TRACKING": mlflow_server, "STUDY": study}
     env["PYTHON"] = sys.executable
     cmd = ["sbatch", "--parsable", "--wait", "--array=0-1", str(ROOT / "scripts" / "slurm_study.sbatch")]
-    args = ["hparams_search=normal_std", "hydra.sweeper.n_trials=1", *QUICK]
+    args = ["hparams_search=normal_std", "hydra.sweeper.max_trials=2", *QUICK]  # a budget the 2 tasks share
     r = subprocess.run([*cmd, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     logs = "".join(p.read_text()[-1500:] for p in tmp_path.glob("slurm-*.out"))
     assert r.returncode == 0, r.stderr + logs
     trials = optuna.load_study(study_name=study, storage=postgres).trials
     assert sorted(t.number for t in trials) == [0, 1], logs
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("initsweep").experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.data.tags.get("initsweep.study_parent") == study]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["trial_number"] for r in children) == ["0", "1"], logs
 
 
 @pytest.mark.cluster
