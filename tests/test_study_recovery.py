@@ -249,3 +249,24 @@ def test_workers_started_at_once_share_one_study_and_one_parent_run_without_dupl
     assert sorted(r.data.tags["trial_number"] for r in children) == ["0", "1"]
     assert parent.data.tags["initsweep.study_parent"] == "shared" and parent.info.status == "FINISHED"
     assert parent.data.params["optuna.study_name"] == "shared"
+
+
+@pytest.mark.slow
+def test_an_invocation_whose_trial_another_process_failed_exits_1_naming_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    args = [sys.executable, str(TRAIN), "-m", "hparams_search=normal_std", "trainer.epochs=500", *QUICK[1:]]
+    args += ["hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=taken"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        journal = tmp_path / "mlruns" / "optuna" / "journal.log"
+        running_trial(journal)
+        # Another invocation takes the trial for lost (as recover_stale_trials does) while this one runs it.
+        study = optuna.load_study(study_name="taken", storage=open_storage(str(journal)))
+        (trial,) = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        study._storage.set_trial_system_attr(trial._trial_id, sr.FAILED_BY, "otherhost:123")
+        study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+        out = proc.communicate(timeout=600)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out[-3000:]
+    assert "trial 0: marked FAIL by process otherhost:123 while this invocation ran it" in out
