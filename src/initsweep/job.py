@@ -32,7 +32,7 @@ from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
 from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
-from initsweep.protocol import Failure, JobStatus, Parent, Tag, worst_value
+from initsweep.protocol import Failure, JobStatus, Parent, Tag, objective_value, worst_value
 from initsweep.trainer import (
     BestState,
     EpochMetrics,
@@ -143,7 +143,7 @@ class JobOutcome:
     """How a job ended. ``value`` is its optimized metric (the worst value unless FINISHED); ``epochs`` the
     epochs trained; ``stopped_at`` the epoch after which the ``on_epoch`` callback stopped training."""
 
-    value: float
+    value: float | list[float]  # a list when optimized_metric is a list (a multi-objective study)
     status: JobStatus
     run_id: str
     epochs: int = 0
@@ -240,7 +240,7 @@ def execute(
 
 @dataclass(frozen=True)
 class _Trained:
-    value: float  # the optimized metric
+    value: float | list[float]  # the optimized metric(s)
     epochs: int
     diverged: tuple[int, str] | None = None  # (epoch, reason)
     stopped_at: int | None = None
@@ -298,10 +298,10 @@ def _train_and_log(
         if snapshots:
             profiles = [(f"epoch {e}", d.layers, d.act_std, d.grad_std) for e, d in snapshots]
             logger.log_artifact(signal_propagation(profiles, out_dir / "signal_propagation.png"))
-    return _Trained(summary[config.optimized_metric], len(history), diverged, stopped_at)
+    return _Trained(objective_value(summary, config.optimized_metric), len(history), diverged, stopped_at)
 
 
-def run_job(cfg: DictConfig) -> float:
+def run_job(cfg: DictConfig) -> float | list[float]:
     """The task of a plain (non-trial) job: execute it and turn its outcome into a return value or an exit.
 
     Bad config or store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed
