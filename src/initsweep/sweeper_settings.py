@@ -43,6 +43,9 @@ class SweeperSettings:
     # The search space in Hydra's sweep syntax: {config.key: "interval(a,b)" | "tag(log, interval(a,b))"
     # | "tag(int, interval(a,b))" | "choice(a,b,...)" | "range(start,stop,step)" | plain value}.
     params: Dict[str, Any] = field(default_factory=dict)
+    # Points evaluated first (a warm start): [{init.std: 0.088}, ...] (keys left out are sampled), or
+    # variance_preserving: the He, LeCun and Xavier scales of the model (initsweep.warmstart).
+    enqueue: Any = field(default_factory=list)
 
     @staticmethod
     def from_values(values: Dict[str, Any]) -> "SweeperSettings":  # noqa: UP006

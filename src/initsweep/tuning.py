@@ -26,6 +26,7 @@ from initsweep.protocol import job_config_dict, metric_names
 from initsweep.scaleout import check_storage_driver
 from initsweep.search_space import SETTINGS_KEY, SearchSpace, check_paths, format_override, parse_search_space
 from initsweep.sweeper_settings import SweeperSettings
+from initsweep.warmstart import enqueue_points
 
 DEFAULT_STORAGE = Path("mlruns") / "optuna" / "journal.log"
 
@@ -181,6 +182,7 @@ class Plan:
     pruner_kwargs: dict[str, Any]
     base: dict[str, Any]  # the job config without sweep values
     checked_configs: list[dict[str, Any]] = field(default_factory=list)
+    enqueue: list[dict[str, Any]] = field(default_factory=list)  # points evaluated first (initsweep.warmstart)
 
     @property
     def metrics(self) -> list[str]:
@@ -253,6 +255,7 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
             f"{now} {', '.join(metrics)}; use another study_name or {key}.direction={hint}"
         )
     plan = Plan(s, space, directions, storage, study_name, pruner_kwargs, base)
+    plan.enqueue = enqueue_points(s.enqueue, space, base)
     if check_configs:
         plan.checked_configs = _corner_configs(config, config_loader, space)
     return plan

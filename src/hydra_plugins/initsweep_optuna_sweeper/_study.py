@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState as OptunaState
 
-from initsweep import objectives, tracking
+from initsweep import objectives, tracking, warmstart
 from initsweep.protocol import (
     PLOTS_DIR,
     RESULTS_FILE,
@@ -105,6 +105,7 @@ class Study:
             f"{len(self.study.trials)} earlier trials; running {s.n_trials} with sampler={s.sampler} "
             f"pruner={s.pruner}, {self.batch} at a time"
         )
+        warmstart.enqueue(self.study, self.plan.enqueue)  # after the counts above: queued trials are new ones
         stop_reason = ""
         failure_budget = float(s.max_failure_rate) * s.n_trials
         while len(self.outcomes) < s.n_trials:
@@ -192,6 +193,7 @@ class Study:
             "optuna.seed": s.seed,
             "optuna.max_failure_rate": s.max_failure_rate,
             "optuna.first_trial": len(self.study.trials),
+            "optuna.enqueue": self.plan.enqueue,
         }
         params.update({f"search.{p.name}": p.expression for p in self.plan.space.params})
         tracking.log_study_start(self.parent_log, params, self.plan.study_name)
