@@ -258,6 +258,11 @@ class MetricsConfig(_Strict):
 class TrackingConfig(_Strict):
     uri: str | None = None
     log_plots: bool = True
+    # The weights at the best val accuracy as artifact checkpoint/model_state_dict.pt (initsweep.checkpoint):
+    # auto = for the trials of an Optuna study only.
+    checkpoint: Literal["auto", "best", "none"] = "auto"
+    system_metrics: bool = True  # CPU, memory (GPU with nvidia-ml-py) as system/* metrics (initsweep.sysmetrics)
+    system_metrics_interval_s: float = Field(10.0, gt=0, description="seconds between system-metric samples")
 
 
 class DiagnosticsConfig(_Strict):

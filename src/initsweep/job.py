@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from initsweep import console, tracking
+from initsweep import checkpoint, console, sysmetrics, tracking
 from initsweep import data as datasets
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
@@ -32,7 +32,7 @@ from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
 from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
-from initsweep.protocol import Failure, JobStatus, Parent, Tag, objective_value, worst_value
+from initsweep.protocol import Failure, JobStatus, Parent, Tag, objective_value, trial_number, worst_value
 from initsweep.trainer import (
     BestState,
     EpochMetrics,
@@ -215,8 +215,10 @@ def execute(
     logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
     logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
     worst = worst_value(config.optimized_metric)
+    t = config.tracking
     try:
-        trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
+        with sysmetrics.monitoring(logger.run_id, client.tracking_uri, t.system_metrics_interval_s, t.system_metrics):
+            trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
     except KeyboardInterrupt:
         logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
         logger.end("KILLED")
@@ -287,6 +289,8 @@ def _train_and_log(
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
     summary = summarize(history, test_loss, test_acc, **summary_context(model, data, best, config.metrics))
     logger.log_metrics(summary, step=0)  # step 0: the UI shows one-value metrics as bars, not one-point lines
+    if diverged is None and checkpoint.wanted(config.tracking.checkpoint, in_study=trial_number() is not None):
+        checkpoint.save(logger, model, best.state, best.epoch, data.input_shape, data.num_classes)
 
     if config.tracking.log_plots:
         from initsweep.plots import learning_curves, signal_propagation  # matplotlib: only when plotting
