@@ -132,7 +132,7 @@ def test_a_checkpoint_reloads_the_best_val_weights_and_system_metrics_are_sample
 
 # --- studies through train.py --------------------------------------------------------------------------
 
-QUICK = ("trainer.epochs=1", "tracking.log_plots=false", "tracking.system_metrics_interval_s=0.5")
+QUICK = ("trainer.epochs=1", "tracking.log_plots=false")  # system metrics: one sample at the end of each run
 
 
 def the_study(directory: Path) -> optuna.Study:
@@ -154,7 +154,7 @@ def study_runs(directory: Path) -> tuple:
 @pytest.mark.slow
 def test_a_multi_objective_study_records_its_pareto_front(tmp_path):
     args = ["-m", "hparams_search=normal_std", MULTI, "hydra.sweeper.pruner=none", "hydra.sweeper.sampler=nsga2"]
-    proc = run_train([*args, "hydra.sweeper.n_trials=3", *QUICK], cwd=tmp_path)
+    proc = run_train([*args, "hydra.sweeper.n_trials=2", *QUICK], cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = the_study(tmp_path)
     assert study.metric_names == ["val/loss_best", "val/acc_best"]  # named objectives, not "Objective 0"
@@ -166,7 +166,7 @@ def test_a_multi_objective_study_records_its_pareto_front(tmp_path):
     assert results.best_trials[0]["values"]["val/acc_best"] == study.trials[front[0]].values[1]
 
     client, parent, trials = study_runs(tmp_path)
-    assert sorted(trials) == [0, 1, 2]
+    assert sorted(trials) == [0, 1]
     assert parent.data.tags["optuna.best_trials"] == ",".join(map(str, front))
     assert "optuna/pareto_front.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
     for number, run in trials.items():
@@ -181,10 +181,10 @@ def test_a_warm_started_study_evaluates_the_variance_preserving_points_first(tmp
     from initsweep.checkpoint import best_run_id, load_best
 
     args = ["-m", "hparams_search=normal_std", "hydra.sweeper.enqueue=variance_preserving"]
-    proc = run_train([*args, "hydra.sweeper.n_trials=3", *QUICK], cwd=tmp_path)
+    proc = run_train([*args, "hydra.sweeper.n_trials=2", *QUICK], cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = the_study(tmp_path)
-    assert [t.params["init.std"] for t in study.trials[:2]] == [0.088388, 0.0625]
+    assert [t.params["init.std"] for t in study.trials] == [0.088388, 0.0625]
     assert study.metric_names == ["val/loss_best"]
 
     client, parent, trials = study_runs(tmp_path)
