@@ -3,9 +3,12 @@
     python scripts/bench_sysmetrics.py                   # in-process jobs, then two 4-job sweeps per setting
     python scripts/bench_sysmetrics.py --repeats 2 --no-sweep
 
-In-process: ``initsweep.job.execute`` on digits (trainer.epochs=EPOCHS), alternating off / on at each interval,
-median wall seconds per job. Sweep: ``python train.py -m init=zeros,ones,normal,uniform`` with and without,
-alternating, median wall seconds. Stores live in a temporary directory created beforehand.
+Per sample: the CPU time (``time.process_time``, little affected by other processes' load) and wall time of
+the monitor's start + stop with its one end-of-run sample, and of one periodic sample (collect, log, the
+monitor's run-status read). In-process: ``initsweep.job.execute`` on digits (trainer.epochs=EPOCHS),
+alternating off / on at each interval, median wall seconds per job. Sweep: ``python train.py -m
+init=zeros,ones,normal,uniform`` with and without, alternating, median wall seconds. Stores live in a
+temporary directory created beforehand.
 """
 
 from __future__ import annotations
@@ -20,6 +23,44 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def per_sample(uri: str) -> None:
+    from mlflow import MlflowClient
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    from initsweep import sysmetrics, tracking
+
+    client = tracking.connect(uri)
+    exp = tracking.experiment_id(client, "bench-sysmetrics")
+
+    def measure(label: str, n: int, step) -> None:
+        cpu, wall = [], []
+        for _ in range(n):
+            c0, w0 = time.process_time(), time.perf_counter()
+            step()
+            cpu.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - w0)
+        print(
+            f"{label}: CPU median {statistics.median(cpu) * 1000:.1f} ms, wall {statistics.median(wall) * 1000:.1f} ms"
+        )
+
+    def start_stop() -> None:
+        run_id = tracking.start_run(client, exp, "start-stop").run_id
+        with sysmetrics.monitoring(run_id, uri, 10.0):
+            pass
+
+    measure("monitor start + stop + one end-of-run sample", 10, start_stop)
+    run_id = tracking.start_run(client, exp, "periodic").run_id
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=1, tracking_uri=uri)
+
+    def sample() -> None:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+        MlflowClient(uri).get_run(run_id)
+
+    measure("one periodic sample", 20, sample)
 
 
 def main() -> None:
@@ -45,6 +86,7 @@ def main() -> None:
         ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfgs = {k: compose(config_name="config", overrides=[*base, *v]) for k, v in settings.items()}
+    per_sample(uri)
     execute(cfgs["off"], JobContext())  # warm-up: imports, store creation, first optimizer
     times: dict[str, list[float]] = {k: [] for k in settings}
     for _ in range(args.repeats):
