@@ -258,6 +258,11 @@ class MetricsConfig(_Strict):
 class TrackingConfig(_Strict):
     uri: str | None = None
     log_plots: bool = True
+    # The weights at the best val accuracy as artifact checkpoint/model_state_dict.pt (initsweep.checkpoint):
+    # auto = for the trials of an Optuna study only.
+    checkpoint: Literal["auto", "best", "none"] = "auto"
+    system_metrics: bool = True  # CPU, memory (GPU with nvidia-ml-py) as system/* metrics (initsweep.sysmetrics)
+    system_metrics_interval_s: float = Field(10.0, gt=0, description="seconds between system-metric samples")
 
 
 class DiagnosticsConfig(_Strict):
@@ -281,7 +286,20 @@ class Config(_Strict):
     metrics: MetricsConfig = MetricsConfig()
     seed: int = 0
     experiment_name: str = Field("initsweep", min_length=1)
-    optimized_metric: Literal[tuple(SUMMARY_METRICS)] = "val/acc_best"  # type: ignore[valid-type]
+    # One summary metric, or a list of them (a multi-objective study: the job returns one value per metric).
+    optimized_metric: str | list[str] = "val/acc_best"
+
+    @field_validator("optimized_metric")
+    @classmethod
+    def _optimized_metric(cls, value: str | list[str]) -> str | list[str]:
+        names = [value] if isinstance(value, str) else list(value)
+        allowed = ", ".join(SUMMARY_METRICS)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"must be one summary metric or a list of distinct ones ({allowed})")
+        for name in names:
+            if name not in SUMMARY_METRICS:
+                raise ValueError(f"{name!r} is not a summary metric; allowed: {allowed}")
+        return value
 
 
 def _did_you_mean(key: str, raw: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from initsweep import console, tracking
+from initsweep import checkpoint, console, sysmetrics, tracking
 from initsweep import data as datasets
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
@@ -32,7 +32,7 @@ from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
 from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
-from initsweep.protocol import Failure, JobStatus, Parent, Tag, worst_value
+from initsweep.protocol import Failure, JobStatus, Parent, Tag, objective_value, trial_number, worst_value
 from initsweep.scaleout import job_device
 from initsweep.trainer import (
     BestState,
@@ -144,7 +144,7 @@ class JobOutcome:
     """How a job ended. ``value`` is its optimized metric (the worst value unless FINISHED); ``epochs`` the
     epochs trained; ``stopped_at`` the epoch after which the ``on_epoch`` callback stopped training."""
 
-    value: float
+    value: float | list[float]  # a list when optimized_metric is a list (a multi-objective study)
     status: JobStatus
     run_id: str
     epochs: int = 0
@@ -218,8 +218,10 @@ def execute(
     logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
     logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
     worst = worst_value(config.optimized_metric)
+    t = config.tracking
     try:
-        trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
+        with sysmetrics.monitoring(logger.run_id, client.tracking_uri, t.system_metrics_interval_s, t.system_metrics):
+            trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
     except KeyboardInterrupt:
         logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
         logger.end("KILLED")
@@ -243,7 +245,7 @@ def execute(
 
 @dataclass(frozen=True)
 class _Trained:
-    value: float  # the optimized metric
+    value: float | list[float]  # the optimized metric(s)
     epochs: int
     diverged: tuple[int, str] | None = None  # (epoch, reason)
     stopped_at: int | None = None
@@ -290,6 +292,8 @@ def _train_and_log(
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
     summary = summarize(history, test_loss, test_acc, **summary_context(model, data, best, config.metrics))
     logger.log_metrics(summary, step=0)  # step 0: the UI shows one-value metrics as bars, not one-point lines
+    if diverged is None and checkpoint.wanted(config.tracking.checkpoint, in_study=trial_number() is not None):
+        checkpoint.save(logger, model, best.state, best.epoch, data.input_shape, data.num_classes)
 
     if config.tracking.log_plots:
         from initsweep.plots import learning_curves, signal_propagation  # matplotlib: only when plotting
@@ -301,10 +305,10 @@ def _train_and_log(
         if snapshots:
             profiles = [(f"epoch {e}", d.layers, d.act_std, d.grad_std) for e, d in snapshots]
             logger.log_artifact(signal_propagation(profiles, out_dir / "signal_propagation.png"))
-    return _Trained(summary[config.optimized_metric], len(history), diverged, stopped_at)
+    return _Trained(objective_value(summary, config.optimized_metric), len(history), diverged, stopped_at)
 
 
-def run_job(cfg: DictConfig) -> float:
+def run_job(cfg: DictConfig) -> float | list[float]:
     """The task of a plain (non-trial) job: execute it and turn its outcome into a return value or an exit.
 
     Bad config or store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed

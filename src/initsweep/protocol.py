@@ -60,6 +60,9 @@ class Tag:
     TRIAL_REASON = "trial_reason"
     STUDY_NAME = "optuna.study_name"
     BEST_TRIAL = "optuna.best_trial"
+    BEST_TRIALS = "optuna.best_trials"  # on a study's parent: the best trial numbers (the Pareto front), "0,3"
+    BEST = "optuna.best"  # "true" on the run of the study's best trial (each Pareto-front trial)
+    CHECKPOINT = "initsweep.checkpoint"  # the artifact path of a run's saved weights
 
 
 ROLE_SWEEP = "sweep"
@@ -127,9 +130,23 @@ def direction(metric: str) -> Direction:
     return "minimize" if "loss" in metric.rsplit("/", 1)[-1] else "maximize"
 
 
-def worst_value(metric: str) -> float:
-    """The worst possible value of ``metric``: +inf for a loss, -inf otherwise."""
+def worst_value(metric: str | list[str]) -> float | list[float]:
+    """The worst possible value of ``metric``: +inf for a loss, -inf otherwise (one per metric of a list)."""
+    if isinstance(metric, list):
+        return [float(worst_value(m)) for m in metric]
     return math.inf if direction(metric) == "minimize" else -math.inf
+
+
+def metric_names(optimized_metric: str | list[str]) -> list[str]:
+    """The metrics a job optimizes: ``optimized_metric`` is one name or (a multi-objective study) a list."""
+    return [str(m) for m in optimized_metric] if isinstance(optimized_metric, (list, tuple)) else [optimized_metric]
+
+
+def objective_value(summary: dict[str, float], optimized_metric: str | list[str]) -> float | list[float]:
+    """A job's return value: the optimized metric's summary value, or a list of values for a list of metrics."""
+    if isinstance(optimized_metric, (list, tuple)):
+        return [summary[m] for m in optimized_metric]
+    return summary[optimized_metric]
 
 
 # --- sweep-dir state files ----------------------------------------------------------------------------------
@@ -176,7 +193,7 @@ class StudySpec:
     study_name: str
     pruner: str = "median"
     pruner_kwargs: dict[str, Any] = field(default_factory=dict)
-    optimized_metric: str = "val/acc_best"
+    optimized_metric: str | list[str] = "val/acc_best"  # a list: a multi-objective study (never pruned)
 
     def write(self, sweep_dir: Path) -> Path:
         return _write_json(Path(sweep_dir) / STUDY_FILE, asdict(self))

@@ -61,11 +61,18 @@ def _state(run: Any) -> str:
     return f"{run.info.status} ({failure})" if failure else run.info.status
 
 
+def _optimized(param: str | None) -> list[str]:
+    """The metric names of an ``optimized_metric`` param: ``val/acc_best`` or (a list) ``['a', 'b']``."""
+    if not param:
+        return []
+    return [m.strip(" '\"") for m in param.strip("[]").split(",")] if param.startswith("[") else [param]
+
+
 def summary_table(runs: Sequence[Any]) -> str:
     """One row per run (in job order): its name, the summary metrics, and its state. The runs' optimized
     metric (param ``optimized_metric``) gets a column of its own when it is not among the summary columns."""
     columns = list(SUMMARY_COLUMNS)
-    optimized = {r.data.params.get("optimized_metric") for r in runs} - {None}
+    optimized = {m for r in runs for m in _optimized(r.data.params.get("optimized_metric"))}
     for key in sorted(optimized - {k for _, k, _ in columns}):
         columns.insert(0, (f"{key} (optimized)", key, "{:.4g}"))
     rows = []

@@ -19,8 +19,9 @@ class SweeperSettings:
     sampler: Any = "tpe"
     # Passed to the sampler's constructor, e.g. {n_startup_trials: 5} for tpe.
     sampler_kwargs: Dict[str, Any] = field(default_factory=dict)
-    # auto = minimize when optimized_metric is a loss, else maximize
-    direction: str = "auto"
+    # auto = minimize when optimized_metric is a loss, else maximize; a list of optimized metrics (a
+    # multi-objective study) takes one direction for all or a list of them, e.g. [minimize, auto].
+    direction: Any = "auto"
     # Trials this invocation runs (a resumed study goes on numbering).
     n_trials: int = 20
     # Sampler seed; the training seed stays the config's `seed`.
@@ -54,6 +55,9 @@ class SweeperSettings:
     # true: every invocation and worker of this study logs under ONE study-level MLflow parent run, found or
     # created by study name; false: one parent run per invocation.
     shared_parent: bool = False
+    # Points evaluated first (a warm start): [{init.std: 0.088}, ...] (keys left out are sampled), or
+    # variance_preserving: the He, LeCun and Xavier scales of the model (initsweep.warmstart).
+    enqueue: Any = field(default_factory=list)
 
     @staticmethod
     def from_values(values: Dict[str, Any]) -> "SweeperSettings":  # noqa: UP006
@@ -71,7 +75,7 @@ class SweeperSettings:
             out.append(f"{SETTINGS_KEY}.n_trials = {self.n_trials!r}: must be a whole number >= 1")
         if not 0.0 <= float(self.max_failure_rate) <= 1.0:
             out.append(f"{SETTINGS_KEY}.max_failure_rate = {self.max_failure_rate!r}: must lie in [0, 1]")
-        if self.direction not in DIRECTIONS:
+        if isinstance(self.direction, str) and self.direction not in DIRECTIONS:
             out.append(f"{SETTINGS_KEY}.direction = {self.direction!r}: allowed: {', '.join(DIRECTIONS)}")
         for key in ("heartbeat_interval", "heartbeat_grace"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:

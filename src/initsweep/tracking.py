@@ -385,3 +385,21 @@ def log_study_end(
     logger.log_artifact(results)
     for path in plots:
         logger.log_artifact(path, "optuna")
+
+
+def mark_best_runs(client: MlflowClient, parent: Parent, study_name: str, numbers: Sequence[int]) -> None:
+    """Tag the runs of the study's best trials (one, or the Pareto front) ``optuna.best=true``, untag the runs of
+    the study that no longer are, and list the numbers on the parent (``optuna.best_trials``)."""
+    retrying(client.set_tag, parent.run_id, Tag.BEST_TRIALS, ",".join(map(str, numbers)))
+
+    def of_study(filter_string: str) -> list:
+        runs = client.search_runs([parent.experiment_id], filter_string=filter_string, max_results=1000)
+        return [r for r in runs if r.data.tags.get(Tag.STUDY_NAME) == study_name and Tag.ROLE not in r.data.tags]
+
+    wanted = {str(n) for n in numbers}
+    for run in of_study(f"tags.`{Tag.BEST}` = 'true'"):
+        if run.data.tags.get(Tag.TRIAL_NUMBER) not in wanted:
+            retrying(client.delete_tag, run.info.run_id, Tag.BEST)
+    for number in sorted(wanted):
+        for run in of_study(f"tags.`{Tag.TRIAL_NUMBER}` = '{number}'"):
+            retrying(client.set_tag, run.info.run_id, Tag.BEST, "true")

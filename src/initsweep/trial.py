@@ -34,10 +34,11 @@ class EpochReporter:
     """``on_epoch`` callback of a trial's job: report the optimized metric, ask the pruner.
 
     Returns True (stop training) when the trial should be pruned. An epoch with a non-finite loss is not
-    reported (the job then stops on divergence, decided by :func:`initsweep.trainer.divergence`).
+    reported (the job then stops on divergence, decided by :func:`initsweep.trainer.divergence`). A list of
+    metrics (a multi-objective study, which Optuna cannot prune) reports nothing.
     """
 
-    def __init__(self, trial: optuna.Trial, metric: str):
+    def __init__(self, trial: optuna.Trial, metric: str | list[str]):
         self.trial = trial
         self.metric = metric
         self.history: list[EpochMetrics] = []
@@ -45,6 +46,8 @@ class EpochReporter:
 
     def __call__(self, epoch: EpochMetrics) -> bool:
         self.history.append(epoch)
+        if not isinstance(self.metric, str):
+            return False
         value = intermediate_value(self.metric, self.history)
         if not all(map(math.isfinite, (value, epoch.train_loss, epoch.val_loss))):
             return False
@@ -75,7 +78,7 @@ class TrialConfigError(RuntimeError):
     """A trial's config is invalid: the trial fails, the study goes on."""
 
 
-def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> float:
+def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> float | list[float]:
     """Run one trial's job: train and track it, reporting to the trial every epoch.
 
     Outcomes, as the sweeper sees them through the job's return:

@@ -21,11 +21,12 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from initsweep.config import ConfigError, validate
-from initsweep.protocol import direction as metric_direction
-from initsweep.protocol import job_config_dict
+from initsweep.objectives import check_pruner, pareto_plot, resolve_directions
+from initsweep.protocol import job_config_dict, metric_names
 from initsweep.scaleout import check_storage_driver
 from initsweep.search_space import SETTINGS_KEY, SearchSpace, check_paths, format_override, parse_search_space
 from initsweep.sweeper_settings import SweeperSettings
+from initsweep.warmstart import enqueue_points
 
 DEFAULT_STORAGE = Path("mlruns") / "optuna" / "journal.log"
 
@@ -157,12 +158,12 @@ def default_study_name(experiment_name: str, space: SearchSpace) -> str:
     return " ".join([experiment_name, *sorted(space.fixed), *searched])
 
 
-def existing_study_direction(storage: optuna.storages.BaseStorage | str, study_name: str) -> str | None:
-    """The direction of ``study_name`` in ``storage``, or None if there is no such study."""
+def existing_study_directions(storage: optuna.storages.BaseStorage | str, study_name: str) -> list[str] | None:
+    """The directions of ``study_name`` in ``storage`` (one per objective), or None if there is no such study."""
     names = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if study_name not in names:
         return None
-    return names[study_name].direction.name.lower()
+    return [d.name.lower() for d in names[study_name].directions]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -175,16 +176,33 @@ class Plan:
 
     settings: SweeperSettings
     space: SearchSpace
-    direction: str
+    directions: list[str]  # one per optimized metric
     storage: str
     study_name: str
     pruner_kwargs: dict[str, Any]
     base: dict[str, Any]  # the job config without sweep values
     checked_configs: list[dict[str, Any]] = field(default_factory=list)
+    enqueue: list[dict[str, Any]] = field(default_factory=list)  # points evaluated first (initsweep.warmstart)
+
+    @property
+    def metrics(self) -> list[str]:
+        """The optimized metrics: one, or several for a multi-objective study."""
+        return metric_names(self.base.get("optimized_metric"))  # type: ignore[arg-type]
+
+    @property
+    def optimized_metric(self) -> str | list[str]:
+        """The config's optimized_metric as given: a name, or a list of them."""
+        return self.metrics[0] if len(self.metrics) == 1 else self.metrics
 
     @property
     def metric(self) -> str:
-        return str(self.base.get("optimized_metric"))
+        """The optimized metric(s) for people: ``val/loss_best`` or ``val/loss_best, val/acc_best``."""
+        return ", ".join(self.metrics)
+
+    @property
+    def direction(self) -> str:
+        """The direction(s) for people: ``minimize`` or ``minimize, maximize``."""
+        return ", ".join(self.directions)
 
     def sampler(self) -> optuna.samplers.BaseSampler:
         s = self.settings
@@ -207,8 +225,9 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
     space = parse_search_space(s.params, list(config.hydra.overrides.task))
     base = job_config_dict(config)
     check_paths(space, base)
-    metric = str(base.get("optimized_metric"))
-    direction = metric_direction(metric) if s.direction == "auto" else s.direction
+    metrics = metric_names(base.get("optimized_metric"))  # type: ignore[arg-type]
+    directions = resolve_directions(metrics, s.direction)
+    check_pruner(s.pruner, metrics)
 
     make_sampler(s.sampler, s.sampler_kwargs, s.seed, space)
     pruner_kwargs = dict(s.pruner_kwargs)
@@ -221,19 +240,22 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
     check_storage_driver(storage, f"{SETTINGS_KEY}.storage")
     study_name = s.study_name or default_study_name(str(base.get("experiment_name")), space)
     fresh = "://" not in storage and not Path(storage).exists()  # no journal file yet: no study, create nothing
-    existing = None if fresh else existing_study_direction(open_storage(storage), study_name)
+    existing = None if fresh else existing_study_directions(open_storage(storage), study_name)
     key = SETTINGS_KEY
     if existing is not None and not s.load_if_exists:
         raise ConfigError(
             f"{key}.study_name = {study_name!r} already exists in {storage}; set {key}.load_if_exists=true "
             "to continue it, or choose another study_name"
         )
-    if existing is not None and existing != direction:
+    if existing is not None and existing != directions:
+        was, now = ", ".join(existing), ", ".join(directions)
+        hint = existing[0] if len(existing) == 1 else f"[{','.join(existing)}]"
         raise ConfigError(
-            f"{key}.direction: study {study_name!r} in {storage} was created to {existing}, but this run would "
-            f"{direction} {metric}; use another study_name or {key}.direction={existing}"
+            f"{key}.direction: study {study_name!r} in {storage} was created to {was}, but this run would "
+            f"{now} {', '.join(metrics)}; use another study_name or {key}.direction={hint}"
         )
-    plan = Plan(s, space, direction, storage, study_name, pruner_kwargs, base)
+    plan = Plan(s, space, directions, storage, study_name, pruner_kwargs, base)
+    plan.enqueue = enqueue_points(s.enqueue, space, base)
     if check_configs:
         plan.checked_configs = _corner_configs(config, config_loader, space)
     return plan
@@ -277,10 +299,14 @@ def plan_for(config: DictConfig, config_loader: Any = None) -> Plan:
 # End of a study: plots
 
 
-def study_plots(study: optuna.Study, param_names: Sequence[str], out_dir: Path) -> list[Path]:
-    """Optuna's matplotlib plots as PNGs: optimization history, intermediate values, the objective against
-    each parameter (one slice plot per parameter) and parameter importances (two or more parameters).
-    A plot Optuna cannot draw yet (too few finished trials) is skipped."""
+def study_plots(
+    study: optuna.Study, param_names: Sequence[str], out_dir: Path, metrics: Sequence[str] = ()
+) -> list[Path]:
+    """Optuna's matplotlib plots as PNGs, axes named by the optimized ``metrics``: optimization history,
+    intermediate values, the objective against each parameter (one slice plot per parameter) and parameter
+    importances (two or more parameters). A multi-objective study gets the history and slices per metric
+    (``_<metric>`` in the file name) and a Pareto front instead of intermediate values. A plot Optuna cannot
+    draw yet (too few finished trials) is skipped."""
     import matplotlib  # lazy: only at the end of a study
 
     matplotlib.use("Agg")
@@ -288,13 +314,34 @@ def study_plots(study: optuna.Study, param_names: Sequence[str], out_dir: Path) 
     from optuna.visualization import matplotlib as ovm
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs: list[tuple[str, Any]] = [
-        ("optimization_history", lambda: ovm.plot_optimization_history(study)),
-        ("intermediate_values", lambda: ovm.plot_intermediate_values(study)),
-    ]
-    for name in param_names:
-        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
-        jobs.append((f"slice_{safe}", lambda name=name: ovm.plot_slice(study, params=[name])))
+    metrics = list(metrics) or ["Objective Value"]
+
+    def safe(name: str) -> str:
+        return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+
+    jobs: list[tuple[str, Any]] = []
+    for i, metric in enumerate(metrics):
+        target = (lambda t, i=i: t.values[i]) if len(metrics) > 1 else None
+        suffix = f"_{safe(metric)}" if len(metrics) > 1 else ""
+        jobs.append(
+            (
+                f"optimization_history{suffix}",
+                lambda target=target, metric=metric: ovm.plot_optimization_history(
+                    study, target=target, target_name=metric
+                ),
+            )
+        )
+        for name in param_names:
+            jobs.append(
+                (
+                    f"slice_{safe(name)}{suffix}",
+                    lambda name=name, target=target, metric=metric: ovm.plot_slice(
+                        study, params=[name], target=target, target_name=metric
+                    ),
+                )
+            )
+    if len(metrics) == 1:
+        jobs.insert(1, ("intermediate_values", lambda: ovm.plot_intermediate_values(study)))
     if len(param_names) >= 2:
         jobs.append(("param_importances", lambda: ovm.plot_param_importances(study)))
     paths = []
@@ -311,4 +358,4 @@ def study_plots(study: optuna.Study, param_names: Sequence[str], out_dir: Path) 
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
-    return paths
+    return paths + (pareto_plot(study, metrics, out_dir) if len(metrics) > 1 else [])

@@ -11,7 +11,6 @@ verdict for SweepCallback.
 import contextlib
 import io
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -21,7 +20,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState as OptunaState
 
-from initsweep import study_recovery, tracking
+from initsweep import objectives, study_recovery, tracking, warmstart
 from initsweep.protocol import (
     PLOTS_DIR,
     RESULTS_FILE,
@@ -40,9 +39,9 @@ from initsweep.tuning import FINITE_SAMPLERS, Plan, make_sampler, study_plots
 log = logging.getLogger(__name__)
 
 
-def classify(job_return: JobReturn) -> tuple[TrialState, Optional[float], str]:
-    """(state, value, reason) of a Hydra JobReturn: a finite return value -> COMPLETE, TrialPruned ->
-    PRUNED, a non-finite value or any other exception -> FAIL."""
+def classify(job_return: JobReturn, n_objectives: int = 1) -> tuple[TrialState, Any, str]:
+    """(state, value, reason) of a Hydra JobReturn: a finite return value (a list of ``n_objectives`` for a
+    multi-objective study) -> COMPLETE, TrialPruned -> PRUNED, a non-finite value or any other exception -> FAIL."""
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # return_value also prints "Error executing job ..."
             value = job_return.return_value  # re-raises the job's exception when it failed
@@ -51,12 +50,9 @@ def classify(job_return: JobReturn) -> tuple[TrialState, Optional[float], str]:
     except Exception as e:  # noqa: BLE001 - any other failure of the job fails its trial
         return TrialState.FAIL, None, f"{type(e).__name__}: {e}"[:500]
     try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return TrialState.FAIL, None, f"the job returned {value!r}, not a number"
-    if not math.isfinite(value):
-        return TrialState.FAIL, None, f"the job returned {value}"
-    return TrialState.COMPLETE, value, ""
+        return TrialState.COMPLETE, objectives.objective_values(value, n_objectives), ""
+    except ValueError as e:
+        return TrialState.FAIL, None, str(e)
 
 
 def consecutive_groups(numbers: Sequence[int]) -> list[list[int]]:
@@ -88,15 +84,18 @@ class Study:
             sampler=plan.sampler(),
             pruner=plan.pruner(),
             study_name=plan.study_name,
-            direction=plan.direction,
+            directions=plan.directions,
             load_if_exists=True,  # make_plan refused an existing study when load_if_exists is false
         )
+        objectives.name_objectives(self.study, plan.metrics)
         self.keeper = study_recovery.TrialKeeper(self.study, self.storage, s.heartbeat_interval)
         self.seeded = False
         self.sampler_seed: Optional[int] = None  # seed + the number of this invocation's first trial
         self.recovered: list[str] = []  # stale trials of dead processes this invocation failed and retried
         self.interfered: list[str] = []  # trials of this invocation that another process finished
-        StudySpec(plan.storage, plan.study_name, s.pruner, plan.pruner_kwargs, plan.metric).write(self.sweep_dir)
+        StudySpec(plan.storage, plan.study_name, s.pruner, plan.pruner_kwargs, plan.optimized_metric).write(
+            self.sweep_dir
+        )
         self.parent = Parent.read(self.sweep_dir)
         self.client = tracking.connect(self.parent.tracking_uri) if self.parent else None
         self.parent_log = tracking.RunLogger(self.client, self.parent.run_id) if self.parent else None
@@ -113,6 +112,7 @@ class Study:
             f"{len(self.study.trials)} earlier trials; running {s.n_trials} with sampler={s.sampler} "
             f"pruner={s.pruner}, {self.batch} at a time"
         )
+        warmstart.enqueue(self.study, self.plan.enqueue)  # after the counts above: queued trials are new ones
         stop_reason = ""
         failure_budget = float(s.max_failure_rate) * s.n_trials
         while len(self.outcomes) < s.n_trials:
@@ -197,7 +197,7 @@ class Study:
                     continue
                 self.returns.append(results)
                 for n, ret in zip(group, results, strict=True):
-                    self._tell(by_number[n], *classify(ret))
+                    self._tell(by_number[n], *classify(ret, len(self.plan.metrics)))
                     pending.discard(n)
         finally:
             for n in pending:  # interrupted or the launcher failed: never leave a trial RUNNING
@@ -206,7 +206,7 @@ class Study:
                 done = [o for o in self.outcomes if o.number in by_number]
                 tracking.record_trials(self.client, self.parent, self.plan.study_name, done)
 
-    def _tell(self, trial: Any, state: TrialState, value: Optional[float], reason: str) -> None:
+    def _tell(self, trial: Any, state: TrialState, value: Any, reason: str) -> None:
         if reason:
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # finished by another process
                 trial.set_user_attr("reason", reason)
@@ -224,7 +224,7 @@ class Study:
         epochs = int(frozen.user_attrs.get("epochs", 0))
         outcome = TrialOutcome(trial.number, dict(trial.params), state, value, reason, epochs)
         self.outcomes.append(outcome)
-        result = f"{self.plan.metric}={value:.4f}" if value is not None else reason
+        result = objectives.describe(self.plan.metrics, value) if value is not None else reason
         log.info(f"Trial {trial.number} {state.value} after {epochs} epochs: {outcome.label}: {result}")
 
     # -- MLflow ----------------------------------------------------------------------------------------
@@ -246,6 +246,7 @@ class Study:
             "optuna.seed": s.seed,
             "optuna.max_failure_rate": s.max_failure_rate,
             "optuna.first_trial": len(self.study.trials),
+            "optuna.enqueue": self.plan.enqueue,
         }
         params.update({f"search.{p.name}": p.expression for p in self.plan.space.params})
         if s.shared_parent:  # one parent for every worker: what differs per invocation goes to tags
@@ -268,17 +269,12 @@ class Study:
         counts = {state: sum(o.state == state for o in self.outcomes) for state in TrialState}
         epochs = sum(o.epochs for o in self.outcomes)
         budget = sum(self._epochs_budget(o) for o in self.outcomes)
-        try:
-            best = self.study.best_trial
-        except ValueError:
-            best = None
+        best = objectives.best_results(self.study, self.plan.metrics)
         if self.interfered:
             lost = "; ".join(self.interfered)
             stop_reason = f"{stop_reason}; {lost}" if stop_reason else f"another process failed trials: {lost}"
             log.error(f"Study {self.plan.study_name!r}: {lost}")
-        results: dict[str, Any] = {"name": "initsweep_optuna"}
-        if best is not None:
-            results.update(best_params=dict(best.params), best_value=best.value, best_trial=best.number)
+        results: dict[str, Any] = {"name": "initsweep_optuna", **best}
         this_run = {state.value.lower(): n for state, n in counts.items()}
         results.update(
             study_name=self.plan.study_name,
@@ -296,13 +292,16 @@ class Study:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         results_path = self.sweep_dir / RESULTS_FILE
         OmegaConf.save(OmegaConf.create(results), results_path)
-        plots = study_plots(self.study, [p.name for p in self.plan.space.params], self.sweep_dir / PLOTS_DIR)
+        names = [p.name for p in self.plan.space.params]
+        plots = study_plots(self.study, names, self.sweep_dir / PLOTS_DIR, self.plan.metrics)
 
-        best_text = (
-            f"best {self.plan.metric} = {best.value:.4f} at trial {best.number}: {best.params}"
-            if best is not None
-            else "no trial completed"
-        )
+        if "best_trial" in best:
+            best_text = f"best {self.plan.metric} = {best['best_value']:.4f} at trial {best['best_trial']}: "
+            best_text += str(best["best_params"])
+        elif best:
+            best_text = f"Pareto front of {self.plan.metric}: trials {objectives.best_numbers(best)}"
+        else:
+            best_text = "no trial completed"
         log.info(
             f"Study {self.plan.study_name!r}: this run {len(self.outcomes)} trials "
             f"({counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
@@ -324,12 +323,13 @@ class Study:
             "study/epochs_budget": budget,
             "study/n_trials_total": len(self.study.trials),
         }
-        if best is not None:
-            metrics["best_value"] = best.value
-        best_params = (best.number, dict(best.params)) if best is not None else None
+        if "best_value" in best:
+            metrics["best_value"] = best["best_value"]
+        best_params = (best["best_trial"], best["best_params"]) if "best_trial" in best else None
         if self.plan.settings.shared_parent and best_params is not None:  # the best changes: tags, not params
             self.parent_log.set_tags(
-                {Tag.BEST_TRIAL: best.number, **{f"best_params.{k}": v for k, v in best.params.items()}}
+                {Tag.BEST_TRIAL: best_params[0], **{f"best_params.{k}": v for k, v in best_params[1].items()}}
             )
             best_params = None
         tracking.log_study_end(self.parent_log, metrics, best_params, results_path, plots)
+        tracking.mark_best_runs(self.client, self.parent, self.plan.study_name, objectives.best_numbers(best))
