@@ -27,4 +27,8 @@ if __name__ == "__main__":
 
     quiet_libraries()
     check_command_line(sys.argv[1:], CONFIG_DIR)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM of a sweep's main process: exit handlers close its runs
+        print("initsweep: interrupted; the running runs are marked KILLED", file=sys.stderr)
+        raise SystemExit(130) from None

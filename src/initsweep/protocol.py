@@ -60,6 +60,12 @@ class Tag:
     TRIAL_REASON = "trial_reason"
     STUDY_NAME = "optuna.study_name"
     BEST_TRIAL = "optuna.best_trial"
+    # Who writes the run (initsweep.recovery closes runs whose process is gone):
+    HOST = "initsweep.host"
+    PID = "initsweep.pid"
+    PID_START = "initsweep.pid_start"  # the process's start time (clock ticks after boot): pids get reused
+    HEARTBEAT = "initsweep.heartbeat"  # unix seconds of the last batch of metrics that reached the store
+    METRICS_FILE = "initsweep.metrics_file"  # the job's local metrics.jsonl (initsweep.ledger)
 
 
 ROLE_SWEEP = "sweep"
@@ -71,6 +77,8 @@ class Failure(str, Enum):
     EXCEPTION = "exception"  # the job raised: an error of the sweep
     DIVERGED = "diverged"  # the loss blew up: a (bad) result of the experiment
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    LOST = "lost"  # the process died without closing its run (SIGKILL, OOM killer, power)
+    TRACKING = "tracking"  # the store stopped accepting the run's metrics (disk full, store removed)
     SWEEP_UNFINISHED = "sweep did not finish"
 
 

@@ -86,6 +86,10 @@ class SweepCallback(Callback):
         except (ConfigError, HydraException, tracking.TrackingError) as e:
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
+        from initsweep import recovery
+
+        recovery.reap(client)  # runs that dead processes left RUNNING in this store
+        recovery.terminate_as_interrupt()  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
         exp_id = tracking.experiment_id(client, checked[0].experiment_name)
         overrides = list(config.hydra.overrides.task)
         self.logger = tracking.start_run(
@@ -110,15 +114,32 @@ class SweepCallback(Callback):
     def _close_if_open(self) -> None:
         """At exit without on_multirun_end (interrupted or crashed sweep): never leave the parent RUNNING."""
         if self.logger is not None and not self.logger.ended:
-            self.logger.set_tags({Tag.FAILURE: Failure.SWEEP_UNFINISHED.value})
-            self.logger.end("KILLED")
+            from initsweep import recovery
+
+            recovery.reap_quietly(self.logger.client)  # jobs of workers that died (or were killed) with the sweep
+            try:
+                self.logger.set_tags({Tag.FAILURE: Failure.SWEEP_UNFINISHED.value})
+                self.logger.end("KILLED")
+            except Exception as e:  # noqa: BLE001 - the store failed: no traceback on the way out
+                self.logger.fail_tracking(f"{type(e).__name__}: {e}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent is None or self.logger is None:
             return
-        from initsweep import report, tracking
+        try:
+            self._end(config)
+        except Exception as e:  # noqa: BLE001 - e.g. the store failed: never a silent exit 0 (Hydra warns only)
+            print(f"initsweep: the sweep could not be closed: {type(e).__name__}: {e}", file=sys.stderr)
+            if not self.logger.ended:
+                self.logger.fail_tracking(f"{type(e).__name__}: {e}")
+            raise SystemExit(1) from None
+
+    def _end(self, config: DictConfig) -> None:
+        assert self.parent is not None and self.logger is not None
+        from initsweep import recovery, report, tracking
 
         client = tracking.connect(self.parent.tracking_uri)
+        recovery.reap_quietly(client)  # a job whose worker died, or whose end the store did not take
         runs = tracking.child_runs(client, self.parent.experiment_id, self.parent.run_id)
         table = report.summary_table(runs)
         print(
@@ -152,7 +173,8 @@ class SweepCallback(Callback):
                 raise SystemExit(1)
             return
         # A diverged job is a result of the experiment; a crashed one is an error of the sweep.
-        crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) == Failure.EXCEPTION.value]
+        errors = (Failure.EXCEPTION.value, Failure.TRACKING.value, Failure.LOST.value)
+        crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) in errors]
         self.logger.end("FAILED" if crashed else "FINISHED")
         if crashed:
             print(f"initsweep: {len(crashed)} job(s) failed: {', '.join(crashed)}", file=sys.stderr)
