@@ -133,6 +133,31 @@ def terminate_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, _on_term)
 
 
+def stop_children(client: MlflowClient, grace_s: float = 15.0) -> None:
+    """On the way out of a sweep's main process: give this process's children (joblib workers) up to
+    ``grace_s`` seconds to close the runs they hold (they got the Ctrl-C or the SIGTERM), then SIGKILL every
+    child left (idle workers, loky's resource tracker), so that no worker outlives the sweep."""
+    kids = set(_children(os.getpid()))
+    host, deadline = ledger.identity()["host"], time.monotonic() + grace_s
+    while kids and time.monotonic() < deadline:
+        try:
+            running = tracking.retrying(
+                client.search_runs,
+                [e.experiment_id for e in client.search_experiments()],
+                filter_string=f"attributes.status = 'RUNNING' and tags.`{Tag.HOST}` = '{host}'",
+            )
+        except Exception:  # noqa: BLE001 - the store is unusable: do not wait for it
+            break
+        if not kids & {int(r.data.tags.get(Tag.PID, 0)) for r in running}:
+            break
+        time.sleep(0.2)
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _children(pid: int) -> list[int]:
     """Pids of the direct children of ``pid`` (Linux /proc; none elsewhere)."""
     out = []

@@ -116,6 +116,7 @@ class SweepCallback(Callback):
         if self.logger is not None and not self.logger.ended:
             from initsweep import recovery
 
+            recovery.stop_children(self.logger.client)  # no joblib worker outlives the sweep
             recovery.reap_quietly(self.logger.client)  # jobs of workers that died (or were killed) with the sweep
             try:
                 self.logger.set_tags({Tag.FAILURE: Failure.SWEEP_UNFINISHED.value})
