@@ -22,6 +22,10 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    import warnings
+
+    # conf/hydra/launcher/joblib.yaml extends the joblib launcher's own config of the same name on purpose.
+    warnings.filterwarnings("ignore", message=r"(?s).*automatic_schema_matching")
     from initsweep.console import quiet_libraries
     from initsweep.errors import check_command_line
 

@@ -33,6 +33,7 @@ PARENT_FILE = "initsweep_parent.json"  # the parent run (SweepCallback -> jobs)
 STUDY_FILE = "initsweep_study.json"  # the study (sweeper -> its jobs)
 PROGRESS_FILE = "initsweep_progress.jsonl"  # one line per finished job (jobs -> their progress lines)
 STATUS_FILE = "initsweep_status.json"  # the sweeper's verdict on the sweep (sweeper -> SweepCallback)
+LOST_FILE = "initsweep_lost_jobs.txt"  # one line per job whose worker died (launcher -> SweepCallback)
 RESULTS_FILE = "optimization_results.yaml"  # a study's results, for people
 PLOTS_DIR = "optuna_plots"
 

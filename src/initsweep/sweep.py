@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from initsweep import console
 from initsweep.protocol import (
     BASIC_SWEEPER,
+    LOST_FILE,
     OPTUNA_SWEEPER,
     ROLE_SWEEP,
     Failure,
@@ -176,6 +177,8 @@ class SweepCallback(Callback):
         # A diverged job is a result of the experiment; a crashed one is an error of the sweep.
         errors = (Failure.EXCEPTION.value, Failure.TRACKING.value, Failure.LOST.value)
         crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) in errors]
+        if (lost := sweep_dir / LOST_FILE).exists():  # jobs whose worker died (the launcher re-ran them once)
+            crashed += [f"job {line} lost its worker" for line in lost.read_text().splitlines()]
         self.logger.end("FAILED" if crashed else "FINISHED")
         if crashed:
             print(f"initsweep: {len(crashed)} job(s) failed: {', '.join(crashed)}", file=sys.stderr)
