@@ -22,9 +22,17 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    import warnings
+
+    # conf/hydra/launcher/joblib.yaml extends the joblib launcher's own config of the same name on purpose.
+    warnings.filterwarnings("ignore", message=r"(?s).*automatic_schema_matching")
     from initsweep.console import quiet_libraries
     from initsweep.errors import check_command_line
 
     quiet_libraries()
     check_command_line(sys.argv[1:], CONFIG_DIR)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM of a sweep's main process: exit handlers close its runs
+        print("initsweep: interrupted; the running runs are marked KILLED", file=sys.stderr)
+        raise SystemExit(130) from None

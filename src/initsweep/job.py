@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from initsweep import checkpoint, console, sysmetrics, tracking
+from initsweep import checkpoint, console, ledger, recovery, sysmetrics, tracking
 from initsweep import data as datasets
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
@@ -165,7 +165,9 @@ def execute(
     stop training early (a study's pruning); ``extra_tags`` go on the run (e.g. the trial number). An
     invalid config raises ConfigError, an unusable store TrackingError, both before any run exists. A
     diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst value for the
-    metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt.
+    metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt. A store that
+    refuses the run's metrics ends it FAILED (``failure=tracking``, error TrackingError); every metric is
+    also appended at once to ``metrics.jsonl`` in the job's output dir (:mod:`initsweep.ledger`).
     """
     ctx = ctx or JobContext.from_hydra()
     raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -198,6 +200,7 @@ def execute(
         client, exp_id = tracking.connect(parent.tracking_uri), parent.experiment_id
     else:
         client = tracking.connect(tracking.resolve_uri(config.tracking.uri))
+        recovery.reap(client)  # close what dead processes left RUNNING in this store
         exp_id = tracking.experiment_id(client, config.experiment_name)
 
     tags: dict[str, Any] = {
@@ -215,32 +218,58 @@ def execute(
     if diag is not None and diag.warning:
         tags[Tag.DIAG_WARNING] = diag.warning
     tags.update(extra_tags or {})
-    logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
+    try:
+        logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
+    except Exception as e:  # noqa: BLE001 - e.g. a full disk: one message, no traceback
+        raise tracking.TrackingError(f"cannot create a run in {client.tracking_uri}: {type(e).__name__}: {e}") from e
     logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
+    if ctx.output_dir is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.ledger)
+        logger.keep_local(ctx.output_dir / ledger.FILE_NAME)
     worst = worst_value(config.optimized_metric)
     t = config.tracking
     try:
-        with sysmetrics.monitoring(logger.run_id, client.tracking_uri, t.system_metrics_interval_s, t.system_metrics):
-            trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
-    except KeyboardInterrupt:
-        logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
-        logger.end("KILLED")
-        raise
-    except Exception as e:  # noqa: BLE001 - a crashed job is recorded, not lost
-        reason = f"{type(e).__name__}: {e}"
-        logger.set_tags({Tag.FAILURE: Failure.EXCEPTION.value, Tag.FAILURE_REASON: reason[:5000]})
-        logger.log_text(traceback.format_exc(), "traceback.txt")
-        logger.end("FAILED")
-        return JobOutcome(worst, JobStatus.FAILED, logger.run_id, reason=reason, error=e)
-    if trained.diverged:
-        epoch, reason = trained.diverged
-        logger.set_tags({Tag.FAILURE: Failure.DIVERGED.value, Tag.FAILURE_EPOCH: epoch, Tag.FAILURE_REASON: reason})
-        logger.end("FAILED")
-        print(f"initsweep: run {logger.run_id} diverged at epoch {epoch} ({reason})", file=sys.stderr)
-        return JobOutcome(worst, JobStatus.DIVERGED, logger.run_id, trained.epochs, reason)
-    logger.end("FINISHED")
+        try:
+            with sysmetrics.monitoring(
+                logger.run_id, client.tracking_uri, t.system_metrics_interval_s, t.system_metrics
+            ):
+                trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
+        except KeyboardInterrupt:
+            try:
+                logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
+                logger.end("KILLED")
+            except Exception as e:  # noqa: BLE001 - the store failed too
+                _tracking_failed(logger, tracking.TrackingError(f"{type(e).__name__}: {e}"), worst)
+            raise
+        except tracking.TrackingError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a crashed job is recorded, not lost
+            reason = f"{type(e).__name__}: {e}"
+            logger.set_tags({Tag.FAILURE: Failure.EXCEPTION.value, Tag.FAILURE_REASON: reason[:5000]})
+            logger.log_text(traceback.format_exc(), "traceback.txt")
+            logger.end("FAILED")
+            return JobOutcome(worst, JobStatus.FAILED, logger.run_id, reason=reason, error=e)
+        if trained.diverged:
+            epoch, reason = trained.diverged
+            tags = {Tag.FAILURE: Failure.DIVERGED.value, Tag.FAILURE_EPOCH: epoch, Tag.FAILURE_REASON: reason}
+            logger.set_tags(tags)
+            logger.end("FAILED")
+            print(f"initsweep: run {logger.run_id} diverged at epoch {epoch} ({reason})", file=sys.stderr)
+            return JobOutcome(worst, JobStatus.DIVERGED, logger.run_id, trained.epochs, reason)
+        logger.end("FINISHED")
+    except tracking.TrackingError as e:  # the store refused the run's metrics: FAILED, never FINISHED
+        return _tracking_failed(logger, e, worst)
+    except Exception as e:  # noqa: BLE001 - the store failed while recording another failure
+        return _tracking_failed(logger, tracking.TrackingError(f"{type(e).__name__}: {e}"), worst)
     stopped_at = trained.stopped_at
     return JobOutcome(trained.value, JobStatus.FINISHED, logger.run_id, trained.epochs, stopped_at=stopped_at)
+
+
+def _tracking_failed(logger: tracking.RunLogger, error: tracking.TrackingError, worst: float) -> JobOutcome:
+    """Close the run FAILED, ``failure=tracking`` (as far as the store allows), and say where the metrics are."""
+    logger.fail_tracking(str(error))
+    kept = f"; its metrics are in {logger.local.path}" if logger.local is not None and not logger.broken else ""
+    print(f"initsweep: run {logger.run_id} FAILED: {error}{kept}", file=sys.stderr)
+    return JobOutcome(worst, JobStatus.FAILED, logger.run_id, reason=str(error), error=error)
 
 
 @dataclass(frozen=True)
@@ -324,6 +353,10 @@ def run_job(cfg: DictConfig) -> float | list[float]:
     except KeyboardInterrupt:
         print("initsweep: interrupted; the run was marked KILLED", file=sys.stderr)
         raise SystemExit(130) from None
+    if isinstance(outcome.error, tracking.TrackingError):  # already reported; the sweep exits 1 at its end
+        if ctx.sweep_dir is None:
+            raise SystemExit(1)
+        return outcome.value
     if outcome.error is not None:
         if ctx.sweep_dir is None:
             raise outcome.error

@@ -33,6 +33,7 @@ PARENT_FILE = "initsweep_parent.json"  # the parent run (SweepCallback -> jobs)
 STUDY_FILE = "initsweep_study.json"  # the study (sweeper -> its jobs)
 PROGRESS_FILE = "initsweep_progress.jsonl"  # one line per finished job (jobs -> their progress lines)
 STATUS_FILE = "initsweep_status.json"  # the sweeper's verdict on the sweep (sweeper -> SweepCallback)
+LOST_FILE = "initsweep_lost_jobs.txt"  # one line per job whose worker died (launcher -> SweepCallback)
 RESULTS_FILE = "optimization_results.yaml"  # a study's results, for people
 PLOTS_DIR = "optuna_plots"
 
@@ -63,6 +64,12 @@ class Tag:
     BEST_TRIALS = "optuna.best_trials"  # on a study's parent: the best trial numbers (the Pareto front), "0,3"
     BEST = "optuna.best"  # "true" on the run of the study's best trial (each Pareto-front trial)
     CHECKPOINT = "initsweep.checkpoint"  # the artifact path of a run's saved weights
+    # Who writes the run (initsweep.recovery closes runs whose process is gone):
+    HOST = "initsweep.host"
+    PID = "initsweep.pid"
+    PID_START = "initsweep.pid_start"  # the process's start time (clock ticks after boot): pids get reused
+    HEARTBEAT = "initsweep.heartbeat"  # unix seconds of the last batch of metrics that reached the store
+    METRICS_FILE = "initsweep.metrics_file"  # the job's local metrics.jsonl (initsweep.ledger)
 
 
 ROLE_SWEEP = "sweep"
@@ -74,6 +81,8 @@ class Failure(str, Enum):
     EXCEPTION = "exception"  # the job raised: an error of the sweep
     DIVERGED = "diverged"  # the loss blew up: a (bad) result of the experiment
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    LOST = "lost"  # the process died without closing its run (SIGKILL, OOM killer, power)
+    TRACKING = "tracking"  # the store stopped accepting the run's metrics (disk full, store removed)
     SWEEP_UNFINISHED = "sweep did not finish"
 
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from initsweep import console
 from initsweep.protocol import (
     BASIC_SWEEPER,
+    LOST_FILE,
     OPTUNA_SWEEPER,
     ROLE_SWEEP,
     Failure,
@@ -101,6 +102,10 @@ class SweepCallback(Callback):
         from initsweep import scaleout
 
         scaleout.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
+        from initsweep import recovery
+
+        recovery.reap(client)  # runs that dead processes left RUNNING in this store
+        recovery.terminate_as_interrupt()  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
         exp_id = tracking.experiment_id(client, checked[0].experiment_name)
         overrides = list(config.hydra.overrides.task)
         run_name = " ".join(["sweep", *overrides]) if overrides else "sweep"
@@ -129,15 +134,33 @@ class SweepCallback(Callback):
     def _close_if_open(self) -> None:
         """At exit without on_multirun_end (interrupted or crashed sweep): never leave the parent RUNNING."""
         if self.logger is not None and not self.logger.ended:
-            self.logger.set_tags({Tag.FAILURE: Failure.SWEEP_UNFINISHED.value})
-            self.logger.end("KILLED")
+            from initsweep import recovery
+
+            recovery.stop_children(self.logger.client)  # no joblib worker outlives the sweep
+            recovery.reap_quietly(self.logger.client)  # jobs of workers that died (or were killed) with the sweep
+            try:
+                self.logger.set_tags({Tag.FAILURE: Failure.SWEEP_UNFINISHED.value})
+                self.logger.end("KILLED")
+            except Exception as e:  # noqa: BLE001 - the store failed: no traceback on the way out
+                self.logger.fail_tracking(f"{type(e).__name__}: {e}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent is None or self.logger is None:
             return
-        from initsweep import report, tracking
+        try:
+            self._end(config)
+        except Exception as e:  # noqa: BLE001 - e.g. the store failed: never a silent exit 0 (Hydra warns only)
+            print(f"initsweep: the sweep could not be closed: {type(e).__name__}: {e}", file=sys.stderr)
+            if not self.logger.ended:
+                self.logger.fail_tracking(f"{type(e).__name__}: {e}")
+            raise SystemExit(1) from None
+
+    def _end(self, config: DictConfig) -> None:
+        assert self.parent is not None and self.logger is not None
+        from initsweep import recovery, report, tracking
 
         client = tracking.connect(self.parent.tracking_uri)
+        recovery.reap_quietly(client)  # a job whose worker died, or whose end the store did not take
         runs = tracking.child_runs(client, self.parent.experiment_id, self.parent.run_id)
         table = report.summary_table(runs)
         print(
@@ -174,7 +197,10 @@ class SweepCallback(Callback):
                 raise SystemExit(1)
             return
         # A diverged job is a result of the experiment; a crashed one is an error of the sweep.
-        crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) == Failure.EXCEPTION.value]
+        errors = (Failure.EXCEPTION.value, Failure.TRACKING.value, Failure.LOST.value)
+        crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) in errors]
+        if (lost := sweep_dir / LOST_FILE).exists():  # jobs whose worker died (the launcher re-ran them once)
+            crashed += [f"job {line} lost its worker" for line in lost.read_text().splitlines()]
         self.logger.end("FAILED" if crashed else "FINISHED")
         if crashed:
             print(f"initsweep: {len(crashed)} job(s) failed: {', '.join(crashed)}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
 import tempfile
 import time
 import urllib.error
@@ -23,6 +24,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from initsweep.ledger import MetricsFile, file_changed, identity, watch_file
 from initsweep.protocol import OPTUNA_SWEEPER_NAME, ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -72,19 +74,31 @@ def _check_directory(directory: Path) -> None:
         ) from None
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
 @lru_cache(maxsize=4)
 def connect(uri: str) -> MlflowClient:
     """A client for ``uri`` whose store is checked to be reachable and writable (TrackingError otherwise,
-    within seconds). Cached: a multirun in one process pays the store's start-up cost once."""
+    within seconds; a corrupt SQLite file is named). Cached: a multirun in one process pays the store's
+    start-up cost once."""
+    db = sqlite_path(uri)
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
-    elif uri.startswith("sqlite:///"):
-        _check_directory(Path(uri[len("sqlite:///") :]).parent)
-    client = MlflowClient(tracking_uri=uri)
+    elif db is not None:
+        _check_directory(db.parent)
     try:
+        client = MlflowClient(tracking_uri=uri)  # a SQLite store is opened (and checked) here
         retrying(client.search_experiments, max_results=1)  # opens (and on first use creates) the store
     except Exception as e:  # noqa: BLE001 - any store failure becomes one clear message
-        raise TrackingError(f"cannot open the MLflow store {uri}: {type(e).__name__}: {e}") from None
+        detail = f"{type(e).__name__}: {e}"
+        if db is not None and "not a database" in str(e):  # a corrupt file: name it
+            detail = f"{db} is not a readable SQLite database (corrupt?); move it away or set tracking.uri"
+        raise TrackingError(f"cannot open the MLflow store {uri}: {detail}") from None
+    if db is not None:
+        watch_file(db)  # an open SQLite connection goes on writing into a deleted file without any error
     return client
 
 
@@ -128,11 +142,10 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 class RunLogger:
-    """Writes one MLflow run. Metrics are buffered until :meth:`flush` (also called by :meth:`end`)."""
+    """Writes one MLflow run. Metrics go at once to the local metrics.jsonl (:meth:`keep_local`), to the store
+    in one ``log_batch`` per ``flush_every_s`` and at :meth:`end`; if refused, the run cannot end FINISHED."""
 
-    def __init__(
-        self, client: MlflowClient, run_id: str, flush_every_s: float = 30.0, experiment_id: str | None = None
-    ):
+    def __init__(self, client: MlflowClient, run_id: str, flush_every_s: float = 1.0, experiment_id: str | None = None):
         self.client = client
         self.run_id = run_id
         self.experiment_id = experiment_id
@@ -143,20 +156,45 @@ class RunLogger:
         self.ended = False
         self.latest: dict[str, float] = {}  # the last value logged of each metric
         self.on_end: Callable[[RunLogger, str], None] | None = None  # called once the run is closed
+        self.local: MetricsFile | None = None
+        self.broken: str | None = None  # why the store refused this run's writes
+
+    def keep_local(self, path: Path) -> Path:
+        """Append every metric to ``path`` (metrics.jsonl) as it is logged; the run's tag names the file."""
+        self.local = MetricsFile(path, self.run_id, self.client.tracking_uri)
+        self.set_tags({Tag.METRICS_FILE: str(Path(path).resolve())})
+        return path
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        """Buffer metrics for ``step``; flushes when the last flush is older than flush_every_s."""
+        """Record metrics for ``step`` locally and buffer them; flush if the last flush is older than flush_every_s."""
         ts = int(time.time() * 1000)
+        if self.local is not None:
+            self.local.metrics(metrics, step, ts)
         self._pending.extend(Metric(k, float(v), ts, step) for k, v in metrics.items())
         self.latest.update({k: float(v) for k, v in metrics.items()})
-        if time.monotonic() - self._last_flush > self.flush_every_s:
-            self.flush()
+        if time.monotonic() - self._last_flush > self.flush_every_s and not self.broken:
+            try:
+                self.flush()
+            except TrackingError as e:  # training goes on; the file keeps the metrics, end() fails the run
+                print(f"initsweep: warning: {e}; training goes on", file=sys.stderr)
 
     def flush(self) -> None:
-        """Send buffered metrics, 1000 per request."""
+        """Send buffered metrics (1000 per request, with the heartbeat tag); TrackingError if refused."""
+        if self.broken:  # the store already refused this run's metrics
+            raise TrackingError(self.broken)
         pending, self._pending = self._pending, []
-        for chunk in _chunks(pending, _MAX_METRICS):
-            retrying(self.client.log_batch, self.run_id, metrics=chunk)
+        heartbeat = [RunTag(Tag.HEARTBEAT, str(int(time.time())))]
+        try:
+            if (db := sqlite_path(self.client.tracking_uri)) and (gone := file_changed(db)):
+                raise TrackingError(f"the MLflow store {db} was {gone}")
+            for chunk in _chunks(pending, _MAX_METRICS):
+                retrying(self.client.log_batch, self.run_id, metrics=chunk, tags=heartbeat)
+        except Exception as e:  # noqa: BLE001 - disk full, store removed, server gone: the run cannot finish
+            kept = f", kept in {self.local.path}" if self.local is not None and not self.local.error else ""
+            self.broken = f"the store refused the metrics of run {self.run_id} ({type(e).__name__}: {e}){kept}"
+            raise TrackingError(self.broken) from None
+        if self.local is not None and pending:
+            self.local.flushed(self.local.lines)
         self._last_flush = time.monotonic()
 
     def log_layers(self, metrics: Mapping[str, float], step: int) -> None:
@@ -187,16 +225,36 @@ class RunLogger:
         retrying(self.client.log_text, self.run_id, text, artifact_file)
 
     def end(self, status: str = "FINISHED") -> None:
-        """Flush and close the run with FINISHED, FAILED or KILLED (once; later calls do nothing)."""
+        """Flush and close the run FINISHED, FAILED or KILLED (once); if the flush fails: :meth:`fail_tracking`."""
         if self.ended:
             return
         try:
             self.flush()
-        finally:
-            retrying(self.client.set_terminated, self.run_id, status=status)
-            self.ended = True
+        except TrackingError as e:
+            self.fail_tracking(str(e))
+            raise
+        retrying(self.client.set_terminated, self.run_id, status=status)
+        self.ended = True
+        if self.local is not None:
+            self.local.end(status)
         if self.on_end is not None:
             self.on_end(self, status)
+
+    def fail_tracking(self, reason: str) -> None:
+        """Close the run FAILED, ``failure=tracking``, as far as the store allows (recovery reads the file)."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.local is not None:
+            self.local.end("FAILED", Failure.TRACKING.value, reason[:2000])
+        try:
+            tags = [RunTag(Tag.FAILURE, Failure.TRACKING.value), RunTag(Tag.FAILURE_REASON, reason[:5000])]
+            self.client.log_batch(self.run_id, tags=tags)
+            self.client.set_terminated(self.run_id, status="FAILED")
+        except Exception:  # noqa: BLE001,S110 - the store is what failed; the local file has the verdict
+            pass
+        if self.on_end is not None:
+            self.on_end(self, "FAILED")
 
 
 LAYERS_DIR = "layers"
@@ -268,6 +326,9 @@ def start_run(
     all_tags = {k: str(v) for k, v in (tags or {}).items()}
     if parent_run_id:
         all_tags[Tag.PARENT] = parent_run_id
+    me = identity()  # who writes the run, for initsweep.recovery
+    all_tags.update({Tag.HOST: me["host"], Tag.PID: me["pid"], Tag.PID_START: me["pid_start"]})
+    all_tags[Tag.HEARTBEAT] = str(int(time.time()))
     run = retrying(client.create_run, exp_id, run_name=run_name, tags=all_tags)
     logger = RunLogger(client, run.info.run_id, experiment_id=exp_id)
     logger.run_name = run_name

@@ -240,7 +240,13 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
     check_storage_driver(storage, f"{SETTINGS_KEY}.storage")
     study_name = s.study_name or default_study_name(str(base.get("experiment_name")), space)
     fresh = "://" not in storage and not Path(storage).exists()  # no journal file yet: no study, create nothing
-    existing = None if fresh else existing_study_directions(open_storage(storage), study_name)
+    try:
+        existing = None if fresh else existing_study_directions(open_storage(storage), study_name)
+    except Exception as e:  # noqa: BLE001 - a corrupt journal or database: name the file, launch nothing
+        raise ConfigError(
+            f"the Optuna storage {storage} cannot be read ({type(e).__name__}: {e}); move it away "
+            f"or set {SETTINGS_KEY}.storage to another one"
+        ) from None
     key = SETTINGS_KEY
     if existing is not None and not s.load_if_exists:
         raise ConfigError(

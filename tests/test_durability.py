@@ -1,0 +1,244 @@
+"""Durability (issue 11 parts 2-4, issue 17 part 3): killed processes, signals under joblib, failing stores.
+
+Each test drives real train.py processes (SIGKILL, SIGTERM, SIGINT to the process group as Ctrl-C sends it)
+and counts the records in the store afterwards. Children start in a new session with the default SIGINT
+handler, whatever the handlers of the process running pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TRAIN, all_runs, client_for, run_train, store_uri
+from initsweep import ledger
+from initsweep.protocol import Tag
+
+pytestmark = pytest.mark.slow
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """train.py ARGS in its own session (its own process group) with default signal handlers."""
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, str(TRAIN), *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_default_signals,
+    )
+
+
+def epochs_in(path: Path) -> list[int]:
+    """The epochs (steps with train/loss) a job's metrics.jsonl holds."""
+    return sorted(step for step, _, values in ledger.read(path).metrics if "train/loss" in values)
+
+
+def wait_for_epochs(proc: subprocess.Popen, cwd: Path, jobs: int, epochs: int, timeout: float = 300) -> list[Path]:
+    """Wait until ``jobs`` metrics.jsonl files under cwd each hold at least ``epochs`` epochs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(cwd.glob("*/*/*/**/metrics.jsonl"))
+        if len(files) >= jobs and all(len(epochs_in(f)) >= epochs for f in files[:jobs]):
+            return files
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"the jobs never got {epochs} epochs in (rc {proc.returncode}):\n{err[-3000:]}")
+        time.sleep(0.2)
+
+
+def store_epochs(cwd: Path, run_id: str) -> list[int]:
+    return sorted(m.step for m in client_for(cwd).get_metric_history(run_id, "train/loss"))
+
+
+def reap(cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m initsweep.recovery`` on cwd's store: a later process that opens the store."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "initsweep.recovery", store_uri(cwd)], capture_output=True, text=True, env=env
+    )
+
+
+def group_gone(pgid: int, timeout: float = 60) -> bool:
+    """Whether every process of the process group has exited (no orphaned workers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_sigkill_keeps_every_completed_epoch_and_the_next_process_closes_the_run(tmp_path: Path):
+    proc = start(["trainer.epochs=500", "diagnostics.enabled=false"], tmp_path)
+    (local,) = wait_for_epochs(proc, tmp_path, jobs=1, epochs=3)
+    proc.kill()  # SIGKILL: no handler, no exit hook runs
+    proc.wait(timeout=60)
+    done = epochs_in(local)
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "RUNNING"  # what a dead process leaves behind
+    tags = run.data.tags
+    assert tags[Tag.HOST] and tags[Tag.PID] == str(proc.pid) and tags[Tag.METRICS_FILE] == str(local.resolve())
+
+    closed = reap(tmp_path)
+    assert closed.returncode == 0, closed.stderr
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "KILLED" and run.data.tags["failure"] == "lost"
+    assert f"process {proc.pid}" in run.data.tags["failure.reason"]
+    assert store_epochs(tmp_path, run.info.run_id) == done == list(range(1, len(done) + 1))
+
+
+def test_a_live_run_and_a_reused_pid_are_told_apart():
+    from types import SimpleNamespace
+
+    from initsweep.recovery import lost_because
+
+    me = ledger.identity()
+
+    def run(**tags):
+        return SimpleNamespace(data=SimpleNamespace(tags={Tag.HOST: me["host"], **tags}))
+
+    assert lost_because(run(**{Tag.PID: me["pid"], Tag.PID_START: me["pid_start"]})) is None
+    assert lost_because(run(**{Tag.PID: me["pid"], Tag.PID_START: "1"})) is not None  # same pid, other process
+    other = SimpleNamespace(data=SimpleNamespace(tags={Tag.HOST: "elsewhere", Tag.PID: "1", Tag.HEARTBEAT: "0"}))
+    assert "no heartbeat from elsewhere" in lost_because(other)
+
+
+JOBLIB = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "diagnostics.enabled=false"]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_joblib_interrupt_closes_every_run_and_leaves_no_worker(tmp_path: Path, how: str):
+    proc = start([*JOBLIB, "seed=0,1", "trainer.epochs=500"], tmp_path)
+    wait_for_epochs(proc, tmp_path, jobs=2, epochs=1)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # the terminal sends SIGINT to the whole foreground group
+    else:
+        proc.send_signal(signal.SIGTERM)  # to the main process only
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert group_gone(proc.pid), "workers outlived the sweep"
+    runs = all_runs(tmp_path)
+    children = [r for r in runs if Tag.PARENT in r.data.tags]
+    assert len(runs) == 3 and len(children) == 2
+    assert [r.info.status for r in runs] == ["KILLED"] * 3
+    for child in children:
+        assert child.data.tags["failure"] in ("interrupted", "lost")
+        local = Path(child.data.tags[Tag.METRICS_FILE])
+        assert store_epochs(tmp_path, child.info.run_id) == epochs_in(local) != []
+
+
+def test_joblib_worker_killed_the_sweep_says_so_and_its_run_is_killed(tmp_path: Path):
+    proc = start([*JOBLIB, "seed=0,1,2", "trainer.epochs=40"], tmp_path)
+    files = wait_for_epochs(proc, tmp_path, jobs=1, epochs=1)
+    victim_run = ledger.read(files[0]).run_id
+    (victim,) = [r for r in all_runs(tmp_path) if r.info.run_id == victim_run]
+    os.kill(int(victim.data.tags[Tag.PID]), signal.SIGKILL)  # as the OOM killer would
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode not in (0, 130), stderr
+    assert victim.info.run_name in stderr
+    assert group_gone(proc.pid)
+    runs = {r.info.run_id: r for r in all_runs(tmp_path)}
+    assert runs[victim_run].info.status == "KILLED" and runs[victim_run].data.tags["failure"] == "lost"
+    assert not [r for r in runs.values() if r.info.status == "RUNNING"]
+
+
+# Fault injection: from the first batch of metrics of epoch 2 on, every write to the store fails as on a
+# full disk (the same error SQLite raises then); reads still work.
+DISK_FULL_HOOK = """
+import sqlite3
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as S
+full = []
+def failing(name):
+    original = getattr(S, name)
+    def call(self, *args, **kwargs):
+        metrics = kwargs.get("metrics") or (args[1] if name == "log_batch" and len(args) > 1 else None) or []
+        if any(m.step >= 2 and m.key == "train/loss" for m in metrics):
+            full.append(1)
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return original(self, *args, **kwargs)
+    setattr(S, name, call)
+for name in ("log_batch", "set_tag", "update_run_info", "create_run", "log_metric", "log_param"):
+    failing(name)
+"""
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
+def test_full_disk_never_looks_like_success_and_keeps_the_metrics(tmp_path: Path, multirun: bool):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(DISK_FULL_HOOK)
+    args = ["-m", "seed=0,1"] if multirun else []
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{ROOT / 'src'}"}
+    proc = run_train([*args, "trainer.epochs=3", "diagnostics.enabled=false"], cwd=tmp_path, env=env)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "database or disk is full" in proc.stderr and "metrics.jsonl" in proc.stderr
+    runs = [r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags]
+    assert len(runs) == 1  # the second job of the multirun could not even create its run
+    assert runs[0].info.status != "FINISHED"
+    (local,) = tmp_path.glob("*/*/*/**/metrics.jsonl")
+    assert epochs_in(local) == [1, 2, 3] and ledger.read(local).end["failure"] == "tracking"
+
+    assert reap(tmp_path).returncode == 0  # later, with space again: the file's verdict and metrics are applied
+    (run,) = [r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags]
+    assert run.info.status == "FAILED" and run.data.tags["failure"] == "tracking"
+    assert store_epochs(tmp_path, run.info.run_id) == [1, 2, 3]
+
+
+def test_corrupt_mlflow_db_names_the_file_and_launches_no_job(tmp_path: Path):
+    db = tmp_path / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    db.write_bytes(b"\x13\x37 not sqlite " * 400)
+    proc = run_train(["-m", "seed=0,1", "trainer.epochs=1"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"initsweep: cannot open the MLflow store sqlite:///{db}: {db} is not a readable SQLite" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("initsweep:") == 1
+    assert not list(tmp_path.glob("multirun/*/*/0"))
+
+
+@pytest.mark.parametrize("garbage", [b"\xd2\x00\xff" * 300, b'{"op_code": 0, "worker_id"\n{not json}\n'])
+def test_corrupt_optuna_journal_names_the_file_and_launches_no_job(tmp_path: Path, garbage: bytes):
+    journal = tmp_path / "mlruns" / "optuna" / "journal.log"
+    journal.parent.mkdir(parents=True)
+    journal.write_bytes(garbage)
+    proc = run_train(["-m", "hparams_search=normal_std", "hydra.sweeper.n_trials=2", "trainer.epochs=1"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert f"the Optuna storage {journal} cannot be read" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("initsweep:") == 1
+    assert not list(tmp_path.glob("multirun/*/*/0"))
+
+
+def test_metrics_file_is_one_flushed_line_per_epoch(tmp_path: Path):
+    """The local record alone: every epoch a line, read back with non-finite values intact."""
+    f = ledger.MetricsFile(tmp_path / "metrics.jsonl", "run1", "sqlite:///x")
+    f.metrics({"train/loss": 1.5, "val/loss": float("nan")}, step=1, ts_ms=10)
+    assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["s"] == 1  # on disk already
+    f.flushed(1)
+    f.metrics({"train/loss": float("inf")}, step=2, ts_ms=20)
+    with (tmp_path / "metrics.jsonl").open("a") as torn:
+        torn.write('{"s": 3, "t"')  # a write cut short by SIGKILL
+    rec = ledger.read(tmp_path / "metrics.jsonl")
+    assert rec.run_id == "run1" and rec.flushed == 1 and rec.end is None
+    assert [s for s, _, _ in rec.metrics] == [1, 2] and rec.metrics[1][2]["train/loss"] == float("inf")
