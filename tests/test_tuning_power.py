@@ -43,6 +43,18 @@ def test_job_returns_one_value_per_objective():
             objective_values(bad, n)
 
 
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "random", "qmc"])
+def test_multi_objective_samplers_ask_and_tell(name):
+    from initsweep.tuning import make_sampler
+
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=make_sampler(name, seed=0))
+    dist = {"init.std": optuna.distributions.FloatDistribution(0.01, 1.0, log=True)}
+    for _ in range(4):
+        trial = study.ask(dist)
+        study.tell(trial, [trial.params["init.std"], -abs(trial.params["init.std"] - 0.1)])
+    assert len(study.trials) == 4 and study.best_trials
+
+
 def test_a_multi_objective_plan_and_its_pruner_refusal(tmp_path, monkeypatch):
     plan = plan_for(["hparams_search=normal_std", MULTI, "hydra.sweeper.pruner=none"], tmp_path, monkeypatch)
     assert plan.directions == ["minimize", "maximize"] and plan.metrics == ["val/loss_best", "val/acc_best"]
