@@ -26,7 +26,7 @@ CURVES_SECTION = "Learning curves"
 CURVES = ("val/acc", "val/loss", "train/acc", "train/loss")
 # The other sections, by metric-name prefix; MLflow's own two come last.
 SECTIONS = ("val", "test", "train", "time", "diag", "init", "Model metrics", "System metrics")
-# Columns of the runs table, and its sort key (descending).
+# Columns of the runs table (MLflow orders them by name in a shared view), and its sort key (descending).
 COLUMNS = ("val/acc_best", "test/acc", "val/loss_best", "test/loss", "val/epochs_to_learn")
 SORT_METRIC = "val/acc_best"
 
@@ -72,7 +72,6 @@ def view_state() -> dict[str, Any]:
         "modelVersionFilter": "All Runs",
         "datasetsFilter": [],
         "selectedColumns": ["attributes.`Duration`", *map(_metric_key, COLUMNS)],
-        "columnOrder": list(map(_metric_key, COLUMNS)),  # MLflow would sort them by name
         "compareRunCharts": [_line_chart(metric, sections[0]["uuid"]) for metric in CURVES],
         "compareRunSections": [{**s, "display": True, "isReordered": True} for s in sections],
         "isAccordionReordered": True,
