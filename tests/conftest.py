@@ -4,9 +4,13 @@ throw-away MLflow store, and read that store back."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,6 +69,47 @@ def all_runs(directory: Path) -> list:
 def tmp_store(tmp_path: Path) -> str:
     """A fresh sqlite store URI under tmp_path (for in-process jobs: pass it as tracking.uri)."""
     return store_uri(tmp_path)
+
+
+@pytest.fixture
+def mlflow_ui() -> Iterator[Callable[[Path], str]]:
+    """Start ``mlflow ui`` on the store under a directory (a real server on a free loopback port); returns
+    its base URL once /health answers. Stopped, with its process group, when the test ends."""
+    servers: list[subprocess.Popen] = []
+
+    def start(directory: Path, timeout_s: float = 300) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cli = Path(sys.executable).with_name("mlflow")
+        server = subprocess.Popen(
+            [str(cli), "ui", "--backend-store-uri", store_uri(directory), "--host", "127.0.0.1", "--port", str(port)]
+            + ["--workers", "1"],  # MLflow's default of 4 server processes only slows a 2-core machine
+            cwd=directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        servers.append(server)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if urllib.request.urlopen(f"{base}/health", timeout=2).status == 200:
+                    return base
+            except OSError:
+                pass
+            assert server.poll() is None, "mlflow ui exited"
+            assert time.monotonic() < deadline, "mlflow ui did not answer in time"
+            time.sleep(0.5)
+
+    yield start
+    for server in servers:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def train_history(overrides: Iterable[str] = ()) -> list:

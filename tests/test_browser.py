@@ -1,26 +1,22 @@
 """The MLflow UI on a finished sweep, driven in headless Chromium (Debian's chromium + chromium-driver,
 installed by scripts/install_browser.sh; Selenium from the dev extra). No browser: the test fails.
 
-Set INITSWEEP_SCREENSHOTS=DIR to keep the screenshots (runs page, chart view, parent's report image).
+Set INITSWEEP_SCREENSHOTS=DIR to keep the screenshots of the runs page and the chart view (docs/ui/*_after.png).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 
-from conftest import client_for, run_train, store_uri
+from conftest import client_for, run_train
+from initsweep import ui_view
 
 pytestmark = pytest.mark.slow
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -35,27 +31,7 @@ FLAGS = (
     "--disable-sync",
     "--window-size=1800,1000",
 )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(base: str, server: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if urllib.request.urlopen(f"{base}/health", timeout=2).status == 200:
-                return
-        except OSError:
-            pass
-        assert server.poll() is None, "mlflow ui exited"
-        assert time.monotonic() < deadline, "mlflow ui did not answer in time"
-        time.sleep(0.5)
+ML = "workflowType=machine_learning"
 
 
 @pytest.fixture
@@ -78,11 +54,11 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _wait_for(driver, predicate, what: str, timeout_s: float = 60):
+def _wait_for(driver, predicate, what: str, timeout_s: float = 60, args: tuple = ()):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            result = driver.execute_script(predicate)
+            result = driver.execute_script(predicate, *args)
         except Exception:  # noqa: BLE001 - page still loading
             result = None
         if result:
@@ -91,95 +67,69 @@ def _wait_for(driver, predicate, what: str, timeout_s: float = 60):
     raise AssertionError(f"the UI did not show {what} within {timeout_s:.0f} s")
 
 
-def _click_text(driver, tag: str, text: str) -> None:
-    """Click the last visible <tag> element whose text is ``text``."""
-    found = [e for e in driver.find_elements(By.TAG_NAME, tag) if e.text.strip() == text and e.is_displayed()]
-    assert found, f"no {tag} {text!r} on the page"
-    found[-1].click()
-    time.sleep(0.5)
-
-
 def _shot(driver, name: str) -> None:
     if out := os.environ.get("INITSWEEP_SCREENSHOTS"):
         Path(out).mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(Path(out) / name))
 
 
-def test_mlflow_ui_in_a_browser_shows_runs_metrics_charts_and_report(tmp_path: Path, browser):
+def _printed_url(stdout: str, label: str, base: str) -> str:
+    """The URL the sweep printed after ``label``, pointed at the test's server instead of the default one."""
+    match = re.search(rf"^{label}: (\S+)$", stdout, re.MULTILINE)
+    assert match, f"the sweep printed no {label!r} line:\n{stdout}"
+    return base + match.group(1)[match.group(1).index("/#/") :]
+
+
+# The chart view's section headings (and the first chart's title), top to bottom, as the page lists them.
+SECTION_ORDER = (
+    "const lines=document.body.innerText.split('\\n').map(l=>l.trim());"
+    "const names=arguments[0].filter(n=>lines.includes(n));"
+    "names.sort((a,b)=>lines.indexOf(a)-lines.indexOf(b));"
+    "const drawn=[...document.querySelectorAll('.js-plotly-plot')].some(p=>p.querySelectorAll('path').length>0);"
+    "return drawn && names.length===arguments[0].length ? names : null"
+)
+
+
+def test_mlflow_ui_in_a_browser_shows_runs_metrics_charts_and_report(tmp_path: Path, browser, mlflow_ui):
     proc = run_train(["-m", "init=zeros,normal", "trainer.epochs=3"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("initsweep")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     (parent,) = [r for r in client.search_runs([exp.experiment_id]) if "initsweep.role" in r.data.tags]
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", store_uri(tmp_path)]
-        + ["--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    base = mlflow_ui(tmp_path)
+    # Runs page, first visit (a fresh browser profile), from the link the sweep printed: Model training mode,
+    # child runs listed, the summary metrics as columns.
+    browser.get(_printed_url(proc.stdout, "Compare runs", base))
+    _wait_for(
+        browser,
+        "const t=document.body.innerText; return t.includes('init=zeros seed=0') && t.includes('init=normal seed=0')",
+        "the child runs",
+        timeout_s=180,
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, server)
-        exp_url = f"{base}/#/experiments/{exp.experiment_id}"
-        # Runs page in Model training mode, sorted by the metric the sweep optimizes: child runs listed flat.
-        ml = "workflowType=machine_learning"
-        browser.get(f"{exp_url}/runs?{ml}&orderByKey=metrics.%60val%2Facc_best%60&orderByAsc=false")
-        _wait_for(
-            browser,
-            "const t=document.body.innerText;"
-            " return t.includes('init=zeros seed=0') && t.includes('init=normal seed=0')",
-            "the child runs",
-        )
-        _click_text(browser, "button", "Columns")  # choose the metric columns
-        for key in ("val/acc_best", "test/acc"):
-            _click_text(browser, "span", key)
-        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-        _wait_for(
-            browser,
-            "const h=[...document.querySelectorAll('[role=columnheader], .ag-header-cell')]"
-            ".map(e=>e.innerText).join(' ');"
-            "return h.includes('val/acc_best') && h.includes('test/acc')",
-            "the chosen metric columns",
-        )
-        _shot(browser, "runs_page_after.png")
-        # Chart view: a learning curve (val/acc) is drawn.
-        browser.get(f"{exp_url}/runs?{ml}&compareRunsMode=CHART&orderByKey=metrics.%60val%2Facc_best%60")
-        search = _wait_for(
-            browser,
-            "return document.querySelector('input[placeholder=\"Search metric charts\"]')",
-            "the chart search box",
-        )
-        search.send_keys("val/acc")  # as a user would: only the accuracy charts remain
-        _wait_for(
-            browser,
-            "const plots=[...document.querySelectorAll('.js-plotly-plot')];"
-            " return plots.length > 0 && plots.some(p => p.querySelectorAll('path').length > 0)"
-            " && document.body.innerText.includes('val/acc')",
-            "a drawn val/acc chart",
-        )
-        time.sleep(1)
-        _shot(browser, "chart_view_after.png")
-        # The parent's report figure loads.
-        report = f"{base}/get-artifact?path=report%2Flearning_curves.png&run_uuid={parent.info.run_id}"
-        # The parent's report figure loads in the browser from the UI's artifact endpoint (the one its
-        # artifact viewer uses) at its full width.
-        browser.get(f"{exp_url}/runs/{parent.info.run_id}/artifacts?{ml}")
-        _wait_for(browser, "return document.body.innerText.includes('report')", "the parent's report folder")
-        _shot(browser, "parent_artifacts.png")
-        width = browser.execute_async_script(
-            "const done=arguments[arguments.length-1];"
-            "fetch(arguments[0]).then(r=>r.blob()).then(b=>createImageBitmap(b)).then(i=>done(i.width), e=>done(-1));",
-            report,
-        )
-        assert width >= 1000
-        _shot(browser, "parent_report.png")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+    _wait_for(
+        browser,
+        "const h=[...document.querySelectorAll('[role=columnheader], .ag-header-cell')].map(e=>e.innerText.trim());"
+        "return arguments[0].every(c=>h.includes(c))",
+        "the summary metric columns",
+        args=(list(ui_view.COLUMNS),),
+    )
+    _shot(browser, "runs_page_after.png")
+    # Chart view from the printed link: the learning curves come first, drawn; the diagnostics after them.
+    browser.get(_printed_url(proc.stdout, "Learning curves", base))
+    wanted = [ui_view.CURVES_SECTION, *ui_view.CURVES[:1], "val", "test", "train", "diag", "init"]
+    order = _wait_for(browser, SECTION_ORDER, "the chart sections", timeout_s=180, args=(wanted,))
+    assert order == wanted, order
+    time.sleep(1)
+    _shot(browser, "chart_view_after.png")
+    # The parent's report figure loads in the browser from the UI's artifact endpoint (the one its
+    # artifact viewer uses) at its full width.
+    report = f"{base}/get-artifact?path=report%2Flearning_curves.png&run_uuid={parent.info.run_id}"
+    browser.get(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}/artifacts?{ML}")
+    _wait_for(browser, "return document.body.innerText.includes('report')", "the parent's report folder")
+    width = browser.execute_async_script(
+        "const done=arguments[arguments.length-1];"
+        "fetch(arguments[0]).then(r=>r.blob()).then(b=>createImageBitmap(b)).then(i=>done(i.width), e=>done(-1));",
+        report,
+    )
+    assert width >= 1000

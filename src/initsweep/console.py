@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from initsweep.protocol import PROGRESS_FILE
+from initsweep.ui_view import VIEW_ID
 
 log = logging.getLogger("initsweep")
 UI_BASE = os.environ.get("INITSWEEP_UI_URL", "http://127.0.0.1:5000")
+_MODEL_TRAINING = "workflowType=machine_learning"  # MLflow's UI mode for model training runs
 _QUIET = {
     "mlflow.store.db.utils": logging.WARNING,  # "Creating initial MLflow database tables..."
     "alembic": logging.WARNING,
@@ -38,7 +40,14 @@ def quiet_libraries() -> None:
 def run_url(experiment_id: str, run_id: str) -> str:
     """The run's page in ``mlflow ui`` (``make ui``; base URL from $INITSWEEP_UI_URL). MLflow 3.17's UI opens
     a fresh browser in GenAI mode whatever the experiment's tag says; ``workflowType`` selects Model training."""
-    return f"{UI_BASE}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    return f"{UI_BASE}/#/experiments/{experiment_id}/runs/{run_id}?{_MODEL_TRAINING}"
+
+
+def runs_url(experiment_id: str, charts: bool = False) -> str:
+    """The experiment's runs page in Model training mode, opened on initsweep's saved view (learning curves
+    first, summary metrics as columns; see :mod:`initsweep.ui_view`): the table, or the chart view."""
+    mode = "&compareRunsMode=CHART" if charts else ""
+    return f"{UI_BASE}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_ID}&{_MODEL_TRAINING}{mode}"
 
 
 def _fmt(metrics: Mapping[str, float], key: str, spec: str) -> str:

@@ -166,7 +166,9 @@ class SweepCallback(Callback):
         print(
             f"\nSweep {self.parent.sweep_id} ({len(runs)} runs) in MLflow experiment "
             f"{self.parent.experiment_id}:\n{table}\n"
-            f"Parent run: {console.run_url(self.parent.experiment_id, self.parent.run_id)}"
+            f"Parent run: {console.run_url(self.parent.experiment_id, self.parent.run_id)}\n"
+            f"Compare runs: {console.runs_url(self.parent.experiment_id)}\n"
+            f"Learning curves: {console.runs_url(self.parent.experiment_id, charts=True)}"
         )
         sweep_dir = Path(config.hydra.sweep.dir)
         (sweep_dir / "summary.md").write_text(table + "\n")

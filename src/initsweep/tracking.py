@@ -25,6 +25,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from initsweep.ledger import MetricsFile, file_changed, identity, watch_file
+from initsweep import ui_view
 from initsweep.protocol import OPTUNA_SWEEPER_NAME, ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -121,19 +122,22 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 
 def experiment_id(client: MlflowClient, name: str) -> str:
     """Id of the experiment called ``name``, created if absent (safe when two processes race), tagged
-    ``mlflow.experimentKind=custom_model_development`` so that the UI opens on its runs."""
+    ``mlflow.experimentKind=custom_model_development`` so that the UI opens on its runs, and carrying
+    initsweep's saved view of its runs page (:mod:`initsweep.ui_view`)."""
     exp = retrying(client.get_experiment_by_name, name)
-    if exp is not None:
-        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-            retrying(client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-        return exp.experiment_id
-    try:
-        return retrying(client.create_experiment, name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
-    except MlflowException:
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, ui_view.VIEW_TAG: ui_view.view_tag_value()}
+        try:
+            return retrying(client.create_experiment, name, tags=tags)
+        except MlflowException:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        retrying(client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    if not ui_view.is_current(exp.tags.get(ui_view.VIEW_TAG)):
+        retrying(client.set_experiment_tag, exp.experiment_id, ui_view.VIEW_TAG, ui_view.view_tag_value())
+    return exp.experiment_id
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:

@@ -1,0 +1,103 @@
+"""The view of the MLflow UI (3.17) that initsweep saves on its experiments: learning curves first in the
+chart view, the summary metrics as columns of the runs table, runs sorted by best val accuracy.
+
+Without it MLflow draws one chart per metric, grouped by the metric name's prefix in alphabetical order
+(``diag``, ``init``, ``test``, ``time``, ``train``, ``val``), and shows no metric column in the runs table.
+MLflow 3.17 keeps named views as experiment tags ``mlflow.sharedViewState.<id>``; the value is the JSON
+envelope ``{"name", "createdAt", "updatedAt", "state"}`` whose ``state`` is the JSON of the runs page's
+search facets and UI state (the fields of MLflow's ``ExperimentPageUIState``). The page's URL parameter
+``viewStateShareKey=<id>`` opens a view, and the page lists saved views in its views menu.
+
+With ``isAccordionReordered`` set, MLflow keeps the sections in the order given and appends sections for
+prefixes it does not know; metrics without a chart get one in the section of their prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+VIEW_ID = "initsweep"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_ID}"
+VIEW_NAME = "initsweep: learning curves and summary"
+CURVES_SECTION = "Learning curves"
+# Line charts of the first section, in this order (per-epoch metrics of every job).
+CURVES = ("val/acc", "val/loss", "train/acc", "train/loss")
+# The other sections, by metric-name prefix; MLflow's own two come last.
+SECTIONS = ("val", "test", "train", "time", "diag", "init", "Model metrics", "System metrics")
+# Columns of the runs table (MLflow orders them by name in a shared view), and its sort key (descending).
+COLUMNS = ("val/acc_best", "test/acc", "val/loss_best", "test/loss", "val/epochs_to_learn")
+SORT_METRIC = "val/acc_best"
+
+
+def _metric_key(name: str) -> str:
+    """MLflow's canonical column key of a metric, e.g. metrics.`val/acc`."""
+    return f"metrics.`{name}`"
+
+
+def _line_chart(metric: str, section: str) -> dict[str, Any]:
+    return {
+        "uuid": f"initsweep-{metric.replace('/', '-')}",
+        "type": "LINE",
+        "metricSectionId": section,
+        "metricKey": metric,
+        "deleted": False,
+        "isGenerated": True,
+        "runsCountToCompare": 100,
+        "scaleType": "log" if metric.endswith("loss") else "linear",
+        "xAxisScaleType": "linear",
+        "xAxisKey": "step",
+        "selectedXAxisMetricKey": "",
+        "lineSmoothness": 0,
+        "yAxisKey": "metric",
+        "yAxisExpressions": [],
+        "ignoreOutliers": False,
+        "useGlobalXaxisKey": True,
+        "useGlobalLineSmoothing": True,
+        "range": {},
+    }
+
+
+def view_state() -> dict[str, Any]:
+    """The runs page's state the view restores (search facets and UI state, as MLflow serializes them)."""
+    sections = [{"uuid": "initsweep-curves", "name": CURVES_SECTION}]
+    sections += [{"uuid": f"initsweep-{name.replace(' ', '-')}", "name": name} for name in SECTIONS]
+    return {
+        "searchFilter": "",
+        "orderByKey": _metric_key(SORT_METRIC),
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "modelVersionFilter": "All Runs",
+        "datasetsFilter": [],
+        "selectedColumns": ["attributes.`Duration`", *map(_metric_key, COLUMNS)],
+        "compareRunCharts": [_line_chart(metric, sections[0]["uuid"]) for metric in CURVES],
+        "compareRunSections": [{**s, "display": True, "isReordered": True} for s in sections],
+        "isAccordionReordered": True,
+        "runsHiddenMode": "SHOW_ALL",
+        "hideEmptyCharts": True,
+        "useGroupedValuesInCharts": True,
+        "groupBy": None,
+        "groupsExpanded": {},
+        "viewMaximized": False,
+        "runListHidden": False,
+        "autoRefreshEnabled": False,
+        "chartsSearchFilter": "",
+        "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""},
+    }
+
+
+def view_tag_value(now_ms: int | None = None) -> str:
+    """The experiment tag's value: MLflow's saved-view envelope around :func:`view_state`."""
+    stamp = int(time.time() * 1000) if now_ms is None else now_ms
+    state = json.dumps(view_state(), separators=(",", ":"))
+    return json.dumps({"name": VIEW_NAME, "createdAt": stamp, "updatedAt": stamp, "state": state})
+
+
+def is_current(tag_value: str | None) -> bool:
+    """True when ``tag_value`` already holds this version's view (its state, whatever its time stamps)."""
+    try:
+        return json.loads(tag_value or "")["state"] == json.loads(view_tag_value(0))["state"]
+    except (ValueError, KeyError, TypeError):
+        return False
