@@ -24,8 +24,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from initsweep.ledger import MetricsFile, file_changed, identity, watch_file
 from initsweep import ui_view
+from initsweep.ledger import MetricsFile, file_changed, identity, watch_file
 from initsweep.protocol import OPTUNA_SWEEPER_NAME, ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
 
 DEFAULT_STORE_DIR = "mlruns"
