@@ -1,0 +1,56 @@
+"""Structural guarantees behind the performance goals (docs/performance.md); no timed assertions here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import open_dict
+
+from conftest import CONF, ROOT
+from initsweep.protocol import job_config_dict
+from initsweep.sweep import job_configs
+
+
+def test_validating_a_config_imports_neither_torch_nor_mlflow():
+    """A rejected config is answered before the seconds-long imports of torch and MLflow."""
+    code = (
+        "import sys\n"
+        "from initsweep.config import validate\n"
+        "from conftest import compose\n"
+        "from omegaconf import OmegaConf\n"
+        "validate(OmegaConf.to_container(compose(['init=uniform']), resolve=True))\n"
+        "print(sorted(m for m in ('torch', 'mlflow', 'numpy', 'matplotlib') if m in sys.modules))\n"
+    )
+    env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["init=zeros,normal", "seed=0,1", "trainer.epochs=2"],
+        ["model.width=8,16", "init=normal", "init.std=0.1,0.5", "+init.output=zeros"],
+    ],
+)
+def test_job_configs_equal_one_composition_per_job(overrides: list[str]):
+    """The sweep callback composes once per combination of group choices and applies the other overrides
+    itself; the result must equal Hydra composing every job."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        fixed = [o for o in overrides if "," not in o]
+        cfg = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.overrides.task = overrides
+        fast = job_configs(cfg)
+        loader = GlobalHydra.instance().config_loader()
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+        jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        slow = [job_config_dict(loader.load_sweep_config(cfg, job)) for job in jobs]
+    assert len(fast) == 4 and fast == slow
