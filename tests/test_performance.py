@@ -54,3 +54,24 @@ def test_job_configs_equal_one_composition_per_job(overrides: list[str]):
         jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         slow = [job_config_dict(loader.load_sweep_config(cfg, job)) for job in jobs]
     assert len(fast) == 4 and fast == slow
+
+
+def test_figures_drawn_in_the_background_are_logged_to_their_runs(tmp_path):
+    """A sweep job's PNGs are drawn by a forked child; finish() logs them to the right runs."""
+    from initsweep import figures, tracking
+    from initsweep.trainer import EpochMetrics
+
+    client = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = tracking.experiment_id(client, "figures")
+    history = [EpochMetrics(e, 1.0 / e, 0.5, 1.1 / e, 0.5, 0.01) for e in (1, 2, 3)]
+    loggers = []
+    for seed in (0, 1):
+        logger = tracking.start_run(client, exp_id, f"seed={seed}")
+        out_dir = tmp_path / str(seed)
+        out_dir.mkdir()
+        figures.log_figures(logger, history, (2.3, 0.1), [], out_dir, background=True)
+        logger.end()
+        loggers.append(logger)
+    figures.finish()
+    for logger in loggers:
+        assert {a.path for a in client.list_artifacts(logger.run_id)} == {"learning_curves.png"}

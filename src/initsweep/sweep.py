@@ -180,8 +180,9 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent is None or self.logger is None:
             return
-        from initsweep import report, tracking
+        from initsweep import figures, report, tracking
 
+        figures.finish()  # the last jobs' figures, drawn in the background
         client = tracking.connect(self.parent.tracking_uri)
         runs = tracking.child_runs(client, self.parent.experiment_id, self.parent.run_id)
         table = report.summary_table(runs)
