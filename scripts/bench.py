@@ -236,7 +236,7 @@ class Bench:
         self.args, self.cwd = args, cwd
         self.train = [sys.executable, str(ROOT / "train.py")]
         (cwd / "noop.py").write_text(NOOP_APP.format(conf=str(ROOT / "conf")))
-        self.noop = [sys.executable, str(cwd / "noop.py"), "~hydra.callbacks.sweep"]
+        self.noop = [sys.executable, str(cwd / "noop.py")]
         self.n = 0
         wall([*self.train, "trainer.epochs=1", "tracking.log_plots=false"], cwd)  # create the store once
 
@@ -250,7 +250,8 @@ class Bench:
     def reference(self, sweep: list[str], inits: str, epochs: int | None = None) -> float:
         """The plain loop doing the same trainings plus the no-op Hydra multirun of the same jobs."""
         multirun = ["-m", *sweep] if sweep else []
-        noop = wall([*self.noop, *multirun, *model_args(self.args), self.sweep_dir()], self.cwd)
+        noop = [*self.noop, *multirun, *model_args(self.args), "~hydra.callbacks.sweep", self.sweep_dir()]
+        noop = wall(noop, self.cwd)
         return wall(plain_cmd(self.args, inits, epochs), self.cwd) + noop
 
     def sweep_case(self, n_jobs: int) -> tuple[float, float, float]:
