@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,14 @@ def _draw(history: Sequence[Any], initial_val: tuple[float, float], snapshots: l
     return paths
 
 
+def _draw_in_child(*args: Any) -> None:
+    """The forked child: Ctrl-C goes to the parent (which closes its runs and logs what is drawn), SIGTERM
+    ends the child quietly instead of raising the parent's KeyboardInterrupt handler in it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _draw(*args)
+
+
 def log_figures(
     logger: Any,
     history: Sequence[Any],
@@ -43,7 +52,7 @@ def log_figures(
     args = (history, initial_val, snapshots, out_dir, logger.run_name)
     finish()
     if background and "fork" in multiprocessing.get_all_start_methods():
-        child = multiprocessing.get_context("fork").Process(target=_draw, args=args, daemon=False)
+        child = multiprocessing.get_context("fork").Process(target=_draw_in_child, args=args, daemon=False)
         child.start()
         paths = [out_dir / "learning_curves.png"] + ([out_dir / "signal_propagation.png"] if snapshots else [])
         _pending.append((child, logger, paths, args))
