@@ -28,8 +28,10 @@ if __name__ == "__main__":
     warnings.filterwarnings("ignore", message=r"(?s).*automatic_schema_matching")
     from initsweep.console import quiet_libraries
     from initsweep.errors import check_command_line
+    from initsweep.hydra_listing import share_group_listings
 
     quiet_libraries()
+    share_group_listings()  # --help and the check below list every config group: one repository copy, not 100
     check_command_line(sys.argv[1:], CONFIG_DIR)
     try:
         main()

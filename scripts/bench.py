@@ -1,16 +1,26 @@
-"""Benchmark initsweep against a plain PyTorch loop doing the same training.
+"""Benchmark initsweep against a plain PyTorch loop plus Hydra's own cost, each figure printed with its goal.
 
-    python scripts/bench.py                # full benchmark (a few minutes on 2 CPU cores)
-    python scripts/bench.py --tiny         # seconds: a smoke test that the benchmark still runs
-    python scripts/bench.py --width 4096 --depth 8 --batch-size 4096 --device cuda --only job
+    python scripts/bench.py                          # every case (long: tens of minutes on 2 CPU cores)
+    python scripts/bench.py --only sweep4,reject     # a few cases
+    python scripts/bench.py --tiny                   # seconds: a smoke test that the benchmark still runs
 
-Cases (same data, model, optimizer, epochs and batch size everywhere):
-  a. steps      the plain loop in this process vs initsweep's trainer in this process (training time only)
-  b. job        `python train.py` (one tracked job) vs a plain-loop process, both including their imports
-  c. sweep4     `python train.py -m init=zeros,ones,normal,uniform` vs one plain process doing 4 trainings
-  d. parallel   an 8-job sweep on the basic launcher vs `hydra/launcher=joblib hydra.launcher.n_jobs=2`
-Every figure is the median over --repeats. Subprocesses run against a store created beforehand (a
-researcher's store usually exists), in a temporary directory.
+The reference of a sweep is a plain PyTorch loop doing the same trainings in one process plus a no-op
+``@hydra.main`` app on the same ``conf/`` (returns 0.0, the sweep callback removed) running the same multirun:
+the floor Hydra's launcher costs. Every timed case runs ``--repeats`` alternated pairs (initsweep first, then
+the reference, then the other way round) and reports the medians and the median of the per-pair ratios, so a
+machine whose load drifts still gives usable ratios. Subprocesses run in a temporary directory against a store
+created beforehand (a researcher's store usually exists). Cases (``--only``):
+
+  steps     training steps in-process: initsweep's trainer vs the plain loop            <= 1.11 x
+  single    one tracked run vs plain single training + no-op Hydra single run              <= 1.15 x
+  sweep4    4-initializer sweep vs plain 4 trainings + no-op 4-job multirun               <= 1.15 x
+  sweep16   16-job sweep (seed=0..15) vs plain 16 trainings + no-op 16-job multirun        <= 1.15 x
+  slope     marginal seconds per job, slope from 4 to 64 jobs: initsweep vs plain + no-op + 0.05 s
+  reject    a rejected config (init.std=abc), wall and CPU seconds                          <= 1.0 s
+  startup   train.py --help and --cfg job                                                    < 1 s
+  parallel  joblib n_jobs=2 vs the basic launcher, 16 jobs of --parallel-epochs (100)        <= 0.6 x
+  memory    the main process's peak RSS, 256 jobs minus 16 jobs (1 epoch each)              < 50 MB
+  optuna    a 30-trial normal_std study, median pruner vs no pruner, same best value        <= 0.5 x
 """
 
 from __future__ import annotations
@@ -22,10 +32,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INITS = ("zeros", "ones", "normal", "uniform")
+ALL_CASES = "steps,single,sweep4,sweep16,slope,reject,startup,parallel,memory,optuna"
+TINY_CASES = "steps,single,sweep4,reject,startup"
+NOOP_APP = """import hydra
+
+
+@hydra.main(version_base="1.3", config_path={conf!r}, config_name="config")
+def main(cfg) -> float:
+    return 0.0
+
+
+if __name__ == "__main__":
+    main()
+"""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,18 +123,49 @@ def plain_worker(args) -> None:
 # Measurements
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return elapsed
+class Proc:
+    """One finished subprocess: wall seconds, CPU seconds (user + system, its children included) and peak RSS
+    in MB. CPU seconds barely change with machine load, wall seconds do."""
+
+    def __init__(self, cmd: list[str], cwd: Path, check: bool = True) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+            _, status, usage = os.wait4(p.pid, 0)  # this child's own rusage (Popen.wait would discard it)
+            self.wall = time.perf_counter() - t0
+            p.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            err.seek(0)
+            self.stdout, self.stderr = out.read(), err.read()
+        self.returncode = p.returncode
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.rss_mb = usage.ru_maxrss / 1024
+        if check and p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{self.stderr[-3000:]}")
 
 
-def median_of(repeats: int, fn) -> float:
-    return statistics.median(fn() for _ in range(repeats))
+def wall(cmd: list[str], cwd: Path) -> float:
+    return Proc(cmd, cwd).wall
+
+
+def alternated(repeats: int, ours: Callable[[], float], ref: Callable[[], float]) -> tuple[float, float, float]:
+    """(median ours, median reference, median of the per-pair ratios) over ``repeats`` alternated pairs."""
+    pairs = []
+    for i in range(repeats):
+        if i % 2 == 0:
+            o = ours()
+            r = ref()
+        else:
+            r = ref()
+            o = ours()
+        pairs.append((o, r))
+    return (
+        statistics.median(o for o, _ in pairs),
+        statistics.median(r for _, r in pairs),
+        statistics.median(o / r for o, r in pairs),
+    )
 
 
 def model_args(args) -> list[str]:
@@ -124,14 +179,14 @@ def model_args(args) -> list[str]:
     ]
 
 
-def plain_cmd(args, inits: str) -> list[str]:
+def plain_cmd(args, inits: str, epochs: int | None = None) -> list[str]:
     return [
         sys.executable,
         __file__,
         "--plain",
         inits,
         "--epochs",
-        str(args.epochs),
+        str(epochs or args.epochs),
         "--width",
         str(args.width),
         "--depth",
@@ -143,8 +198,8 @@ def plain_cmd(args, inits: str) -> list[str]:
     ]
 
 
-def bench_steps(args) -> tuple[float, float]:
-    """(plain loop training seconds, initsweep trainer training seconds), in this process."""
+def bench_steps(args) -> tuple[float, float, float]:
+    """(initsweep trainer s, plain loop s, ratio) of training time only, in this process."""
     sys.path.insert(0, str(ROOT / "tests"))
     from omegaconf import OmegaConf
 
@@ -171,18 +226,57 @@ def bench_steps(args) -> tuple[float, float]:
         return time.perf_counter() - t0
 
     plain_train(plain, "normal", args), ours()  # warm-up: first optimizer construction, allocator
-    return median_of(args.repeats, lambda: plain_train(plain, "normal", args)), median_of(args.repeats, ours)
+    return alternated(args.repeats, ours, lambda: plain_train(plain, "normal", args))
+
+
+class Bench:
+    """The subprocess cases, run in one temporary directory with an existing store."""
+
+    def __init__(self, args, cwd: Path) -> None:
+        self.args, self.cwd = args, cwd
+        self.train = [sys.executable, str(ROOT / "train.py")]
+        (cwd / "noop.py").write_text(NOOP_APP.format(conf=str(ROOT / "conf")))
+        self.noop = [sys.executable, str(cwd / "noop.py")]
+        self.n = 0
+        wall([*self.train, "trainer.epochs=1", "tracking.log_plots=false"], cwd)  # create the store once
+
+    def sweep_dir(self) -> str:
+        self.n += 1
+        return f"hydra.sweep.dir={self.cwd / 'multirun' / str(self.n)}"
+
+    def sweep(self, sweep: list[str], extra: list[str] = ()) -> float:
+        return wall([*self.train, "-m", *sweep, *model_args(self.args), *extra, self.sweep_dir()], self.cwd)
+
+    def reference(self, sweep: list[str], inits: str, epochs: int | None = None) -> float:
+        """The plain loop doing the same trainings plus the no-op Hydra multirun of the same jobs."""
+        multirun = ["-m", *sweep] if sweep else []
+        noop = [*self.noop, *multirun, *model_args(self.args), "~hydra.callbacks.sweep", self.sweep_dir()]
+        noop = wall(noop, self.cwd)
+        return wall(plain_cmd(self.args, inits, epochs), self.cwd) + noop
+
+    def sweep_case(self, n_jobs: int) -> tuple[float, float, float]:
+        seeds = ["seed=" + ",".join(map(str, range(n_jobs)))]
+        return alternated(
+            self.args.repeats,
+            lambda: self.sweep(seeds),
+            lambda: self.reference(seeds, ",".join(["normal"] * n_jobs)),
+        )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="alternated pairs per case (the median is reported)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--only", default="steps,job,sweep4,parallel", help="comma-separated cases")
+    p.add_argument("--only", default=None, help=f"comma-separated cases (default: {ALL_CASES})")
+    p.add_argument("--jobs", type=int, nargs=2, default=(4, 64), metavar=("FEW", "MANY"), help="slope: job counts")
+    p.add_argument("--memory-jobs", type=int, nargs=2, default=(16, 256), metavar=("FEW", "MANY"))
+    p.add_argument("--parallel-jobs", type=int, default=16)
+    p.add_argument("--parallel-epochs", type=int, default=100)
+    p.add_argument("--trials", type=int, default=30, help="optuna: trials per study")
     p.add_argument(
         "--override",
         action="append",
@@ -190,77 +284,131 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="extra train.py override for the initsweep side, e.g. tracking.log_plots=false",
     )
-    p.add_argument("--tiny", action="store_true", help="1 repeat, 2 epochs, width 32, 2-job parallel case")
+    p.add_argument("--tiny", action="store_true", help=f"1 repeat, 2 epochs, width 32, cases {TINY_CASES}")
     p.add_argument("--plain", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.plain:
         return plain_worker(args)
     if args.tiny:
         args.repeats, args.epochs, args.width = 1, 2, 32
-    cases = set(args.only.split(","))
-    n_parallel = 2 if args.tiny else 8
+        args.jobs, args.memory_jobs, args.parallel_jobs, args.parallel_epochs, args.trials = (2, 4), (2, 4), 2, 2, 4
+    cases = (args.only or (TINY_CASES if args.tiny else ALL_CASES)).split(",")
+    rows: list[tuple[str, str, str, str, str, bool]] = []  # case, initsweep, reference, ratio, goal, met
 
-    n_train = 1257  # digits' training split
-    rows: list[tuple[str, float, float, float, str]] = []  # case, ours s, plain s, samples, target
-
-    def add(case: str, ours: float, plain: float, trainings: int, target: str) -> None:
-        rows.append((case, ours, plain, trainings * args.epochs * n_train, target))
+    def add(case: str, ours: str, ref: str, ratio: float | str, goal: str, met: bool) -> None:
+        rows.append((case, ours, ref, f"{ratio:.2f}" if isinstance(ratio, float) else ratio, goal, met))
+        print(f"# {case}: {ours} vs {ref} -> {rows[-1][3]} (goal {goal})", file=sys.stderr, flush=True)
 
     if "steps" in cases:
-        plain_s, ours_s = bench_steps(args)
-        add("a. training steps (in-process)", ours_s, plain_s, 1, "<= 1.11 x plain (samples/s >= 0.9 x)")
+        o, r, ratio = bench_steps(args)
+        add("a. training steps (in-process)", f"{o:.2f} s", f"{r:.2f} s plain", ratio, "<= 1.11 x", ratio <= 1.11)
     with tempfile.TemporaryDirectory(prefix="initsweep-bench-") as tmp:
-        cwd = Path(tmp)
-        train = [sys.executable, str(ROOT / "train.py")]
-        timed([*train, "trainer.epochs=1", "tracking.log_plots=false"], cwd)  # create the store once
-        if "job" in cases:
-            ours = median_of(args.repeats, lambda: timed([*train, *model_args(args)], cwd))
-            plain = median_of(args.repeats, lambda: timed(plain_cmd(args, "normal"), cwd))
-            add("b. one job, process wall time", ours, plain, 1, "<= 1.3 x plain")
+        b = Bench(args, Path(tmp))
+        if "single" in cases:
+            o, r, ratio = alternated(
+                args.repeats, lambda: wall([*b.train, *model_args(args)], b.cwd), lambda: b.reference([], "normal")
+            )
+            add("b. single run", f"{o:.2f} s", f"{r:.2f} s plain + no-op", ratio, "<= 1.15 x", ratio <= 1.15)
         if "sweep4" in cases:
-            ours = median_of(
-                args.repeats, lambda: timed([*train, "-m", f"init={','.join(INITS)}", *model_args(args)], cwd)
+            sweep = [f"init={','.join(INITS)}"]
+            o, r, ratio = alternated(args.repeats, lambda: b.sweep(sweep), lambda: b.reference(sweep, ",".join(INITS)))
+            add("c. 4-init sweep", f"{o:.2f} s", f"{r:.2f} s plain + no-op", ratio, "<= 1.15 x", ratio <= 1.15)
+        if "sweep16" in cases:
+            o, r, ratio = b.sweep_case(16)
+            add("d. 16-job sweep", f"{o:.2f} s", f"{r:.2f} s plain + no-op", ratio, "<= 1.15 x", ratio <= 1.15)
+        if "slope" in cases:
+            few, many = args.jobs
+            (o1, r1, _), (o2, r2, _) = b.sweep_case(few), b.sweep_case(many)
+            so, sr = (o2 - o1) / (many - few), (r2 - r1) / (many - few)
+            add(
+                f"e. marginal s per job ({few} -> {many} jobs)",
+                f"{so:.3f} s",
+                f"{sr:.3f} s plain + no-op",
+                so / (sr + 0.05),
+                "<= plain + no-op + 0.05 s",
+                so <= sr + 0.05,
             )
-            plain = median_of(args.repeats, lambda: timed(plain_cmd(args, ",".join(INITS)), cwd))
-            add("c. 4-initializer sweep", ours, plain, 4, "<= 1.3 x plain")
-        if "parallel" in cases:
-            seeds = "seed=" + ",".join(map(str, range(n_parallel)))
-            basic = median_of(args.repeats, lambda: timed([*train, "-m", seeds, *model_args(args)], cwd))
-            joblib = median_of(
-                args.repeats,
-                lambda: timed(
-                    [*train, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", seeds, *model_args(args)], cwd
-                ),
-            )
-            rows.append(
-                (
-                    f"d. {n_parallel}-job sweep, joblib n_jobs=2 vs basic launcher",
-                    joblib,
-                    basic,
-                    n_parallel * args.epochs * n_train,
-                    "<= 0.7 x basic",
-                )
-            )
-        if "startup" in cases or not args.tiny:
+        if "reject" in cases:
+            runs = [Proc([*b.train, "init.std=abc"], b.cwd, check=False) for _ in range(args.repeats)]
+            assert all(r.returncode == 2 for r in runs), runs[0].stderr
+            w, c = statistics.median(r.wall for r in runs), statistics.median(r.cpu for r in runs)
+            add("f. rejected config (init.std=abc)", f"{w:.2f} s wall, {c:.2f} s CPU", "-", "-", "<= 1.0 s", c <= 1.0)
+        if "startup" in cases:
             for flag in ("--help", "--cfg job"):
-                s = median_of(args.repeats, lambda flag=flag: timed([*train, *flag.split()], cwd))
-                rows.append((f"e. train.py {flag}", s, float("nan"), 0, "< 2 s"))
-
+                runs = [Proc([*b.train, *flag.split()], b.cwd) for _ in range(args.repeats)]
+                w, c = statistics.median(r.wall for r in runs), statistics.median(r.cpu for r in runs)
+                add(f"g. train.py {flag}", f"{w:.2f} s wall, {c:.2f} s CPU", "-", "-", "< 1 s", c < 1.0)
+        if "parallel" in cases:
+            seeds = ["seed=" + ",".join(map(str, range(args.parallel_jobs)))]
+            epochs = [f"trainer.epochs={args.parallel_epochs}"]
+            joblib = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+            o, r, ratio = alternated(
+                args.repeats, lambda: b.sweep(seeds, [*epochs, *joblib]), lambda: b.sweep(seeds, epochs)
+            )
+            add(
+                f"h. joblib n_jobs=2 vs basic ({args.parallel_jobs} jobs x {args.parallel_epochs} epochs)",
+                f"{o:.2f} s",
+                f"{r:.2f} s basic",
+                ratio,
+                "<= 0.6 x",
+                ratio <= 0.6,
+            )
+        if "memory" in cases:
+            rss = []
+            for n_jobs in args.memory_jobs:
+                seeds = "seed=" + ",".join(map(str, range(n_jobs)))
+                cmd = [*b.train, "-m", seeds, *model_args(args), "trainer.epochs=1", b.sweep_dir()]
+                rss.append(Proc(cmd, b.cwd).rss_mb)
+            few, many = args.memory_jobs
+            growth = rss[1] - rss[0]
+            add(
+                f"i. main-process peak RSS, {many} minus {few} jobs",
+                f"{growth:+.0f} MB ({rss[0]:.0f} -> {rss[1]:.0f} MB)",
+                "-",
+                "-",
+                "< 50 MB",
+                growth < 50,
+            )
+        if "optuna" in cases:
+            add(*optuna_case(b))
     print(
         f"\nepochs={args.epochs} depth={args.depth} width={args.width} batch={args.batch_size} "
-        f"device={args.device} repeats={args.repeats} overrides={args.override or 'none'} (medians)\n"
+        f"device={args.device} repeats={args.repeats} overrides={args.override or 'none'} "
+        f"load average at the end={os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (medians)\n"
     )
-    print("| case | initsweep s | reference s | samples/s (initsweep) | ratio | goal |")
+    print("| case | initsweep | reference | ratio | goal | met |")
     print("|---|---|---|---|---|---|")
-    for case, ours, ref, samples, target in rows:
-        ratio = ours / ref if ref == ref else float("nan")
-        sps = f"{samples / ours:,.0f}" if samples else "-"
-        ref_s = f"{ref:.2f}" if ref == ref else "-"
-        print(
-            f"| {case} | {ours:.2f} | {ref_s} | {sps} | {ratio:.2f} | {target} |"
-            if ref == ref
-            else f"| {case} | {ours:.2f} | - | - | - | {target} |"
-        )
+    for case, ours, ref, ratio, goal, met in rows:
+        print(f"| {case} | {ours} | {ref} | {ratio} | {goal} | {'yes' if met else 'no'} |")
+
+
+def optuna_case(b: Bench) -> tuple[str, str, str, float, str, bool]:
+    """A normal_std study of --trials trials with the median pruner vs the same study without pruning."""
+    import yaml
+
+    args = b.args
+    best: dict[str, list[float]] = {"median": [], "none": []}
+
+    def study(pruner: str) -> float:
+        b.n += 1
+        sweep_dir = b.cwd / "multirun" / str(b.n)
+        cmd = [*b.train, "-m", "hparams_search=normal_std", f"hydra.sweeper.pruner={pruner}"]
+        cmd += [f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.study_name=bench-{b.n}", *model_args(args)]
+        seconds = wall([*cmd, f"hydra.sweep.dir={sweep_dir}"], b.cwd)
+        results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+        best[pruner].append(float(results["best_value"]))
+        return seconds
+
+    o, r, ratio = alternated(args.repeats, lambda: study("median"), lambda: study("none"))
+    bm, bn = statistics.median(best["median"]), statistics.median(best["none"])
+    return (
+        f"j. optuna {args.trials} trials, median pruner vs none",
+        f"{o:.1f} s (best {bm:.4g})",
+        f"{r:.1f} s (best {bn:.4g})",
+        ratio,
+        "<= 0.5 x, equal best",
+        ratio <= 0.5,
+    )
 
 
 if __name__ == "__main__":

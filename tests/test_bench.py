@@ -21,7 +21,9 @@ def test_bench_tiny_prints_every_case():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "case" not in line]
-    assert [r.split("|")[1].strip()[:2] for r in rows] == ["a.", "b.", "c.", "d."]
+    assert [r.split("|")[1].strip()[:2] for r in rows] == ["a.", "b.", "c.", "f.", "g.", "g."]
     for row in rows:
-        ratio = float(row.split("|")[5])
-        assert ratio > 0  # a number, not nan
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[4] and cells[5] in ("yes", "no")  # every figure is printed with its goal
+        if cells[3] != "-":
+            assert float(cells[3]) > 0  # a ratio, not nan

@@ -11,8 +11,10 @@ import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads inside read/write: config validation calls find() only
+    import numpy as np
 
 _TYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES: dict[str, int] = {"uint8": 0x08, "int8": 0x09, "int16": 0x0B, "int32": 0x0C, "float32": 0x0D, "float64": 0x0E}
@@ -34,6 +36,8 @@ def _open(path: Path):
 def read(path: str | Path) -> np.ndarray:
     """The array stored in an IDX file (ValueError naming the file when it is not IDX, truncated or a
     corrupt .gz)."""
+    import numpy as np
+
     path = Path(path)
     try:
         with _open(path) as f:
@@ -57,6 +61,8 @@ def read(path: str | Path) -> np.ndarray:
 
 def write(path: str | Path, array: np.ndarray) -> Path:
     """Write ``array`` as an IDX file (gzip-compressed when the name ends in .gz)."""
+    import numpy as np
+
     path = Path(path)
     array = np.asarray(array)
     code = _CODES[array.dtype.name]

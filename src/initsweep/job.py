@@ -325,15 +325,12 @@ def _train_and_log(
         checkpoint.save(logger, model, best.state, best.epoch, data.input_shape, data.num_classes)
 
     if config.tracking.log_plots:
-        from initsweep.plots import learning_curves, signal_propagation  # matplotlib: only when plotting
+        from initsweep.figures import log_figures
 
         out_dir = ctx.output_dir or Path(tempfile.mkdtemp(prefix="initsweep-"))
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = learning_curves(history, (val_loss, val_acc), out_dir / "learning_curves.png", logger.run_name)
-        logger.log_artifact(path)
-        if snapshots:
-            profiles = [(f"epoch {e}", d.layers, d.act_std, d.grad_std) for e, d in snapshots]
-            logger.log_artifact(signal_propagation(profiles, out_dir / "signal_propagation.png"))
+        in_process_sweep = ctx.sweep_dir is not None and ctx.parallel_jobs == 1  # the next job can start now
+        log_figures(logger, history, (val_loss, val_acc), snapshots, out_dir, background=in_process_sweep)
     return _Trained(objective_value(summary, config.optimized_metric), len(history), diverged, stopped_at)
 
 

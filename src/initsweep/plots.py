@@ -8,6 +8,9 @@ from pathlib import Path
 
 from initsweep.trainer import EpochMetrics
 
+# zlib level 1: about a third of the encoding time of the default level 6; files about 1.1 x larger.
+PNG = {"pil_kwargs": {"compress_level": 1}}
+
 
 def _pyplot():
     import matplotlib
@@ -21,7 +24,7 @@ def _pyplot():
 def _save(fig, path: Path, bottom: float = 0.16, top: float = 0.92) -> Path:
     """Save and close ``fig`` with fixed margins (tight_layout would cost about half of a plot's time)."""
     fig.subplots_adjust(left=0.09, right=0.98, bottom=bottom, top=top, wspace=0.3)
-    fig.savefig(path)
+    fig.savefig(path, **PNG)
     fig.clf()
     _pyplot().close(fig)
     return path
@@ -61,7 +64,7 @@ def learning_curves(
         fig.suptitle(title, fontsize=11)
     fig.text(0.01, 0.01, "x at the bottom: loss 0; triangle at the top: NaN/inf", fontsize=7, color="0.4")
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.84, wspace=0.25)
-    fig.savefig(path)
+    fig.savefig(path, **PNG)
     plt.close(fig)
     return path
 
@@ -84,12 +87,17 @@ class Panel:
 
 
 def _short_log_ticks(ax) -> None:
-    """Log-axis labels that fit: a range within one decade gets short minor labels (2.3029, not 2.3029x10^0)."""
-    from matplotlib.ticker import FormatStrFormatter
+    """Log-axis labels that fit, as plain text: ``0.01``, not the mathtext ``10^-2`` (parsing mathtext was a
+    sixth of a figure's drawing time). A range within one decade gets short minor labels (2.3029, not
+    2.3029x10^0); wider ranges draw no minor ticks (another sixth)."""
+    from matplotlib.ticker import FormatStrFormatter, NullLocator
 
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.4g"))
     low, high = ax.get_ylim()
     if low > 0 and high / low < 10:
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%.5g"))
+    else:
+        ax.yaxis.set_minor_locator(NullLocator())
 
 
 def _integer_x(ax) -> None:
@@ -143,6 +151,7 @@ def signal_propagation(
         for i, profile in enumerate(profiles):
             _log_line(ax, xs, list(profile[index]), color=f"C{i % 10}", marker="o", label=profile[0])
         ax.set(xlabel="layer", ylabel=title, yscale="log")
+        _short_log_ticks(ax)
         _layer_ticks(ax, layers)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

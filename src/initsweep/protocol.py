@@ -230,13 +230,14 @@ class SweepVerdict:
         return SweepVerdict(**raw) if raw is not None else None
 
 
-def job_config_dict(cfg: Any) -> dict[str, Any]:
-    """A composed Hydra config (DictConfig) as the plain, resolved dict every job validates: no ``hydra`` node."""
+def job_config_dict(cfg: Any, resolve: bool = True) -> dict[str, Any]:
+    """A composed Hydra config (DictConfig) as the plain, resolved dict every job validates: no ``hydra`` node
+    (``resolve=False``: interpolations left as written)."""
     from omegaconf import OmegaConf  # keeps this module free of third-party imports for its other users
 
     d = OmegaConf.to_container(cfg, resolve=False)
     d.pop("hydra", None)  # type: ignore[union-attr]
-    return OmegaConf.to_container(OmegaConf.create(d), resolve=True)  # type: ignore[return-value]
+    return OmegaConf.to_container(OmegaConf.create(d), resolve=True) if resolve else d  # type: ignore[return-value]
 
 
 def trial_number() -> int | None:

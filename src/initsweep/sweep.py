@@ -10,6 +10,7 @@ closes it.
 from __future__ import annotations
 
 import atexit
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,66 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
     # The loader expands glob(...) sweeps (e.g. init=glob(*,exclude=custom)) into the group's options.
     params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
     overrides = OverridesParser.create(config_loader=loader).parse_overrides(params + list(config.hydra.overrides.task))
-    jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-    return [job_config_dict(loader.load_sweep_config(config, list(job))) for job in jobs]
+    jobs = [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    return compose_jobs(config, jobs)
+
+
+def compose_jobs(config: DictConfig, jobs: list[list[str]]) -> list[dict[str, Any]]:
+    """Each job's config (no ``hydra`` node) as Hydra will compose it, with one full composition per distinct
+    combination of config-group choices (``init=zeros``) instead of one per job: a job's other overrides
+    (``seed=3``, ``+init.output_params.std=0.1``) are applied to a copy of its combination's config, the way
+    Hydra's composition applies them after merging the groups. A composition costs about 0.1 s; a copy a few ms,
+    and a plain ``key=value`` on an existing leaf of an interpolation-free config costs microseconds."""
+    loader = GlobalHydra.instance().config_loader()
+    parser = OverridesParser.create(config_loader=loader)
+    is_group = functools.lru_cache(maxsize=None)(lambda key: bool(loader.get_group_options(key)))
+    bases: dict[tuple[str, ...], dict[str, Any]] = {}
+    out = []
+    for job in jobs:
+        parsed = parser.parse_overrides(job)
+        choices = tuple(o.input_line for o in parsed if is_group(o.key_or_group))
+        if choices not in bases:
+            bases[choices] = job_config_dict(loader.load_sweep_config(config, list(choices)), resolve=False)
+        rest = [o for o in parsed if not is_group(o.key_or_group) and not o.key_or_group.startswith("hydra")]
+        out.append(_with_overrides(bases[choices], rest))
+    return out
+
+
+def _with_overrides(base: dict[str, Any], overrides: list[Any]) -> dict[str, Any]:
+    """``base`` (unresolved) with Hydra overrides applied, resolved: a dict copy when every override sets an
+    existing leaf to a scalar and nothing interpolates, else through OmegaConf as Hydra does."""
+    import copy
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl  # applies overrides exactly as Hydra does
+    from omegaconf import OmegaConf
+
+    if "${" not in repr(base) and all(_plain_leaf(base, o) for o in overrides):
+        out = copy.deepcopy(base)
+        for o in overrides:
+            *path, leaf = o.key_or_group.split(".")
+            node = out
+            for key in path:
+                node = node[key]
+            node[leaf] = o.value()
+        return out
+    cfg = OmegaConf.create(base)
+    OmegaConf.set_struct(cfg, True)  # as Hydra's composed config: a new key needs +key=value
+    ConfigLoaderImpl._apply_overrides_to_config(overrides, cfg)
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def _plain_leaf(base: dict[str, Any], override: Any) -> bool:
+    """Whether ``override`` is ``key=scalar`` on a key that exists in ``base`` and holds no mapping or list."""
+    if override.is_add() or override.is_delete() or override.is_force_add() or override.package is not None:
+        return False
+    if isinstance(override.value(), (dict, list)):
+        return False
+    node: Any = base
+    for key in override.key_or_group.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return not isinstance(node, (dict, list))
 
 
 def fixed_overrides(overrides: list[str]) -> tuple[str, ...]:
@@ -86,15 +145,20 @@ class SweepCallback(Callback):
         # must end the process itself, with one clear message.
         from hydra.errors import HydraException
 
-        from initsweep import tracking
         from initsweep.config import ConfigError, validate
 
         try:
             configs = job_configs(config)
             checked = [validate(c) for c in configs]
+        except (ConfigError, HydraException) as e:
+            print(f"initsweep: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        from initsweep import tracking  # MLflow: imported only once every job's config is valid
+
+        try:
             uri = tracking.resolve_uri(checked[0].tracking.uri)
             client = tracking.connect(uri)  # creates the store once, before any worker starts
-        except (ConfigError, HydraException, tracking.TrackingError) as e:
+        except tracking.TrackingError as e:
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         from omegaconf import OmegaConf
@@ -157,8 +221,9 @@ class SweepCallback(Callback):
 
     def _end(self, config: DictConfig) -> None:
         assert self.parent is not None and self.logger is not None
-        from initsweep import recovery, report, tracking
+        from initsweep import figures, recovery, report, tracking
 
+        figures.finish()  # the last jobs' figures, drawn in the background
         client = tracking.connect(self.parent.tracking_uri)
         recovery.reap_quietly(client)  # a job whose worker died, or whose end the store did not take
         runs = tracking.child_runs(client, self.parent.experiment_id, self.parent.run_id)

@@ -8,7 +8,8 @@
 Imports nothing from tracking, tuning, the job, the sweep or ``hydra_plugins``.
 """
 
-from initsweep.initializers.apply import InitSpec, LayerStats, init_layers, initialize, lsuv_, output_layer
+from typing import TYPE_CHECKING, Any
+
 from initsweep.initializers.catalogue import SCHEMES, CustomParams, InitError, Scheme, Site, import_target
 from initsweep.initializers.fills import (
     constant_,
@@ -26,6 +27,21 @@ from initsweep.initializers.fills import (
     variance_scaling_std,
 )
 from initsweep.initializers.validation import check_init, check_params
+
+# apply imports torch; config validation imports this package, so apply's names load on first use (PEP 562).
+_APPLY = ("InitSpec", "LayerStats", "init_layers", "initialize", "lsuv_", "output_layer")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _APPLY:
+        from initsweep.initializers import apply
+
+        return getattr(apply, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from initsweep.initializers.apply import InitSpec, LayerStats, init_layers, initialize, lsuv_, output_layer
 
 __all__ = [
     "SCHEMES",

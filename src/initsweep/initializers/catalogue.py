@@ -13,11 +13,9 @@ import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import torch
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
-from torch import Tensor
 
 from initsweep.initializers.fills import (
     NONLINEARITIES,
@@ -40,6 +38,10 @@ from initsweep.initializers.fills import (
     variance_scaling_,
     variance_scaling_std,
 )
+from initsweep.lazy import no_grad
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class InitError(ValueError):
@@ -315,8 +317,10 @@ def import_target(path: str) -> Callable[..., Any]:
     raise ModuleNotFoundError(f"no module in {path!r} can be imported")
 
 
-@torch.no_grad()
+@no_grad
 def _call_custom(w: Tensor, p: CustomParams) -> None:
+    import torch
+
     fn = import_target(p.target or "")
     try:
         result = fn(w, **p.kwargs)
@@ -324,7 +328,7 @@ def _call_custom(w: Tensor, p: CustomParams) -> None:
         raise InitError(
             f"init._target_ = {p.target!r} failed on a tensor of shape {tuple(w.shape)}: {type(e).__name__}: {e}"
         ) from e
-    if isinstance(result, Tensor) and result is not w and result.shape == w.shape:
+    if isinstance(result, torch.Tensor) and result is not w and result.shape == w.shape:
         w.copy_(result)  # a function that returns a new tensor instead of filling in place
 
 

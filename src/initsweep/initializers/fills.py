@@ -8,9 +8,15 @@ docstring states its formula, the std it gives, its reference, and where it diff
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor, nn
+from initsweep.lazy import LazyModule, no_grad
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = LazyModule("torch")  # imported on first use: validating a config reads this module, never torch
+nn = LazyModule("torch.nn")
 
 NONLINEARITIES = ("linear", "conv1d", "conv2d", "conv3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
 
@@ -86,26 +92,26 @@ TRUNC2 = truncated_std_factor(-2.0, 2.0)  # 0.87962566...
 # Fills with a fixed scale
 
 
-@torch.no_grad()
+@no_grad
 def constant_(w: Tensor, value: float) -> Tensor:
     """W = value; std 0. Every unit of a layer computes the same function and receives the same gradient, so
     the symmetry is never broken (the classic failure of zeros and ones). As ``torch.nn.init.constant_``."""
     return w.fill_(value)
 
 
-@torch.no_grad()
+@no_grad
 def normal_(w: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """W ~ N(mean, std^2). As ``torch.nn.init.normal_``; the scale ignores the layer's size."""
     return w.normal_(mean, std)
 
 
-@torch.no_grad()
+@no_grad
 def uniform_(w: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
     """W ~ U(low, high); std = (high - low) / sqrt(12). As ``torch.nn.init.uniform_(w, a=low, b=high)``."""
     return w.uniform_(low, high)
 
 
-@torch.no_grad()
+@no_grad
 def truncated_normal_(
     w: Tensor, mean: float = 0.0, std: float = 1.0, lower_sd: float = -2.0, upper_sd: float = 2.0
 ) -> Tensor:
@@ -133,7 +139,7 @@ def variance_scaling_std(shape: tuple[int, ...], scale: float, mode: str) -> flo
     return math.sqrt(scale / fan(shape, mode))
 
 
-@torch.no_grad()
+@no_grad
 def variance_scaling_(w: Tensor, std: float, distribution: str) -> Tensor:
     """Draw zero-mean entries with standard deviation ``std`` (from :func:`variance_scaling_std`):
 
@@ -154,7 +160,7 @@ def variance_scaling_(w: Tensor, std: float, distribution: str) -> Tensor:
     raise ValueError(f"unknown distribution {distribution!r}")
 
 
-@torch.no_grad()
+@no_grad
 def pytorch_default_(w: Tensor, fan_in: int) -> Tensor:
     """PyTorch's own Linear/ConvNd init (``reset_parameters``: ``kaiming_uniform_`` with a = sqrt(5)):
     W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), std = 1 / sqrt(3 fan_in). Its bias rule is the same
@@ -171,7 +177,7 @@ def _as_matrix(w: Tensor) -> Tensor:
     return w.reshape(w.shape[0], -1)
 
 
-@torch.no_grad()
+@no_grad
 def orthogonal_(w: Tensor, gain: float = 1.0) -> Tensor:
     """W (viewed as rows = out, cols = in * prod(kernel)) = gain * Q with orthonormal rows (rows <= cols)
     or columns (rows > cols), Q from the QR decomposition of a Gaussian matrix with the signs of R's
@@ -195,7 +201,7 @@ def is_square(shape: tuple[int, ...]) -> bool:
     return shape[0] == shape[1]
 
 
-@torch.no_grad()
+@no_grad
 def identity_(w: Tensor, gain: float = 1.0) -> Tensor:
     """W = gain * I: Linear gets the (rectangular) identity matrix, Conv the Dirac delta at the kernel
     centre (each output channel i copies input channel i); min(out, in) entries equal gain, the rest 0
@@ -220,7 +226,7 @@ def identity_std(shape: tuple[int, ...], gain: float) -> float:
     return math.sqrt(max(gain * gain * k - n * mean * mean, 0.0) / (n - 1))
 
 
-@torch.no_grad()
+@no_grad
 def sparse_(w: Tensor, sparsity: float = 0.1, std: float = 0.01) -> Tensor:
     """In each column (input unit) of W viewed as (out, in * prod(kernel)): ceil(sparsity * out) entries
     are 0, chosen at random, the rest ~ N(0, std^2) (Martens 2010). std(W): :func:`sparse_std`.

@@ -10,7 +10,6 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from pydantic import ValidationError
 
 from initsweep.initializers.catalogue import SCHEMES, CustomParams, import_target, output_schemes
@@ -50,6 +49,8 @@ def _check_custom(p: CustomParams, prefix: str) -> None:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return  # builtins without a signature: checked when called
+    import torch  # only for init=custom: a real tensor to bind the signature to
+
     try:
         sig.bind(torch.empty(0), **p.kwargs)
     except TypeError as e:
