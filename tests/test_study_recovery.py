@@ -163,7 +163,7 @@ def test_budget_counts_finished_and_running_trials_but_not_retried_failures(tmp_
 # --- end to end: kill -9, re-run -------------------------------------------------------------------------------
 
 
-def running_trial(journal: Path, timeout: float = 240) -> None:
+def running_trial(journal: Path, timeout: float = 900) -> None:
     """Wait until the study in ``journal`` has a RUNNING trial claimed by its process."""
     deadline = time.time() + timeout
     while time.time() < deadline:
