@@ -119,6 +119,7 @@ def test_missing_driver_is_one_message_exit_2(tmp_path):
 
 @pytest.mark.cluster
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a hang guard sized for a loaded 2-core CI machine
 def test_three_workers_share_one_postgresql_study(tmp_path, postgres, mlflow_server):
     import optuna
     from mlflow import MlflowClient
