@@ -30,12 +30,15 @@ sweep: setup
 
 # The whole suite, with the real services its cluster tests need (PostgreSQL, SLURM, an MLflow server on
 # 127.0.0.1, started by scripts/services/*.sh as root and stopped afterwards).
+# TEST_WORKERS pytest-xdist processes (2: most of a test's time is a train.py subprocess starting up or
+# waiting on another process, which a second worker overlaps); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup
 	$(MAKE) services
-	$(PY) -m pytest; rc=$$?; $(MAKE) services-stop; exit $$rc
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal; rc=$$?; $(MAKE) services-stop; exit $$rc
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 # Format and lint (ruff) and the import graph's contracts (import-linter, see pyproject.toml).
 lint: setup
