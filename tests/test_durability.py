@@ -145,7 +145,7 @@ def test_joblib_interrupt_closes_every_run_and_leaves_no_worker(tmp_path: Path, 
     for child in children:
         assert child.data.tags["failure"] in ("interrupted", "lost")
         local = Path(child.data.tags[Tag.METRICS_FILE])
-        assert store_epochs(tmp_path, child.info.run_id) == epochs_in(local) != []
+        assert store_epochs(tmp_path, child.info.run_id) == epochs_in(local) != [], child.data.tags["failure"]
 
 
 def test_joblib_worker_killed_the_sweep_says_so_and_its_run_is_killed(tmp_path: Path):

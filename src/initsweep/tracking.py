@@ -186,7 +186,7 @@ class RunLogger:
         """Send buffered metrics (1000 per request, with the heartbeat tag); TrackingError if refused."""
         if self.broken:  # the store already refused this run's metrics
             raise TrackingError(self.broken)
-        pending, self._pending = self._pending, []
+        pending = list(self._pending)  # dropped only once sent: an interrupt mid-send loses nothing
         heartbeat = [RunTag(Tag.HEARTBEAT, str(int(time.time())))]
         try:
             if (db := sqlite_path(self.client.tracking_uri)) and (gone := file_changed(db)):
@@ -197,6 +197,7 @@ class RunLogger:
             kept = f", kept in {self.local.path}" if self.local is not None and not self.local.error else ""
             self.broken = f"the store refused the metrics of run {self.run_id} ({type(e).__name__}: {e}){kept}"
             raise TrackingError(self.broken) from None
+        del self._pending[: len(pending)]
         if self.local is not None and pending:
             self.local.flushed(self.local.lines)
         self._last_flush = time.monotonic()

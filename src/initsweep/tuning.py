@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,6 +242,10 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
     study_name = s.study_name or default_study_name(str(base.get("experiment_name")), space)
     fresh = "://" not in storage and not Path(storage).exists()  # no journal file yet: no study, create nothing
     try:
+        if not fresh and "://" not in storage:  # a journal file: every line one JSON record
+            for number, line in enumerate(Path(storage).read_bytes().splitlines(), 1):
+                if line.strip() and not isinstance(json.loads(line.decode()), dict):
+                    raise ValueError(f"line {number} is not a journal record")
         existing = None if fresh else existing_study_directions(open_storage(storage), study_name)
     except Exception as e:  # noqa: BLE001 - a corrupt journal or database: name the file, launch nothing
         raise ConfigError(
