@@ -2,80 +2,23 @@
 
 # No `from __future__ import annotations`: Hydra executes plugin modules without registering them in
 # sys.modules, and dataclasses then cannot resolve string annotations.
-import logging
 import warnings
 from collections.abc import Sequence
-from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
-from typing import Any
 
-from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from joblib import Parallel, delayed
-from joblib.externals.loky.process_executor import TerminatedWorkerError
+from hydra.core.utils import JobReturn
 
-from hydra_plugins.hydra_joblib_launcher._core import execute_job, process_joblib_cfg
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-from initsweep.protocol import LOST_FILE
 
-log = logging.getLogger(__name__)
 # conf/hydra/launcher/joblib.yaml extends the stock config of the same name on purpose (also in workers,
 # which import this module to run a job and compose its config there).
 warnings.filterwarnings("ignore", message=r"(?s).*automatic_schema_matching")
-ATTEMPTS = 2  # a job whose worker died is run once more
-
-
-def _indexed(idx: int, *args: Any) -> Any:
-    return idx, execute_job(*args)
 
 
 class ResilientJoblibLauncher(JoblibLauncher):
     """JoblibLauncher whose batch survives a dead worker: jobs without a result are launched once more."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        setup_globals()
-        assert self.config is not None and self.task_function is not None and self.hydra_context is not None
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        joblib_cfg: dict[str, Any] = dict(self.joblib)
-        joblib_cfg["backend"] = "loky"  # the threading backend is incompatible with Hydra
-        process_joblib_cfg(joblib_cfg)
-        log.info(
-            f"Joblib.Parallel({','.join(f'{k}={v}' for k, v in joblib_cfg.items())}) is launching "
-            f"{len(job_overrides)} jobs"
-        )
-        for idx, overrides in enumerate(job_overrides):
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        # joblib (and numpy with it) loads only when a sweep launches, not on every start-up of train.py
+        from hydra_plugins.initsweep_joblib_launcher import _resilient
 
-        results: dict[int, JobReturn] = {}
-        todo = list(range(len(job_overrides)))
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                jobs = Parallel(**joblib_cfg, return_as="generator_unordered")(
-                    delayed(_indexed)(
-                        i,
-                        initial_job_idx + i,
-                        job_overrides[i],
-                        self.hydra_context,
-                        self.config,
-                        self.task_function,
-                        Singleton.get_state(),
-                    )
-                    for i in todo
-                )
-                for i, ret in jobs:
-                    results[i] = ret
-                break
-            except (TerminatedWorkerError, BrokenProcessPool) as e:
-                todo = [i for i in todo if i not in results]
-                with (sweep_dir / LOST_FILE).open("a") as f:  # the sweep exits 1 naming them (SweepCallback)
-                    f.writelines(f"#{initial_job_idx + i} ({' '.join(job_overrides[i])})\n" for i in todo)
-                again = "; running them once more" if attempt < ATTEMPTS else ""
-                jobs_left = ", ".join(f"#{initial_job_idx + i}" for i in todo)
-                log.error(f"initsweep: a worker died ({type(e).__name__}); jobs without a result: {jobs_left}{again}")
-        for i in todo:
-            if i not in results:  # lost twice: a failed job, reported at the sweep's end
-                error = RuntimeError(f"job #{initial_job_idx + i} lost its worker {ATTEMPTS} times")
-                results[i] = JobReturn(overrides=list(job_overrides[i]), status=JobStatus.FAILED, _return_value=error)
-        return [results[i] for i in range(len(job_overrides))]
+        return _resilient.launch(self, job_overrides, initial_job_idx)

@@ -1,0 +1,72 @@
+"""The resilient launch loop, imported only when a sweep launches (Hydra's plugin scanner skips modules whose
+name starts with ``_``, so joblib and numpy stay out of every start-up and ``--help``)."""
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from joblib import Parallel, delayed
+from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+from hydra_plugins.hydra_joblib_launcher._core import execute_job, process_joblib_cfg
+from initsweep.protocol import LOST_FILE
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 2  # a job whose worker died is run once more
+
+
+def _indexed(idx: int, *args: Any) -> Any:
+    return idx, execute_job(*args)
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    """The stock launch, but jobs without a result (their worker died) are launched once more."""
+    setup_globals()
+    assert launcher.config is not None and launcher.task_function is not None and launcher.hydra_context is not None
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    joblib_cfg: dict[str, Any] = dict(launcher.joblib)
+    joblib_cfg["backend"] = "loky"  # the threading backend is incompatible with Hydra
+    process_joblib_cfg(joblib_cfg)
+    log.info(
+        f"Joblib.Parallel({','.join(f'{k}={v}' for k, v in joblib_cfg.items())}) is launching {len(job_overrides)} jobs"
+    )
+    for idx, overrides in enumerate(job_overrides):
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+
+    results: dict[int, JobReturn] = {}
+    todo = list(range(len(job_overrides)))
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            jobs = Parallel(**joblib_cfg, return_as="generator_unordered")(
+                delayed(_indexed)(
+                    i,
+                    initial_job_idx + i,
+                    job_overrides[i],
+                    launcher.hydra_context,
+                    launcher.config,
+                    launcher.task_function,
+                    Singleton.get_state(),
+                )
+                for i in todo
+            )
+            for i, ret in jobs:
+                results[i] = ret
+            break
+        except (TerminatedWorkerError, BrokenProcessPool) as e:
+            todo = [i for i in todo if i not in results]
+            with (sweep_dir / LOST_FILE).open("a") as f:  # the sweep exits 1 naming them (SweepCallback)
+                f.writelines(f"#{initial_job_idx + i} ({' '.join(job_overrides[i])})\n" for i in todo)
+            again = "; running them once more" if attempt < ATTEMPTS else ""
+            jobs_left = ", ".join(f"#{initial_job_idx + i}" for i in todo)
+            log.error(f"initsweep: a worker died ({type(e).__name__}); jobs without a result: {jobs_left}{again}")
+    for i in todo:
+        if i not in results:  # lost twice: a failed job, reported at the sweep's end
+            error = RuntimeError(f"job #{initial_job_idx + i} lost its worker {ATTEMPTS} times")
+            results[i] = JobReturn(overrides=list(job_overrides[i]), status=JobStatus.FAILED, _return_value=error)
+    return [results[i] for i in range(len(job_overrides))]
