@@ -35,6 +35,9 @@ PROGRESS_FILE = "initsweep_progress.jsonl"  # one line per finished job (jobs ->
 STATUS_FILE = "initsweep_status.json"  # the sweeper's verdict on the sweep (sweeper -> SweepCallback)
 RESULTS_FILE = "optimization_results.yaml"  # a study's results, for people
 PLOTS_DIR = "optuna_plots"
+LOCK_FILE = "initsweep.lock"  # held (flock) by the live sweep that owns the dir; names its pid and host
+# Files of the state above: a sweep that reuses a dir removes the ones an earlier sweep left there.
+STATE_FILES = (PARENT_FILE, STUDY_FILE, PROGRESS_FILE, STATUS_FILE)
 
 
 class Tag:

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from initsweep import locks
 from initsweep.protocol import OPTUNA_SWEEPER_NAME, ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -76,13 +78,15 @@ def _check_directory(directory: Path) -> None:
 def connect(uri: str) -> MlflowClient:
     """A client for ``uri`` whose store is checked to be reachable and writable (TrackingError otherwise,
     within seconds). Cached: a multirun in one process pays the store's start-up cost once."""
+    db_file = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
-    elif uri.startswith("sqlite:///"):
-        _check_directory(Path(uri[len("sqlite:///") :]).parent)
-    client = MlflowClient(tracking_uri=uri)
+    elif db_file is not None:
+        _check_directory(db_file.parent)
     try:
-        retrying(client.search_experiments, max_results=1)  # opens (and on first use creates) the store
+        with locks.store_creation(db_file) if db_file else nullcontext():  # one process creates a new store
+            client = MlflowClient(tracking_uri=uri)  # opens (and on first use creates) the store
+            retrying(client.search_experiments, max_results=1)
     except Exception as e:  # noqa: BLE001 - any store failure becomes one clear message
         raise TrackingError(f"cannot open the MLflow store {uri}: {type(e).__name__}: {e}") from None
     return client
