@@ -19,6 +19,7 @@ from initsweep.protocol import SUMMARY_METRICS
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "gelu", "selu")
 
 OUTPUTS = ("softmax", "sigmoid")
+EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment name, in characters
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -38,7 +39,7 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MLPConfig(_Strict):
@@ -196,7 +197,7 @@ FLAT_DATA = ("circles",)
 class InitConfig(BaseModel):
     """The weight scheme (``name`` plus its parameters, checked by the catalogue) and bias handling."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     name: str
     bias: Literal["zeros", "constant", "weight"] = "zeros"
@@ -280,7 +281,7 @@ class Config(_Strict):
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     metrics: MetricsConfig = MetricsConfig()
     seed: int = 0
-    experiment_name: str = Field("initsweep", min_length=1)
+    experiment_name: str = Field("initsweep", min_length=1, max_length=EXPERIMENT_NAME_MAX)
     optimized_metric: Literal[tuple(SUMMARY_METRICS)] = "val/acc_best"  # type: ignore[valid-type]
 
 
@@ -309,7 +310,10 @@ def _describe(error: dict[str, Any], raw: dict[str, Any] | None = None) -> str:
     msg = error["msg"].removeprefix("Value error, ")
     if isinstance(error.get("input"), dict):  # a whole-section check: the message names the keys
         return f"{key}: {msg}"
-    return f"{key} = {error.get('input')!r}: {msg}"
+    shown = repr(error.get("input"))
+    if len(shown) > 80:  # e.g. a 600-character experiment_name
+        shown = f"{shown[:60]}... ({len(error['input'])} characters)"
+    return f"{key} = {shown}: {msg}"
 
 
 def validate(raw: dict[str, Any]) -> Config:

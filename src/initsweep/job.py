@@ -33,6 +33,7 @@ from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
 from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
 from initsweep.protocol import Failure, JobStatus, Parent, Tag, worst_value
+from initsweep.resources import check_fits
 from initsweep.trainer import (
     BestState,
     EpochMetrics,
@@ -175,6 +176,7 @@ def execute(
     torch.manual_seed(config.seed)
     device = resolve_device(config.trainer.device)
     data = datasets.load(config.data).to(device)
+    check_fits(config.model, config.trainer, data.input_shape, data.num_classes, device)  # before allocating
     model = build_model(config.model, data.input_shape, data.num_classes).to(device)
     try:
         stats = initialize(model, config.init, config.model.activation, batch=data.x_train)
