@@ -232,6 +232,7 @@ class TrainerConfig(_Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     divergence_factor: float | None = Field(1e5, gt=1)
     threads: int | None = Field(None, ge=1)
+    deterministic: bool = Field(False, description="1 thread unless threads is set, deterministic kernels")
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
 

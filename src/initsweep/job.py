@@ -33,7 +33,7 @@ from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
 from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
 from initsweep.protocol import Failure, JobStatus, Parent, Tag, worst_value
-from initsweep.resources import check_fits
+from initsweep.resources import check_fits, use_deterministic_kernels
 from initsweep.trainer import (
     BestState,
     EpochMetrics,
@@ -78,11 +78,14 @@ class JobContext:
         )
 
 
-def intra_op_threads(configured: int | None, parallel_jobs: int) -> int:
-    """PyTorch's intra-op threads for a job: the configured number, else the cores (or $OMP_NUM_THREADS)
-    shared out among the jobs that run at once, so two joblib workers on 2 cores get 1 thread each."""
+def intra_op_threads(configured: int | None, parallel_jobs: int, deterministic: bool = False) -> int:
+    """PyTorch's intra-op threads for a job: the configured number, else 1 when ``deterministic`` (results then
+    do not depend on the launcher or the core count), else the cores (or $OMP_NUM_THREADS) shared out among the
+    jobs that run at once, so two joblib workers on 2 cores get 1 thread each."""
     if configured:
         return configured
+    if deterministic:
+        return 1
     available = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     return max(1, available // parallel_jobs)
 
@@ -172,7 +175,10 @@ def execute(
     config = validate(raw)
 
     # Build everything that can fail because of the config before a run is created.
-    torch.set_num_threads(intra_op_threads(config.trainer.threads, ctx.parallel_jobs))
+    threads = intra_op_threads(config.trainer.threads, ctx.parallel_jobs, config.trainer.deterministic)
+    torch.set_num_threads(threads)
+    raw["trainer"]["threads"] = threads  # logged (param and config.yaml) as the effective count, never null
+    use_deterministic_kernels(config.trainer.deterministic)
     torch.manual_seed(config.seed)
     device = resolve_device(config.trainer.device)
     data = datasets.load(config.data).to(device)

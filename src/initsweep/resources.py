@@ -1,5 +1,6 @@
-"""Will a job fit in memory? A parameter-memory estimate checked before the model is built.
+"""What a job asks of the machine: will its model fit in memory, and may its kernels be nondeterministic?
 
+Memory: a parameter-memory estimate checked before the model is built.
 The estimate counts the model's parameters without allocating them (the model is built on PyTorch's ``meta``
 device) and multiplies by the float32 copies training keeps: the weights, their gradients, the best-state copy
 (``trainer.BestState``) and the optimizer's state (SGD momentum: 1, Adam: 2). Activations are not counted,
@@ -63,3 +64,12 @@ def check_fits(
         f"{need / 2**30:.1f} GiB (weights, gradients, optimizer state, best-state copy in float32) but only "
         f"{free / 2**30:.1f} GiB of {device.type} memory is free; choose a smaller model"
     )
+
+
+def use_deterministic_kernels(on: bool) -> None:
+    """``trainer.deterministic``: PyTorch's deterministic algorithms (an error for an op that has none), and on
+    CUDA the cuBLAS workspace setting they need ($CUBLAS_WORKSPACE_CONFIG, unless set). Off again for the
+    next job of the same process when false."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
