@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,35 @@ def run_train(
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def _default_signal_handlers() -> None:
+    """In the forked child, before exec: SIGINT/SIGTERM/SIGQUIT back to their defaults. A background job of a
+    non-interactive shell (``(pytest ... &)``) starts with SIGINT ignored, an ignored signal stays ignored
+    across exec, and Python then never raises KeyboardInterrupt."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def spawn_with_default_signals(args: Iterable[str], **popen_kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen(args, **popen_kwargs)`` whose child starts with the default signal handlers, whatever
+    the test runner inherited: use it for every child a test sends a signal to."""
+    return subprocess.Popen(list(args), preexec_fn=_default_signal_handlers, **popen_kwargs)
+
+
+def start_train(args: Iterable[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python train.py ARGS`` in the background like :func:`run_train` (same cwd and env rules), with
+    default signal handlers and text stdout/stderr pipes; read it with ``proc.communicate(timeout=...)``."""
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env.update(env or {})
+    return spawn_with_default_signals(
+        [sys.executable, str(TRAIN), *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import TRAIN, all_runs, client_for, run_train
+from conftest import all_runs, client_for, run_train, start_train
 from initsweep.protocol import Tag
 
 pytestmark = pytest.mark.slow
@@ -87,21 +85,18 @@ def test_crashed_job_is_recorded_and_the_others_still_run(tmp_path: Path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_marks_runs_killed_and_keeps_the_store_usable(tmp_path: Path, sig):
-    proc = subprocess.Popen(
-        [sys.executable, str(TRAIN), "-m", "seed=0,1", "trainer.epochs=500"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_train(["-m", "seed=0,1", "trainer.epochs=500"], cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         # Read the store only once the sweep has created it (its parent file exists): opening an SQLite
         # store while another process creates it races in MLflow's migrations.
         while not (list(tmp_path.glob("multirun/*/*/initsweep_parent.json")) and _children(tmp_path)):
             assert proc.poll() is None and time.monotonic() < deadline, "the job never started"
             time.sleep(0.5)
-        time.sleep(6.0)  # some epochs in (the first optimizer step alone can take a second or two)
+        child_id = _children(tmp_path)[0].info.run_id
+        while not _steps(tmp_path, child_id, "train/loss"):  # some epochs in, however loaded the machine
+            assert proc.poll() is None and time.monotonic() < deadline, "no epoch finished"
+            time.sleep(0.5)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:

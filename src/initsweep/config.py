@@ -19,6 +19,7 @@ from initsweep.protocol import SUMMARY_METRICS
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "gelu", "selu")
 
 OUTPUTS = ("softmax", "sigmoid")
+EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment name, in characters
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -38,7 +39,7 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MLPConfig(_Strict):
@@ -196,7 +197,7 @@ FLAT_DATA = ("circles",)
 class InitConfig(BaseModel):
     """The weight scheme (``name`` plus its parameters, checked by the catalogue) and bias handling."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     name: str
     bias: Literal["zeros", "constant", "weight"] = "zeros"
@@ -231,6 +232,7 @@ class TrainerConfig(_Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     divergence_factor: float | None = Field(1e5, gt=1)
     threads: int | None = Field(None, ge=1)
+    deterministic: bool = Field(False, description="1 thread unless threads is set, deterministic kernels")
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
 
@@ -285,7 +287,7 @@ class Config(_Strict):
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     metrics: MetricsConfig = MetricsConfig()
     seed: int = 0
-    experiment_name: str = Field("initsweep", min_length=1)
+    experiment_name: str = Field("initsweep", min_length=1, max_length=EXPERIMENT_NAME_MAX)
     # One summary metric, or a list of them (a multi-objective study: the job returns one value per metric).
     optimized_metric: str | list[str] = "val/acc_best"
 
@@ -327,7 +329,10 @@ def _describe(error: dict[str, Any], raw: dict[str, Any] | None = None) -> str:
     msg = error["msg"].removeprefix("Value error, ")
     if isinstance(error.get("input"), dict):  # a whole-section check: the message names the keys
         return f"{key}: {msg}"
-    return f"{key} = {error.get('input')!r}: {msg}"
+    shown = repr(error.get("input"))
+    if len(shown) > 80:  # e.g. a 600-character experiment_name
+        shown = f"{shown[:60]}... ({len(error['input'])} characters)"
+    return f"{key} = {shown}: {msg}"
 
 
 def validate(raw: dict[str, Any]) -> Config:

@@ -33,6 +33,7 @@ from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
 from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
 from initsweep.protocol import Failure, JobStatus, Parent, Tag, objective_value, trial_number, worst_value
+from initsweep.resources import check_fits, use_deterministic_kernels
 from initsweep.scaleout import job_device
 from initsweep.trainer import (
     BestState,
@@ -78,11 +79,14 @@ class JobContext:
         )
 
 
-def intra_op_threads(configured: int | None, parallel_jobs: int) -> int:
-    """PyTorch's intra-op threads for a job: the configured number, else the cores (or $OMP_NUM_THREADS)
-    shared out among the jobs that run at once, so two joblib workers on 2 cores get 1 thread each."""
+def intra_op_threads(configured: int | None, parallel_jobs: int, deterministic: bool = False) -> int:
+    """PyTorch's intra-op threads for a job: the configured number, else 1 when ``deterministic`` (results then
+    do not depend on the launcher or the core count), else the cores (or $OMP_NUM_THREADS) shared out among the
+    jobs that run at once, so two joblib workers on 2 cores get 1 thread each."""
     if configured:
         return configured
+    if deterministic:
+        return 1
     available = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     return max(1, available // parallel_jobs)
 
@@ -174,12 +178,16 @@ def execute(
     config = validate(raw)
 
     # Build everything that can fail because of the config before a run is created.
-    torch.set_num_threads(intra_op_threads(config.trainer.threads, ctx.parallel_jobs))
+    threads = intra_op_threads(config.trainer.threads, ctx.parallel_jobs, config.trainer.deterministic)
+    torch.set_num_threads(threads)
+    raw["trainer"]["threads"] = threads  # logged (param and config.yaml) as the effective count, never null
+    use_deterministic_kernels(config.trainer.deterministic)
     torch.manual_seed(config.seed)
     device = resolve_device(config.trainer.device)
     if device.type == "cuda":  # several GPUs: one per parallel worker (docs/scale-out.md)
         device = torch.device(job_device("cuda", ctx.job_num, ctx.parallel_jobs, torch.cuda.device_count()))
     data = datasets.load(config.data).to(device)
+    check_fits(config.model, config.trainer, data.input_shape, data.num_classes, device)  # before allocating
     model = build_model(config.model, data.input_shape, data.num_classes).to(device)
     try:
         stats = initialize(model, config.init, config.model.activation, batch=data.x_train)

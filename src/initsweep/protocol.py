@@ -36,6 +36,9 @@ STATUS_FILE = "initsweep_status.json"  # the sweeper's verdict on the sweep (swe
 LOST_FILE = "initsweep_lost_jobs.txt"  # one line per job whose worker died (launcher -> SweepCallback)
 RESULTS_FILE = "optimization_results.yaml"  # a study's results, for people
 PLOTS_DIR = "optuna_plots"
+LOCK_FILE = "initsweep.lock"  # held (flock) by the live sweep that owns the dir; names its pid and host
+# Files of the state above: a sweep that reuses a dir removes the ones an earlier sweep left there.
+STATE_FILES = (PARENT_FILE, STUDY_FILE, PROGRESS_FILE, STATUS_FILE)
 
 
 class Tag:

@@ -18,14 +18,16 @@ from typing import Any
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from initsweep import console
+from initsweep import console, locks
+from initsweep.locks import SweepDirInUse
 from initsweep.protocol import (
     BASIC_SWEEPER,
     LOST_FILE,
     OPTUNA_SWEEPER,
     ROLE_SWEEP,
+    STATE_FILES,
     Failure,
     Parent,
     SweepVerdict,
@@ -133,6 +135,27 @@ def shared_study_name(config: DictConfig) -> str | None:
     return plan_for(config).study_name
 
 
+def claim_sweep_dir(config: DictConfig) -> Path:
+    """Make ``hydra.sweep.dir`` this sweep's own before anything is written there (see
+    :func:`initsweep.locks.claim_sweep_dir`): a timestamped dir gets a ``_2``, ``_3``, ... suffix when another
+    sweep started in the same second; a fixed dir is refused while a live sweep holds it, and state files an
+    earlier sweep left in it are removed. The claimed dir replaces ``hydra.sweep.dir`` in ``config`` and in
+    the Hydra overrides every job's config is composed from."""
+    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False)
+    timestamped = "${now:" in str(raw["dir"])  # type: ignore[index]
+    wanted = Path(str(config.hydra.sweep.dir))
+    claimed = locks.claim_sweep_dir(wanted, unique=timestamped)
+    if not timestamped:
+        for name in STATE_FILES:
+            (claimed / name).unlink(missing_ok=True)
+    if claimed != wanted:
+        quoted = str(claimed).replace("\\", "\\\\").replace("'", "\\'")
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra.sweep.dir = str(claimed)
+            config.hydra.overrides.hydra.append(f"hydra.sweep.dir='{quoted}'")
+    return claimed
+
+
 class SweepCallback(Callback):
     """Hydra callback: one MLflow parent run per multirun, and the summary at its end."""
 
@@ -148,9 +171,15 @@ class SweepCallback(Callback):
         from initsweep.config import ConfigError, validate
 
         try:
+            claimed = claim_sweep_dir(config)
+        except SweepDirInUse as e:
+            print(f"initsweep: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        try:
             configs = job_configs(config)
             checked = [validate(c) for c in configs]
         except (ConfigError, HydraException) as e:
+            locks.abandon_sweep_dir(claimed)
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         from initsweep import tracking  # MLflow: imported only once every job's config is valid
@@ -159,6 +188,7 @@ class SweepCallback(Callback):
             uri = tracking.resolve_uri(checked[0].tracking.uri)
             client = tracking.connect(uri)  # creates the store once, before any worker starts
         except tracking.TrackingError as e:
+            locks.abandon_sweep_dir(claimed)
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         from omegaconf import OmegaConf

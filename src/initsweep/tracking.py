@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from initsweep import ui_view
+from initsweep import locks, ui_view
 from initsweep.layers import LAYERS_DIR, layer_summaries, split_layers
 from initsweep.ledger import MetricsFile, file_changed, identity, watch_file
 from initsweep.protocol import OPTUNA_SWEEPER_NAME, ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
@@ -91,8 +92,9 @@ def connect(uri: str) -> MlflowClient:
     elif db is not None:
         _check_directory(db.parent)
     try:
-        client = MlflowClient(tracking_uri=uri)  # a SQLite store is opened (and checked) here
-        retrying(client.search_experiments, max_results=1)  # opens (and on first use creates) the store
+        with locks.store_creation(db) if db else nullcontext():  # one process creates a new store
+            client = MlflowClient(tracking_uri=uri)  # opens (and on first use creates) the store
+            retrying(client.search_experiments, max_results=1)
     except Exception as e:  # noqa: BLE001 - any store failure becomes one clear message
         detail = f"{type(e).__name__}: {e}"
         if db is not None and "not a database" in str(e):  # a corrupt file: name it

@@ -66,7 +66,7 @@ Gain = Annotated[Any, BeforeValidator(_check_gain)]
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NoParams(_Params):
