@@ -18,6 +18,13 @@ from initsweep.protocol import LOCK_FILE
 
 # Lock files held until the process exits (a sweep's claim on its dir), by dir.
 _held: dict[Path, int] = {}
+# The parents of a claimed dir that the claim created (multirun/<date>/), removed again if the sweep never starts.
+_made_parents: dict[Path, list[Path]] = {}
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The ancestors of ``path`` that do not exist yet, deepest first."""
+    return [p for p in Path(path).absolute().parents if not p.exists()]
 
 
 class SweepDirInUse(RuntimeError):
@@ -52,6 +59,7 @@ def claim_sweep_dir(path: Path, unique: bool) -> Path:
     does.
     """
     path = Path(path)
+    made = _missing_parents(path)
     if unique:
         path.parent.mkdir(parents=True, exist_ok=True)
         for n in range(1, 10_000):
@@ -62,6 +70,7 @@ def claim_sweep_dir(path: Path, unique: bool) -> Path:
                 continue
             fd = _try_lock(candidate / LOCK_FILE)
             if fd is not None:
+                _made_parents[candidate] = made
                 return _hold(candidate, fd)
         raise SweepDirInUse(f"no free sweep dir next to {path}")
     path.mkdir(parents=True, exist_ok=True)
@@ -72,6 +81,7 @@ def claim_sweep_dir(path: Path, unique: bool) -> Path:
             f"hydra.sweep.dir={path} is in use by a live sweep ({holder}); choose another dir, or leave "
             "hydra.sweep.dir unset for a new timestamped one"
         )
+    _made_parents[path] = made
     return _hold(path, fd)
 
 
@@ -83,9 +93,10 @@ def abandon_sweep_dir(path: Path) -> None:
     (Path(path) / LOCK_FILE).unlink(missing_ok=True)
     os.close(fd)
     try:
-        Path(path).rmdir()
+        for directory in [Path(path), *_made_parents.pop(Path(path), [])]:
+            directory.rmdir()
     except OSError:
-        pass  # an earlier sweep's files are there
+        pass  # an earlier sweep's files (or another sweep's dir) are there
 
 
 @contextmanager
