@@ -2,7 +2,7 @@
 
 Training evaluates every ``trainer.eval_every``-th epoch and the last; the end-of-run summary uses all of
 them. Tracking logs a subset (MLflow writes one database row per value): every k-th epoch, the last one, and
-about ten log-spaced epochs per decade (1, 2, 3, 4, 5, 7, 8, 10, 13, 16, 20, 26, ...), so that a chart with a
+about ten log-spaced epochs per decade (1, 2, 3, 4, 6, 7, 8, 10, 13, 16, 20, 26, ...), so that a chart with a
 log-scale x axis still shows the first epochs of a 15000-epoch run.
 """
 
