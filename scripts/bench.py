@@ -9,6 +9,8 @@ Cases (same data, model, optimizer, epochs and batch size everywhere):
   b. job        `python train.py` (one tracked job) vs a plain-loop process, both including their imports
   c. sweep4     `python train.py -m init=zeros,ones,normal,uniform` vs one plain process doing 4 trainings
   d. parallel   an 8-job sweep on the basic launcher vs `hydra/launcher=joblib hydra.launcher.n_jobs=2`
+  f. long       (only with --only long) `python train.py` for --long-epochs full-batch epochs of a 2-10-10-2
+                MLP on 300 circles points vs a plain loop with a val loss/acc per epoch; wall and CPU seconds
 Every figure is the median over --repeats. Subprocesses run against a store created beforehand (a
 researcher's store usually exists), in a temporary directory.
 """
@@ -93,6 +95,77 @@ def plain_worker(args) -> None:
     data = plain_data(args.device)
     for init in args.plain.split(","):
         plain_train(data, init, args)
+
+
+# --------------------------------------------------------------------------------------------------
+# Long runs of tiny epochs (issue 17): circles, 300 training points, MLP 2-10-10-2, full batch, SGD lr 0.01.
+
+LONG_ARGS = [
+    "data=circles",
+    "data.n_samples=428",  # 300 train / 64 val / 64 test
+    "model.widths=[10,10]",
+    "init=kaiming_normal",
+    "trainer.batch_size=300",
+    "trainer.momentum=0",
+    "trainer.lr=0.01",
+]
+
+
+def plain_long(epochs: int) -> None:
+    """The reference for the long cases: the same data split sizes and net, one full-batch SGD step and a val
+    loss / accuracy per epoch, in a plain loop."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import make_circles
+    from torch import nn
+
+    x, y = make_circles(n_samples=428, noise=0.1, factor=0.5, random_state=0)
+    order = np.random.default_rng(0).permutation(len(x))
+    tr, va = order[128:], order[:64]
+    x = (x - x[tr].mean(0)) / x[tr].std(0)
+    xt, yt = torch.tensor(x[tr], dtype=torch.float32), torch.tensor(y[tr])
+    xv, yv = torch.tensor(x[va], dtype=torch.float32), torch.tensor(y[va])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 10), nn.ReLU(), nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 2))
+    for m in model:
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(epochs):
+        model.train()
+        loss = nn.functional.cross_entropy(model(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            out = model(xv)
+            nn.functional.cross_entropy(out, yv).item(), (out.argmax(1) == yv).float().mean().item()
+
+
+def bench_long(args, epochs: int, cwd: Path) -> tuple[float, float, float, float]:
+    """(ours wall s, plain wall s, ours CPU s, plain CPU s): `python train.py` against the plain-loop
+    process, alternated, medians over --repeats. CPU seconds (user + sys of the child) are steadier than wall
+    time on a shared machine."""
+    train = [sys.executable, str(ROOT / "train.py"), *LONG_ARGS, f"trainer.epochs={epochs}", *args.override]
+    plain = [sys.executable, __file__, "--plain-long", str(epochs)]
+    ours, ref = [], []
+    for _ in range(args.repeats):
+        ours.append(timed_cpu(train, cwd))
+        ref.append(timed_cpu(plain, cwd))
+    med = lambda pairs, i: statistics.median(p[i] for p in pairs)  # noqa: E731
+    return med(ours, 0), med(ref, 0), med(ours, 1), med(ref, 1)
+
+
+def timed_cpu(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall s, CPU s of the child) of one run of ``cmd``."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = timed(cmd, cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,9 +265,13 @@ def main() -> None:
     )
     p.add_argument("--tiny", action="store_true", help="1 repeat, 2 epochs, width 32, 2-job parallel case")
     p.add_argument("--plain", help=argparse.SUPPRESS)
+    p.add_argument("--plain-long", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--long-epochs", default="2000,15000", help="epochs of the `long` cases (comma-separated)")
     args = p.parse_args()
     if args.plain:
         return plain_worker(args)
+    if args.plain_long:
+        return plain_long(args.plain_long)
     if args.tiny:
         args.repeats, args.epochs, args.width = 1, 2, 32
     cases = set(args.only.split(","))
@@ -241,6 +318,12 @@ def main() -> None:
                     "<= 0.7 x basic",
                 )
             )
+        if "long" in cases:
+            for epochs in map(int, args.long_epochs.split(",")):
+                ours, ref, ours_cpu, ref_cpu = bench_long(args, epochs, cwd)
+                goal = "<= 1.2 x plain"
+                rows.append((f"f. {epochs} tiny epochs, wall", ours, ref, epochs * 300, goal))
+                rows.append((f"f. {epochs} tiny epochs, CPU s", ours_cpu, ref_cpu, epochs * 300, goal))
         if "startup" in cases or not args.tiny:
             for flag in ("--help", "--cfg job"):
                 s = median_of(args.repeats, lambda flag=flag: timed([*train, *flag.split()], cwd))
