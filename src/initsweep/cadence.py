@@ -34,8 +34,8 @@ def logged_epochs(epochs: int, eval_every: int = 1, log_every: int | None = None
 
     ``log_every`` = k: every k-th epoch (k a multiple of eval_every), the last, and the log-spaced epochs.
     ``log_every`` None: the same with the smallest such k that keeps the set within ``max_points`` epochs:
-    every evaluated epoch when they fit (20 epochs: all 20; 15000 epochs, max_points 500: every 32nd and
-    the log-spaced ones, 500 in all).
+    every evaluated epoch when they fit (20 epochs: all 20; 15000 epochs, max_points 500: every 33rd and
+    the log-spaced ones, 494 in all).
     """
     spaced = log_spaced(epochs, eval_every)
     if log_every is not None:
