@@ -21,6 +21,8 @@ created beforehand (a researcher's store usually exists). Cases (``--only``):
   parallel  joblib n_jobs=2 vs the basic launcher, 16 jobs of --parallel-epochs (100)        <= 0.6 x
   memory    the main process's peak RSS, 256 jobs minus 16 jobs (1 epoch each)              < 50 MB
   optuna    a 30-trial normal_std study, median pruner vs no pruner, same best value        <= 0.5 x
+  long      (only with --only long) --long-epochs full-batch epochs of a 2-10-10-2 MLP on 300
+            circles points vs a plain loop with a val loss/acc per epoch, wall and CPU          <= 1.2 x
 """
 
 from __future__ import annotations
@@ -117,6 +119,65 @@ def plain_worker(args) -> None:
     data = plain_data(args.device)
     for init in args.plain.split(","):
         plain_train(data, init, args)
+
+
+# --------------------------------------------------------------------------------------------------
+# Long runs of tiny epochs (issue 17): circles, 300 training points, MLP 2-10-10-2, full batch, SGD lr 0.01.
+
+LONG_ARGS = [
+    "data=circles",
+    "data.n_samples=428",  # 300 train / 64 val / 64 test
+    "model.widths=[10,10]",
+    "init=kaiming_normal",
+    "trainer.batch_size=300",
+    "trainer.momentum=0",
+    "trainer.lr=0.01",
+]
+
+
+def plain_long(epochs: int) -> None:
+    """The reference for the long cases: the same data split sizes and net, one full-batch SGD step and a val
+    loss / accuracy per epoch, in a plain loop."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import make_circles
+    from torch import nn
+
+    x, y = make_circles(n_samples=428, noise=0.1, factor=0.5, random_state=0)
+    order = np.random.default_rng(0).permutation(len(x))
+    tr, va = order[128:], order[:64]
+    x = (x - x[tr].mean(0)) / x[tr].std(0)
+    xt, yt = torch.tensor(x[tr], dtype=torch.float32), torch.tensor(y[tr])
+    xv, yv = torch.tensor(x[va], dtype=torch.float32), torch.tensor(y[va])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 10), nn.ReLU(), nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 2))
+    for m in model:
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(epochs):
+        model.train()
+        loss = nn.functional.cross_entropy(model(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            out = model(xv)
+            nn.functional.cross_entropy(out, yv).item(), (out.argmax(1) == yv).float().mean().item()
+
+
+def bench_long(args, epochs: int, cwd: Path) -> tuple[float, float, float, float]:
+    """(ours wall s, plain wall s, ours CPU s, plain CPU s): `python train.py` against the plain-loop process,
+    alternated, medians over --repeats. CPU seconds are steadier than wall time on a shared machine."""
+    train = [sys.executable, str(ROOT / "train.py"), *LONG_ARGS, f"trainer.epochs={epochs}", *args.override]
+    plain = [sys.executable, __file__, "--plain-long", str(epochs)]
+    ours, ref = [], []
+    for _ in range(args.repeats):
+        ours.append(Proc(train, cwd))
+        ref.append(Proc(plain, cwd))
+    return tuple(statistics.median(getattr(p, k) for p in runs) for k in ("wall", "cpu") for runs in (ours, ref))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -286,9 +347,13 @@ def main() -> None:
     )
     p.add_argument("--tiny", action="store_true", help=f"1 repeat, 2 epochs, width 32, cases {TINY_CASES}")
     p.add_argument("--plain", help=argparse.SUPPRESS)
+    p.add_argument("--plain-long", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--long-epochs", default="2000,15000", help="epochs of the `long` cases (comma-separated)")
     args = p.parse_args()
     if args.plain:
         return plain_worker(args)
+    if args.plain_long:
+        return plain_long(args.plain_long)
     if args.tiny:
         args.repeats, args.epochs, args.width = 1, 2, 32
         args.jobs, args.memory_jobs, args.parallel_jobs, args.parallel_epochs, args.trials = (2, 4), (2, 4), 2, 2, 4
@@ -371,6 +436,25 @@ def main() -> None:
             )
         if "optuna" in cases:
             add(*optuna_case(b))
+        if "long" in cases:  # issue 17: many tiny full-batch epochs
+            for epochs in map(int, args.long_epochs.split(",")):
+                ow, rw, oc, rc = bench_long(args, epochs, b.cwd)
+                add(
+                    f"j. {epochs} tiny epochs, wall",
+                    f"{ow:.2f} s",
+                    f"{rw:.2f} s plain",
+                    ow / rw,
+                    "<= 1.2 x",
+                    ow <= 1.2 * rw,
+                )
+                add(
+                    f"j. {epochs} tiny epochs, CPU",
+                    f"{oc:.2f} s",
+                    f"{rc:.2f} s plain",
+                    oc / rc,
+                    "<= 1.2 x",
+                    oc <= 1.2 * rc,
+                )
     print(
         f"\nepochs={args.epochs} depth={args.depth} width={args.width} batch={args.batch_size} "
         f"device={args.device} repeats={args.repeats} overrides={args.override or 'none'} "

@@ -258,6 +258,11 @@ class MetricsConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
+    """Where runs go and how much of each is written (src/initsweep/cadence.py). ``log_every`` = k: log every
+    k-th epoch, the last and about 10 log-spaced epochs per decade; null: the smallest k that keeps a run's
+    logged epochs within ``max_points`` (every epoch when they fit). The summary always uses every evaluated
+    epoch."""
+
     uri: str | None = None
     log_plots: bool = True
     # The weights at the best val accuracy as artifact checkpoint/model_state_dict.pt (initsweep.checkpoint):
@@ -265,6 +270,8 @@ class TrackingConfig(_Strict):
     checkpoint: Literal["auto", "best", "none"] = "auto"
     system_metrics: bool = True  # CPU, memory (GPU with nvidia-ml-py) as system/* metrics (initsweep.sysmetrics)
     system_metrics_interval_s: float = Field(10.0, gt=0, description="seconds between system-metric samples")
+    log_every: int | None = Field(None, ge=1, description="log every k-th epoch; null: from max_points")
+    max_points: int = Field(500, ge=100, description="most epochs a run logs when log_every is null")
 
 
 class DiagnosticsConfig(_Strict):
@@ -354,5 +361,11 @@ def validate(raw: dict[str, Any]) -> Config:
         raise ConfigError(
             f"Invalid configuration:\n  model.name = 'cnn': data={config.data.name} has flat feature vectors, "
             f"nothing to convolve; use model=mlp, or data=digits / mnist1d / idx"
+        )
+    every, evaluated = config.tracking.log_every, config.trainer.eval_every
+    if every is not None and every % evaluated:
+        raise ConfigError(
+            f"Invalid configuration:\n  tracking.log_every = {every}: must be a multiple of trainer.eval_every "
+            f"({evaluated}), or null (from tracking.max_points)"
         )
     return config

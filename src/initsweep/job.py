@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from initsweep import checkpoint, console, ledger, recovery, sysmetrics, tracking
 from initsweep import data as datasets
+from initsweep.cadence import logged_epochs
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
 from initsweep.initializers import InitError, LayerStats, initialize
@@ -41,6 +42,7 @@ from initsweep.trainer import (
     divergence,
     evaluate,
     fit,
+    planned_epochs,
     resolve_device,
     summarize,
     summary_context,
@@ -165,9 +167,10 @@ def execute(
 ) -> JobOutcome:
     """Train and track one job and return its outcome; its value is the ``optimized_metric``.
 
-    ``on_epoch`` (optional) sees every epoch's metrics, before any stopping decision, and may return True to
-    stop training early (a study's pruning); ``extra_tags`` go on the run (e.g. the trial number). An
-    invalid config raises ConfigError, an unusable store TrackingError, both before any run exists. A
+    ``on_epoch`` (optional) sees every logged epoch's metrics (``tracking.log_every`` / ``max_points``: every
+    epoch of an ordinary run), before any stopping decision, and may return True to stop training early (a
+    study's pruning); ``extra_tags`` go on the run (e.g. the trial number). An invalid config raises
+    ConfigError, an unusable store TrackingError, both before any run exists. A
     diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst value for the
     metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt. A store that
     refuses the run's metrics ends it FAILED (``failure=tracking``, error TrackingError); every metric is
@@ -300,7 +303,9 @@ def _train_and_log(
     diag: Diagnostics | None = None,
     diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> _Trained:
-    """Train with logging; every epoch goes to ``on_epoch`` first, then :func:`divergence` decides."""
+    """Train with logging. Every evaluated epoch enters the history (the summary) and the divergence check;
+    the logged ones (:func:`initsweep.cadence.logged_epochs`, and a diverged one) go to MLflow and to
+    ``on_epoch``."""
     logger.log_params(flatten(raw))
     logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
     logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
@@ -310,17 +315,23 @@ def _train_and_log(
     snapshots = [(0, diag)] if diag is not None else []
 
     every = config.diagnostics.every
-    history: list[EpochMetrics] = []
+    tc = config.tracking
+    epochs = planned_epochs(config.trainer, len(data.x_train))
+    logged = logged_epochs(epochs, config.trainer.eval_every, tc.log_every, tc.max_points)
+    history: list[EpochMetrics] = []  # every evaluated epoch: the summary is exact whatever is logged
     diverged = stopped_at = None
+    stop = False
     best = BestState()  # the weights at the best val acc, for test/acc_at_best_val
     for epoch in fit(model, data, config.trainer, config.seed, best):
         history.append(epoch)
-        logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
+        reason = divergence(epoch, val_loss, config.trainer.divergence_factor)
+        if epoch.epoch in logged or reason:  # the tracking cadence; a diverged epoch is always logged
+            logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
+            stop = on_epoch is not None and on_epoch(epoch)
         if diag_batch is not None and every and epoch.epoch % every == 0:
             snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
             logger.log_layers(snapshots[-1][1].metrics, step=epoch.epoch)
-        stop = on_epoch is not None and on_epoch(epoch)
-        if reason := divergence(epoch, val_loss, config.trainer.divergence_factor):
+        if reason:
             diverged = (epoch.epoch, reason)
             break
         if stop:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from initsweep.cadence import logged_epochs
 from initsweep.trainer import EpochMetrics
 
 # zlib level 1: about a third of the encoding time of the default level 6; files about 1.1 x larger.
@@ -30,15 +31,30 @@ def _save(fig, path: Path, bottom: float = 0.16, top: float = 0.92) -> Path:
     return path
 
 
+DRAWN_POINTS = 2000  # most epochs drawn per curve: a 1000-pixel-wide figure shows no more
+
+
+def drawn(history: Sequence[EpochMetrics]) -> Sequence[EpochMetrics]:
+    """The epochs of ``history`` a figure draws: all of them up to DRAWN_POINTS, else the DRAWN_POINTS that
+    :func:`initsweep.cadence.logged_epochs` picks (an even grid, the log-spaced early epochs, the last)."""
+    if len(history) <= DRAWN_POINTS:
+        return history
+    keep = logged_epochs(len(history), max_points=DRAWN_POINTS)
+    return [h for i, h in enumerate(history, 1) if i in keep]
+
+
 def learning_curves(
     history: Sequence[EpochMetrics], initial_val: tuple[float, float], path: Path, title: str = ""
 ) -> Path:
-    """Loss (log scale) and accuracy per epoch (train and val; val also at epoch 0, before training).
+    """Loss (log scale) and accuracy per epoch (train and val; val also at epoch 0, before training), at most
+    DRAWN_POINTS epochs of ``history`` (:func:`drawn`); runs of LOG_X_EPOCHS epochs or more get a log-scale
+    epoch axis.
 
     A loss of 0 or NaN cannot sit on a log axis: it is marked with an x at the bottom edge (0) or a
     triangle at the top edge (NaN or inf), so a curve never just stops.
     """
     plt = _pyplot()
+    history = drawn(history)
     epochs = [h.epoch for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     for i, (label, xs, ys) in enumerate(
@@ -59,7 +75,7 @@ def learning_curves(
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        _integer_x(ax)
+        _epoch_axis(ax, epochs[-1] if epochs else 0)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.text(0.01, 0.01, "x at the bottom: loss 0; triangle at the top: NaN/inf", fontsize=7, color="0.4")
@@ -105,6 +121,27 @@ def _integer_x(ax) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+# From this many epochs on, learning curves get a log-scale epoch axis: the first hundred epochs of a
+# 15000-epoch run, where initializations differ most, would otherwise be squeezed into a few pixels.
+LOG_X_EPOCHS = 1000
+
+
+def epoch_scale(last_epoch: float) -> str:
+    """``symlog`` (linear from 0 to 1, so epoch 0 is drawn, logarithmic beyond) for runs of at least
+    LOG_X_EPOCHS epochs, else ``linear``."""
+    return "symlog" if last_epoch >= LOG_X_EPOCHS else "linear"
+
+
+def _epoch_axis(ax, last_epoch: float) -> None:
+    """An epoch x axis: integer ticks, or a log scale for long runs (see :func:`epoch_scale`)."""
+    if epoch_scale(last_epoch) == "symlog":
+        ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+        ax.set_xlim(0, last_epoch * 1.1)
+        ax.set_xlabel("epoch (log scale)")
+    else:
+        _integer_x(ax)
 
 
 def _positive(values: Sequence[float]) -> list[float]:
@@ -180,11 +217,12 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
             else:
                 xs = list(x)
             color = f"C{i % 10}"
+            long_x = not categorical and epoch_scale(max(xs, default=0)) == "symlog"
             style = dict(
                 color=color,
                 linestyle=_LINESTYLES[i % len(_LINESTYLES)],
                 marker=_MARKERS[i % len(_MARKERS)],
-                markevery=max(1, len(xs) // 15),
+                markevery=0.08 if long_x else max(1, len(xs) // 15),  # log x: evenly spaced on screen
                 ms=5,
                 lw=1.6,
                 alpha=0.9,
@@ -200,7 +238,7 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
             _layer_ticks(ax, names)
         ax.set(xlabel=xlabel, ylabel=panel.ylabel, yscale=panel.yscale)
         if not names:
-            _integer_x(ax)
+            _epoch_axis(ax, max((max(b[0], default=0) for b in panel.bands.values()), default=0))
         if panel.yscale == "log":
             _short_log_ticks(ax)
         if panel.ylim:

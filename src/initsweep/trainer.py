@@ -11,7 +11,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,15 +49,14 @@ class EpochMetrics:
     def as_metrics(self) -> dict[str, float]:
         """MLflow-style names: train/loss, train/acc, train/loss_running, train/lr, val/loss, val/acc,
         time/epoch_s."""
-        d = asdict(self)
         return {
-            "train/loss": d["train_loss"],
-            "train/acc": d["train_acc"],
-            "train/loss_running": d["train_loss_running"],
-            "train/lr": d["lr"],
-            "val/loss": d["val_loss"],
-            "val/acc": d["val_acc"],
-            "time/epoch_s": d["epoch_s"],
+            "train/loss": self.train_loss,
+            "train/acc": self.train_acc,
+            "train/loss_running": self.train_loss_running,
+            "train/lr": self.lr,
+            "val/loss": self.val_loss,
+            "val/acc": self.val_acc,
+            "time/epoch_s": self.epoch_s,
         }
 
 
@@ -108,9 +107,56 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> 
     return loss_sum / len(x), correct / len(x)
 
 
+# Train and val sets with this many examples in all are measured in one forward pass (see Measure).
+FUSED_EVAL_MAX = 4096
+
+
+class Measure:
+    """The end-of-epoch measurement: (train loss, train acc, val loss, val acc) of a model, in eval mode.
+
+    Small sets (train + val <= FUSED_EVAL_MAX examples) go through the model in one forward pass over their
+    concatenation (made once); the per-example losses and hits are summed per set in one op and read with
+    one host sync; a val set that is the training set is measured once. Larger sets are measured in batches
+    by :func:`evaluate`. The values are those of :func:`evaluate` either way."""
+
+    def __init__(self, data: Dataset):
+        self.data = data
+        parts = [(data.x_train, data.y_train)] + ([] if data.val_is_train else [(data.x_val, data.y_val)])
+        sizes = [len(y) for _, y in parts]
+        self.fused = 0 not in sizes and sum(sizes) <= FUSED_EVAL_MAX
+        if self.fused:
+            device = data.y_train.device
+            self.sizes = sizes
+            self.x = torch.cat([x for x, _ in parts])
+            self.y = torch.cat([y for _, y in parts])
+            self.part = torch.cat([torch.full((k,), i, device=device) for i, k in enumerate(sizes)])  # set of row
+            self.sums = torch.zeros(len(parts), 2, device=device)
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module) -> tuple[float, float, float, float]:
+        d = self.data
+        if not self.fused:
+            return (*evaluate(model, d.x_train, d.y_train), *evaluate(model, d.x_val, d.y_val))
+        was_training = model.training
+        model.eval()
+        logits = model(self.x).float()
+        loss = loss_fn(logits, self.y, reduction="none")
+        per_row = torch.stack((loss, (predict(logits) == self.y).to(loss.dtype)), 1)
+        model.train(was_training)
+        sums = self.sums.index_add(0, self.part, per_row).tolist()  # [[loss sum, hits], ...] per set
+        means = [(loss_sum / k, hits / k) for (loss_sum, hits), k in zip(sums, self.sizes)]
+        return (*means[0], *means[-1])  # train, then val (the same when val is the training set)
+
+
 def batch_size_of(cfg: TrainerConfig, n: int) -> int:
     """Examples per step: cfg.batch_size, or all n for ``full``."""
     return n if cfg.batch_size == "full" else min(int(cfg.batch_size), n)
+
+
+def planned_epochs(cfg: TrainerConfig, n: int) -> int:
+    """Epochs :func:`fit` runs on n training examples: cfg.epochs, or ceil(cfg.steps / steps per epoch)."""
+    per_epoch = math.ceil(n / batch_size_of(cfg, n))
+    return math.ceil(cfg.steps / per_epoch) if cfg.steps is not None else cfg.epochs
 
 
 def lr_factor(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainerConfig) -> float:
@@ -173,13 +219,15 @@ def fit(
     n = len(x)
     bs = batch_size_of(cfg, n)
     per_epoch = math.ceil(n / bs)
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
-    epochs = math.ceil(total / per_epoch)
+    epochs = planned_epochs(cfg, n)
+    total = cfg.steps if cfg.steps is not None else epochs * per_epoch
     net = torch.compile(model) if cfg.compile else model
+    measure = Measure(data)
     model.train()
     step, t0, since = 0, time.perf_counter(), 0
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(n, generator=generator).to(x.device)
+        # Full batch: every step sees all examples in order, no permutation to draw.
+        order = torch.randperm(n, generator=generator).to(x.device) if bs < n else None
         # Running sums stay on the device (no .item() per step, which would synchronize a GPU).
         loss_sum = torch.zeros((), device=x.device)
         seen = 0
@@ -188,8 +236,11 @@ def fit(
                 break
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, per_epoch, total, cfg)
-            idx = order[start : start + bs]
-            xb, yb = (x, y) if bs == n else (x[idx], y[idx])
+            if order is None:
+                xb, yb = x, y
+            else:
+                idx = order[start : start + bs]
+                xb, yb = x[idx], y[idx]
             with autocast(x.device, cfg.precision):  # forward only; backward runs outside autocast
                 loss = loss_fn(net(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)
@@ -202,8 +253,7 @@ def fit(
         if epoch % cfg.eval_every and epoch != epochs:
             continue
         with autocast(x.device, cfg.precision):
-            train_loss, train_acc = evaluate(net, x, y)
-            val_loss, val_acc = evaluate(net, data.x_val, data.y_val)
+            train_loss, train_acc, val_loss, val_acc = measure(net)
         if best is not None:
             best.update(model, epoch, val_acc)
         elapsed = time.perf_counter() - t0

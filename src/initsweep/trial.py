@@ -31,7 +31,9 @@ def intermediate_value(metric: str, history: Sequence[EpochMetrics]) -> float:
 
 
 class EpochReporter:
-    """``on_epoch`` callback of a trial's job: report the optimized metric, ask the pruner.
+    """``on_epoch`` callback of a trial's job: report the optimized metric, ask the pruner. The job calls it
+    at every logged epoch (every epoch of an ordinary run; ``tracking.max_points`` of a long one), so a
+    15000-epoch trial makes at most that many reports, each summarizing the epochs it has seen.
 
     Returns True (stop training) when the trial should be pruned. An epoch with a non-finite loss is not
     reported (the job then stops on divergence, decided by :func:`initsweep.trainer.divergence`). A list of
