@@ -152,6 +152,14 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres, mlflow_ser
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.tags.get("trial_number") for r in children) == ["0", "1", "2"]
     assert parent.info.status == "FINISHED" and parent.data.tags["initsweep.study_parent"] == study
+    # The storage URL's password (initsweep:initsweep@) is shown as *** in params, tags, results and the log.
+    secret = ":initsweep@"
+    recorded = [v for r in runs for v in [*r.data.params.values(), *r.data.tags.values()]]
+    assert parent.data.params["optuna.storage"].startswith("postgresql://initsweep:***@")
+    assert not [v for v in recorded if secret in v]
+    results = list((tmp_path / "multirun").glob("worker*/optimization_results.yaml"))
+    assert results and not [f for f in results if secret in f.read_text()]
+    assert not [o for o in outs if secret in o]
 
 
 @pytest.mark.cluster

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -161,12 +162,27 @@ def objective_value(summary: dict[str, float], optimized_metric: str | list[str]
     return summary[optimized_metric]
 
 
+# --- secrets ------------------------------------------------------------------------------------------------
+
+# scheme://user:PASSWORD@host...: the password part of a URL's user info.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^@\s/]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it shown as ``***``: ``postgresql://u:pw@h/db`` ->
+    ``postgresql://u:***@h/db``. Used for everything initsweep shows or records (params, tags, results, logs)."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
 # --- sweep-dir state files ----------------------------------------------------------------------------------
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Write a state file readable by its owner only: jobs read the store URIs in it, passwords included."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data, indent=1))
     return path
 
 

@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from initsweep import locks, ui_view
 from initsweep.layers import LAYERS_DIR, layer_summaries, split_layers
 from initsweep.ledger import MetricsFile, file_changed, identity, watch_file
-from initsweep.protocol import OPTUNA_SWEEPER_NAME, ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
+from initsweep.protocol import OPTUNA_SWEEPER_NAME, ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome, redact
 
 DEFAULT_STORE_DIR = "mlruns"
 # MLflow's limits for one log_batch request.
@@ -99,7 +99,7 @@ def connect(uri: str) -> MlflowClient:
         detail = f"{type(e).__name__}: {e}"
         if db is not None and "not a database" in str(e):  # a corrupt file: name it
             detail = f"{db} is not a readable SQLite database (corrupt?); move it away or set tracking.uri"
-        raise TrackingError(f"cannot open the MLflow store {uri}: {detail}") from None
+        raise TrackingError(redact(f"cannot open the MLflow store {uri}: {detail}")) from None
     if db is not None:
         watch_file(db)  # an open SQLite connection goes on writing into a deleted file without any error
     return client
@@ -216,12 +216,12 @@ class RunLogger:
         self.log_metrics(scalars, step)
 
     def log_params(self, params: Mapping[str, str]) -> None:
-        items = [Param(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
+        items = [Param(k, redact(str(v))[:_MAX_PARAM_CHARS]) for k, v in params.items()]
         for chunk in _chunks(items, _MAX_PARAMS):
             retrying(self.client.log_batch, self.run_id, params=chunk)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        items = [RunTag(k, redact(str(v))) for k, v in tags.items()]
         for chunk in _chunks(items, _MAX_TAGS):
             retrying(self.client.log_batch, self.run_id, tags=chunk)
 
@@ -284,7 +284,8 @@ def start_run(
     parent_run_id: str | None = None,
 ) -> RunLogger:
     """Create a RUNNING run (a child of ``parent_run_id`` when given) and return its logger."""
-    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    all_tags = {k: redact(str(v)) for k, v in (tags or {}).items()}
+    run_name = redact(run_name)
     if parent_run_id:
         all_tags[Tag.PARENT] = parent_run_id
     me = identity()  # who writes the run, for initsweep.recovery

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from initsweep.config import ConfigError, validate
 from initsweep.objectives import check_pruner, pareto_plot, resolve_directions
-from initsweep.protocol import job_config_dict, metric_names
+from initsweep.protocol import job_config_dict, metric_names, redact
 from initsweep.scaleout import check_storage_driver
 from initsweep.search_space import SETTINGS_KEY, SearchSpace, check_paths, format_override, parse_search_space
 from initsweep.sweeper_settings import SweeperSettings
@@ -249,20 +249,20 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
         existing = None if fresh else existing_study_directions(open_storage(storage), study_name)
     except Exception as e:  # noqa: BLE001 - a corrupt journal or database: name the file, launch nothing
         raise ConfigError(
-            f"the Optuna storage {storage} cannot be read ({type(e).__name__}: {e}); move it away "
+            f"the Optuna storage {redact(storage)} cannot be read ({type(e).__name__}: {e}); move it away "
             f"or set {SETTINGS_KEY}.storage to another one"
         ) from None
     key = SETTINGS_KEY
     if existing is not None and not s.load_if_exists:
         raise ConfigError(
-            f"{key}.study_name = {study_name!r} already exists in {storage}; set {key}.load_if_exists=true "
+            f"{key}.study_name = {study_name!r} already exists in {redact(storage)}; set {key}.load_if_exists=true "
             "to continue it, or choose another study_name"
         )
     if existing is not None and existing != directions:
         was, now = ", ".join(existing), ", ".join(directions)
         hint = existing[0] if len(existing) == 1 else f"[{','.join(existing)}]"
         raise ConfigError(
-            f"{key}.direction: study {study_name!r} in {storage} was created to {was}, but this run would "
+            f"{key}.direction: study {study_name!r} in {redact(storage)} was created to {was}, but this run would "
             f"{now} {', '.join(metrics)}; use another study_name or {key}.direction={hint}"
         )
     plan = Plan(s, space, directions, storage, study_name, pruner_kwargs, base)

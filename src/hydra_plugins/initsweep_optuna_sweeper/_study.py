@@ -31,6 +31,7 @@ from initsweep.protocol import (
     Tag,
     TrialOutcome,
     TrialState,
+    redact,
 )
 from initsweep.scaleout import batch_size, budget_left
 from initsweep.search_space import grid_points
@@ -108,7 +109,8 @@ class Study:
         s = self.plan.settings
         self._log_settings()
         log.info(
-            f"Study {self.plan.study_name!r} ({self.plan.direction} {self.plan.metric}) in {self.plan.storage}: "
+            f"Study {self.plan.study_name!r} ({self.plan.direction} {self.plan.metric}) "
+            f"in {redact(self.plan.storage)}: "
             f"{len(self.study.trials)} earlier trials; running {s.n_trials} with sampler={s.sampler} "
             f"pruner={s.pruner}, {self.batch} at a time"
         )
@@ -235,7 +237,7 @@ class Study:
         s = self.plan.settings
         params: dict[str, Any] = {
             "optuna.study_name": self.plan.study_name,
-            "optuna.storage": self.plan.storage,
+            "optuna.storage": redact(self.plan.storage),
             "optuna.direction": self.plan.direction,
             "optuna.metric": self.plan.metric,
             "optuna.sampler": s.sampler,
@@ -278,7 +280,7 @@ class Study:
         this_run = {state.value.lower(): n for state, n in counts.items()}
         results.update(
             study_name=self.plan.study_name,
-            storage=self.plan.storage,
+            storage=redact(self.plan.storage),
             direction=self.plan.direction,
             metric=self.plan.metric,
             trials_in_study=len(self.study.trials),

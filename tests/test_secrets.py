@@ -1,0 +1,45 @@
+"""Secrets stay secret: a password in a store URL is shown as *** in what initsweep records and prints."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from conftest import client_for
+from initsweep import tracking
+from initsweep.protocol import Parent, redact
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql+psycopg://optuna:p%40ss@10.0.0.1/optuna", "postgresql+psycopg://optuna:***@10.0.0.1/optuna"),
+        ("storage=mysql://u:p@h/db uri=http://a:b@c:5000", "storage=mysql://u:***@h/db uri=http://a:***@c:5000"),
+        ("sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/mlflow.db"),
+        ("https://user@host/x", "https://user@host/x"),
+        ("mlruns/optuna/journal.log", "mlruns/optuna/journal.log"),
+    ],
+)
+def test_redact_hides_only_the_password(text: str, shown: str):
+    assert redact(text) == shown
+
+
+def test_params_tags_and_run_names_never_store_a_password(tmp_path):
+    client = tracking.connect(tracking.resolve_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"))
+    exp = tracking.experiment_id(client, "secrets")
+    url = "postgresql://optuna:hunter2@db.lab:5432/optuna"
+    logger = tracking.start_run(client, exp, f"tracking.uri={url}", {"overrides": f"x={url}"})
+    logger.log_params({"optuna.storage": url})
+    logger.set_tags({"storage": url})
+    logger.end()
+    run = client_for(tmp_path).get_run(logger.run_id)
+    recorded = [run.info.run_name, *run.data.params.values(), *run.data.tags.values()]
+    assert not [v for v in recorded if "hunter2" in v]
+    assert run.data.params["optuna.storage"] == "postgresql://optuna:***@db.lab:5432/optuna"
+
+
+def test_state_files_that_hold_store_uris_are_private(tmp_path):
+    path = Parent("run", "exp", "postgresql://u:pw@h/db", "sweep").write(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
