@@ -41,16 +41,19 @@ def run_train(
 ) -> subprocess.CompletedProcess:
     """Run `python train.py ARGS` with cwd as its working directory, so its default store, outputs/ and
     multirun/ all live under cwd. MLFLOW_TRACKING_URI from the test's environment is removed."""
-    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, str(TRAIN), *args],
         cwd=cwd,
-        env=full_env,
+        env=train_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def train_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The test's environment without MLFLOW_TRACKING_URI (a child's store is its cwd's), plus ``env``."""
+    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
 
 
 def _default_signal_handlers() -> None:
@@ -67,18 +70,19 @@ def spawn_with_default_signals(args: Iterable[str], **popen_kwargs: Any) -> subp
     return subprocess.Popen(list(args), preexec_fn=_default_signal_handlers, **popen_kwargs)
 
 
-def start_train(args: Iterable[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_train(
+    args: Iterable[str], cwd: Path, env: dict[str, str] | None = None, **popen_kwargs: Any
+) -> subprocess.Popen:
     """Start ``python train.py ARGS`` in the background like :func:`run_train` (same cwd and env rules), with
     default signal handlers and text stdout/stderr pipes; read it with ``proc.communicate(timeout=...)``."""
-    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    full_env.update(env or {})
     return spawn_with_default_signals(
         [sys.executable, str(TRAIN), *args],
         cwd=cwd,
-        env=full_env,
+        env=train_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **popen_kwargs,
     )
 
 

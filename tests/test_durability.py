@@ -17,32 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TRAIN, all_runs, client_for, run_train, store_uri
+from conftest import ROOT, all_runs, client_for, run_train, start_train, store_uri
 from initsweep import ledger
 from initsweep.protocol import Tag
 
 pytestmark = pytest.mark.slow
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """train.py ARGS in its own session (its own process group) with default signal handlers."""
-    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    full_env.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, str(TRAIN), *args],
-        cwd=cwd,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=_default_signals,
-    )
+    return start_train(args, cwd, env, start_new_session=True)
 
 
 def epochs_in(path: Path) -> list[int]:
