@@ -6,3 +6,10 @@ batch that returned no result; the dead job's run is closed KILLED (``failure=lo
 :mod:`initsweep.recovery`, and the sweep exits 1 naming it. ``conf/hydra/launcher/joblib.yaml`` selects it
 with the stock settings (Hydra takes the stock config as its schema); see ``launcher.py``.
 """
+
+import warnings
+
+# conf/hydra/launcher/joblib.yaml extends the stock config of the same name on purpose. Hydra's warning about
+# that is silenced here, in the package, so that it holds in the main process (which imports launcher.py) and
+# in every worker (which imports _resilient.py to run a job and composes its config there).
+warnings.filterwarnings("ignore", message=r"(?s).*automatic_schema_matching")

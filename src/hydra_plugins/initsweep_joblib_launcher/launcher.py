@@ -2,16 +2,11 @@
 
 # No `from __future__ import annotations`: Hydra executes plugin modules without registering them in
 # sys.modules, and dataclasses then cannot resolve string annotations.
-import warnings
 from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
 
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-
-# conf/hydra/launcher/joblib.yaml extends the stock config of the same name on purpose (also in workers,
-# which import this module to run a job and compose its config there).
-warnings.filterwarnings("ignore", message=r"(?s).*automatic_schema_matching")
 
 
 class ResilientJoblibLauncher(JoblibLauncher):
