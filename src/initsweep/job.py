@@ -33,7 +33,7 @@ from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
 from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
-from initsweep.protocol import Failure, JobStatus, Parent, Tag, objective_value, trial_number, worst_value
+from initsweep.protocol import Failure, JobStatus, Parent, Tag, objective_value, redact, trial_number, worst_value
 from initsweep.resources import check_fits, use_deterministic_kernels
 from initsweep.scaleout import job_device
 from initsweep.trainer import (
@@ -232,7 +232,9 @@ def execute(
     try:
         logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
     except Exception as e:  # noqa: BLE001 - e.g. a full disk: one message, no traceback
-        raise tracking.TrackingError(f"cannot create a run in {client.tracking_uri}: {type(e).__name__}: {e}") from e
+        raise tracking.TrackingError(
+            redact(f"cannot create a run in {client.tracking_uri}: {type(e).__name__}: {e}")
+        ) from e
     logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
     if ctx.output_dir is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.ledger)
         logger.keep_local(ctx.output_dir / ledger.FILE_NAME)

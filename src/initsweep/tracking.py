@@ -60,7 +60,7 @@ def _check_server(uri: str, timeout_s: float = 3.0) -> None:
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise TrackingError(
-            f"cannot reach the MLflow tracking server at {uri} ({reason}). Start it, or unset "
+            f"cannot reach the MLflow tracking server at {redact(uri)} ({reason}). Start it, or unset "
             "MLFLOW_TRACKING_URI / tracking.uri to use the local store mlruns/mlflow.db."
         ) from None
 
