@@ -33,8 +33,13 @@ if __name__ == "__main__":
     quiet_libraries()
     share_group_listings()  # --help and the check below list every config group: one repository copy, not 100
     check_command_line(sys.argv[1:], CONFIG_DIR)
+    from initsweep.fastexit import exit_now
+
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM of a sweep's main process: exit handlers close its runs
         print("initsweep: interrupted; the running runs are marked KILLED", file=sys.stderr)
-        raise SystemExit(130) from None
+        exit_now(130)
+    except SystemExit as e:
+        exit_now(e.code)
+    exit_now(0)  # no interpreter teardown: about 1.2 s saved per process (src/initsweep/fastexit.py)
