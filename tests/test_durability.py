@@ -72,11 +72,25 @@ def group_gone(pgid: int, timeout: float = 60) -> bool:
     return False
 
 
+def test_sigkill_of_the_trainer_alone_the_tracking_writer_closes_its_run_with_every_epoch(tmp_path: Path):
+    proc = start(["trainer.epochs=500", "diagnostics.enabled=false"], tmp_path)
+    (local,) = wait_for_epochs(proc, tmp_path, jobs=1, epochs=3)
+    proc.kill()  # SIGKILL of train.py only: its tracking writer (initsweep.writer) lives on
+    proc.wait(timeout=60)
+    done = epochs_in(local)
+    assert group_gone(proc.pid), "the tracking writer outlived its trainer"
+    (run,) = all_runs(tmp_path)  # closed without any later process
+    assert run.info.status == "KILLED" and run.data.tags["failure"] == "lost"
+    assert f"process {proc.pid}" in run.data.tags["failure.reason"]
+    assert store_epochs(tmp_path, run.info.run_id) == done == list(range(1, len(done) + 1))
+
+
 def test_sigkill_keeps_every_completed_epoch_and_the_next_process_closes_the_run(tmp_path: Path):
     proc = start(["trainer.epochs=500", "diagnostics.enabled=false"], tmp_path)
     (local,) = wait_for_epochs(proc, tmp_path, jobs=1, epochs=3)
-    proc.kill()  # SIGKILL: no handler, no exit hook runs
+    os.killpg(proc.pid, signal.SIGKILL)  # trainer and tracking writer at once: no handler, no exit hook runs
     proc.wait(timeout=60)
+    assert group_gone(proc.pid)
     done = epochs_in(local)
     (run,) = all_runs(tmp_path)
     assert run.info.status == "RUNNING"  # what a dead process leaves behind

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from initsweep import tracking
 from initsweep.config import validate
 from initsweep.models import build_model
 from initsweep.protocol import Tag
@@ -34,7 +33,7 @@ def wanted(setting: str, in_study: bool) -> bool:
 
 
 def save(
-    logger: tracking.RunLogger,
+    logger: Any,  # a tracking.RunLogger or a writer.RemoteRunLogger
     model: torch.nn.Module,
     best_state: dict[str, torch.Tensor] | None,
     best_epoch: int | None,
@@ -59,6 +58,8 @@ def save(
 
 def load_model(run_id: str, tracking_uri: str | None = None) -> torch.nn.Module:
     """The model of run ``run_id`` (built from its ``config.yaml`` artifact) with its checkpointed weights."""
+    from initsweep import tracking  # MLflow: only to read runs back
+
     client = tracking.connect(tracking.resolve_uri(tracking_uri))
     with tempfile.TemporaryDirectory(prefix="initsweep-load-") as tmp:
         config_path = client.download_artifacts(run_id, "config.yaml", tmp)
@@ -74,6 +75,8 @@ def load_model(run_id: str, tracking_uri: str | None = None) -> torch.nn.Module:
 def best_run_id(study_name: str | None = None, tracking_uri: str | None = None) -> str:
     """The run of the best trial (tag ``optuna.best=true``) of ``study_name``, or of the latest study; a
     Pareto front's first trial. LookupError when there is none."""
+    from initsweep import tracking  # MLflow: only to read runs back
+
     client = tracking.connect(tracking.resolve_uri(tracking_uri))
     exp_ids = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(

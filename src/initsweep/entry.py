@@ -11,16 +11,18 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from initsweep import protocol
-from initsweep.job import run_job
+from initsweep import protocol, writer
 
 
 def run(cfg: DictConfig) -> float:
     """Run one Hydra job and return its optimized metric: a trial when the Optuna sweeper set
     ``$INITSWEEP_TRIAL`` (see :mod:`initsweep.trial`), else a plain job (:func:`initsweep.job.run_job`)."""
     install_sigterm_handler()
+    writer.prestart()  # MLflow loads in the tracking writer while this process imports torch
     number = protocol.trial_number()
     if number is None:
+        from initsweep.job import run_job  # lazy: torch
+
         return run_job(cfg)
     from initsweep.trial import run_trial  # lazy: plain jobs never import optuna
 

@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from initsweep import checkpoint, console, ledger, recovery, sysmetrics, tracking
+from initsweep import checkpoint, console, ledger, writer
 from initsweep import data as datasets
 from initsweep.cadence import logged_epochs
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
@@ -33,7 +33,17 @@ from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.isometry import isometry_metrics
 from initsweep.models import build_model
 from initsweep.overrides import varying  # shared overrides are recognised by value, not by text
-from initsweep.protocol import Failure, JobStatus, Parent, Tag, objective_value, redact, trial_number, worst_value
+from initsweep.protocol import (
+    Failure,
+    JobStatus,
+    Parent,
+    Tag,
+    TrackingError,
+    objective_value,
+    resolve_uri,
+    trial_number,
+    worst_value,
+)
 from initsweep.resources import check_fits, use_deterministic_kernels
 from initsweep.scaleout import job_device
 from initsweep.trainer import (
@@ -179,6 +189,9 @@ def execute(
     ctx = ctx or JobContext.from_hydra()
     raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     config = validate(raw)
+    parent = Parent.read(ctx.sweep_dir)  # the multirun's parent run, if any
+    uri = parent.tracking_uri if parent else resolve_uri(config.tracking.uri)
+    writer.warm(uri)  # an existing store opens in the tracking writer while this process builds the job
 
     # Build everything that can fail because of the config before a run is created.
     threads = intra_op_threads(config.trainer.threads, ctx.parallel_jobs, config.trainer.deterministic)
@@ -197,7 +210,10 @@ def execute(
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
 
-    parent = Parent.read(ctx.sweep_dir)  # the multirun's parent run, if any
+    # The config is valid: open the store (in the tracking writer, while the diagnostics run here).
+    # a single run first closes what dead processes left RUNNING in its store
+    store = writer.open_store(uri, config.experiment_name, parent.experiment_id if parent else None, not parent)
+
     init_label = ctx.init_choice or config.init.name
     name = run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ())
     diag_batch = diag = None
@@ -206,13 +222,6 @@ def execute(
         diag = run_diagnostics(model, diag_batch, config.diagnostics)
         if diag.warning:
             print(f"initsweep: warning: {name}: {diag.warning}", file=sys.stderr)
-
-    if parent:
-        client, exp_id = tracking.connect(parent.tracking_uri), parent.experiment_id
-    else:
-        client = tracking.connect(tracking.resolve_uri(config.tracking.uri))
-        recovery.reap(client)  # close what dead processes left RUNNING in this store
-        exp_id = tracking.experiment_id(client, config.experiment_name)
 
     tags: dict[str, Any] = {
         Tag.INIT: init_label,
@@ -229,12 +238,7 @@ def execute(
     if diag is not None and diag.warning:
         tags[Tag.DIAG_WARNING] = diag.warning
     tags.update(extra_tags or {})
-    try:
-        logger = tracking.start_run(client, exp_id, name, tags, parent.run_id if parent else None)
-    except Exception as e:  # noqa: BLE001 - e.g. a full disk: one message, no traceback
-        raise tracking.TrackingError(
-            redact(f"cannot create a run in {client.tracking_uri}: {type(e).__name__}: {e}")
-        ) from e
+    logger = store.start_run(name, tags, parent.run_id if parent else None)  # waits for the store: TrackingError
     logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
     if ctx.output_dir is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.ledger)
         logger.keep_local(ctx.output_dir / ledger.FILE_NAME)
@@ -242,18 +246,19 @@ def execute(
     t = config.tracking
     try:
         try:
-            with sysmetrics.monitoring(
-                logger.run_id, client.tracking_uri, t.system_metrics_interval_s, t.system_metrics
-            ):
+            store.start_monitor(logger.run_id, t.system_metrics_interval_s, t.system_metrics)
+            try:
                 trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
+            finally:
+                store.stop_monitor(logger.run_id)
         except KeyboardInterrupt:
             try:
                 logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
                 logger.end("KILLED")
             except Exception as e:  # noqa: BLE001 - the store failed too
-                _tracking_failed(logger, tracking.TrackingError(f"{type(e).__name__}: {e}"), worst)
+                _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
             raise
-        except tracking.TrackingError:
+        except TrackingError:
             raise
         except Exception as e:  # noqa: BLE001 - a crashed job is recorded, not lost
             reason = f"{type(e).__name__}: {e}"
@@ -269,15 +274,15 @@ def execute(
             print(f"initsweep: run {logger.run_id} diverged at epoch {epoch} ({reason})", file=sys.stderr)
             return JobOutcome(worst, JobStatus.DIVERGED, logger.run_id, trained.epochs, reason)
         logger.end("FINISHED")
-    except tracking.TrackingError as e:  # the store refused the run's metrics: FAILED, never FINISHED
+    except TrackingError as e:  # the store refused the run's metrics: FAILED, never FINISHED
         return _tracking_failed(logger, e, worst)
     except Exception as e:  # noqa: BLE001 - the store failed while recording another failure
-        return _tracking_failed(logger, tracking.TrackingError(f"{type(e).__name__}: {e}"), worst)
+        return _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
     stopped_at = trained.stopped_at
     return JobOutcome(trained.value, JobStatus.FINISHED, logger.run_id, trained.epochs, stopped_at=stopped_at)
 
 
-def _tracking_failed(logger: tracking.RunLogger, error: tracking.TrackingError, worst: float) -> JobOutcome:
+def _tracking_failed(logger: Any, error: TrackingError, worst: float) -> JobOutcome:
     """Close the run FAILED, ``failure=tracking`` (as far as the store allows), and say where the metrics are."""
     logger.fail_tracking(str(error))
     kept = f"; its metrics are in {logger.local.path}" if logger.local is not None and not logger.broken else ""
@@ -300,7 +305,7 @@ def _train_and_log(
     data: datasets.Dataset,
     model: torch.nn.Module,
     stats: list[LayerStats],
-    logger: tracking.RunLogger,
+    logger: Any,  # a tracking.RunLogger, or a writer.RemoteRunLogger
     on_epoch: Callable[[EpochMetrics], bool] | None,
     diag: Diagnostics | None = None,
     diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -365,13 +370,13 @@ def run_job(cfg: DictConfig) -> float | list[float]:
     ctx = JobContext.from_hydra()
     try:
         outcome = execute(cfg, ctx)
-    except (ConfigError, tracking.TrackingError) as e:
+    except (ConfigError, TrackingError) as e:
         print(f"initsweep: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("initsweep: interrupted; the run was marked KILLED", file=sys.stderr)
         raise SystemExit(130) from None
-    if isinstance(outcome.error, tracking.TrackingError):  # already reported; the sweep exits 1 at its end
+    if isinstance(outcome.error, TrackingError):  # already reported; the sweep exits 1 at its end
         if ctx.sweep_dir is None:
             raise SystemExit(1)
         return outcome.value

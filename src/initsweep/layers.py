@@ -51,3 +51,13 @@ def layer_summaries(table: Mapping[str, Any]) -> dict[str, float]:
     if v := values("init/weight_std"):
         out["init/weight_std_min"], out["init/weight_std_max"] = min(v), max(v)
     return out
+
+
+def layer_record(metrics: Mapping[str, float], step: int) -> tuple[dict[str, float], dict[str, Any] | None, str]:
+    """What ``log_layers`` records for ``step``: the scalar metrics (with the table's summaries), the per-layer
+    table (None when no key is per-layer) and its artifact file ``layers/step_<step>.json``."""
+    scalars, table = split_layers(metrics)
+    if not table["layers"]:
+        return scalars, None, ""
+    scalars.update(layer_summaries(table))
+    return scalars, table, f"{LAYERS_DIR}/step_{step:04d}.json"

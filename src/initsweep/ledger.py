@@ -28,13 +28,20 @@ from typing import Any
 FILE_NAME = "metrics.jsonl"
 
 
-def _proc_start(pid: int) -> str | None:
-    """The process's start time in clock ticks after boot (/proc/<pid>/stat field 22), or None (no /proc)."""
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """The process's state letter and start time in clock ticks after boot (/proc/<pid>/stat fields 3 and
+    22), or None (no /proc, or no such process)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # fields after "(comm)": state is field 3, starttime 22
+    fields = stat.rsplit(")", 1)[1].split()  # the fields after "(comm)", from field 3 on
+    return fields[0], fields[19]
+
+
+def _proc_start(pid: int) -> str | None:
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
 
 
 def identity() -> dict[str, str]:
@@ -44,17 +51,19 @@ def identity() -> dict[str, str]:
 
 
 def alive(pid: int, start: str | None) -> bool:
-    """Whether process ``pid`` of this host is still the one that started at ``start`` (when known)."""
+    """Whether process ``pid`` of this host still runs and is the one that started at ``start`` (when known)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
+    stat = _proc_stat(pid)
+    if stat is not None and stat[0] in ("Z", "X"):  # a zombie: dead, not yet waited for by its parent
+        return False
     if not start:
         return True
-    now = _proc_start(pid)
-    return now is None or now == start
+    return stat is None or stat[1] == start
 
 
 _WATCHED: dict[Path, int] = {}  # file -> its inode when first seen

@@ -168,6 +168,21 @@ def objective_value(summary: dict[str, float], optimized_metric: str | list[str]
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^@\s/]+@")
 
 
+DEFAULT_STORE_DIR = "mlruns"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or written; the message says which and what to do."""
+
+
+def resolve_uri(configured: str | None = None) -> str:
+    """Tracking URI: $MLFLOW_TRACKING_URI, else ``configured``, else sqlite:///<cwd>/mlruns/mlflow.db."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd() / DEFAULT_STORE_DIR / 'mlflow.db'}"
+
+
 def redact(text: str) -> str:
     """``text`` with the password of every URL in it shown as ``***``: ``postgresql://u:pw@h/db`` ->
     ``postgresql://u:***@h/db``. Used for everything initsweep shows or records (params, tags, results, logs)."""

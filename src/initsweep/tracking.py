@@ -25,11 +25,21 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from initsweep import locks, ui_view
-from initsweep.layers import LAYERS_DIR, layer_summaries, split_layers
+from initsweep.layers import LAYERS_DIR, layer_record
 from initsweep.ledger import MetricsFile, file_changed, identity, watch_file
-from initsweep.protocol import OPTUNA_SWEEPER_NAME, ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome, redact
+from initsweep.protocol import (  # noqa: F401 - TrackingError, resolve_uri, DEFAULT_STORE_DIR: used as tracking.*
+    DEFAULT_STORE_DIR,
+    OPTUNA_SWEEPER_NAME,
+    ROLE_SWEEP,
+    Failure,
+    Parent,
+    Tag,
+    TrackingError,
+    TrialOutcome,
+    redact,
+    resolve_uri,
+)
 
-DEFAULT_STORE_DIR = "mlruns"
 # MLflow's limits for one log_batch request.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 _MAX_PARAM_CHARS = 6000
@@ -39,18 +49,6 @@ _T = TypeVar("_T")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 # No progress bars between the sweep's lines when the report reads the per-layer tables back.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-class TrackingError(RuntimeError):
-    """The tracking store cannot be reached or written; the message says which and what to do."""
-
-
-def resolve_uri(configured: str | None = None) -> str:
-    """Tracking URI: $MLFLOW_TRACKING_URI, else ``configured``, else sqlite:///<cwd>/mlruns/mlflow.db."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
-    if uri:
-        return uri
-    return f"sqlite:///{Path.cwd() / DEFAULT_STORE_DIR / 'mlflow.db'}"
 
 
 def _check_server(uri: str, timeout_s: float = 3.0) -> None:
@@ -171,17 +169,23 @@ class RunLogger:
         self.set_tags({Tag.METRICS_FILE: str(Path(path).resolve())})
         return path
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        """Record metrics for ``step`` locally and buffer them; flush if the last flush is older than flush_every_s."""
-        ts = int(time.time() * 1000)
+    def log_metrics(self, metrics: Mapping[str, float], step: int, ts: int | None = None) -> None:
+        """Record metrics for ``step`` (at ``ts`` ms since the epoch, default now) locally and buffer them; flush
+        if the last flush is older than flush_every_s."""
+        ts = ts if ts is not None else int(time.time() * 1000)
         if self.local is not None:
             self.local.metrics(metrics, step, ts)
         self._pending.extend(Metric(k, float(v), ts, step) for k, v in metrics.items())
         self.latest.update({k: float(v) for k, v in metrics.items()})
-        if time.monotonic() - self._last_flush > self.flush_every_s and not self.broken:
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """:meth:`flush` when metrics wait and the last flush is older than flush_every_s; a refusal is printed
+        (training goes on, the local file keeps the metrics, :meth:`end` fails the run)."""
+        if self._pending and time.monotonic() - self._last_flush > self.flush_every_s and not self.broken:
             try:
                 self.flush()
-            except TrackingError as e:  # training goes on; the file keeps the metrics, end() fails the run
+            except TrackingError as e:
                 print(f"initsweep: warning: {e}; training goes on", file=sys.stderr)
 
     def flush(self) -> None:
@@ -209,11 +213,13 @@ class RunLogger:
         ``layers/step_<step>.json`` ({"layers": [...], "columns": {stat: [value per layer]}}), plus a few scalar
         summaries as metrics (:func:`layer_summaries`); other keys are logged as metrics. A run so carries
         the same few metric keys whatever its depth."""
-        scalars, table = split_layers(metrics)
-        if table["layers"]:
-            retrying(self.client.log_dict, self.run_id, table, f"{LAYERS_DIR}/step_{step:04d}.json")
-            scalars.update(layer_summaries(table))
+        scalars, table, artifact_file = layer_record(metrics, step)
+        if table is not None:
+            self.log_dict(table, artifact_file)
         self.log_metrics(scalars, step)
+
+    def log_dict(self, obj: Mapping[str, Any], artifact_file: str) -> None:
+        retrying(self.client.log_dict, self.run_id, obj, artifact_file)
 
     def log_params(self, params: Mapping[str, str]) -> None:
         items = [Param(k, redact(str(v))[:_MAX_PARAM_CHARS]) for k, v in params.items()]
@@ -282,13 +288,15 @@ def start_run(
     run_name: str,
     tags: Mapping[str, Any] | None = None,
     parent_run_id: str | None = None,
+    who: Mapping[str, str] | None = None,
 ) -> RunLogger:
-    """Create a RUNNING run (a child of ``parent_run_id`` when given) and return its logger."""
+    """Create a RUNNING run (a child of ``parent_run_id`` when given) and return its logger. ``who`` is the
+    process that trains it (:func:`initsweep.ledger.identity`, default this one), for :mod:`initsweep.recovery`."""
     all_tags = {k: redact(str(v)) for k, v in (tags or {}).items()}
     run_name = redact(run_name)
     if parent_run_id:
         all_tags[Tag.PARENT] = parent_run_id
-    me = identity()  # who writes the run, for initsweep.recovery
+    me = who or identity()
     all_tags.update({Tag.HOST: me["host"], Tag.PID: me["pid"], Tag.PID_START: me["pid_start"]})
     all_tags[Tag.HEARTBEAT] = str(int(time.time()))
     run = retrying(client.create_run, exp_id, run_name=run_name, tags=all_tags)

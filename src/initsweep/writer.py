@@ -1,0 +1,349 @@
+"""The tracking writer: a process that owns MLflow for the jobs of the process that starts it.
+
+Importing MLflow and opening a store costs about 3 s of CPU, as much as importing torch. A job process that
+has not imported MLflow yet (a single run, a joblib or SLURM worker; ``$INITSWEEP_TRACKING_WRITER``: ``auto``,
+the default; ``1`` always; ``0`` never) starts the writer before it imports torch (:func:`prestart`), so the
+two imports run on two cores at once, and then talks to it through a pipe:
+
+* :func:`open_store` returns a :class:`RemoteStore` (the same calls as :class:`initsweep.stores.LocalStore`,
+  which serves them in the writer); the job waits for the store only when it creates its run, so an unusable
+  store is still reported before training starts;
+* a :class:`RemoteRunLogger` writes each epoch to the job's local ``metrics.jsonl`` at once, as the in-process
+  logger does, and posts it to the writer without waiting; the writer sends a batch to the store at most
+  ``flush_every_s`` (1 s) after a metric arrived, so the trainer never waits on a store transaction. Artifacts,
+  :meth:`RemoteRunLogger.flush` and :meth:`RemoteRunLogger.end` wait: an ended run is in the store;
+* the writer ignores SIGINT and SIGTERM (the trainer closes its runs KILLED, through the writer) and exits when
+  the trainer closes the pipe; a trainer that dies first (SIGKILL) leaves its runs to the writer, which sends
+  every metric it received and those of the job's ``metrics.jsonl`` and closes them ``KILLED``,
+  ``failure=lost`` (:func:`initsweep.recovery.settle`, as any later process would).
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from initsweep.layers import layer_record
+from initsweep.ledger import MetricsFile, identity
+from initsweep.protocol import Failure, Tag, TrackingError
+
+MODE_ENV = "INITSWEEP_TRACKING_WRITER"
+_CLOSE_TIMEOUT_S = 120.0
+_writer: TrackingWriter | None = None
+
+
+def wanted() -> bool:
+    """Whether this process's jobs use the writer: ``$INITSWEEP_TRACKING_WRITER`` 1/0, or (``auto``) when it
+    already runs or MLflow is not imported here yet (a sweep's main process has its own client)."""
+    mode = os.environ.get(MODE_ENV, "auto").strip().lower()
+    if mode in ("0", "false", "no", "off"):
+        return False
+    return mode in ("1", "true", "yes", "on") or _writer is not None or "mlflow" not in sys.modules
+
+
+def prestart() -> None:
+    """Start the writer now, before torch is imported, when this process's jobs will use it."""
+    if wanted():
+        writer()
+
+
+def writer() -> TrackingWriter:
+    """This process's writer, started on first use (and again if it died)."""
+    global _writer
+    if _writer is None or _writer.proc.poll() is not None:
+        _writer = TrackingWriter()
+        atexit.register(_writer.close)
+    return _writer
+
+
+def warm(uri: str) -> None:
+    """Let the writer connect to an existing store now (a new one is created only by :func:`open_store`, once
+    the job's config is known to be valid)."""
+    if wanted():
+        writer().post("warm", uri)
+
+
+def open_store(uri: str, experiment: str, experiment_id: str | None = None, reap: bool = False) -> Any:
+    """The job's store: a :class:`RemoteStore` when the writer is :func:`wanted`, else a ``LocalStore``."""
+    if wanted():
+        return RemoteStore(writer(), uri, experiment, experiment_id, reap)
+    from initsweep.stores import LocalStore
+
+    return LocalStore(uri, experiment, experiment_id, reap)
+
+
+class TrackingWriter:
+    """The writer process and the two pipes to it: requests ``(id or None, name, args)``, replies
+    ``(id, ok, value or error message)``. A request without id (:meth:`post`) gets no reply; the writer
+    serves requests in order."""
+
+    def __init__(self) -> None:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
+        )
+        code = "from initsweep.writer import serve; serve()"
+        argv = [sys.executable, "-c", code, str(req_r), str(rep_w)]
+        self.proc = subprocess.Popen(argv, pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, env=env)
+        os.close(req_r)
+        os.close(rep_w)
+        self._out, self._in = Connection(req_w, readable=False), Connection(rep_r, writable=False)
+        self._ids = itertools.count(1)
+        self._replies: dict[int, tuple[bool, Any]] = {}
+
+    def _died(self) -> TrackingError:
+        return TrackingError(f"the tracking writer process {self.proc.pid} died (exit status {self.proc.poll()})")
+
+    def post(self, name: str, *args: Any) -> None:
+        """Send a request and go on."""
+        self._send((None, name, args))
+
+    def request(self, name: str, *args: Any) -> int:
+        """Send a request whose reply :meth:`result` waits for; returns its id."""
+        rid = next(self._ids)
+        self._send((rid, name, args))
+        return rid
+
+    def result(self, rid: int) -> Any:
+        """The reply to request ``rid``: its value, or TrackingError with the writer's message."""
+        while rid not in self._replies:
+            try:
+                got, ok, value = self._in.recv()
+            except (EOFError, OSError):
+                raise self._died() from None
+            self._replies[got] = (ok, value)
+        ok, value = self._replies.pop(rid)
+        if not ok:
+            raise TrackingError(value)
+        return value
+
+    def call(self, name: str, *args: Any) -> Any:
+        return self.result(self.request(name, *args))
+
+    def _send(self, message: tuple) -> None:
+        try:
+            self._out.send(message)
+        except (BrokenPipeError, OSError):
+            raise self._died() from None
+
+    def close(self) -> None:
+        """Let the writer finish what it was sent and exit (killed after 120 s)."""
+        if self._out.closed:
+            return
+        try:
+            self._out.send((None, "close", ()))
+        except OSError:
+            pass
+        self._out.close()
+        try:
+            self.proc.wait(timeout=_CLOSE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._in.close()
+
+
+class RemoteStore:
+    """:class:`initsweep.stores.LocalStore`'s calls, served by the writer; opening starts at once."""
+
+    def __init__(self, w: TrackingWriter, uri: str, experiment: str, experiment_id: str | None, reap: bool) -> None:
+        self.writer, self.tracking_uri = w, uri
+        self.id = id(self)
+        self._opening: int | None = w.request("open", self.id, uri, experiment, experiment_id, reap)
+        self._experiment_id: str | None = None
+
+    def ready(self) -> str:
+        if self._opening is not None:
+            self._experiment_id, self._opening = self.writer.result(self._opening), None
+        assert self._experiment_id is not None
+        return self._experiment_id
+
+    def start_run(
+        self, name: str, tags: Mapping[str, Any], parent_run_id: str | None = None, who: Mapping[str, str] | None = None
+    ) -> RemoteRunLogger:
+        exp_id = self.ready()
+        tags = {k: str(v) for k, v in tags.items()}
+        run_id, run_name = self.writer.call("start_run", self.id, name, tags, parent_run_id, dict(who or identity()))
+        return RemoteRunLogger(self.writer, run_id, run_name, exp_id, self.tracking_uri)
+
+    def start_monitor(self, run_id: str, interval_s: float, enabled: bool) -> None:
+        if enabled:
+            self.writer.post("start_monitor", self.id, run_id, interval_s, enabled)
+
+    def stop_monitor(self, run_id: str) -> None:
+        self.writer.call("stop_monitor", self.id, run_id)
+
+
+class RemoteRunLogger:
+    """:class:`initsweep.tracking.RunLogger`'s interface for a run the writer holds (see the module docstring)."""
+
+    def __init__(self, w: TrackingWriter, run_id: str, run_name: str, experiment_id: str, tracking_uri: str) -> None:
+        self.writer, self.run_id, self.run_name, self.experiment_id = w, run_id, run_name, experiment_id
+        self.tracking_uri = tracking_uri
+        self.latest: dict[str, float] = {}
+        self.local: MetricsFile | None = None
+        self.broken: str | None = None
+        self.ended = False
+        self.on_end: Any = None  # called with (logger, status) once the run is closed
+
+    def _post(self, method: str, *args: Any) -> None:
+        self.writer.post("run", self.run_id, method, args)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        return self.writer.call("run", self.run_id, method, args)
+
+    def keep_local(self, path: Path) -> Path:
+        self.local = MetricsFile(path, self.run_id, self.tracking_uri)
+        self.set_tags({Tag.METRICS_FILE: str(Path(path).resolve())})
+        return path
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        ts = int(time.time() * 1000)
+        values = {k: float(v) for k, v in metrics.items()}
+        if self.local is not None:
+            self.local.metrics(values, step, ts)
+        self.latest.update(values)
+        self._post("log_metrics", values, step, ts)
+
+    def log_layers(self, metrics: Mapping[str, float], step: int) -> None:
+        scalars, table, artifact_file = layer_record(metrics, step)
+        if table is not None:
+            self._post("log_dict", table, artifact_file)
+        self.log_metrics(scalars, step)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._post("log_params", {k: str(v) for k, v in params.items()})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._post("set_tags", {k: str(v) for k, v in tags.items()})
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self._post("log_text", text, artifact_file)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._call("log_artifact", str(path), artifact_path)  # waits: the file may be temporary
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Close the run once everything sent is in the store; TrackingError (the run FAILED) if refused."""
+        if self.ended:
+            return
+        try:
+            self._call("end", status)
+        except TrackingError as e:
+            kept = f", kept in {self.local.path}" if self.local is not None and not self.local.error else ""
+            self._closed("FAILED", f"{e}{kept}")
+            raise TrackingError(self.broken) from None
+        self._closed(status)
+
+    def fail_tracking(self, reason: str) -> None:
+        if self.ended:
+            return
+        try:
+            self._call("fail_tracking", reason)
+        except TrackingError:
+            pass  # the local file has the verdict
+        self._closed("FAILED", reason)
+
+    def _closed(self, status: str, failure: str | None = None) -> None:
+        self.ended, self.broken = True, failure
+        if self.local is not None:
+            self.local.end(status, *((Failure.TRACKING.value, failure[:2000]) if failure else ()))
+        if self.on_end is not None:
+            self.on_end(self, status)
+
+
+# --------------------------------------------------------------------------------------------------
+# The writer process
+
+
+def serve() -> None:
+    """The writer's main: ``python -c ... REQUEST_FD REPLY_FD`` (see :class:`TrackingWriter`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the trainer, which closes its runs through us
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    requests = Connection(int(sys.argv[1]), writable=False)
+    replies = Connection(int(sys.argv[2]), readable=False)
+    from initsweep.console import quiet_libraries
+
+    quiet_libraries()
+    from initsweep import recovery, stores, tracking  # MLflow: imported here, while the trainer imports torch
+
+    if "MLFLOW_TRACKING_URI" not in os.environ or os.environ["MLFLOW_TRACKING_URI"].startswith("sqlite"):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the local store's code, before it is needed
+
+    opened: dict[int, Any] = {}
+    runs: dict[str, tracking.RunLogger] = {}
+
+    def handle(name: str, args: tuple) -> Any:
+        if name == "warm":
+            db = tracking.sqlite_path(args[0])
+            if db.exists() if db is not None else args[0].startswith(("http://", "https://")):
+                tracking.connect(args[0])
+            return None
+        if name == "open":
+            sid, uri, experiment, experiment_id, reap = args
+            opened[sid] = stores.LocalStore(uri, experiment, experiment_id, reap)
+            return opened[sid].ready()
+        if name == "start_run":
+            sid, *rest = args
+            logger = opened[sid].start_run(*rest)
+            runs[logger.run_id] = logger
+            return logger.run_id, logger.run_name
+        if name in ("start_monitor", "stop_monitor"):
+            sid, *rest = args
+            return getattr(opened[sid], name)(*rest)
+        run_id, method, margs = args
+        logger = runs[run_id]
+        try:
+            return getattr(logger, method)(*margs)
+        finally:
+            if logger.ended:
+                del runs[run_id]
+
+    left = False  # the trainer said goodbye (else it died)
+    while True:
+        busy = any(logger._pending for logger in runs.values())
+        try:
+            if not requests.poll(0.2 if busy else None):
+                for logger in runs.values():
+                    logger.flush_if_due()
+                continue
+            rid, name, args = requests.recv()
+        except (EOFError, OSError):
+            break
+        if name == "close":
+            left = True
+            break
+        try:
+            value, ok = handle(name, args), True
+        except Exception as e:  # noqa: BLE001 - every failure goes back to the trainer as a message
+            value, ok = (str(e) if isinstance(e, TrackingError) else f"{type(e).__name__}: {e}"), False
+            if rid is None and name == "run" and args[0] in runs:  # a posted write failed: the run cannot finish
+                runs[args[0]].broken = runs[args[0]].broken or value
+                print(f"initsweep: warning: {value}; training goes on", file=sys.stderr)
+        if rid is not None:
+            replies.send((rid, ok, value))
+    for store in opened.values():
+        store.stop_monitors()
+    for logger in runs.values():  # the trainer died: what it sent, then its metrics file, and KILLED, lost
+        try:
+            logger.flush()
+            deadline = time.monotonic() + (0 if left else 10)  # a killed trainer's pid takes a moment to go
+            while recovery.settle(logger.client, logger.client.get_run(logger.run_id)) is None:
+                if time.monotonic() > deadline:
+                    break  # alive: a later recovery closes the run
+                time.sleep(0.1)
+        except Exception as e:  # noqa: BLE001 - the store failed too: a later recovery closes the run
+            print(f"initsweep: could not close run {logger.run_id}: {e}", file=sys.stderr)
