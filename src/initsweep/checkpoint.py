@@ -53,6 +53,7 @@ def save(
         path = Path(tmp) / FILE_NAME
         torch.save(payload, path)
         logger.log_artifact(path, ARTIFACT_DIR)
+        logger.flush()  # the artifact is stored before its temporary directory goes
     logger.set_tags({Tag.CHECKPOINT: ARTIFACT})
 
 

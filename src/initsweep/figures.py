@@ -52,6 +52,9 @@ def log_figures(
     args = (history, initial_val, snapshots, out_dir, logger.run_name)
     finish()
     if background and "fork" in multiprocessing.get_all_start_methods():
+        from initsweep.plots import pyplot
+
+        pyplot()  # matplotlib imported here once, not in every child (about 1 CPU s each)
         child = multiprocessing.get_context("fork").Process(target=_draw_in_child, args=args, daemon=False)
         child.start()
         paths = [out_dir / "learning_curves.png"] + ([out_dir / "signal_propagation.png"] if snapshots else [])

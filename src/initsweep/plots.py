@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from initsweep.cadence import logged_epochs
-from initsweep.trainer import EpochMetrics
+
+if TYPE_CHECKING:  # torch: not for drawing a report
+    from initsweep.trainer import EpochMetrics
 
 # zlib level 1: about a third of the encoding time of the default level 6; files about 1.1 x larger.
 PNG = {"pil_kwargs": {"compress_level": 1}}
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +30,7 @@ def _save(fig, path: Path, bottom: float = 0.16, top: float = 0.92) -> Path:
     fig.subplots_adjust(left=0.09, right=0.98, bottom=bottom, top=top, wspace=0.3)
     fig.savefig(path, **PNG)
     fig.clf()
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -53,7 +56,7 @@ def learning_curves(
     A loss of 0 or NaN cannot sit on a log axis: it is marked with an x at the bottom edge (0) or a
     triangle at the top edge (NaN or inf), so a curve never just stops.
     """
-    plt = _pyplot()
+    plt = pyplot()
     history = drawn(history)
     epochs = [h.epoch for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
@@ -180,7 +183,7 @@ def signal_propagation(
 
     Zero values cannot be drawn on a log axis: they are marked with an x at the bottom edge.
     """
-    plt = _pyplot()
+    plt = pyplot()
     layers = list(profiles[0][1])
     xs = list(range(len(layers)))
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=80)
@@ -202,7 +205,7 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
     Used by the comparison report for learning curves (x = epochs) and per-layer profiles (x = layer
     names, drawn as categories). On log axes, values <= 0 are marked with an x at the bottom edge.
     """
-    plt = _pyplot()
+    plt = pyplot()
     # At least 1000 px wide; every label gets its own colour, line style and marker, so curves that overlap
     # (zeros under ones) stay distinguishable.
     width = max(1000 / dpi, 6.0 * len(panels))

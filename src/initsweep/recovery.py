@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
 from initsweep import ledger, tracking
+from initsweep.processes import children
 from initsweep.protocol import Failure, Tag
 
 STALE_S = float(os.environ.get("INITSWEEP_STALE_S", "900"))
@@ -112,32 +113,14 @@ def reap_quietly(client: MlflowClient) -> list[Any]:
         return []
 
 
-def terminate_as_interrupt() -> None:
-    """In the sweep's main process: SIGTERM stops the sweep as Ctrl-C does (KeyboardInterrupt, so that
-    launchers stop their workers and exit handlers close the runs), after passing it on to this process's
-    children (joblib workers), whose jobs then close their own runs KILLED."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
-        return
-
-    def _on_term(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once
-        for pid in _children(os.getpid()):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _on_term)
-
-
-def stop_children(client: MlflowClient, grace_s: float = 15.0) -> None:
+def stop_children(client: MlflowClient | None, grace_s: float = 15.0, spare: Collection[int] = ()) -> None:
     """On the way out of a sweep's main process: give this process's children (joblib workers) up to
     ``grace_s`` seconds to close the runs they hold (they got the Ctrl-C or the SIGTERM), then SIGKILL every
-    child left (idle workers, loky's resource tracker), so that no worker outlives the sweep."""
-    kids = set(_children(os.getpid()))
+    child left (idle workers, loky's resource tracker) but those in ``spare`` (the tracking writer), so that no
+    worker outlives the sweep. Without a ``client`` (the store is unusable) the children are killed at once."""
+    kids = set(children(os.getpid())) - set(spare)
+    if client is None:
+        grace_s = 0.0
     host, deadline = ledger.identity()["host"], time.monotonic() + grace_s
     while kids and time.monotonic() < deadline:
         try:
@@ -156,17 +139,6 @@ def stop_children(client: MlflowClient, grace_s: float = 15.0) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-
-
-def _children(pid: int) -> list[int]:
-    """Pids of the direct children of ``pid`` (Linux /proc; none elsewhere)."""
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            out += [int(p) for p in task.read_text().split()]
-        except OSError:
-            continue
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

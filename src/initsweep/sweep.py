@@ -26,7 +26,6 @@ from initsweep.protocol import (
     BASIC_SWEEPER,
     LOST_FILE,
     OPTUNA_SWEEPER,
-    ROLE_SWEEP,
     STATE_FILES,
     Failure,
     Parent,
@@ -161,7 +160,8 @@ class SweepCallback(Callback):
 
     def __init__(self) -> None:
         self.parent: Parent | None = None
-        self.logger = None
+        self.logger: Any = None  # the parent run's tracking.RunLogger, or writer.RemoteRunLogger
+        self.writer: Any = None  # the tracking writer that holds the parent run, if one does
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns exceptions raised by callbacks into warnings and goes on, so every failure here
@@ -182,42 +182,39 @@ class SweepCallback(Callback):
             locks.abandon_sweep_dir(claimed)
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
-        from initsweep import tracking  # MLflow: imported only once every job's config is valid
-
-        try:
-            uri = tracking.resolve_uri(checked[0].tracking.uri)
-            client = tracking.connect(uri)  # creates the store once, before any worker starts
-        except tracking.TrackingError as e:
-            locks.abandon_sweep_dir(claimed)
-            print(f"initsweep: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
         from omegaconf import OmegaConf
 
-        from initsweep import scaleout
+        from initsweep import ledger, processes, scaleout, writer
+        from initsweep.protocol import TrackingError, resolve_uri
 
         scaleout.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
-        from initsweep import recovery
-
-        recovery.reap(client)  # runs that dead processes left RUNNING in this store
-        recovery.terminate_as_interrupt()  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
-        exp_id = tracking.experiment_id(client, checked[0].experiment_name)
+        processes.terminate_as_interrupt()  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
+        uri = resolve_uri(checked[0].tracking.uri)
         overrides = list(config.hydra.overrides.task)
         run_name = " ".join(["sweep", *overrides]) if overrides else "sweep"
         study = shared_study_name(config)
-        if study is None:
-            self.logger = tracking.start_run(client, exp_id, run_name, {Tag.ROLE: ROLE_SWEEP})
-        else:  # many workers, one study: its one parent run, found or created by study name
-            found = scaleout.study_parent_run(client, exp_id, study, run_name, {Tag.ROLE: ROLE_SWEEP})
-            self.logger = tracking.RunLogger(client, found, experiment_id=exp_id)
-        run_id = self.logger.run_id
-        self.logger.set_tags({Tag.SWEEP_ID: run_id, Tag.OVERRIDES: " ".join(overrides)})
-        params = {"sweep_dir": str(config.hydra.sweep.dir)}
+        params: dict[str, Any] = {"sweep_dir": str(config.hydra.sweep.dir)}
         if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
             params["n_jobs"] = len(configs)
-        if study is None:
-            self.logger.log_params(params)
-        else:  # per-invocation values as tags: a shared run's params cannot change
-            self.logger.set_tags(params)
+        args = (uri, checked[0].experiment_name, run_name, study, overrides, params, ledger.identity())
+        # A basic sweep whose process has no MLflow yet: the tracking writer imports it and opens the store and
+        # the parent run while this process imports torch for the jobs; otherwise (MLflow here) all of it here.
+        self.writer = writer.writer() if study is None and writer.wanted() else None
+        try:
+            if self.writer is not None:
+                opening = self.writer.run_function("initsweep.sweep_runs:open_parent", *args)
+                import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
+
+                self.logger = self.writer.value(opening)
+            else:
+                from initsweep import sweep_runs  # MLflow: imported only once every job's config is valid
+
+                self.logger = sweep_runs.open_parent(*args)
+        except TrackingError as e:
+            locks.abandon_sweep_dir(claimed)
+            print(f"initsweep: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        run_id, exp_id = self.logger.run_id, str(self.logger.experiment_id)
         self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
         sweep_dir = Path(config.hydra.sweep.dir)
         self.parent.write(sweep_dir)
@@ -227,11 +224,21 @@ class SweepCallback(Callback):
 
     def _close_if_open(self) -> None:
         """At exit without on_multirun_end (interrupted or crashed sweep): never leave the parent RUNNING."""
-        if self.logger is not None and not self.logger.ended:
-            from initsweep import recovery
+        if self.logger is not None and not self.logger.ended and self.parent is not None:
+            from initsweep import recovery, tracking
 
-            recovery.stop_children(self.logger.client)  # no joblib worker outlives the sweep
-            recovery.reap_quietly(self.logger.client)  # jobs of workers that died (or were killed) with the sweep
+            spare = []
+            if self.writer is None:
+                client = self.logger.client
+            else:  # the writer holds the parent run; this process reads the store itself on the way out
+                spare = [self.writer.proc.pid]
+                try:
+                    client = tracking.connect(self.parent.tracking_uri)
+                except tracking.TrackingError:
+                    client = None
+            recovery.stop_children(client, spare=spare)  # no joblib worker outlives the sweep
+            if client is not None:
+                recovery.reap_quietly(client)  # jobs of workers that died (or were killed) with the sweep
             try:
                 self.logger.set_tags({Tag.FAILURE: Failure.SWEEP_UNFINISHED.value})
                 self.logger.end("KILLED")
@@ -251,34 +258,23 @@ class SweepCallback(Callback):
 
     def _end(self, config: DictConfig) -> None:
         assert self.parent is not None and self.logger is not None
-        from initsweep import figures, recovery, report, tracking
+        from initsweep import figures
 
         figures.finish()  # the last jobs' figures, drawn in the background
-        client = tracking.connect(self.parent.tracking_uri)
-        recovery.reap_quietly(client)  # a job whose worker died, or whose end the store did not take
-        runs = tracking.child_runs(client, self.parent.experiment_id, self.parent.run_id)
-        table = report.summary_table(runs)
-        print(
-            f"\nSweep {self.parent.sweep_id} ({len(runs)} runs) in MLflow experiment "
-            f"{self.parent.experiment_id}:\n{table}\n"
-            f"Parent run: {console.run_url(self.parent.experiment_id, self.parent.run_id)}\n"
-            f"Compare runs: {console.runs_url(self.parent.experiment_id)}\n"
-            f"Learning curves: {console.runs_url(self.parent.experiment_id, charts=True)}"
-        )
+        p = self.parent
         sweep_dir = Path(config.hydra.sweep.dir)
-        (sweep_dir / "summary.md").write_text(table + "\n")
-        self.logger.log_artifact(sweep_dir / "summary.md")
+        args = (p.tracking_uri, p.experiment_id, p.run_id, str(sweep_dir))
+        table, n_runs, crashed = self._store("summarize", *args)
+        print(
+            f"\nSweep {p.sweep_id} ({n_runs} runs) in MLflow experiment {p.experiment_id}:\n{table}\n"
+            f"Parent run: {console.run_url(p.experiment_id, p.run_id)}\n"
+            f"Compare runs: {console.runs_url(p.experiment_id)}\n"
+            f"Learning curves: {console.runs_url(p.experiment_id, charts=True)}"
+        )
         try:
-            heading = report.sweep_heading(
-                " ".join(["sweep", *config.hydra.overrides.task]),
-                self.parent.run_id,
-                str(config.get("experiment_name", self.parent.experiment_id)),
-                sweep_dir,
-            )
-            written = report.write_report(client, runs, sweep_dir / "report", *heading)
-            for path in written:
-                self.logger.log_artifact(path, "report")
-            print(f"Report: {written[0]}")
+            experiment = str(config.get("experiment_name", p.experiment_id))
+            run_name = " ".join(["sweep", *config.hydra.overrides.task])
+            print(f"Report: {self._store('write_report', *args, run_name, experiment)}")
         except Exception as e:  # a failed report must not leave the parent run open
             print(f"initsweep: the comparison report failed: {e!r}", file=sys.stderr)
         # A sweeper that tolerates failed jobs decides the parent's status itself (the Optuna sweeper does).
@@ -294,11 +290,17 @@ class SweepCallback(Callback):
                 raise SystemExit(1)
             return
         # A diverged job is a result of the experiment; a crashed one is an error of the sweep.
-        errors = (Failure.EXCEPTION.value, Failure.TRACKING.value, Failure.LOST.value)
-        crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) in errors]
         if (lost := sweep_dir / LOST_FILE).exists():  # jobs whose worker died (the launcher re-ran them once)
             crashed += [f"job {line} lost its worker" for line in lost.read_text().splitlines()]
         self.logger.end("FAILED" if crashed else "FINISHED")
         if crashed:
             print(f"initsweep: {len(crashed)} job(s) failed: {', '.join(crashed)}", file=sys.stderr)
             raise SystemExit(1)  # Hydra would swallow an exception raised here
+
+    def _store(self, function: str, *args: Any) -> Any:
+        """``initsweep.sweep_runs.<function>(*args)``: in the tracking writer when it holds the sweep, else here."""
+        if self.writer is not None:
+            return self.writer.value(self.writer.run_function(f"initsweep.sweep_runs:{function}", *args))
+        from initsweep import sweep_runs
+
+        return getattr(sweep_runs, function)(*args)

@@ -10,7 +10,8 @@ two imports run on two cores at once, and then talks to it through a pipe:
   store is still reported before training starts;
 * a :class:`RemoteRunLogger` writes each epoch to the job's local ``metrics.jsonl`` at once, as the in-process
   logger does, and posts it to the writer without waiting; the writer sends a batch to the store at most
-  ``flush_every_s`` (1 s) after a metric arrived, so the trainer never waits on a store transaction. Artifacts,
+  ``flush_every_s`` (1 s) after a metric arrived, so the trainer never waits on a store transaction. Params,
+  tags and artifacts are posted too (the writer serves requests in order); creating a run,
   :meth:`RemoteRunLogger.flush` and :meth:`RemoteRunLogger.end` wait: an ended run is in the store;
 * the writer ignores SIGINT and SIGTERM (the trainer closes its runs KILLED, through the writer) and exits when
   the trainer closes the pipe; a trainer that dies first (SIGKILL) leaves its runs to the writer, which sends
@@ -131,6 +132,17 @@ class TrackingWriter:
     def call(self, name: str, *args: Any) -> Any:
         return self.result(self.request(name, *args))
 
+    def run_function(self, function: str, *args: Any) -> int:
+        """Start ``module:function(*args)`` of the tracking side in the writer; :meth:`value` gets its result."""
+        return self.request("function", function, args)
+
+    def value(self, rid: int) -> Any:
+        """:meth:`result`, with a run logger the function returned as a :class:`RemoteRunLogger`."""
+        got = self.result(rid)
+        if isinstance(got, tuple) and got[:1] == ("run logger",):
+            return RemoteRunLogger(self, *got[1:])
+        return got
+
     def _send(self, message: tuple) -> None:
         try:
             self._out.send(message)
@@ -181,7 +193,7 @@ class RemoteStore:
             self.writer.post("start_monitor", self.id, run_id, interval_s, enabled)
 
     def stop_monitor(self, run_id: str) -> None:
-        self.writer.call("stop_monitor", self.id, run_id)
+        self.writer.post("stop_monitor", self.id, run_id)
 
 
 class RemoteRunLogger:
@@ -231,7 +243,8 @@ class RemoteRunLogger:
         self._post("log_text", text, artifact_file)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._call("log_artifact", str(path), artifact_path)  # waits: the file may be temporary
+        """Posted: a caller that deletes the file afterwards calls :meth:`flush` first."""
+        self._post("log_artifact", str(path), artifact_path)
 
     def flush(self) -> None:
         self._call("flush")
@@ -301,23 +314,28 @@ def serve() -> None:
             logger = opened[sid].start_run(*rest)
             runs[logger.run_id] = logger
             return logger.run_id, logger.run_name
+        if name == "function":
+            import importlib
+
+            (module, function), fargs = args[0].split(":"), args[1]
+            got = getattr(importlib.import_module(module), function)(*fargs)
+            if isinstance(got, tracking.RunLogger):  # the writer keeps it; the caller gets a RemoteRunLogger
+                runs[got.run_id] = got
+                return ("run logger", got.run_id, got.run_name, got.experiment_id, got.client.tracking_uri)
+            return got
         if name in ("start_monitor", "stop_monitor"):
             sid, *rest = args
             return getattr(opened[sid], name)(*rest)
         run_id, method, margs = args
-        logger = runs[run_id]
-        try:
-            return getattr(logger, method)(*margs)
-        finally:
-            if logger.ended:
-                del runs[run_id]
+        return getattr(runs[run_id], method)(*margs)  # an ended run still takes artifacts (the sweep's figures)
 
     left = False  # the trainer said goodbye (else it died)
     while True:
-        busy = any(logger._pending for logger in runs.values())
+        open_runs = [logger for logger in runs.values() if not logger.ended]
+        busy = any(logger._pending for logger in open_runs)
         try:
             if not requests.poll(0.2 if busy else None):
-                for logger in runs.values():
+                for logger in open_runs:
                     logger.flush_if_due()
                 continue
             rid, name, args = requests.recv()
@@ -337,7 +355,9 @@ def serve() -> None:
             replies.send((rid, ok, value))
     for store in opened.values():
         store.stop_monitors()
-    for logger in runs.values():  # the trainer died: what it sent, then its metrics file, and KILLED, lost
+    for logger in (
+        logger for logger in runs.values() if not logger.ended
+    ):  # the trainer died: what it sent, then its metrics file, and KILLED, lost
         try:
             logger.flush()
             deadline = time.monotonic() + (0 if left else 10)  # a killed trainer's pid takes a moment to go
@@ -347,3 +367,6 @@ def serve() -> None:
                 time.sleep(0.1)
         except Exception as e:  # noqa: BLE001 - the store failed too: a later recovery closes the run
             print(f"initsweep: could not close run {logger.run_id}: {e}", file=sys.stderr)
+    from initsweep.fastexit import exit_now
+
+    exit_now(0)  # no interpreter teardown: the trainer waits for this process to end

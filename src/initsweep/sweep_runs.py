@@ -1,0 +1,68 @@
+"""The store side of a sweep's life cycle (:class:`initsweep.sweep.SweepCallback`): its parent run opened, its
+runs summarized and reported. The callback calls these in its own process, or (a basic sweep whose process
+has not imported MLflow) through the tracking writer (:func:`initsweep.writer.TrackingWriter.run_function`),
+so that the sweep's process imports torch while the writer imports MLflow and opens the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from initsweep import recovery, report, scaleout, tracking
+from initsweep.protocol import ROLE_SWEEP, Failure, Tag
+
+
+def open_parent(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    study: str | None,
+    overrides: list[str],
+    params: Mapping[str, Any],
+    who: Mapping[str, str] | None = None,
+) -> tracking.RunLogger:
+    """Open the store (closing the runs of dead processes) and the sweep's parent run: a new one, or the
+    study's shared one (``study``: found or created by name, per-invocation ``params`` then as tags)."""
+    client = tracking.connect(uri)  # creates the store once, before any worker starts
+    recovery.reap(client)
+    exp_id = tracking.experiment_id(client, experiment)
+    if study is None:
+        logger = tracking.start_run(client, exp_id, run_name, {Tag.ROLE: ROLE_SWEEP}, who=who)
+    else:  # many workers, one study: its one parent run, found or created by study name
+        found = scaleout.study_parent_run(client, exp_id, study, run_name, {Tag.ROLE: ROLE_SWEEP})
+        logger = tracking.RunLogger(client, found, experiment_id=exp_id)
+    logger.set_tags({Tag.SWEEP_ID: logger.run_id, Tag.OVERRIDES: " ".join(overrides)})
+    if study is None:
+        logger.log_params(params)
+    else:  # a shared run's params cannot change
+        logger.set_tags(params)
+    return logger
+
+
+def summarize(uri: str, experiment_id: str, run_id: str, sweep_dir: str) -> tuple[str, int, list[str]]:
+    """After the last job: close the runs of dead workers, write and log ``summary.md``; returns the table, the
+    number of runs and the names of the runs that crashed (a diverged run is a result, not a crash)."""
+    client = tracking.connect(uri)
+    recovery.reap_quietly(client)  # a job whose worker died, or whose end the store did not take
+    runs = tracking.child_runs(client, experiment_id, run_id)
+    table = report.summary_table(runs)
+    path = Path(sweep_dir) / "summary.md"
+    path.write_text(table + "\n")
+    tracking.RunLogger(client, run_id).log_artifact(path)
+    errors = (Failure.EXCEPTION.value, Failure.TRACKING.value, Failure.LOST.value)
+    crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) in errors]
+    return table, len(runs), crashed
+
+
+def write_report(uri: str, experiment_id: str, run_id: str, sweep_dir: str, run_name: str, experiment: str) -> str:
+    """The comparison report of the sweep's runs in ``<sweep_dir>/report``, logged to the parent; its path."""
+    client = tracking.connect(uri)
+    runs = tracking.child_runs(client, experiment_id, run_id)
+    title, source = report.sweep_heading(run_name, run_id, experiment, sweep_dir)
+    written = report.write_report(client, runs, Path(sweep_dir) / "report", title, source)
+    parent = tracking.RunLogger(client, run_id)
+    for path in written:
+        parent.log_artifact(path, "report")
+    return str(written[0])
