@@ -163,6 +163,12 @@ class SweepCallback(Callback):
         self.logger: Any = None  # the parent run's tracking.RunLogger, or writer.RemoteRunLogger
         self.writer: Any = None  # the tracking writer that holds the parent run, if one does
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a launcher ships to its workers (joblib, submitit pickle the callbacks): not the main process's
+        parent run logger nor its tracking writer (a process and its pipes); workers find the parent run
+        through the sweep dir."""
+        return {**self.__dict__, "logger": None, "writer": None}
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns exceptions raised by callbacks into warnings and goes on, so every failure here
         # must end the process itself, with one clear message.
