@@ -210,8 +210,8 @@ def execute(
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
 
-    # The config is valid: open the store (in the tracking writer, while the diagnostics run here).
-    # a single run first closes what dead processes left RUNNING in its store
+    # The config is valid: open the store (in the tracking writer, while the diagnostics run here); a single
+    # run first closes what dead processes left RUNNING in it.
     store = writer.open_store(uri, config.experiment_name, parent.experiment_id if parent else None, not parent)
 
     init_label = ctx.init_choice or config.init.name

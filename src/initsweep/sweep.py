@@ -203,8 +203,8 @@ class SweepCallback(Callback):
         if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
             params["n_jobs"] = len(configs)
         args = (uri, checked[0].experiment_name, run_name, study, overrides, params, ledger.identity())
-        # A basic sweep whose process has no MLflow yet: the tracking writer imports it and opens the store and
-        # the parent run while this process imports torch for the jobs; otherwise (MLflow here) all of it here.
+        # A sweep whose process has no MLflow yet (any but a shared study's): the tracking writer imports it and
+        # opens the store and the parent run while this process imports torch for the jobs; otherwise all here.
         self.writer = writer.writer() if study is None and writer.wanted() else None
         try:
             if self.writer is not None:

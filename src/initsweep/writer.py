@@ -40,6 +40,7 @@ from initsweep.protocol import Failure, Tag, TrackingError
 MODE_ENV = "INITSWEEP_TRACKING_WRITER"
 _CLOSE_TIMEOUT_S = 120.0
 _writer: TrackingWriter | None = None
+_store_ids = itertools.count(1)  # names this process's stores in its writer
 
 
 def wanted() -> bool:
@@ -170,7 +171,7 @@ class RemoteStore:
 
     def __init__(self, w: TrackingWriter, uri: str, experiment: str, experiment_id: str | None, reap: bool) -> None:
         self.writer, self.tracking_uri = w, uri
-        self.id = id(self)
+        self.id = next(_store_ids)
         self._opening: int | None = w.request("open", self.id, uri, experiment, experiment_id, reap)
         self._experiment_id: str | None = None
 
