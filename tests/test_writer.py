@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT, all_runs, run_train
+from conftest import ROOT, all_runs, client_for, run_train
 from initsweep import ledger, writer
+from initsweep.protocol import Tag
 
 
 @pytest.mark.parametrize(
@@ -58,3 +60,43 @@ def test_a_zombie_is_not_alive():
     assert not ledger.alive(child.pid, start)
     child.wait()
     assert not ledger.alive(child.pid, start)
+
+
+PROBE = """import atexit, sys
+atexit.register(lambda: sys.stderr.write(
+    f"PROBE {'writer' if sys.argv[0] == '-c' else 'job'} "
+    f"torch={'torch' in sys.modules} matplotlib={'matplotlib' in sys.modules}\\n"))
+"""
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["single run", "sweep"])
+def test_the_writer_draws_the_figures_and_never_imports_torch(tmp_path, sweep):
+    """The job's process never imports matplotlib, the writer never imports torch; every run gets both PNGs."""
+    probe_dir = tmp_path / "probe"
+    probe_dir.mkdir()
+    (probe_dir / "sitecustomize.py").write_text(PROBE)  # reports each process's imports at its exit
+    args = ["-m", "init=zeros,normal"] if sweep else []
+    path = os.pathsep.join(filter(None, [str(probe_dir), os.environ.get("PYTHONPATH")]))
+    proc = run_train([*args, "trainer.epochs=2", "diagnostics.every=1"], cwd=tmp_path, env={"PYTHONPATH": path})
+    assert proc.returncode == 0, proc.stderr
+    probes = {line for line in proc.stderr.splitlines() if line.startswith("PROBE")}
+    assert probes == {"PROBE job torch=True matplotlib=False", "PROBE writer torch=False matplotlib=True"}
+    runs = [r for r in all_runs(tmp_path) if Tag.INIT in r.data.tags]  # not the sweep's parent run
+    assert len(runs) == (2 if sweep else 1)
+    client = client_for(tmp_path)
+    for run in runs:
+        pngs = {a.path for a in client.list_artifacts(run.info.run_id) if a.path.endswith(".png")}
+        assert pngs == {"learning_curves.png", "signal_propagation.png"}, run.info.run_name
+
+
+def test_the_writers_drawing_thread_returns_paths_or_the_error(tmp_path):
+    from initsweep.plots import Point
+
+    drawer = writer._Drawer()
+    points = [Point(e, 1.0 / e, 0.5, 1.2 / e, 0.5) for e in (1, 2, 3)]
+    drawer.draw("good", (points, (2.3, 0.1), [], tmp_path, "a title"))
+    drawer.draw("bad", (points, (2.3, 0.1), [], tmp_path / "no such dir", "a title"))
+    (good, paths), (bad, error) = drawer.done(wait=True)
+    assert (good, bad) == ("good", "bad") and drawer.pending == 0 and drawer.done() == []
+    assert paths == [tmp_path / "learning_curves.png"] and paths[0].stat().st_size > 0
+    assert isinstance(error, FileNotFoundError)

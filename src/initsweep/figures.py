@@ -1,10 +1,13 @@
-"""A run's two PNGs (learning curves, signal propagation), drawn off the training's critical path in sweeps.
+"""A run's two PNGs (learning curves, signal propagation), drawn off the training's critical path.
 
-Drawing them costs about 0.4 s of CPU per job with matplotlib, as much as a short job's training. In a sweep
-whose jobs share one process (the basic launcher), a forked child draws a finished job's figures while the
-next job trains on another core; the parent logs them as artifacts once the child is done (at the next job's
-figures, at the sweep's end before the report, or at exit). Single runs, parallel workers (joblib), and
-platforms without ``fork`` draw inline. The child touches neither torch nor MLflow: it writes two files.
+Drawing them costs about 0.4 s of CPU per job with matplotlib (whose import costs another 0.5-1 s once), as
+much as a short job's training. A job that tracks through the tracking writer (:mod:`initsweep.writer`: single
+runs, basic and parallel sweeps) sends the figures' data to the writer, which imports matplotlib while the job
+trains, draws in a thread of its own while the next job trains, and logs the PNGs to the run. A job with its
+own MLflow client (a study's trial, ``$INITSWEEP_TRACKING_WRITER=0``) draws them in a forked child when it
+shares its process with later jobs (the parent logs them once the child is done: at the next job's figures,
+at the sweep's end before the report, or at exit), else inline. Neither the writer nor the child touches
+torch: :func:`figure_args` turns the history into plain tuples.
 """
 
 from __future__ import annotations
@@ -17,18 +20,36 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from initsweep.plots import Point, drawn, learning_curves, signal_propagation  # matplotlib: imported when drawing
+
 _JOIN_TIMEOUT_S = 300.0  # a child that hangs is killed and its figures drawn inline
 _pending: list[tuple[Any, Any, list[Path], tuple]] = []  # (child process, run logger, PNG paths, draw args)
 
 
-def _draw(history: Sequence[Any], initial_val: tuple[float, float], snapshots: list, out_dir: Path, title: str):
-    from initsweep.plots import learning_curves, signal_propagation  # matplotlib: only when plotting
+def figure_args(
+    history: Sequence[Any], initial_val: tuple[float, float], snapshots: list, out_dir: Path, title: str
+) -> tuple:
+    """What :func:`draw` needs, picklable without torch: the drawn epochs of ``history`` as :class:`Point`s,
+    the initial val (loss, acc), per-snapshot layer profiles ``(label, layers, act_std, grad_std)``, the
+    output dir and the title."""
+    points = [Point(h.epoch, h.train_loss, h.train_acc, h.val_loss, h.val_acc) for h in drawn(history)]
+    profiles = [(f"epoch {e}", list(d.layers), list(d.act_std), list(d.grad_std)) for e, d in snapshots]
+    return points, tuple(initial_val), profiles, Path(out_dir), title
 
-    paths = [learning_curves(history, initial_val, out_dir / "learning_curves.png", title)]
-    if snapshots:
-        profiles = [(f"epoch {e}", d.layers, d.act_std, d.grad_std) for e, d in snapshots]
+
+def draw(points: Sequence[Point], initial_val: tuple[float, float], profiles: list, out_dir: Path, title: str):
+    """Write the PNGs of :func:`figure_args`' values into ``out_dir``; returns their paths."""
+    paths = [learning_curves(points, initial_val, out_dir / "learning_curves.png", title)]
+    if profiles:
         paths.append(signal_propagation(profiles, out_dir / "signal_propagation.png"))
     return paths
+
+
+def prepare(logger: Any) -> None:
+    """Figures will follow: a logger that draws them (the tracking writer's) imports matplotlib now, while the
+    job trains."""
+    if hasattr(logger, "draw_figures"):
+        logger.prepare_figures()
 
 
 def _draw_in_child(*args: Any) -> None:
@@ -36,7 +57,7 @@ def _draw_in_child(*args: Any) -> None:
     ends the child quietly instead of raising the parent's KeyboardInterrupt handler in it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _draw(*args)
+    draw(*args)
 
 
 def log_figures(
@@ -47,9 +68,13 @@ def log_figures(
     out_dir: Path,
     background: bool = False,
 ) -> None:
-    """Draw the run's PNGs into ``out_dir`` and log them to ``logger``'s run; ``background``: in a forked
-    child, logged later by :func:`finish` (called here for earlier jobs, by the sweep's end and at exit)."""
-    args = (history, initial_val, snapshots, out_dir, logger.run_name)
+    """Draw the run's PNGs into ``out_dir`` and log them to ``logger``'s run: by the logger when it can (the
+    tracking writer's); else with ``background`` in a forked child, logged later by :func:`finish` (called
+    here for earlier jobs, by the sweep's end and at exit); else here."""
+    args = figure_args(history, initial_val, snapshots, out_dir, logger.run_name)
+    if hasattr(logger, "draw_figures"):  # the tracking writer's (initsweep.writer.RemoteRunLogger)
+        logger.draw_figures(args)
+        return
     finish()
     if background and "fork" in multiprocessing.get_all_start_methods():
         from initsweep.plots import pyplot
@@ -60,7 +85,7 @@ def log_figures(
         paths = [out_dir / "learning_curves.png"] + ([out_dir / "signal_propagation.png"] if snapshots else [])
         _pending.append((child, logger, paths, args))
         return
-    for path in _draw(*args):
+    for path in draw(*args):
         logger.log_artifact(path)
 
 
@@ -73,7 +98,7 @@ def finish() -> None:
             child.kill()
         if child.exitcode != 0 or not all(p.exists() for p in paths):
             print(f"initsweep: drawing the figures of run {logger.run_id} in the background failed", file=sys.stderr)
-            paths = _draw(*args)
+            paths = draw(*args)
         for path in paths:
             logger.log_artifact(path)
 

@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from initsweep import checkpoint, console, ledger, writer
+from initsweep import checkpoint, console, figures, ledger, writer
 from initsweep import data as datasets
 from initsweep.cadence import logged_epochs
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
@@ -313,6 +313,8 @@ def _train_and_log(
     """Train with logging. Every evaluated epoch enters the history (the summary) and the divergence check;
     the logged ones (:func:`initsweep.cadence.logged_epochs`, and a diverged one) go to MLflow and to
     ``on_epoch``."""
+    if config.tracking.log_plots:
+        figures.prepare(logger)
     logger.log_params(flatten(raw))
     logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
     logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
@@ -344,19 +346,16 @@ def _train_and_log(
         if stop:
             stopped_at = epoch.epoch
             break
+    if config.tracking.log_plots:  # first: the writer draws them while the test set is measured
+        out_dir = ctx.output_dir or Path(tempfile.mkdtemp(prefix="initsweep-"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        in_process_sweep = ctx.sweep_dir is not None and ctx.parallel_jobs == 1  # the next job can start now
+        figures.log_figures(logger, history, (val_loss, val_acc), snapshots, out_dir, background=in_process_sweep)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
     summary = summarize(history, test_loss, test_acc, **summary_context(model, data, best, config.metrics))
     logger.log_metrics(summary, step=0)  # step 0: the UI shows one-value metrics as bars, not one-point lines
     if diverged is None and checkpoint.wanted(config.tracking.checkpoint, in_study=trial_number() is not None):
         checkpoint.save(logger, model, best.state, best.epoch, data.input_shape, data.num_classes)
-
-    if config.tracking.log_plots:
-        from initsweep.figures import log_figures
-
-        out_dir = ctx.output_dir or Path(tempfile.mkdtemp(prefix="initsweep-"))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        in_process_sweep = ctx.sweep_dir is not None and ctx.parallel_jobs == 1  # the next job can start now
-        log_figures(logger, history, (val_loss, val_acc), snapshots, out_dir, background=in_process_sweep)
     return _Trained(objective_value(summary, config.optimized_metric), len(history), diverged, stopped_at)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from initsweep.cadence import logged_epochs
 
@@ -37,7 +37,18 @@ def _save(fig, path: Path, bottom: float = 0.16, top: float = 0.92) -> Path:
 DRAWN_POINTS = 2000  # most epochs drawn per curve: a 1000-pixel-wide figure shows no more
 
 
-def drawn(history: Sequence[EpochMetrics]) -> Sequence[EpochMetrics]:
+class Point(NamedTuple):
+    """One evaluated epoch as the learning curves draw it: what a process without torch receives instead of an
+    :class:`~initsweep.trainer.EpochMetrics` (which has these fields too)."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+
+
+def drawn(history: Sequence[EpochMetrics | Point]) -> Sequence[EpochMetrics | Point]:
     """The epochs of ``history`` a figure draws: all of them up to DRAWN_POINTS, else the DRAWN_POINTS that
     :func:`initsweep.cadence.logged_epochs` picks (an even grid, the log-spaced early epochs, the last)."""
     if len(history) <= DRAWN_POINTS:
@@ -47,7 +58,7 @@ def drawn(history: Sequence[EpochMetrics]) -> Sequence[EpochMetrics]:
 
 
 def learning_curves(
-    history: Sequence[EpochMetrics], initial_val: tuple[float, float], path: Path, title: str = ""
+    history: Sequence[EpochMetrics | Point], initial_val: tuple[float, float], path: Path, title: str = ""
 ) -> Path:
     """Loss (log scale) and accuracy per epoch (train and val; val also at epoch 0, before training), at most
     DRAWN_POINTS epochs of ``history`` (:func:`drawn`); runs of LOG_X_EPOCHS epochs or more get a log-scale

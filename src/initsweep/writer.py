@@ -13,6 +13,8 @@ two imports run on two cores at once, and then talks to it through a pipe:
   ``flush_every_s`` (1 s) after a metric arrived, so the trainer never waits on a store transaction. Params,
   tags and artifacts are posted too (the writer serves requests in order); creating a run,
   :meth:`RemoteRunLogger.flush` and :meth:`RemoteRunLogger.end` wait: an ended run is in the store;
+* the run's figures (:mod:`initsweep.figures`) are drawn by a thread of the writer, which imports matplotlib
+  while the job trains and logs the PNGs once drawn (the job, and the next one, go on meanwhile);
 * the writer ignores SIGINT and SIGTERM (the trainer closes its runs KILLED, through the writer) and exits when
   the trainer closes the pipe; a trainer that dies first (SIGKILL) leaves its runs to the writer, which sends
   every metric it received and those of the job's ``metrics.jsonl`` and closes them ``KILLED``,
@@ -247,6 +249,15 @@ class RemoteRunLogger:
         """Posted: a caller that deletes the file afterwards calls :meth:`flush` first."""
         self._post("log_artifact", str(path), artifact_path)
 
+    def prepare_figures(self) -> None:
+        """Posted: the writer imports matplotlib (in its drawing thread) for the figures to come."""
+        self.writer.post("prepare_figures")
+
+    def draw_figures(self, args: tuple) -> None:
+        """Posted: the writer draws :func:`initsweep.figures.draw`'s PNGs in a thread and logs them to the run
+        (after it ended, when the job ends first; before it serves a function or exits)."""
+        self.writer.post("figures", self.run_id, args)
+
     def flush(self) -> None:
         self._call("flush")
 
@@ -283,6 +294,55 @@ class RemoteRunLogger:
 # The writer process
 
 
+class _Drawer:
+    """Draws runs' figures in a thread of the writer, which serves requests meanwhile; the writer logs the
+    PNGs (:meth:`done`). matplotlib's pyplot is not thread-safe: the writer waits (:meth:`done` with wait)
+    before it runs anything else that draws (the sweep's report)."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending = 0
+        threading.Thread(target=self._work, name="figures", daemon=True).start()
+
+    def prepare(self) -> None:
+        """Import matplotlib in the thread, before the first figure."""
+        self._todo.put(None)
+
+    def draw(self, run_id: str, args: tuple) -> None:
+        self.pending += 1
+        self._todo.put((run_id, args))
+
+    def _work(self) -> None:
+        from initsweep import figures
+
+        while True:
+            item = self._todo.get()
+            if item is None:
+                from initsweep.plots import pyplot
+
+                pyplot()
+                continue
+            run_id, args = item
+            try:
+                got: list | Exception = figures.draw(*args)
+            except Exception as e:  # noqa: BLE001 - reported by the writer, which goes on
+                got = e
+            self._done.put((run_id, got))
+
+    def done(self, wait: bool = False) -> list[tuple[str, list | Exception]]:
+        """The drawings finished since the last call ``(run id, PNG paths or the error)``; all of them
+        with ``wait``."""
+        out = []
+        while self.pending and (wait or not self._done.empty()):
+            out.append(self._done.get())
+            self.pending -= 1
+        return out
+
+
 def serve() -> None:
     """The writer's main: ``python -c ... REQUEST_FD REPLY_FD`` (see :class:`TrackingWriter`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the trainer, which closes its runs through us
@@ -299,8 +359,23 @@ def serve() -> None:
 
     opened: dict[int, Any] = {}
     runs: dict[str, tracking.RunLogger] = {}
+    drawer: _Drawer | None = None
+
+    def log_drawn(wait: bool = False) -> None:
+        for run_id, got in drawer.done(wait) if drawer is not None else ():
+            try:
+                if isinstance(got, Exception):
+                    raise got
+                for path in got:
+                    runs[run_id].log_artifact(path)
+            except Exception as e:  # noqa: BLE001 - a run without its figures is still a result
+                print(f"initsweep: warning: the figures of run {run_id} were not logged: {e}", file=sys.stderr)
 
     def handle(name: str, args: tuple) -> Any:
+        nonlocal drawer
+        if name in ("prepare_figures", "figures"):
+            drawer = drawer or _Drawer()
+            return drawer.prepare() if name == "prepare_figures" else drawer.draw(*args)
         if name == "warm":
             db = tracking.sqlite_path(args[0])
             if db.exists() if db is not None else args[0].startswith(("http://", "https://")):
@@ -318,6 +393,7 @@ def serve() -> None:
         if name == "function":
             import importlib
 
+            log_drawn(wait=True)  # the function may draw too (the sweep's report)
             (module, function), fargs = args[0].split(":"), args[1]
             got = getattr(importlib.import_module(module), function)(*fargs)
             if isinstance(got, tracking.RunLogger):  # the writer keeps it; the caller gets a RemoteRunLogger
@@ -334,8 +410,9 @@ def serve() -> None:
     while True:
         open_runs = [logger for logger in runs.values() if not logger.ended]
         busy = any(logger._pending for logger in open_runs)
+        log_drawn()
         try:
-            if not requests.poll(0.2 if busy else None):
+            if not requests.poll(0.05 if drawer and drawer.pending else 0.2 if busy else None):
                 for logger in open_runs:
                     logger.flush_if_due()
                 continue
@@ -354,6 +431,7 @@ def serve() -> None:
                 print(f"initsweep: warning: {value}; training goes on", file=sys.stderr)
         if rid is not None:
             replies.send((rid, ok, value))
+    log_drawn(wait=True)
     for store in opened.values():
         store.stop_monitors()
     for logger in (
