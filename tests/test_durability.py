@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, all_runs, client_for, run_train, start_train, store_uri
-from initsweep import ledger
+from initsweep import ledger, writer
 from initsweep.protocol import Tag
 
 pytestmark = pytest.mark.slow
@@ -182,13 +182,14 @@ for name in ("log_batch", "set_tag", "update_run_info", "create_run", "log_metri
 """
 
 
+@pytest.mark.parametrize("tracking_writer", ["1", "0"], ids=["writer", "in-process"])
 @pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
-def test_full_disk_never_looks_like_success_and_keeps_the_metrics(tmp_path: Path, multirun: bool):
+def test_full_disk_never_looks_like_success_and_keeps_the_metrics(tmp_path: Path, multirun: bool, tracking_writer):
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(DISK_FULL_HOOK)
     args = ["-m", "seed=0,1"] if multirun else []
-    env = {"PYTHONPATH": f"{hook}{os.pathsep}{ROOT / 'src'}"}
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{ROOT / 'src'}", writer.MODE_ENV: tracking_writer}
     proc = run_train([*args, "trainer.epochs=3", "diagnostics.enabled=false"], cwd=tmp_path, env=env)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
@@ -203,6 +204,43 @@ def test_full_disk_never_looks_like_success_and_keeps_the_metrics(tmp_path: Path
     (run,) = [r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags]
     assert run.info.status == "FAILED" and run.data.tags["failure"] == "tracking"
     assert store_epochs(tmp_path, run.info.run_id) == [1, 2, 3]
+
+
+# Fault injection: the store refuses to close the first run it is asked to close FINISHED.
+REFUSED_END_HOOK = """
+from mlflow.entities import RunStatus
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as S
+original, refused = S.update_run_info, []
+def update_run_info(self, run_id, run_status, end_time, run_name):
+    if RunStatus.to_string(run_status) == "FINISHED" and not refused:
+        refused.append(run_id)
+        raise OSError("disk I/O error")
+    return original(self, run_id, run_status, end_time, run_name)
+S.update_run_info = update_run_info
+"""
+
+
+def test_a_sweep_job_whose_end_the_store_refuses_fails_the_sweep_but_not_the_next_job(tmp_path: Path):
+    """A sweep's jobs do not wait for their run to be closed (initsweep.writer); a refusal read later is said,
+    recorded in the job's metrics.jsonl, and fails the sweep, while the next job trains and finishes."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(REFUSED_END_HOOK)  # imports MLflow: the writer must be asked for
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{ROOT / 'src'}", writer.MODE_ENV: "1"}
+    proc = run_train(["-m", "seed=0,1", "trainer.epochs=2", "diagnostics.enabled=false"], cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "disk I/O error" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        "FAILED: OSError: disk I/O error, kept in" in proc.stderr
+        and "1 job(s) failed: init=normal seed=0" in proc.stderr
+    )
+    runs = {r.data.tags.get(Tag.JOB_NUM): r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags}
+    assert runs["1"].info.status == "FINISHED"
+    # closed by the sweep's summary from the job's metrics.jsonl (initsweep.recovery), as the job said
+    assert runs["0"].info.status == "FAILED" and runs["0"].data.tags[Tag.FAILURE] == "tracking"
+    files = {path.parent.name: ledger.read(path).end for path in tmp_path.glob("multirun/*/*/*/metrics.jsonl")}
+    assert files["0"]["end"] == "FAILED" and files["0"]["failure"] == "tracking"
+    assert files["1"]["end"] == "FINISHED"
 
 
 def test_corrupt_mlflow_db_names_the_file_and_launches_no_job(tmp_path: Path):

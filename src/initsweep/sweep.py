@@ -212,6 +212,7 @@ class SweepCallback(Callback):
                 import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
 
                 self.logger = self.writer.value(opening)
+                self.writer.sweep_run_id = self.logger.run_id  # its jobs' ends are confirmed later
             else:
                 from initsweep import sweep_runs  # MLflow: imported only once every job's config is valid
 
@@ -271,6 +272,8 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         args = (p.tracking_uri, p.experiment_id, p.run_id, str(sweep_dir))
         table, n_runs, crashed = self._store("summarize", *args)
+        if self.writer is not None:  # runs whose end the store refused (read while the summary was waited for)
+            crashed += [name for name in self.writer.refused if name not in crashed]
         print(
             f"\nSweep {p.sweep_id} ({n_runs} runs) in MLflow experiment {p.experiment_id}:\n{table}\n"
             f"Parent run: {console.run_url(p.experiment_id, p.run_id)}\n"

@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,9 @@ class TrackingWriter:
         self._out, self._in = Connection(req_w, readable=False), Connection(rep_r, writable=False)
         self._ids = itertools.count(1)
         self._replies: dict[int, tuple[bool, Any]] = {}
+        self._later: dict[int, Callable[[bool, Any], None]] = {}  # request id -> what to do with its reply
+        self.sweep_run_id: str | None = None  # the parent run of the sweep this writer serves to its end
+        self.refused: list[str] = []  # names of runs whose end the store refused, learnt from later replies
 
     def _died(self) -> TrackingError:
         return TrackingError(f"the tracking writer process {self.proc.pid} died (exit status {self.proc.poll()})")
@@ -119,18 +122,29 @@ class TrackingWriter:
         self._send((rid, name, args))
         return rid
 
+    def request_later(self, then: Callable[[bool, Any], None], name: str, *args: Any) -> None:
+        """Send a request and go on; ``then(ok, value)`` handles its reply when a later wait reads it (replies
+        come in order), at the latest in :meth:`close`."""
+        self._later[self.request(name, *args)] = then
+
     def result(self, rid: int) -> Any:
         """The reply to request ``rid``: its value, or TrackingError with the writer's message."""
         while rid not in self._replies:
-            try:
-                got, ok, value = self._in.recv()
-            except (EOFError, OSError):
-                raise self._died() from None
-            self._replies[got] = (ok, value)
+            self._receive()
         ok, value = self._replies.pop(rid)
         if not ok:
             raise TrackingError(value)
         return value
+
+    def _receive(self) -> None:
+        try:
+            got, ok, value = self._in.recv()
+        except (EOFError, OSError):
+            raise self._died() from None
+        if got in self._later:
+            self._later.pop(got)(ok, value)
+        else:
+            self._replies[got] = (ok, value)
 
     def call(self, name: str, *args: Any) -> Any:
         return self.result(self.request(name, *args))
@@ -156,6 +170,11 @@ class TrackingWriter:
         """Let the writer finish what it was sent and exit (killed after 120 s)."""
         if self._out.closed:
             return
+        try:
+            while self._later:
+                self._receive()
+        except TrackingError as e:
+            print(f"initsweep: {e}", file=sys.stderr)
         try:
             self._out.send((None, "close", ()))
         except OSError:
@@ -189,7 +208,9 @@ class RemoteStore:
         exp_id = self.ready()
         tags = {k: str(v) for k, v in tags.items()}
         run_id, run_name = self.writer.call("start_run", self.id, name, tags, parent_run_id, dict(who or identity()))
-        return RemoteRunLogger(self.writer, run_id, run_name, exp_id, self.tracking_uri)
+        logger = RemoteRunLogger(self.writer, run_id, run_name, exp_id, self.tracking_uri)
+        logger.end_later = parent_run_id is not None and parent_run_id == self.writer.sweep_run_id
+        return logger
 
     def start_monitor(self, run_id: str, interval_s: float, enabled: bool) -> None:
         if enabled:
@@ -209,6 +230,7 @@ class RemoteRunLogger:
         self.local: MetricsFile | None = None
         self.broken: str | None = None
         self.ended = False
+        self.end_later = False  # see end
         self.on_end: Any = None  # called with (logger, status) once the run is closed
 
     def _post(self, method: str, *args: Any) -> None:
@@ -262,16 +284,38 @@ class RemoteRunLogger:
         self._call("flush")
 
     def end(self, status: str = "FINISHED") -> None:
-        """Close the run once everything sent is in the store; TrackingError (the run FAILED) if refused."""
+        """Close the run once everything sent is in the store; TrackingError (the run FAILED) if refused.
+
+        A job of the sweep whose parent run this writer holds (``end_later``) does not wait: the next job
+        starts while the writer closes the run, and the reply is handled when a later wait reads it, before the
+        sweep's summary at the latest (the writer serves requests in order). The job's closing line is said
+        now; the local file gets the verdict with the reply. A refusal closes the run FAILED as here, is said,
+        and joins the writer's ``refused`` runs, which fail the sweep."""
         if self.ended:
+            return
+        if self.end_later:
+            self.ended = True
+            self.writer.request_later(
+                lambda ok, value: self._end_replied(status, ok, value), "run", self.run_id, "end", (status,)
+            )
+            self._announce(status)
             return
         try:
             self._call("end", status)
         except TrackingError as e:
-            kept = f", kept in {self.local.path}" if self.local is not None and not self.local.error else ""
-            self._closed("FAILED", f"{e}{kept}")
+            self._record_end("FAILED", self._kept(e))
+            self._announce("FAILED")
             raise TrackingError(self.broken) from None
-        self._closed(status)
+        self._record_end(status)
+        self._announce(status)
+
+    def _end_replied(self, status: str, ok: bool, value: Any) -> None:
+        if ok:
+            self._record_end(status)
+            return
+        self._record_end("FAILED", self._kept(value))
+        self.writer.refused.append(self.run_name)
+        print(f"initsweep: run {self.run_id} FAILED: {self.broken}", file=sys.stderr)
 
     def fail_tracking(self, reason: str) -> None:
         if self.ended:
@@ -280,12 +324,18 @@ class RemoteRunLogger:
             self._call("fail_tracking", reason)
         except TrackingError:
             pass  # the local file has the verdict
-        self._closed("FAILED", reason)
+        self._record_end("FAILED", reason)
+        self._announce("FAILED")
 
-    def _closed(self, status: str, failure: str | None = None) -> None:
+    def _kept(self, error: Any) -> str:
+        return f"{error}, kept in {self.local.path}" if self.local is not None and not self.local.error else str(error)
+
+    def _record_end(self, status: str, failure: str | None = None) -> None:
         self.ended, self.broken = True, failure
         if self.local is not None:
             self.local.end(status, *((Failure.TRACKING.value, failure[:2000]) if failure else ()))
+
+    def _announce(self, status: str) -> None:
         if self.on_end is not None:
             self.on_end(self, status)
 
