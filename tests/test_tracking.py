@@ -96,3 +96,20 @@ def test_bad_input_exits_nonzero_before_any_run(tmp_path: Path, args, needle, mu
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+def test_a_layer_table_is_read_from_the_store_once_and_never_if_this_process_logged_it(tmp_path: Path, tmp_store):
+    """The sweep's report reads each run's init-time table three times; the writer that logged it none."""
+    import shutil
+    from urllib.parse import urlparse
+
+    client = tracking.connect(tmp_store)
+    logger = tracking.start_run(client, tracking.experiment_id(client, "tables"), "run")
+    logger.log_layers({"diag/fc1/act_std": 1.0, "diag/out/act_std": 0.5, "val/loss": 2.3}, step=0)
+    logged = tracking.layer_table(client, logger.run_id, 0)
+    tracking._TABLES.clear()  # another process: only the store has it
+    stored = tracking.layer_table(client, logger.run_id, 0)
+    assert stored == logged and stored["layers"] == ["fc1", "out"] and stored["columns"]["diag/act_std"] == [1.0, 0.5]
+    shutil.rmtree(urlparse(client.get_run(logger.run_id).info.artifact_uri).path)
+    assert tracking.layer_table(client, logger.run_id, 0) == stored  # read once, then kept
+    assert tracking.layer_table(client, logger.run_id, 1) is None  # never logged

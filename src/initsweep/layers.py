@@ -8,6 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 LAYERS_DIR = "layers"
+
+
+def table_file(step: int) -> str:
+    """The artifact file of a run's per-layer table for ``step``: ``layers/step_<step, 4 digits>.json``."""
+    return f"{LAYERS_DIR}/step_{step:04d}.json"
+
+
 _LAYER_KEY = re.compile(r"^(?P<kind>diag|init)/(?P<layer>[^/]+)/(?P<stat>[^/]+)$")
 
 
@@ -60,4 +67,4 @@ def layer_record(metrics: Mapping[str, float], step: int) -> tuple[dict[str, flo
     if not table["layers"]:
         return scalars, None, ""
     scalars.update(layer_summaries(table))
-    return scalars, table, f"{LAYERS_DIR}/step_{step:04d}.json"
+    return scalars, table, table_file(step)

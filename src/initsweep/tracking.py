@@ -25,7 +25,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from initsweep import locks, ui_view
-from initsweep.layers import LAYERS_DIR, layer_record
+from initsweep.layers import LAYERS_DIR, layer_record, table_file
 from initsweep.ledger import MetricsFile, file_changed, identity, watch_file
 from initsweep.protocol import (  # noqa: F401 - TrackingError, resolve_uri, DEFAULT_STORE_DIR: used as tracking.*
     DEFAULT_STORE_DIR,
@@ -220,6 +220,8 @@ class RunLogger:
 
     def log_dict(self, obj: Mapping[str, Any], artifact_file: str) -> None:
         retrying(self.client.log_dict, self.run_id, obj, artifact_file)
+        if artifact_file.startswith(f"{LAYERS_DIR}/"):
+            _TABLES[(self.run_id, artifact_file)] = obj
 
     def log_params(self, params: Mapping[str, str]) -> None:
         items = [Param(k, redact(str(v))[:_MAX_PARAM_CHARS]) for k, v in params.items()]
@@ -270,16 +272,25 @@ class RunLogger:
             self.on_end(self, "FAILED")
 
 
-def layer_table(client: MlflowClient, run_id: str, step: int = 0) -> dict[str, Any] | None:
+# Per-layer tables this process logged or read, by (run id, artifact file): a logged table never changes, and a
+# sweep's report reads each run's three times (activation and gradient profiles, the init table); the tracking
+# writer that logged them reads none back.
+_TABLES: dict[tuple[str, str], Mapping[str, Any]] = {}
+
+
+def layer_table(client: MlflowClient, run_id: str, step: int = 0) -> Mapping[str, Any] | None:
     """The per-layer table a run logged for ``step`` (see :meth:`RunLogger.log_layers`), or None."""
     import json
 
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, f"{LAYERS_DIR}/step_{step:04d}.json", tmp)
-        except Exception:  # noqa: BLE001 - no such artifact
-            return None
-        return json.loads(Path(path).read_text())
+    key = (run_id, table_file(step))
+    if key not in _TABLES:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client.download_artifacts(run_id, key[1], tmp)
+            except Exception:  # noqa: BLE001 - no such artifact (yet)
+                return None
+            _TABLES[key] = json.loads(Path(path).read_text())
+    return _TABLES[key]
 
 
 def start_run(
