@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT, all_runs, client_for, run_train
-from initsweep import ledger, writer
+from initsweep import ledger, writer, writer_process
 from initsweep.protocol import Tag
 
 
@@ -92,7 +92,7 @@ def test_the_writer_draws_the_figures_and_never_imports_torch(tmp_path, sweep):
 def test_the_writers_drawing_thread_returns_paths_or_the_error(tmp_path):
     from initsweep.plots import Point
 
-    drawer = writer._Drawer()
+    drawer = writer_process.Drawer()
     points = [Point(e, 1.0 / e, 0.5, 1.2 / e, 0.5) for e in (1, 2, 3)]
     drawer.draw("good", (points, (2.3, 0.1), [], tmp_path, "a title"))
     drawer.draw("bad", (points, (2.3, 0.1), [], tmp_path / "no such dir", "a title"))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -97,7 +96,7 @@ class TrackingWriter:
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
         )
-        code = "from initsweep.writer import serve; serve()"
+        code = "from initsweep.writer_process import serve; serve()"
         argv = [sys.executable, "-c", code, str(req_r), str(rep_w)]
         self.proc = subprocess.Popen(argv, pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, env=env)
         os.close(req_r)
@@ -338,164 +337,3 @@ class RemoteRunLogger:
     def _announce(self, status: str) -> None:
         if self.on_end is not None:
             self.on_end(self, status)
-
-
-# --------------------------------------------------------------------------------------------------
-# The writer process
-
-
-class _Drawer:
-    """Draws runs' figures in a thread of the writer, which serves requests meanwhile; the writer logs the
-    PNGs (:meth:`done`). matplotlib's pyplot is not thread-safe: the writer waits (:meth:`done` with wait)
-    before it runs anything else that draws (the sweep's report)."""
-
-    def __init__(self) -> None:
-        import queue
-        import threading
-
-        self._todo: queue.SimpleQueue = queue.SimpleQueue()
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
-        self.pending = 0
-        threading.Thread(target=self._work, name="figures", daemon=True).start()
-
-    def prepare(self) -> None:
-        """Import matplotlib in the thread, before the first figure."""
-        self._todo.put(None)
-
-    def draw(self, run_id: str, args: tuple) -> None:
-        self.pending += 1
-        self._todo.put((run_id, args))
-
-    def _work(self) -> None:
-        from initsweep import figures
-
-        while True:
-            item = self._todo.get()
-            if item is None:
-                from initsweep.plots import pyplot
-
-                pyplot()
-                continue
-            run_id, args = item
-            try:
-                got: list | Exception = figures.draw(*args)
-            except Exception as e:  # noqa: BLE001 - reported by the writer, which goes on
-                got = e
-            self._done.put((run_id, got))
-
-    def done(self, wait: bool = False) -> list[tuple[str, list | Exception]]:
-        """The drawings finished since the last call ``(run id, PNG paths or the error)``; all of them
-        with ``wait``."""
-        out = []
-        while self.pending and (wait or not self._done.empty()):
-            out.append(self._done.get())
-            self.pending -= 1
-        return out
-
-
-def serve() -> None:
-    """The writer's main: ``python -c ... REQUEST_FD REPLY_FD`` (see :class:`TrackingWriter`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the trainer, which closes its runs through us
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    requests = Connection(int(sys.argv[1]), writable=False)
-    replies = Connection(int(sys.argv[2]), readable=False)
-    from initsweep.console import quiet_libraries
-
-    quiet_libraries()
-    from initsweep import recovery, stores, tracking  # MLflow: imported here, while the trainer imports torch
-
-    if "MLFLOW_TRACKING_URI" not in os.environ or os.environ["MLFLOW_TRACKING_URI"].startswith("sqlite"):
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the local store's code, before it is needed
-
-    opened: dict[int, Any] = {}
-    runs: dict[str, tracking.RunLogger] = {}
-    drawer: _Drawer | None = None
-
-    def log_drawn(wait: bool = False) -> None:
-        for run_id, got in drawer.done(wait) if drawer is not None else ():
-            try:
-                if isinstance(got, Exception):
-                    raise got
-                for path in got:
-                    runs[run_id].log_artifact(path)
-            except Exception as e:  # noqa: BLE001 - a run without its figures is still a result
-                print(f"initsweep: warning: the figures of run {run_id} were not logged: {e}", file=sys.stderr)
-
-    def handle(name: str, args: tuple) -> Any:
-        nonlocal drawer
-        if name in ("prepare_figures", "figures"):
-            drawer = drawer or _Drawer()
-            return drawer.prepare() if name == "prepare_figures" else drawer.draw(*args)
-        if name == "warm":
-            db = tracking.sqlite_path(args[0])
-            if db.exists() if db is not None else args[0].startswith(("http://", "https://")):
-                tracking.connect(args[0])
-            return None
-        if name == "open":
-            sid, uri, experiment, experiment_id, reap = args
-            opened[sid] = stores.LocalStore(uri, experiment, experiment_id, reap)
-            return opened[sid].ready()
-        if name == "start_run":
-            sid, *rest = args
-            logger = opened[sid].start_run(*rest)
-            runs[logger.run_id] = logger
-            return logger.run_id, logger.run_name
-        if name == "function":
-            import importlib
-
-            log_drawn(wait=True)  # the function may draw too (the sweep's report)
-            (module, function), fargs = args[0].split(":"), args[1]
-            got = getattr(importlib.import_module(module), function)(*fargs)
-            if isinstance(got, tracking.RunLogger):  # the writer keeps it; the caller gets a RemoteRunLogger
-                runs[got.run_id] = got
-                return ("run logger", got.run_id, got.run_name, got.experiment_id, got.client.tracking_uri)
-            return got
-        if name in ("start_monitor", "stop_monitor"):
-            sid, *rest = args
-            return getattr(opened[sid], name)(*rest)
-        run_id, method, margs = args
-        return getattr(runs[run_id], method)(*margs)  # an ended run still takes artifacts (the sweep's figures)
-
-    left = False  # the trainer said goodbye (else it died)
-    while True:
-        open_runs = [logger for logger in runs.values() if not logger.ended]
-        busy = any(logger._pending for logger in open_runs)
-        log_drawn()
-        try:
-            if not requests.poll(0.05 if drawer and drawer.pending else 0.2 if busy else None):
-                for logger in open_runs:
-                    logger.flush_if_due()
-                continue
-            rid, name, args = requests.recv()
-        except (EOFError, OSError):
-            break
-        if name == "close":
-            left = True
-            break
-        try:
-            value, ok = handle(name, args), True
-        except Exception as e:  # noqa: BLE001 - every failure goes back to the trainer as a message
-            value, ok = (str(e) if isinstance(e, TrackingError) else f"{type(e).__name__}: {e}"), False
-            if rid is None and name == "run" and args[0] in runs:  # a posted write failed: the run cannot finish
-                runs[args[0]].broken = runs[args[0]].broken or value
-                print(f"initsweep: warning: {value}; training goes on", file=sys.stderr)
-        if rid is not None:
-            replies.send((rid, ok, value))
-    log_drawn(wait=True)
-    for store in opened.values():
-        store.stop_monitors()
-    for logger in (
-        logger for logger in runs.values() if not logger.ended
-    ):  # the trainer died: what it sent, then its metrics file, and KILLED, lost
-        try:
-            logger.flush()
-            deadline = time.monotonic() + (0 if left else 10)  # a killed trainer's pid takes a moment to go
-            while recovery.settle(logger.client, logger.client.get_run(logger.run_id)) is None:
-                if time.monotonic() > deadline:
-                    break  # alive: a later recovery closes the run
-                time.sleep(0.1)
-        except Exception as e:  # noqa: BLE001 - the store failed too: a later recovery closes the run
-            print(f"initsweep: could not close run {logger.run_id}: {e}", file=sys.stderr)
-    from initsweep.fastexit import exit_now
-
-    exit_now(0)  # no interpreter teardown: the trainer waits for this process to end
