@@ -12,13 +12,15 @@ two imports run on two cores at once, and then talks to it through a pipe:
   logger does, and posts it to the writer without waiting; the writer sends a batch to the store at most
   ``flush_every_s`` (1 s) after a metric arrived, so the trainer never waits on a store transaction. Params,
   tags and artifacts are posted too (the writer serves requests in order); creating a run,
-  :meth:`RemoteRunLogger.flush` and :meth:`RemoteRunLogger.end` wait: an ended run is in the store;
+  :meth:`RemoteRunLogger.flush` and :meth:`RemoteRunLogger.end` wait: an ended run is in the store (a
+  sweep's job, whose writer also serves the sweep's summary, reads the end's reply later);
 * the run's figures (:mod:`initsweep.figures`) are drawn by a thread of the writer, which imports matplotlib
   while the job trains and logs the PNGs once drawn (the job, and the next one, go on meanwhile);
-* the writer ignores SIGINT and SIGTERM (the trainer closes its runs KILLED, through the writer) and exits when
-  the trainer closes the pipe; a trainer that dies first (SIGKILL) leaves its runs to the writer, which sends
-  every metric it received and those of the job's ``metrics.jsonl`` and closes them ``KILLED``,
-  ``failure=lost`` (:func:`initsweep.recovery.settle`, as any later process would).
+* the writer (:mod:`initsweep.writer_process`) ignores SIGINT and SIGTERM (the trainer closes its runs
+  KILLED, through the writer) and exits when the trainer closes the pipe; a trainer that dies first (SIGKILL)
+  leaves its runs to the writer, which sends every metric it received and those of the job's
+  ``metrics.jsonl`` and closes them ``KILLED``, ``failure=lost`` (:func:`initsweep.recovery.settle`, as any
+  later process would).
 """
 
 from __future__ import annotations
