@@ -98,3 +98,51 @@ def test_signal_tests_start_their_child_with_the_default_sigint_handler():
         signal.signal(signal.SIGINT, previous)
     assert plain.strip() == "True"  # what a plain Popen child gets: no KeyboardInterrupt on Ctrl-C
     assert spawned.strip() == "False"  # Python installed its KeyboardInterrupt handler
+
+
+def _mark_best_in_step(uri: str, parent: dict, run_numbers: list[int], barrier, errors) -> None:
+    from mlflow import MlflowClient
+
+    from initsweep import tracking
+    from initsweep.protocol import Parent
+
+    client = MlflowClient(uri)
+    for number in run_numbers:
+        barrier.wait(timeout=60)
+        try:
+            tracking.mark_best_runs(client, Parent(**parent), "shared", [number])
+        except Exception as e:  # noqa: BLE001
+            errors.put(repr(e))
+
+
+@pytest.mark.slow
+def test_parallel_workers_marking_the_same_best_trial_at_once_both_succeed(tmp_path: Path, tmp_store: str):
+    """Two workers of a shared study that finish together tag the same run ``optuna.best`` at the same moment;
+    the second insert of the same (run, key) must become an update, not a UNIQUE constraint error."""
+    import multiprocessing
+
+    from mlflow import MlflowClient
+
+    from initsweep import tracking
+    from initsweep.protocol import Parent
+
+    client = MlflowClient(tmp_store)
+    exp = tracking.experiment_id(client, "race")
+    parent = tracking.start_run(client, exp, "study", {Tag.STUDY_NAME: "shared"})
+    numbers = list(range(25))
+    for n in numbers:
+        tags = {Tag.STUDY_NAME: "shared", Tag.TRIAL_NUMBER: n}
+        tracking.start_run(client, exp, f"trial {n}", tags, parent.run_id)
+    shared = Parent(parent.run_id, exp, tmp_store, "sweep").__dict__
+    ctx = multiprocessing.get_context("spawn")
+    barrier, errors = ctx.Barrier(2), ctx.Queue()
+    workers = [ctx.Process(target=_mark_best_in_step, args=(tmp_store, shared, numbers, barrier, errors)) for _ in "ab"]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert errors.empty(), errors.get()
+    best = client.search_runs([exp], filter_string=f"tags.`{Tag.BEST}` = 'true'")
+    assert [r.data.tags[Tag.TRIAL_NUMBER] for r in best] == [str(numbers[-1])]
+    assert client.get_run(parent.run_id).data.tags[Tag.BEST_TRIALS] == str(numbers[-1])

@@ -7,6 +7,7 @@ as much as a single ``log_metric`` call.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -272,16 +273,13 @@ class RunLogger:
             self.on_end(self, "FAILED")
 
 
-# Per-layer tables this process logged or read, by (run id, artifact file): a logged table never changes, and a
-# sweep's report reads each run's three times (activation and gradient profiles, the init table); the tracking
-# writer that logged them reads none back.
+# Per-layer tables this process logged or read, by (run id, artifact file): a logged table never changes; a
+# sweep's report reads each run's three times, and the tracking writer that logged them reads none back.
 _TABLES: dict[tuple[str, str], Mapping[str, Any]] = {}
 
 
 def layer_table(client: MlflowClient, run_id: str, step: int = 0) -> Mapping[str, Any] | None:
     """The per-layer table a run logged for ``step`` (see :meth:`RunLogger.log_layers`), or None."""
-    import json
-
     key = (run_id, table_file(step))
     if key not in _TABLES:
         with tempfile.TemporaryDirectory() as tmp:
@@ -431,8 +429,9 @@ def log_study_end(
 
 def mark_best_runs(client: MlflowClient, parent: Parent, study_name: str, numbers: Sequence[int]) -> None:
     """Tag the runs of the study's best trials (one, or the Pareto front) ``optuna.best=true``, untag the runs of
-    the study that no longer are, and list the numbers on the parent (``optuna.best_trials``)."""
-    retrying(client.set_tag, parent.run_id, Tag.BEST_TRIALS, ",".join(map(str, numbers)))
+    the study that no longer are, and list the numbers on the parent (``optuna.best_trials``). Safe when two
+    workers of a shared study do it at once: log_batch retries a concurrent insert of a tag, set_tag would not."""
+    RunLogger(client, parent.run_id).set_tags({Tag.BEST_TRIALS: ",".join(map(str, numbers))})
 
     def of_study(filter_string: str) -> list:
         runs = client.search_runs([parent.experiment_id], filter_string=filter_string, max_results=1000)
@@ -440,8 +439,12 @@ def mark_best_runs(client: MlflowClient, parent: Parent, study_name: str, number
 
     wanted = {str(n) for n in numbers}
     for run in of_study(f"tags.`{Tag.BEST}` = 'true'"):
-        if run.data.tags.get(Tag.TRIAL_NUMBER) not in wanted:
-            retrying(client.delete_tag, run.info.run_id, Tag.BEST)
+        try:
+            if run.data.tags.get(Tag.TRIAL_NUMBER) not in wanted:
+                retrying(client.delete_tag, run.info.run_id, Tag.BEST)
+        except MlflowException as e:  # the other worker deleted it first
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
     for number in sorted(wanted):
         for run in of_study(f"tags.`{Tag.TRIAL_NUMBER}` = '{number}'"):
-            retrying(client.set_tag, run.info.run_id, Tag.BEST, "true")
+            RunLogger(client, run.info.run_id).set_tags({Tag.BEST: "true"})
