@@ -141,7 +141,8 @@ def test_three_workers_share_one_postgresql_study(tmp_path, postgres, mlflow_ser
         for i in range(3)
     ]  # fmt: skip
     outs = [p.communicate(timeout=900)[0] for p in procs]  # generous: a loaded CI machine
-    assert [p.returncode for p in procs] == [0, 0, 0], outs[0][-2000:]
+    failed = "\n".join(out[-3000:] for p, out in zip(procs, outs, strict=True) if p.returncode != 0)
+    assert [p.returncode for p in procs] == [0, 0, 0], failed
     trials = optuna.load_study(study_name=study, storage=postgres).trials
     assert sorted(t.number for t in trials) == [0, 1, 2]
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
