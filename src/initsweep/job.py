@@ -237,11 +237,14 @@ def execute(
         tags[Tag.GIT_COMMIT] = commit
     if diag is not None and diag.warning:
         tags[Tag.DIAG_WARNING] = diag.warning
+    local = ctx.output_dir / ledger.FILE_NAME if ctx.output_dir is not None else None
+    if local is not None:  # named by the run from its creation: recovery finds the file of a run killed at once
+        tags[Tag.METRICS_FILE] = str(local.resolve())
     tags.update(extra_tags or {})
     logger = store.start_run(name, tags, parent.run_id if parent else None)  # waits for the store: TrackingError
     logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
-    if ctx.output_dir is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.ledger)
-        logger.keep_local(ctx.output_dir / ledger.FILE_NAME)
+    if local is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.ledger)
+        logger.keep_local(local)
     worst = worst_value(config.optimized_metric)
     t = config.tracking
     try:

@@ -165,9 +165,9 @@ class RunLogger:
         self.broken: str | None = None  # why the store refused this run's writes
 
     def keep_local(self, path: Path) -> Path:
-        """Append every metric to ``path`` (metrics.jsonl) as it is logged; the run's tag names the file."""
+        """Append every metric to ``path`` (metrics.jsonl) as it is logged; the run's ``initsweep.metrics_file``
+        tag, set when it was created, names the file."""
         self.local = MetricsFile(path, self.run_id, self.client.tracking_uri)
-        self.set_tags({Tag.METRICS_FILE: str(Path(path).resolve())})
         return path
 
     def log_metrics(self, metrics: Mapping[str, float], step: int, ts: int | None = None) -> None:

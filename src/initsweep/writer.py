@@ -11,9 +11,11 @@ two imports run on two cores at once, and then talks to it through a pipe:
 * a :class:`RemoteRunLogger` writes each epoch to the job's local ``metrics.jsonl`` at once, as the in-process
   logger does, and posts it to the writer without waiting; the writer sends a batch to the store at most
   ``flush_every_s`` (1 s) after a metric arrived, so the trainer never waits on a store transaction. Params,
-  tags and artifacts are posted too (the writer serves requests in order); creating a run,
-  :meth:`RemoteRunLogger.flush` and :meth:`RemoteRunLogger.end` wait: an ended run is in the store (a
-  sweep's job, whose writer also serves the sweep's summary, reads the end's reply later);
+  tags and artifacts are posted too, and served in order while no other request waits; creating a run
+  is served at once, ahead of them (a sweep's next job does not wait for the previous one's tail);
+  :meth:`RemoteRunLogger.flush` and :meth:`RemoteRunLogger.end` wait for everything sent before: an ended
+  run is in the store (a sweep's job, whose writer also serves the sweep's summary, reads the end's reply
+  later);
 * the run's figures (:mod:`initsweep.figures`) are drawn by a thread of the writer, which imports matplotlib
   while the job trains and logs the PNGs once drawn (the job, and the next one, go on meanwhile);
 * the writer (:mod:`initsweep.writer_process`) ignores SIGINT and SIGTERM (the trainer closes its runs
@@ -38,7 +40,7 @@ from typing import Any
 
 from initsweep.layers import layer_record
 from initsweep.ledger import MetricsFile, identity
-from initsweep.protocol import Failure, Tag, TrackingError
+from initsweep.protocol import Failure, TrackingError
 
 MODE_ENV = "INITSWEEP_TRACKING_WRITER"
 _CLOSE_TIMEOUT_S = 120.0
@@ -87,9 +89,9 @@ def open_store(uri: str, experiment: str, experiment_id: str | None = None, reap
 
 
 class TrackingWriter:
-    """The writer process and the two pipes to it: requests ``(id or None, name, args)``, replies
-    ``(id, ok, value or error message)``. A request without id (:meth:`post`) gets no reply; the writer
-    serves requests in order."""
+    """The writer process and the two pipes to it: requests ``(id or None, name, args, deferrable)``, replies
+    ``(id, ok, value or error message)``. A request without id (:meth:`post`) gets no reply; see
+    :func:`initsweep.writer_process.serve` for the order the writer serves them in."""
 
     def __init__(self) -> None:
         req_r, req_w = os.pipe()
@@ -115,18 +117,18 @@ class TrackingWriter:
 
     def post(self, name: str, *args: Any) -> None:
         """Send a request and go on."""
-        self._send((None, name, args))
+        self._send((None, name, args, True))
 
-    def request(self, name: str, *args: Any) -> int:
+    def request(self, name: str, *args: Any, later: bool = False) -> int:
         """Send a request whose reply :meth:`result` waits for; returns its id."""
         rid = next(self._ids)
-        self._send((rid, name, args))
+        self._send((rid, name, args, later))
         return rid
 
     def request_later(self, then: Callable[[bool, Any], None], name: str, *args: Any) -> None:
-        """Send a request and go on; ``then(ok, value)`` handles its reply when a later wait reads it (replies
-        come in order), at the latest in :meth:`close`."""
-        self._later[self.request(name, *args)] = then
+        """Send a request and go on; ``then(ok, value)`` handles its reply when a later wait reads it, at the
+        latest in :meth:`close`."""
+        self._later[self.request(name, *args, later=True)] = then
 
     def result(self, rid: int) -> Any:
         """The reply to request ``rid``: its value, or TrackingError with the writer's message."""
@@ -177,7 +179,7 @@ class TrackingWriter:
         except TrackingError as e:
             print(f"initsweep: {e}", file=sys.stderr)
         try:
-            self._out.send((None, "close", ()))
+            self._out.send((None, "close", (), False))
         except OSError:
             pass
         self._out.close()
@@ -242,7 +244,6 @@ class RemoteRunLogger:
 
     def keep_local(self, path: Path) -> Path:
         self.local = MetricsFile(path, self.run_id, self.tracking_uri)
-        self.set_tags({Tag.METRICS_FILE: str(Path(path).resolve())})
         return path
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:

@@ -8,10 +8,14 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
 from initsweep.protocol import TrackingError
+
+# Requests served as they arrive, even before the deferred ones: they do not depend on what was sent before.
+_AT_ONCE = frozenset({"warm", "open", "start_run"})
 
 
 class Drawer:
@@ -126,22 +130,7 @@ def serve() -> None:
         run_id, method, margs = args
         return getattr(runs[run_id], method)(*margs)  # an ended run still takes artifacts (the sweep's figures)
 
-    left = False  # the trainer said goodbye (else it died)
-    while True:
-        open_runs = [logger for logger in runs.values() if not logger.ended]
-        busy = any(logger._pending for logger in open_runs)
-        log_drawn()
-        try:
-            if not requests.poll(0.05 if drawer and drawer.pending else 0.2 if busy else None):
-                for logger in open_runs:
-                    logger.flush_if_due()
-                continue
-            rid, name, args = requests.recv()
-        except (EOFError, OSError):
-            break
-        if name == "close":
-            left = True
-            break
+    def serve_one(rid: int | None, name: str, args: tuple) -> None:
         try:
             value, ok = handle(name, args), True
         except Exception as e:  # noqa: BLE001 - every failure goes back to the trainer as a message
@@ -151,6 +140,39 @@ def serve() -> None:
                 print(f"initsweep: warning: {value}; training goes on", file=sys.stderr)
         if rid is not None:
             replies.send((rid, ok, value))
+
+    # Requests nobody waits for yet are deferred, in order, and served while no other request is pending: a
+    # job that creates its run (a sweep's next job) waits for one store call at most, not for the previous
+    # job's tail. A request that reads or ends what was sent before first serves everything deferred.
+    deferred: deque[tuple[int | None, str, tuple]] = deque()
+    left = False  # the trainer said goodbye (else it died)
+    while True:
+        open_runs = [logger for logger in runs.values() if not logger.ended]
+        busy = any(logger._pending for logger in open_runs)
+        log_drawn()
+        try:
+            if deferred and not requests.poll(0):
+                serve_one(*deferred.popleft())
+                continue
+            if not requests.poll(0.05 if drawer and drawer.pending else 0.2 if busy else None):
+                for logger in open_runs:
+                    logger.flush_if_due()
+                continue
+            rid, name, args, later = requests.recv()
+        except (EOFError, OSError):
+            break
+        if name == "close":
+            left = True
+            break
+        if name not in _AT_ONCE:
+            if later:
+                deferred.append((rid, name, args))
+                continue
+            while deferred:
+                serve_one(*deferred.popleft())
+        serve_one(rid, name, args)
+    while deferred:
+        serve_one(*deferred.popleft())
     log_drawn(wait=True)
     for store in opened.values():
         store.stop_monitors()
