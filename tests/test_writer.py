@@ -100,3 +100,27 @@ def test_the_writers_drawing_thread_returns_paths_or_the_error(tmp_path):
     assert (good, bad) == ("good", "bad") and drawer.pending == 0 and drawer.done() == []
     assert paths == [tmp_path / "learning_curves.png"] and paths[0].stat().st_size > 0
     assert isinstance(error, FileNotFoundError)
+
+
+def test_a_new_run_is_created_ahead_of_posted_writes_which_a_flush_waits_for(tmp_path, tmp_store):
+    """The writer creates a run at once even while another run's posted writes wait; a flush of that other
+    run returns only once every write posted before it is in the store, in order."""
+    from mlflow import MlflowClient
+
+    w = writer.TrackingWriter()
+    try:
+        store = writer.RemoteStore(w, tmp_store, "order", None, False)
+        first = store.start_run("first", {})
+        for i in range(300):
+            first.log_metrics({"x": float(i)}, step=i)
+            first.set_tags({f"t{i}": i})
+        second = store.start_run("second", {})  # answered before the 600 writes above are all served
+        client = MlflowClient(tmp_store)
+        assert len(client.get_run(first.run_id).data.tags) < 300
+        first.flush()
+        run = client.get_run(first.run_id)
+        assert {f"t{i}" for i in range(300)} <= set(run.data.tags)
+        assert [m.value for m in client.get_metric_history(first.run_id, "x")] == [float(i) for i in range(300)]
+        assert client.get_run(second.run_id).info.status == "RUNNING"
+    finally:
+        w.close()
