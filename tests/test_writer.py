@@ -124,3 +124,28 @@ def test_a_new_run_is_created_ahead_of_posted_writes_which_a_flush_waits_for(tmp
         assert client.get_run(second.run_id).info.status == "RUNNING"
     finally:
         w.close()
+
+
+def test_a_moved_artifact_is_logged_then_removed_with_its_directory(tmp_path, tmp_store):
+    """A job hands the writer a temporary file (a checkpoint) without waiting: the writer logs it, then removes
+    it and the directory made for it; a directory that holds other files stays."""
+    from mlflow import MlflowClient
+
+    w = writer.TrackingWriter()
+    try:
+        run = writer.RemoteStore(w, tmp_store, "moved", None, False).start_run("run", {})
+        alone, shared = tmp_path / "alone", tmp_path / "shared"
+        for directory in (alone, shared):
+            directory.mkdir()
+            (directory / "weights.pt").write_bytes(b"w" * 1000)
+        (shared / "other.txt").write_text("stays")
+        run.move_artifact(alone / "weights.pt", "a")
+        run.move_artifact(shared / "weights.pt", "b")
+        run.flush()
+        client = MlflowClient(tmp_store)
+        assert [f.path for f in client.list_artifacts(run.run_id, "a")] == ["a/weights.pt"]
+        assert [f.path for f in client.list_artifacts(run.run_id, "b")] == ["b/weights.pt"]
+        assert not alone.exists()
+        assert sorted(p.name for p in shared.iterdir()) == ["other.txt"]
+    finally:
+        w.close()

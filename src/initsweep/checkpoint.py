@@ -49,11 +49,16 @@ def save(
         "num_classes": int(num_classes),
         "epoch": best_epoch,
     }
-    with tempfile.TemporaryDirectory(prefix="initsweep-ckpt-") as tmp:
-        path = Path(tmp) / FILE_NAME
+    if hasattr(logger, "move_artifact"):  # the tracking writer logs the file, then removes it: nothing waits
+        path = Path(tempfile.mkdtemp(prefix="initsweep-ckpt-")) / FILE_NAME
         torch.save(payload, path)
-        logger.log_artifact(path, ARTIFACT_DIR)
-        logger.flush()  # the artifact is stored before its temporary directory goes
+        logger.move_artifact(path, ARTIFACT_DIR)
+    else:
+        with tempfile.TemporaryDirectory(prefix="initsweep-ckpt-") as tmp:
+            path = Path(tmp) / FILE_NAME
+            torch.save(payload, path)
+            logger.log_artifact(path, ARTIFACT_DIR)
+            logger.flush()  # the artifact is stored before its temporary directory goes
     logger.set_tags({Tag.CHECKPOINT: ARTIFACT})
 
 

@@ -273,6 +273,10 @@ class RemoteRunLogger:
         """Posted: a caller that deletes the file afterwards calls :meth:`flush` first."""
         self._post("log_artifact", str(path), artifact_path)
 
+    def move_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Posted: the writer logs the file, then removes it and its directory if that is left empty."""
+        self.writer.post("move_artifact", self.run_id, str(path), artifact_path)
+
     def prepare_figures(self) -> None:
         """Posted: the writer imports matplotlib (in its drawing thread) for the figures to come."""
         self.writer.post("prepare_figures")

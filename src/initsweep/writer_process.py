@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections import deque
+from contextlib import suppress
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -124,6 +125,14 @@ def serve() -> None:
                 runs[got.run_id] = got
                 return ("run logger", got.run_id, got.run_name, got.experiment_id, got.client.tracking_uri)
             return got
+        if name == "move_artifact":
+            run_id, path, artifact_path = args
+            try:
+                return runs[run_id].log_artifact(path, artifact_path)
+            finally:
+                with suppress(OSError):  # the directory stays unless it was made for this file alone
+                    os.unlink(path)
+                    os.rmdir(os.path.dirname(path))
         if name in ("start_monitor", "stop_monitor"):
             sid, *rest = args
             return getattr(opened[sid], name)(*rest)
