@@ -89,7 +89,7 @@ def open_store(uri: str, experiment: str, experiment_id: str | None = None, reap
 
 
 class TrackingWriter:
-    """The writer process and the two pipes to it: requests ``(id or None, name, args, deferrable)``, replies
+    """The writer process and the two pipes to it: requests ``(id or None, name, args, later)``, replies
     ``(id, ok, value or error message)``. A request without id (:meth:`post`) gets no reply; see
     :func:`initsweep.writer_process.serve` for the order the writer serves them in."""
 

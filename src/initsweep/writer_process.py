@@ -144,8 +144,8 @@ def serve() -> None:
             value, ok = handle(name, args), True
         except Exception as e:  # noqa: BLE001 - every failure goes back to the trainer as a message
             value, ok = (str(e) if isinstance(e, TrackingError) else f"{type(e).__name__}: {e}"), False
-            if rid is None and name == "run" and args[0] in runs:  # a posted write failed: the run cannot finish
-                runs[args[0]].broken = runs[args[0]].broken or value
+            if rid is None and name in ("run", "move_artifact") and args[0] in runs:  # a posted write failed:
+                runs[args[0]].broken = runs[args[0]].broken or value  # the run cannot finish FINISHED
                 print(f"initsweep: warning: {value}; training goes on", file=sys.stderr)
         if rid is not None:
             replies.send((rid, ok, value))
