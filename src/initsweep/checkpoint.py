@@ -11,6 +11,7 @@ run, ``none`` never. The study tags the run of its best trial ``optuna.best=true
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,16 +50,15 @@ def save(
         "num_classes": int(num_classes),
         "epoch": best_epoch,
     }
+    path = Path(tempfile.mkdtemp(prefix="initsweep-ckpt-")) / FILE_NAME
+    torch.save(payload, path)
     if hasattr(logger, "move_artifact"):  # the tracking writer logs the file, then removes it: nothing waits
-        path = Path(tempfile.mkdtemp(prefix="initsweep-ckpt-")) / FILE_NAME
-        torch.save(payload, path)
         logger.move_artifact(path, ARTIFACT_DIR)
-    else:
-        with tempfile.TemporaryDirectory(prefix="initsweep-ckpt-") as tmp:
-            path = Path(tmp) / FILE_NAME
-            torch.save(payload, path)
+    else:  # an in-process RunLogger has stored it when log_artifact returns
+        try:
             logger.log_artifact(path, ARTIFACT_DIR)
-            logger.flush()  # the artifact is stored before its temporary directory goes
+        finally:
+            shutil.rmtree(path.parent, ignore_errors=True)
     logger.set_tags({Tag.CHECKPOINT: ARTIFACT})
 
 

@@ -1,6 +1,6 @@
 """The tracking writer's own process (:mod:`initsweep.writer` starts it and talks to it): it serves the requests
-of one trainer process in order, batches their metrics by time, draws their figures in a thread, and closes
-the runs of a trainer that died."""
+of one trainer process (a run's writes in order, a new run ahead of them), batches their metrics by time,
+draws their figures in a thread, and closes the runs of a trainer that died."""
 
 from __future__ import annotations
 
