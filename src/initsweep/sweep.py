@@ -298,12 +298,20 @@ class SweepCallback(Callback):
                 print(f"initsweep: {verdict.reason or 'the sweep failed'}", file=sys.stderr)
                 raise SystemExit(1)
             return
-        # A diverged job is a result of the experiment; a crashed one is an error of the sweep.
-        if (lost := sweep_dir / LOST_FILE).exists():  # jobs whose worker died (the launcher re-ran them once)
-            crashed += [f"job {line} lost its worker" for line in lost.read_text().splitlines()]
-        self.logger.end("FAILED" if crashed else "FINISHED")
+        # A diverged job is a result of the experiment; a crashed one is an error of the sweep, and so is a
+        # worker that died: the jobs without a result then (running or queued) were launched once more.
+        lost = sweep_dir / LOST_FILE
+        relaunched = list(dict.fromkeys(lost.read_text().splitlines())) if lost.exists() else []
+        self.logger.end("FAILED" if crashed or relaunched else "FINISHED")
         if crashed:
             print(f"initsweep: {len(crashed)} job(s) failed: {', '.join(crashed)}", file=sys.stderr)
+        if relaunched:
+            print(
+                f"initsweep: a worker died; {len(relaunched)} job(s) without a result were launched again: "
+                + "; ".join(relaunched),
+                file=sys.stderr,
+            )
+        if crashed or relaunched:
             raise SystemExit(1)  # Hydra would swallow an exception raised here
 
     def _store(self, function: str, *args: Any) -> Any:

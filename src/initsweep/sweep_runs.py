@@ -41,9 +41,15 @@ def open_parent(
     return logger
 
 
+def _job(run: Any) -> tuple[str, str | None]:
+    """The job a run is of: (run name, job number), the same for a job launched again after its worker died."""
+    return run.info.run_name, run.data.tags.get(Tag.JOB_NUM)
+
+
 def summarize(uri: str, experiment_id: str, run_id: str, sweep_dir: str) -> tuple[str, int, list[str]]:
     """After the last job: close the runs of dead workers, write and log ``summary.md``; returns the table, the
-    number of runs and the names of the runs that crashed (a diverged run is a result, not a crash)."""
+    number of runs and the names of the jobs that crashed (a diverged run is a result, not a crash; a job
+    launched again after its worker died crashed only when no run of it finished)."""
     client = tracking.connect(uri)
     recovery.reap_quietly(client)  # a job whose worker died, or whose end the store did not take
     runs = tracking.child_runs(client, experiment_id, run_id)
@@ -52,7 +58,8 @@ def summarize(uri: str, experiment_id: str, run_id: str, sweep_dir: str) -> tupl
     path.write_text(table + "\n")
     tracking.RunLogger(client, run_id).log_artifact(path)
     errors = (Failure.EXCEPTION.value, Failure.TRACKING.value, Failure.LOST.value)
-    crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) in errors]
+    finished = {_job(r) for r in runs if r.info.status == "FINISHED"}
+    crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) in errors and _job(r) not in finished]
     return table, len(runs), crashed
 
 
