@@ -63,6 +63,26 @@ def test_duplicate_units_counts_rows_equal_within_tolerance_and_bias_counts():
     assert duplicate_units(layer, tol=0.6) == 5
 
 
+def test_duplicate_units_equals_the_all_pairs_count_on_planted_and_near_duplicates():
+    def all_pairs(layer: nn.Module, tol: float = 1e-6) -> int:
+        w = torch.cat([layer.weight.detach().flatten(1), layer.bias.detach().view(-1, 1)], 1).double()
+        dist = torch.cdist(w, w, p=float("inf")).fill_diagonal_(float("inf"))
+        return int((dist <= tol * max(1.0, w.abs().max().item())).any(1).sum())
+
+    g = torch.Generator().manual_seed(0)
+    for layer in (nn.Linear(40, 64), nn.Conv2d(3, 16, 3)):
+        with torch.no_grad():
+            rows = layer.weight.view(len(layer.weight), -1)
+            rows.copy_(torch.randn(rows.shape, generator=g))
+            rows[1], rows[2], rows[3] = rows[0], rows[0] + 1e-7, rows[0] + 1e-4  # equal, within tol, outside
+            rows[4], rows[5] = rows[6], rows[6].flip(0)  # equal; then the same mean, other weights
+            layer.bias.zero_()
+        assert duplicate_units(layer) == all_pairs(layer) == 5
+        with torch.no_grad():
+            layer.weight.fill_(0.5)  # every unit the same: all are compared
+        assert duplicate_units(layer) == all_pairs(layer) == len(layer.weight)
+
+
 def test_linear_network_with_orthogonal_weights_keeps_activation_std():
     width = 128
     model = mlp(width, 4, width, "linear")
