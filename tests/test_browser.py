@@ -1,16 +1,19 @@
-"""The MLflow UI on a finished sweep, driven in headless Chromium (Debian's chromium + chromium-driver,
-installed by scripts/install_browser.sh; Selenium from the dev extra). No browser: the test fails.
+"""The MLflow UI on a finished sweep: its REST API, then its pages driven in headless Chromium (Debian's
+chromium + chromium-driver, installed by scripts/install_browser.sh; Selenium from the dev extra). No browser:
+the test fails.
 
 Set INITSWEEP_SCREENSHOTS=DIR to keep the screenshots of the runs page and the chart view (docs/ui/*_after.png).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,13 @@ def _wait_for(driver, predicate, what: str, timeout_s: float = 60, args: tuple =
     raise AssertionError(f"the UI did not show {what} within {timeout_s:.0f} s")
 
 
+def _get(url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
 def _shot(driver, name: str) -> None:
     if out := os.environ.get("INITSWEEP_SCREENSHOTS"):
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -98,6 +108,18 @@ def test_mlflow_ui_in_a_browser_shows_runs_metrics_charts_and_report(tmp_path: P
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     (parent,) = [r for r in client.search_runs([exp.experiment_id]) if "initsweep.role" in r.data.tags]
     base = mlflow_ui(tmp_path)
+    # The server's REST API (what the pages read): the parent and both children, a child's figures.
+    by_name = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=initsweep")["experiment"]
+    assert by_name["experiment_id"] == exp.experiment_id
+    runs = _get(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp.experiment_id]})["runs"]
+    tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+    assert len(runs) == 3 and sorted(t["initsweep.init"] for t in tags if "mlflow.parentRunId" in t) == [
+        "normal",
+        "zeros",
+    ]
+    child_id = next(r["info"]["run_id"] for r, t in zip(runs, tags) if "mlflow.parentRunId" in t)
+    files = _get(f"{base}/api/2.0/mlflow/artifacts/list?run_id={child_id}").get("files", [])
+    assert "learning_curves.png" in {f["path"] for f in files}
     # Runs page, first visit (a fresh browser profile), from the link the sweep printed: Model training mode,
     # child runs listed, the summary metrics as columns.
     browser.get(_printed_url(proc.stdout, "Compare runs", base))
