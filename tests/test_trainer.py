@@ -82,3 +82,58 @@ def test_intra_op_threads_share_the_cores_among_parallel_jobs(monkeypatch):
     assert intra_op_threads(3, 2) == 3  # configured wins
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert intra_op_threads(None, 1) == 2
+
+
+def _setup(epochs: int = 6):
+    from initsweep.initializers import initialize
+    from initsweep.models import build_model
+
+    config = validate(OmegaConf.to_container(compose([f"trainer.epochs={epochs}"]), resolve=True))
+    data = datasets.load(config.data)
+    torch.manual_seed(0)
+    model = build_model(config.model, data.input_shape, data.num_classes)
+    initialize(model, config.init, config.model.activation, batch=data.x_train)
+    return config, data, model
+
+
+def test_an_overlapped_measure_gives_the_same_epochs_and_shows_each_epochs_weights():
+    from initsweep.trainer import BestState, Measure, fit
+
+    config, data, model = _setup()
+    plain_best, plain = BestState(), []
+    for e in fit(model, data, config.trainer, 0, plain_best):
+        plain.append(e)
+    final = {k: v.clone() for k, v in model.state_dict().items()}
+
+    config, data, model = _setup()
+    best, ahead = BestState(), []
+    for e in fit(model, data, config.trainer, 0, best, overlap=True):
+        ahead.append(e)
+        assert Measure(data)(model) == (e.train_loss, e.train_acc, e.val_loss, e.val_acc)  # the model: this epoch's
+    assert [e.epoch for e in ahead] == [e.epoch for e in plain] == list(range(1, 7))
+    for a, p in zip(ahead, plain):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "train_loss_running", "lr"):
+            assert getattr(a, key) == getattr(p, key), key
+    assert all(torch.equal(v, final[k]) for k, v in model.state_dict().items())  # training itself is unchanged
+    assert best.epoch == plain_best.epoch
+
+
+def test_stopping_an_overlapped_fit_leaves_the_stopping_epochs_weights():
+    from initsweep.trainer import BestState, fit
+
+    config, data, model = _setup()
+    plain_best = BestState()
+    for e in fit(model, data, config.trainer, 0, plain_best):
+        if e.epoch == 3:
+            break
+    at_three = {k: v.clone() for k, v in model.state_dict().items()}
+
+    config, data, model = _setup()
+    best = BestState()
+    run = fit(model, data, config.trainer, 0, best, overlap=True)
+    for e in run:
+        if e.epoch == 3:
+            break
+    run.close()  # the epoch trained ahead is dropped; its measuring thread ends
+    assert all(torch.equal(v, at_three[k]) for k, v in model.state_dict().items())
+    assert best.epoch == plain_best.epoch and all(torch.equal(v, plain_best.state[k]) for k, v in best.state.items())

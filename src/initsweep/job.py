@@ -334,7 +334,11 @@ def _train_and_log(
     diverged = stopped_at = None
     stop = False
     best = BestState()  # the weights at the best val acc, for test/acc_at_best_val
-    for epoch in fit(model, data, config.trainer, config.seed, best):
+    # The train-set pass of each epoch in a second thread when a core is spare and nothing stops training early
+    # (a trial's pruning would pay the epoch trained ahead).
+    spare_core = torch.get_num_threads() * ctx.parallel_jobs < (os.cpu_count() or 1)
+    overlap = on_epoch is None and data.x_train.device.type == "cpu" and spare_core
+    for epoch in fit(model, data, config.trainer, config.seed, best, overlap):
         history.append(epoch)
         reason = divergence(epoch, val_loss, config.trainer.divergence_factor)
         if epoch.epoch in logged or reason:  # the tracking cadence; a diverged epoch is always logged

@@ -8,6 +8,7 @@ logs it, reports it to a trial, or stops iterating to end training early.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -204,7 +205,12 @@ class BestState:
 
 
 def fit(
-    model: nn.Module, data: Dataset, cfg: TrainerConfig, seed: int, best: BestState | None = None
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainerConfig,
+    seed: int,
+    best: BestState | None = None,
+    overlap: bool = False,
 ) -> Iterator[EpochMetrics]:
     """Train ``model`` on ``data`` for cfg.epochs epochs (or cfg.steps optimizer steps), yielding the
     metrics of every cfg.eval_every-th epoch and of the last one. ``best`` (optional) keeps the weights
@@ -212,6 +218,12 @@ def fit(
 
     Batches are slices of a fresh permutation of the training indices each epoch, drawn from a generator
     seeded with ``seed``: the same seed gives the same batches and, on CPU, identical metrics.
+
+    ``overlap`` (for a CPU with a core to spare): an epoch's end-of-epoch measurement (train and val sets) runs
+    in a second thread, on a copy of the weights, while the next epoch trains; the epoch is yielded once it is
+    measured, and its epoch_s counts training only. The caller sees the same metrics and, while it holds an
+    epoch, the model with that epoch's weights, also when it stops there; stopping costs the one epoch trained
+    ahead. Not used for a compiled model.
     """
     optimizer = make_optimizer(model.parameters(), cfg)
     generator = torch.Generator().manual_seed(seed)
@@ -223,45 +235,95 @@ def fit(
     total = cfg.steps if cfg.steps is not None else epochs * per_epoch
     net = torch.compile(model) if cfg.compile else model
     measure = Measure(data)
+    ahead = _Ahead(model, measure, cfg.precision) if overlap and not cfg.compile else None
     model.train()
     step, t0, since = 0, time.perf_counter(), 0
-    for epoch in range(1, epochs + 1):
-        # Full batch: every step sees all examples in order, no permutation to draw.
-        order = torch.randperm(n, generator=generator).to(x.device) if bs < n else None
-        # Running sums stay on the device (no .item() per step, which would synchronize a GPU).
-        loss_sum = torch.zeros((), device=x.device)
-        seen = 0
-        for start in range(0, n, bs):
-            if step == total:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, per_epoch, total, cfg)
-            if order is None:
-                xb, yb = x, y
+    try:
+        for epoch in range(1, epochs + 1):
+            # Full batch: every step sees all examples in order, no permutation to draw.
+            order = torch.randperm(n, generator=generator).to(x.device) if bs < n else None
+            # Running sums stay on the device (no .item() per step, which would synchronize a GPU).
+            loss_sum = torch.zeros((), device=x.device)
+            seen = 0
+            for start in range(0, n, bs):
+                if step == total:
+                    break
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(step, per_epoch, total, cfg)
+                if order is None:
+                    xb, yb = x, y
+                else:
+                    idx = order[start : start + bs]
+                    xb, yb = x[idx], y[idx]
+                with autocast(x.device, cfg.precision):  # forward only; backward runs outside autocast
+                    loss = loss_fn(net(xb).float(), yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum.add_(loss.detach(), alpha=len(yb))
+                seen += len(yb)
+                step += 1
+            since += 1
+            if epoch % cfg.eval_every and epoch != epochs:
+                continue
+            if ahead is None:
+                with autocast(x.device, cfg.precision):
+                    train_loss, train_acc, val_loss, val_acc = measure(net)
+                if best is not None:
+                    best.update(model, epoch, val_acc)
+                elapsed = time.perf_counter() - t0
+                timing = (elapsed / since, loss_sum.item() / seen, optimizer.param_groups[0]["lr"], elapsed)
+                yield EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, *timing)
             else:
-                idx = order[start : start + bs]
-                xb, yb = x[idx], y[idx]
-            with autocast(x.device, cfg.precision):  # forward only; backward runs outside autocast
-                loss = loss_fn(net(xb).float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum.add_(loss.detach(), alpha=len(yb))
-            seen += len(yb)
-            step += 1
-        since += 1
-        if epoch % cfg.eval_every and epoch != epochs:
-            continue
-        with autocast(x.device, cfg.precision):
-            train_loss, train_acc, val_loss, val_acc = measure(net)
+                elapsed = time.perf_counter() - t0
+                timing = (elapsed / since, loss_sum.item() / seen, optimizer.param_groups[0]["lr"], elapsed)
+                held = ahead.hand_over()  # the previous evaluated epoch, measured meanwhile
+                if held is not None:
+                    yield from ahead.give(held, best)
+                ahead.start(epoch, timing)
+            t0, since = time.perf_counter(), 0
+        if ahead is not None and (held := ahead.hand_over()) is not None:  # the last epoch
+            yield from ahead.give(held, best)
+    finally:
+        if ahead is not None:  # a pass still running (the caller stopped early) ends first
+            ahead.pool.shutdown()
+
+
+class _Ahead:
+    """:func:`fit`'s ``overlap``: the end-of-epoch :class:`Measure` in a second thread, on a copy of the model
+    loaded with that epoch's weights (shown to the caller when the epoch is yielded)."""
+
+    def __init__(self, model: nn.Module, measure: Measure, precision: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.model, self.measure, self.precision = model, measure, precision
+        self.shadow = copy.deepcopy(model).eval()  # holds the pending epoch's weights until it is yielded
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="initsweep-measure")
+        self.pending: tuple | None = None  # (epoch, timing, future of the measurement)
+
+    def start(self, epoch: int, timing: tuple) -> None:
+        self.shadow.load_state_dict(self.model.state_dict())
+        self.pending = (epoch, timing, self.pool.submit(self._measure))
+
+    def _measure(self) -> tuple[float, float, float, float]:
+        with autocast(self.measure.data.x_train.device, self.precision):
+            return self.measure(self.shadow)
+
+    def hand_over(self) -> tuple | None:
+        """The pending epoch (None when there is none)."""
+        held, self.pending = self.pending, None
+        return held
+
+    def give(self, held: tuple, best: BestState | None) -> Iterator[EpochMetrics]:
+        """Yield the held epoch, once measured, with the model showing its weights; training's come back after."""
+        epoch, timing, measured = held
+        train_loss, train_acc, val_loss, val_acc = measured.result()
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.shadow.state_dict())
         if best is not None:
-            best.update(model, epoch, val_acc)
-        elapsed = time.perf_counter() - t0
-        lr = optimizer.param_groups[0]["lr"]
-        yield EpochMetrics(
-            epoch, train_loss, train_acc, val_loss, val_acc, elapsed / since, loss_sum.item() / seen, lr, elapsed
-        )
-        t0, since = time.perf_counter(), 0
+            best.update(self.model, epoch, val_acc)
+        yield EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, *timing)  # timing: epoch_s .. interval_s
+        self.model.load_state_dict(current)  # not reached when the caller stops at this epoch
 
 
 def divergence(epoch: EpochMetrics, initial_loss: float, factor: float | None) -> str | None:
