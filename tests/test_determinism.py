@@ -31,6 +31,7 @@ def test_deterministic_job_gives_identical_metrics_alone_and_in_a_joblib_sweep(t
     assert _history(solo_dir, solo) == _history(sweep_dir, in_sweep)
 
 
+@pytest.mark.slow
 def test_the_effective_thread_count_is_logged(tmp_path: Path):
     assert run_train(["trainer.epochs=1", "tracking.log_plots=false"], cwd=tmp_path).returncode == 0  # threads=null
     (run,) = all_runs(tmp_path)

@@ -29,6 +29,7 @@ def test_the_writer_serves_processes_without_mlflow_unless_told(monkeypatch, mod
     assert writer.wanted() is expected
 
 
+@pytest.mark.slow
 def test_a_single_run_never_imports_mlflow_in_the_training_process(tmp_path):
     """The job's process trains; its writer imports MLflow and writes the run, which ends FINISHED."""
     probe = (
@@ -44,6 +45,7 @@ def test_a_single_run_never_imports_mlflow_in_the_training_process(tmp_path):
     assert run.info.status == "FINISHED" and "train/loss" in run.data.metrics
 
 
+@pytest.mark.slow
 def test_an_unusable_store_is_reported_through_the_writer_before_training(tmp_path):
     (tmp_path / "mlruns").write_text("not a directory")
     proc = run_train(["trainer.epochs=2"], cwd=tmp_path)
@@ -69,6 +71,7 @@ atexit.register(lambda: sys.stderr.write(
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sweep", [False, True], ids=["single run", "sweep"])
 def test_the_writer_draws_the_figures_and_never_imports_torch(tmp_path, sweep):
     """The job's process never imports matplotlib, the writer never imports torch; every run gets both PNGs."""
