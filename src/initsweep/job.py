@@ -334,7 +334,7 @@ def _train_and_log(
     diverged = stopped_at = None
     stop = False
     best = BestState()  # the weights at the best val acc, for test/acc_at_best_val
-    # The train-set pass of each epoch in a second thread when a core is spare and nothing stops training early
+    # Each epoch measured in a second thread when a core is spare and nothing stops training early
     # (a trial's pruning would pay the epoch trained ahead).
     spare_core = torch.get_num_threads() * ctx.parallel_jobs < (os.cpu_count() or 1)
     overlap = on_epoch is None and data.x_train.device.type == "cpu" and spare_core
