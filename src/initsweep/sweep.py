@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from initsweep import console, locks
 from initsweep.locks import SweepDirInUse
 from initsweep.protocol import (
+    BASIC_LAUNCHER,
     BASIC_SWEEPER,
     LOST_FILE,
     OPTUNA_SWEEPER,
@@ -204,12 +205,14 @@ class SweepCallback(Callback):
             params["n_jobs"] = len(configs)
         args = (uri, checked[0].experiment_name, run_name, study, overrides, params, ledger.identity())
         # A sweep whose process has no MLflow yet (any but a shared study's): the tracking writer imports it and
-        # opens the store and the parent run while this process imports torch for the jobs; otherwise all here.
+        # opens the store and the parent run while this process imports torch for the jobs, if they run here
+        # (a joblib or SLURM sweep's process never trains: its workers would compete with that import).
         self.writer = writer.writer() if study is None and writer.wanted() else None
         try:
             if self.writer is not None:
                 opening = self.writer.run_function("initsweep.sweep_runs:open_parent", *args)
-                import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
+                if config.hydra.launcher.get("_target_") == BASIC_LAUNCHER:
+                    import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
 
                 self.logger = self.writer.value(opening)
                 self.writer.sweep_run_id = self.logger.run_id  # its jobs' ends are confirmed later
