@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 
 import pytest
 
 from conftest import client_for, compose
-from initsweep import tracking
+from initsweep import job, tracking
 from initsweep.config import ConfigError
-from initsweep.job import JobContext, execute, group_name, run_name
+from initsweep.job import JobContext, execute, group_name, run_diagnostics, run_name
 
 FAST = ["trainer.epochs=2"]
 
@@ -63,6 +65,42 @@ def test_diagnostics_repeat_every_k_epochs_without_changing_training(tmp_path, t
     for key in ("val/acc", "train/loss"):
         hist = lambda r, key=key: [(h.step, h.value) for h in client.get_metric_history(r.info.run_id, key)]  # noqa: E731
         assert sorted(hist(a)) == sorted(hist(b))
+
+
+def test_init_diagnostics_in_a_thread_log_what_they_log_inline(tmp_path, tmp_store, monkeypatch):
+    """One job with a core to spare runs its init diagnostics in a thread while it trains; the same job as one
+    of two parallel jobs runs them first. Step 0 (table, scalars) and the training are the same."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("torch.get_num_threads", lambda: 1)
+    threads: list[str] = []
+
+    def recording(*args):
+        threads.append(threading.current_thread().name)
+        return run_diagnostics(*args)
+
+    monkeypatch.setattr(job, "run_diagnostics", recording)
+    common = [*FAST, "init=zeros", "tracking.log_plots=false", f"tracking.uri={tmp_store}"]
+    for name, parallel_jobs in (("thread", 1), ("inline", 2)):
+        execute(compose([*common, f"experiment_name={name}"]), ctx=JobContext(parallel_jobs=parallel_jobs))
+    assert threads[0].startswith("initsweep-diag") and threads[1] == threading.current_thread().name
+    client = client_for(tmp_path)
+    thread, inline = (
+        client.search_runs([client.get_experiment_by_name(n).experiment_id])[0] for n in ("thread", "inline")
+    )
+
+    def ours(run):  # repr: NaN (zeros: the ratios are undefined) equals NaN
+        return {k: repr(v) for k, v in run.data.metrics.items() if not k.startswith(("system/", "time/"))}
+
+    def table(run):
+        return json.dumps(tracking.layer_table(client, run.info.run_id, 0))
+
+    assert ours(thread) == ours(inline) and "diag/duplicate_units_total" in ours(thread)
+    assert table(thread) == table(inline)
+    assert thread.data.tags["diag/warning"] == inline.data.tags["diag/warning"]
+    assert "time/diag_s" in thread.data.metrics
+    for key in ("diag/act_std_first", "val/acc", "train/loss"):
+        hist = [[(h.step, h.value) for h in client.get_metric_history(r.info.run_id, key)] for r in (thread, inline)]
+        assert sorted(hist[0]) == sorted(hist[1]) and hist[0]
 
 
 @pytest.mark.parametrize(

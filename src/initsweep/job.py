@@ -7,6 +7,7 @@ Optuna: a study's job side (``initsweep.trial``) calls :func:`execute` with its 
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -129,6 +131,22 @@ def run_diagnostics(
     return diag
 
 
+def diagnose_at_init(
+    model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], cfg: DiagnosticsConfig, background: bool
+) -> Future[Diagnostics]:
+    """:func:`run_diagnostics` of the initialized model: now, or (``background``) in a thread on a copy of the
+    model while training starts. Diagnostics draw no random number, so when they run changes nothing."""
+    if not background:
+        done: Future[Diagnostics] = Future()
+        done.set_result(run_diagnostics(model, batch, cfg))
+        return done
+    pool = ThreadPoolExecutor(1, thread_name_prefix="initsweep-diag")
+    try:
+        return pool.submit(run_diagnostics, copy.deepcopy(model), batch, cfg)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
     """The project's git commit, when it is a git checkout."""
@@ -216,12 +234,15 @@ def execute(
 
     init_label = ctx.init_choice or config.init.name
     name = run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ())
+    # Work moved off the critical path goes to a second thread when a core is spare and nothing stops
+    # training early (a trial's pruning would pay the epoch trained ahead): the init diagnostics run while
+    # training starts, and each epoch is measured while the next one trains.
+    spare_core = torch.get_num_threads() * ctx.parallel_jobs < (os.cpu_count() or 1)
+    overlap = on_epoch is None and device.type == "cpu" and spare_core
     diag_batch = diag = None
     if config.diagnostics.enabled:
         diag_batch = fixed_batch(data.x_train, data.y_train, config.diagnostics.batch_size)
-        diag = run_diagnostics(model, diag_batch, config.diagnostics)
-        if diag.warning:
-            print(f"initsweep: warning: {name}: {diag.warning}", file=sys.stderr)
+        diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=overlap)
 
     tags: dict[str, Any] = {
         Tag.INIT: init_label,
@@ -235,8 +256,6 @@ def execute(
         tags[Tag.JOB_NUM] = ctx.job_num
     if commit := git_commit():
         tags[Tag.GIT_COMMIT] = commit
-    if diag is not None and diag.warning:
-        tags[Tag.DIAG_WARNING] = diag.warning
     local = ctx.output_dir / ledger.FILE_NAME if ctx.output_dir is not None else None
     if local is not None:  # named by the run from its creation: recovery finds the file of a run killed at once
         tags[Tag.METRICS_FILE] = str(local.resolve())
@@ -251,7 +270,9 @@ def execute(
         try:
             store.start_monitor(logger.run_id, t.system_metrics_interval_s, t.system_metrics)
             try:
-                trained = _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, diag, diag_batch)
+                trained = _train_and_log(
+                    config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch
+                )
             finally:
                 store.stop_monitor(logger.run_id)
         except KeyboardInterrupt:
@@ -310,21 +331,39 @@ def _train_and_log(
     stats: list[LayerStats],
     logger: Any,  # a tracking.RunLogger, or a writer.RemoteRunLogger
     on_epoch: Callable[[EpochMetrics], bool] | None,
-    diag: Diagnostics | None = None,
+    overlap: bool = False,
+    diag_at_init: Future[Diagnostics] | None = None,
     diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> _Trained:
     """Train with logging. Every evaluated epoch enters the history (the summary) and the divergence check;
     the logged ones (:func:`initsweep.cadence.logged_epochs`, and a diverged one) go to MLflow and to
-    ``on_epoch``."""
+    ``on_epoch``. Step 0 (the init's weights and diagnostics, the val set) is logged once the diagnostics
+    are done, at the first epoch at the latest; ``overlap`` measures each epoch in a second thread."""
     if config.tracking.log_plots:
         figures.prepare(logger)
     logger.log_params(flatten(raw))
     logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
     logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
     val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
-    diag_metrics = diag.metrics if diag is not None else {}
-    logger.log_layers({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, step=0)
-    snapshots = [(0, diag)] if diag is not None else []
+    snapshots: list[tuple[int, Diagnostics]] = []
+    step_0_logged = False
+
+    def log_step_0() -> None:  # once
+        nonlocal step_0_logged
+        if step_0_logged:
+            return
+        step_0_logged = True
+        diag = diag_at_init.result() if diag_at_init is not None else None
+        diag_metrics = diag.metrics if diag is not None else {}
+        logger.log_layers({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, 0)
+        if diag is not None:
+            snapshots.append((0, diag))
+            if diag.warning:
+                print(f"initsweep: warning: {logger.run_name}: {diag.warning}", file=sys.stderr)
+                logger.set_tags({Tag.DIAG_WARNING: diag.warning})
+
+    if diag_at_init is None or diag_at_init.done():
+        log_step_0()
 
     every = config.diagnostics.every
     tc = config.tracking
@@ -334,11 +373,8 @@ def _train_and_log(
     diverged = stopped_at = None
     stop = False
     best = BestState()  # the weights at the best val acc, for test/acc_at_best_val
-    # Each epoch measured in a second thread when a core is spare and nothing stops training early
-    # (a trial's pruning would pay the epoch trained ahead).
-    spare_core = torch.get_num_threads() * ctx.parallel_jobs < (os.cpu_count() or 1)
-    overlap = on_epoch is None and data.x_train.device.type == "cpu" and spare_core
     for epoch in fit(model, data, config.trainer, config.seed, best, overlap):
+        log_step_0()  # the diagnostics at init ran while the first epoch trained
         history.append(epoch)
         reason = divergence(epoch, val_loss, config.trainer.divergence_factor)
         if epoch.epoch in logged or reason:  # the tracking cadence; a diverged epoch is always logged
@@ -353,6 +389,7 @@ def _train_and_log(
         if stop:
             stopped_at = epoch.epoch
             break
+    log_step_0()  # when no epoch was trained
     if config.tracking.log_plots:  # first: the writer draws them while the test set is measured
         out_dir = ctx.output_dir or Path(tempfile.mkdtemp(prefix="initsweep-"))
         out_dir.mkdir(parents=True, exist_ok=True)
