@@ -230,6 +230,10 @@ class SweepCallback(Callback):
         self.parent.write(sweep_dir)
         total = len(configs) if params.get("n_jobs") else config.hydra.sweeper.get("n_trials")
         console.start_progress(sweep_dir, total)
+        # MLflow, imported at exit by _close_if_open when the writer holds the parent, imports the thread pool,
+        # whose exit hook threading refuses once it has shut down: import it now (torch would have).
+        import concurrent.futures.thread  # noqa: F401
+
         atexit.register(self._close_if_open)
 
     def _close_if_open(self) -> None:
