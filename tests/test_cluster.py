@@ -7,6 +7,7 @@ when these tests are selected fails the test: nothing is skipped.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -19,7 +20,16 @@ import pytest
 
 from conftest import ROOT, all_runs, run_train
 from initsweep.config import ConfigError
-from initsweep.scaleout import batch_size, check_storage_driver, device_for_worker, job_device, worker_rank
+from initsweep.scaleout import (
+    batch_size,
+    check_storage_driver,
+    device_for_worker,
+    finish_warm_up,
+    job_device,
+    joblib_args,
+    warm_up_joblib_workers,
+    worker_rank,
+)
 
 STATE = Path(os.environ.get("INITSWEEP_SERVICES_DIR", "/tmp/initsweep-services"))
 PG = f"postgresql://initsweep:initsweep@127.0.0.1:{os.environ.get('INITSWEEP_PG_PORT', '5432')}"
@@ -59,6 +69,34 @@ def test_each_parallel_job_trains_on_its_own_gpu_with_simulated_device_counts():
     slurm_task = {"SLURM_LOCALID": "3", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
     assert job_device("cuda", 0, 1, n_devices=4, env=slurm_task) == "cuda:3"  # rank from the SLURM task
     assert job_device("cuda", 0, 1, n_devices=4, env={"SLURM_LOCALID": "3", "CUDA_VISIBLE_DEVICES": "2"}) == "cuda:0"
+
+
+def _note_pid(folder: Path) -> None:
+    time.sleep(0.5)  # long enough for each worker to take one task
+    (folder / str(os.getpid())).touch()
+
+
+def _fail() -> None:
+    raise ValueError("no torch here")
+
+
+def test_joblib_workers_started_early_are_the_ones_the_launch_uses(tmp_path):
+    """A joblib sweep starts its workers while its parent run opens; the launch must find them, not new ones."""
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+
+    launcher = {"_target_": "the launcher", "n_jobs": 2, "pre_dispatch": "2*n_jobs", "batch_size": "auto"}
+    assert joblib_args(launcher) == {"n_jobs": 2, "pre_dispatch": "2*n_jobs", "batch_size": "auto", "backend": "loky"}
+    try:
+        warm_up_joblib_workers(launcher, functools.partial(_note_pid, tmp_path))
+        assert finish_warm_up() is None and finish_warm_up() is None  # the second: nothing left to wait for
+        warmed = {int(p.name) for p in tmp_path.iterdir()}
+        assert len(warmed) == 2 and os.getpid() not in warmed
+        assert set(Parallel(**joblib_args(launcher))(delayed(os.getpid)() for _ in range(4))) <= warmed
+        warm_up_joblib_workers(launcher, _fail)
+        assert finish_warm_up() == "ValueError: no torch here"  # said, and the launch goes on with new workers
+    finally:
+        get_reusable_executor().shutdown(wait=True)
 
 
 def test_storage_driver_check_names_the_extra():

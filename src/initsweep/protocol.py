@@ -26,6 +26,7 @@ TRIAL_ENV = "INITSWEEP_TRIAL"  # set by the Optuna sweeper on each job (hydra.jo
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # runs the jobs in the sweep's process
+JOBLIB_LAUNCHER = "hydra_plugins.initsweep_joblib_launcher.launcher.ResilientJoblibLauncher"
 OPTUNA_SWEEPER = "hydra_plugins.initsweep_optuna_sweeper.optuna_sweeper.InitsweepOptunaSweeper"
 OPTUNA_SWEEPER_NAME = "initsweep_optuna"
 

@@ -3,6 +3,8 @@
 Pure functions where possible, so the sweeper, the job and the tests share one definition:
 
 * :func:`batch_size` - trials the Optuna sweeper launches at once, from the launcher's config;
+* :func:`joblib_args`, :func:`warm_up_joblib_workers` - the joblib launcher's ``Parallel`` arguments, and its
+  workers started while the sweep's process opens its parent run;
 * :func:`device_for_worker` - the GPU a parallel worker trains on, from its rank;
 * :func:`check_storage_driver` - a ``postgresql://`` URL without its driver -> one ConfigError naming the extra;
 * :func:`study_parent_run` - the ONE MLflow parent run of a study shared by many worker processes.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from initsweep.config import ConfigError
@@ -40,6 +42,54 @@ def batch_size(launcher_cfg: Mapping[str, Any] | None, cpu_count: int | None = N
     if cfg.get("array_parallelism") is not None:
         return max(1, int(cfg["array_parallelism"]))
     return 1
+
+
+def joblib_args(launcher_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``joblib.Parallel``'s arguments from the joblib launcher's config (``hydra.launcher``): the loky
+    backend (Hydra's jobs cannot share a process) and counts written as text made ints, as Hydra does."""
+    args = {k: v for k, v in launcher_cfg.items() if k != "_target_"}
+    args["backend"] = "loky"
+    for key in ("pre_dispatch", "batch_size", "max_nbytes"):
+        if isinstance(args.get(key), str) and args[key].strip().isdigit():
+            args[key] = int(args[key])
+    return args
+
+
+_warming: Iterator[Any] | None = None  # the warm-up tasks' results, until the launch reads them
+
+
+def warm_up_joblib_workers(launcher_cfg: Mapping[str, Any], task: Callable[[], None]) -> None:
+    """Start the joblib launcher's workers now, each running ``task`` (:func:`initsweep.entry.warm_worker`),
+    while the sweep's process opens its parent run. The launch reuses them: loky keeps one executor per set
+    of ``Parallel`` arguments (:func:`joblib_args` for both)."""
+    global _warming
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    args = joblib_args(launcher_cfg)
+    n = effective_n_jobs(args.get("n_jobs"))
+    _warming = Parallel(**args, return_as="generator_unordered")(delayed(task)() for _ in range(n))
+
+
+def finish_warm_up() -> str | None:
+    """Wait for the warm-up's tasks (none: nothing to wait for); why one failed, else None."""
+    global _warming
+    warming, _warming = _warming, None
+    try:
+        for _ in warming or ():
+            pass
+    except Exception as e:  # noqa: BLE001 - a worker that died starting: the launch starts another
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def stop_warm_workers() -> None:
+    """Stop the workers started early at once: the sweep ends before it launches."""
+    global _warming
+    if _warming is not None:
+        from joblib.externals.loky import get_reusable_executor
+
+        _warming = None
+        get_reusable_executor().shutdown(wait=False, kill_workers=True)
 
 
 def worker_rank(env: Mapping[str, str] | None = None, job_num: int | None = None, n_workers: int = 1) -> int:

@@ -25,6 +25,7 @@ from initsweep.locks import SweepDirInUse
 from initsweep.protocol import (
     BASIC_LAUNCHER,
     BASIC_SWEEPER,
+    JOBLIB_LAUNCHER,
     LOST_FILE,
     OPTUNA_SWEEPER,
     STATE_FILES,
@@ -208,11 +209,17 @@ class SweepCallback(Callback):
         # opens the store and the parent run while this process imports torch for the jobs, if they run here
         # (a joblib or SLURM sweep's process never trains: its workers would compete with that import).
         self.writer = writer.writer() if study is None and writer.wanted() else None
+        launcher = config.hydra.launcher.get("_target_")
         try:
             if self.writer is not None:
                 opening = self.writer.run_function("initsweep.sweep_runs:open_parent", *args)
-                if config.hydra.launcher.get("_target_") == BASIC_LAUNCHER:
+                if launcher == BASIC_LAUNCHER:
                     import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
+                elif launcher == JOBLIB_LAUNCHER:  # the workers start and import torch meanwhile
+                    from initsweep.entry import warm_worker
+
+                    launcher_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
+                    scaleout.warm_up_joblib_workers(launcher_cfg, warm_worker)  # type: ignore[arg-type]
 
                 self.logger = self.writer.value(opening)
                 self.writer.sweep_run_id = self.logger.run_id  # its jobs' ends are confirmed later
@@ -221,6 +228,7 @@ class SweepCallback(Callback):
 
                 self.logger = sweep_runs.open_parent(*args)
         except TrackingError as e:
+            scaleout.stop_warm_workers()
             locks.abandon_sweep_dir(claimed)
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None

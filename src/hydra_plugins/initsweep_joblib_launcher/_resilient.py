@@ -12,8 +12,9 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-from hydra_plugins.hydra_joblib_launcher._core import execute_job, process_joblib_cfg
+from hydra_plugins.hydra_joblib_launcher._core import execute_job
 from initsweep.protocol import LOST_FILE
+from initsweep.scaleout import finish_warm_up, joblib_args
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 2  # a job whose worker died is run once more
@@ -30,15 +31,15 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    joblib_cfg: dict[str, Any] = dict(launcher.joblib)
-    joblib_cfg["backend"] = "loky"  # the threading backend is incompatible with Hydra
-    process_joblib_cfg(joblib_cfg)
+    joblib_cfg = joblib_args(launcher.joblib)
     log.info(
         f"Joblib.Parallel({','.join(f'{k}={v}' for k, v in joblib_cfg.items())}) is launching {len(job_overrides)} jobs"
     )
     for idx, overrides in enumerate(job_overrides):
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
 
+    if failed := finish_warm_up():  # the workers started early have imported what the first jobs need
+        log.warning(f"initsweep: a worker failed to start ({failed}); the launch starts another")
     results: dict[int, JobReturn] = {}
     todo = list(range(len(job_overrides)))
     for attempt in range(1, ATTEMPTS + 1):
