@@ -234,15 +234,15 @@ def execute(
 
     init_label = ctx.init_choice or config.init.name
     name = run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ())
-    # Work moved off the critical path goes to a second thread when a core is spare and nothing stops
-    # training early (a trial's pruning would pay the epoch trained ahead): the init diagnostics run while
-    # training starts, and each epoch is measured while the next one trains.
-    spare_core = torch.get_num_threads() * ctx.parallel_jobs < (os.cpu_count() or 1)
-    overlap = on_epoch is None and device.type == "cpu" and spare_core
+    # Work moved off the critical path goes to a second thread when a CPU core is spare: the init diagnostics
+    # run while training starts, and each epoch is measured while the next one trains, unless something may
+    # stop training early (a trial's pruning would pay the epoch trained ahead).
+    spare_core = device.type == "cpu" and torch.get_num_threads() * ctx.parallel_jobs < (os.cpu_count() or 1)
+    overlap = spare_core and on_epoch is None
     diag_batch = diag = None
     if config.diagnostics.enabled:
         diag_batch = fixed_batch(data.x_train, data.y_train, config.diagnostics.batch_size)
-        diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=overlap)
+        diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=spare_core)
 
     tags: dict[str, Any] = {
         Tag.INIT: init_label,
