@@ -56,7 +56,7 @@ dashboard: setup
 	$(VENV)/bin/optuna-dashboard mlruns/optuna/journal.log --host 127.0.0.1 --port 8080
 
 ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf outputs multirun
