@@ -200,15 +200,21 @@ def test_full_disk_never_looks_like_success_and_keeps_the_metrics(tmp_path: Path
     assert "Traceback" not in proc.stderr
     assert "database or disk is full" in proc.stderr and "metrics.jsonl" in proc.stderr
     runs = [r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags]
-    assert len(runs) == 1  # the second job of the multirun could not even create its run
-    assert runs[0].info.status != "FINISHED"
-    (local,) = tmp_path.glob("*/*/*/**/metrics.jsonl")
-    assert epochs_in(local) == [1, 2, 3] and ledger.read(local).end["failure"] == "tracking"
+    # The multirun's second job creates its run only when that reaches the store before the first job's failed
+    # metrics (the writer creates a run ahead of posted writes); either way no run looks like a success.
+    assert 1 <= len(runs) <= (2 if multirun and tracking_writer == "1" else 1)
+    assert not [r for r in runs if r.info.status == "FINISHED"]
+    files = list(tmp_path.glob("*/*/*/**/metrics.jsonl"))
+    assert len(files) == len(runs)
+    for local in files:
+        assert epochs_in(local) == [1, 2, 3] and ledger.read(local).end["failure"] == "tracking"
 
-    assert reap(tmp_path).returncode == 0  # later, with space again: the file's verdict and metrics are applied
-    (run,) = [r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags]
-    assert run.info.status == "FAILED" and run.data.tags["failure"] == "tracking"
-    assert store_epochs(tmp_path, run.info.run_id) == [1, 2, 3]
+    assert reap(tmp_path).returncode == 0  # later, with space again: the files' verdicts and metrics are applied
+    after = [r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags]
+    assert len(after) == len(runs)
+    for run in after:
+        assert run.info.status == "FAILED" and run.data.tags["failure"] == "tracking"
+        assert store_epochs(tmp_path, run.info.run_id) == [1, 2, 3]
 
 
 # Fault injection: the store refuses to close the first run it is asked to close FINISHED.
