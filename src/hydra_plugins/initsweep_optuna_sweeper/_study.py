@@ -258,8 +258,16 @@ class Study:
             clash = {k: v for k, v in params.items() if k in known and known[k] != str(v)}
             if clash:
                 log.warning(f"Study parent run {self.parent.run_id} has other values for {sorted(clash)}: kept")
-            params = {k: v for k, v in params.items() if k not in clash}
-        tracking.log_study_start(self.parent_log, params, self.plan.study_name)
+            params = {k: v for k, v in params.items() if k not in known}  # logged already, or kept
+        try:
+            tracking.log_study_start(self.parent_log, params, self.plan.study_name)
+        except Exception:
+            if not s.shared_parent:
+                raise
+            # Another worker logged the same settings between our read and our write (a param is written once).
+            known = self.client.get_run(self.parent.run_id).data.params
+            params = {k: v for k, v in params.items() if k not in known}
+            tracking.log_study_start(self.parent_log, params, self.plan.study_name)
 
     # -- the end ---------------------------------------------------------------------------------------
 
