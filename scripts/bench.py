@@ -5,9 +5,11 @@
     python scripts/bench.py --tiny                   # seconds: a smoke test that the benchmark still runs
 
 The reference of a sweep is a plain PyTorch loop doing the same trainings in one process plus a no-op
-``@hydra.main`` app on the same ``conf/`` (returns 0.0, the sweep callback removed) running the same multirun:
-the floor Hydra's launcher costs. Every timed case runs ``--repeats`` alternated pairs (initsweep first, then
-the reference, then the other way round) and reports the medians and the median of the per-pair ratios, so a
+``@hydra.main`` app on the same ``conf/`` (returns 0.0, the sweep callback removed) running the same multirun
+with Hydra's stock basic sweeper: the floor Hydra's launcher costs as Hydra ships it (initsweep's own sweeper,
+conf/hydra/sweeper/basic.yaml, composes each job once per combination of group choices: that saving is
+initsweep's). Every timed case runs ``--repeats`` alternated pairs (initsweep first, then the reference, then
+the other way round) and reports the medians and the median of the per-pair ratios, so a
 machine whose load drifts still gives usable ratios. Subprocesses run in a temporary directory against a store
 created beforehand (a researcher's store usually exists). Cases (``--only``):
 
@@ -41,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 INITS = ("zeros", "ones", "normal", "uniform")
 ALL_CASES = "steps,single,sweep4,sweep16,slope,reject,startup,parallel,memory,optuna"
 TINY_CASES = "steps,sweep4,reject,startup"
+STOCK_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hydra's, for the no-op reference
 NOOP_APP = """import hydra
 
 
@@ -311,7 +314,7 @@ class Bench:
 
     def reference(self, sweep: list[str], inits: str, epochs: int | None = None) -> float:
         """The plain loop doing the same trainings plus the no-op Hydra multirun of the same jobs."""
-        multirun = ["-m", *sweep] if sweep else []
+        multirun = ["-m", *sweep, f"hydra.sweeper._target_={STOCK_SWEEPER}"] if sweep else []
         noop = [*self.noop, *multirun, *model_args(self.args), "~hydra.callbacks.sweep", self.sweep_dir()]
         noop = wall(noop, self.cwd)
         return wall(plain_cmd(self.args, inits, epochs), self.cwd) + noop

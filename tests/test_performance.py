@@ -56,6 +56,81 @@ def test_job_configs_equal_one_composition_per_job(overrides: list[str]):
     assert len(fast) == 4 and fast == slow
 
 
+class _Counting:
+    """Hydra's real config loader, counting the full compositions asked of it."""
+
+    def __init__(self, loader):
+        self.loader, self.composed = loader, 0
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        self.composed += 1
+        return self.loader.load_sweep_config(master_config, sweep_overrides)
+
+    def get_group_options(self, *args, **kwargs):
+        return self.loader.get_group_options(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("fixed", "swept", "compositions"),
+    [
+        ([], ["init=zeros,normal", "seed=0,1", "trainer.epochs=2"], 2),
+        (["init=normal", "init.std=0.5"], ["model.width=8,16", "+init.output_params.std=0.01,0.02"], 1),
+        (
+            ["hydra.job.config.override_dirname.exclude_keys=[seed]"],
+            ["seed=0,1", "~metrics.collapse_drop", "init=uniform,normal"],
+            2,
+        ),
+        ([], ["seed=0,1", "hydra.job.name=a,b"], 4),  # a hydra.* override: every job composed in full
+    ],
+)
+def test_cached_sweep_loader_returns_what_hydra_composes(fixed, swept, compositions):
+    """The loader the sweepers hand their launchers composes once per combination of group choices and copies
+    for the other jobs: each job's whole config (``hydra`` node included: task overrides, override_dirname)
+    must equal Hydra composing that job, also after pickling (joblib and submitit ship it to workers)."""
+    import pickle
+
+    from omegaconf import OmegaConf
+
+    from initsweep.composition import CachedSweepLoader
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        master = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+        loader = GlobalHydra.instance().config_loader()
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(swept)
+        jobs = [
+            [o for o in fixed if not o.startswith("hydra.")] + list(job)
+            for batch in BasicSweeper.split_arguments(parsed, None)
+            for job in batch
+        ]
+        counting = _Counting(loader)
+        cached = CachedSweepLoader(counting)
+        fast = [cached.load_sweep_config(master, job) for job in jobs]
+        again = [pickle.loads(pickle.dumps(cached)).load_sweep_config(master, job) for job in jobs]
+        slow = [loader.load_sweep_config(master, job) for job in jobs]
+    assert len(jobs) == 4 and counting.composed == compositions
+    for f, a, s in zip(fast, again, slow):
+        assert OmegaConf.to_container(f) == OmegaConf.to_container(a) == OmegaConf.to_container(s)
+        assert OmegaConf.is_struct(f) and OmegaConf.is_struct(s)
+
+
+def test_cached_sweep_loader_refuses_what_hydra_refuses():
+    """An override Hydra cannot apply fails with Hydra's own error, naming the key, through the cache too."""
+    from hydra.errors import ConfigCompositionException
+
+    from initsweep.composition import CachedSweepLoader
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        master = compose(config_name="config", return_hydra_config=True)
+        loader = GlobalHydra.instance().config_loader()
+        cached = CachedSweepLoader(loader)
+        cached.load_sweep_config(master, ["seed=1"])
+        with pytest.raises(ConfigCompositionException) as slow:
+            loader.load_sweep_config(master, ["seed=2", "trainer.epochz=3"])
+        with pytest.raises(ConfigCompositionException) as fast:
+            cached.load_sweep_config(master, ["seed=2", "trainer.epochz=3"])
+    assert "trainer.epochz" in str(fast.value) and str(fast.value) == str(slow.value)
+
+
 def test_figures_drawn_in_the_background_are_logged_to_their_runs(tmp_path):
     """A sweep job's PNGs are drawn by a forked child; finish() logs them to the right runs."""
     from initsweep import figures, tracking

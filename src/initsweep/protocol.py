@@ -24,7 +24,9 @@ TRIAL_ENV = "INITSWEEP_TRIAL"  # set by the Optuna sweeper on each job (hydra.jo
 
 # --- Hydra plugins, by their _target_ ----------------------------------------------------------------------
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# hydra/sweeper=basic (conf/hydra/sweeper/basic.yaml), and Hydra's own class it extends
+BASIC_SWEEPER = "hydra_plugins.initsweep_basic_sweeper.sweeper.CachedBasicSweeper"
+BASIC_SWEEPERS = (BASIC_SWEEPER, "hydra._internal.core_plugins.basic_sweeper.BasicSweeper")
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # runs the jobs in the sweep's process
 JOBLIB_LAUNCHER = "hydra_plugins.initsweep_joblib_launcher.launcher.ResilientJoblibLauncher"
 OPTUNA_SWEEPER = "hydra_plugins.initsweep_optuna_sweeper.optuna_sweeper.InitsweepOptunaSweeper"

@@ -10,7 +10,6 @@ closes it.
 from __future__ import annotations
 
 import atexit
-import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from initsweep import console, locks
 from initsweep.locks import SweepDirInUse
 from initsweep.protocol import (
     BASIC_LAUNCHER,
-    BASIC_SWEEPER,
+    BASIC_SWEEPERS,
     JOBLIB_LAUNCHER,
     LOST_FILE,
     OPTUNA_SWEEPER,
@@ -50,74 +49,18 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
 
         plan = plan_for(config)
         return [plan.base, *plan.checked_configs]
-    if target != BASIC_SWEEPER or not GlobalHydra.instance().is_initialized():
+    if target not in BASIC_SWEEPERS or not GlobalHydra.instance().is_initialized():
         return [job_config_dict(config)]
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # its split_arguments has no public twin
+
+    from initsweep.composition import compose_jobs
 
     loader = GlobalHydra.instance().config_loader()
     # The loader expands glob(...) sweeps (e.g. init=glob(*,exclude=custom)) into the group's options.
     params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
     overrides = OverridesParser.create(config_loader=loader).parse_overrides(params + list(config.hydra.overrides.task))
     jobs = [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-    return compose_jobs(config, jobs)
-
-
-def compose_jobs(config: DictConfig, jobs: list[list[str]]) -> list[dict[str, Any]]:
-    """Each job's config (no ``hydra`` node) as Hydra will compose it, with one full composition per distinct
-    combination of config-group choices (``init=zeros``) instead of one per job: a job's other overrides
-    (``seed=3``, ``+init.output_params.std=0.1``) are applied to a copy of its combination's config, the way
-    Hydra's composition applies them after merging the groups. A composition costs about 0.1 s; a copy a few ms,
-    and a plain ``key=value`` on an existing leaf of an interpolation-free config costs microseconds."""
-    loader = GlobalHydra.instance().config_loader()
-    parser = OverridesParser.create(config_loader=loader)
-    is_group = functools.lru_cache(maxsize=None)(lambda key: bool(loader.get_group_options(key)))
-    bases: dict[tuple[str, ...], dict[str, Any]] = {}
-    out = []
-    for job in jobs:
-        parsed = parser.parse_overrides(job)
-        choices = tuple(o.input_line for o in parsed if is_group(o.key_or_group))
-        if choices not in bases:
-            bases[choices] = job_config_dict(loader.load_sweep_config(config, list(choices)), resolve=False)
-        rest = [o for o in parsed if not is_group(o.key_or_group) and not o.key_or_group.startswith("hydra")]
-        out.append(_with_overrides(bases[choices], rest))
-    return out
-
-
-def _with_overrides(base: dict[str, Any], overrides: list[Any]) -> dict[str, Any]:
-    """``base`` (unresolved) with Hydra overrides applied, resolved: a dict copy when every override sets an
-    existing leaf to a scalar and nothing interpolates, else through OmegaConf as Hydra does."""
-    import copy
-
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl  # applies overrides exactly as Hydra does
-    from omegaconf import OmegaConf
-
-    if "${" not in repr(base) and all(_plain_leaf(base, o) for o in overrides):
-        out = copy.deepcopy(base)
-        for o in overrides:
-            *path, leaf = o.key_or_group.split(".")
-            node = out
-            for key in path:
-                node = node[key]
-            node[leaf] = o.value()
-        return out
-    cfg = OmegaConf.create(base)
-    OmegaConf.set_struct(cfg, True)  # as Hydra's composed config: a new key needs +key=value
-    ConfigLoaderImpl._apply_overrides_to_config(overrides, cfg)
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def _plain_leaf(base: dict[str, Any], override: Any) -> bool:
-    """Whether ``override`` is ``key=scalar`` on a key that exists in ``base`` and holds no mapping or list."""
-    if override.is_add() or override.is_delete() or override.is_force_add() or override.package is not None:
-        return False
-    if isinstance(override.value(), (dict, list)):
-        return False
-    node: Any = base
-    for key in override.key_or_group.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return False
-        node = node[key]
-    return not isinstance(node, (dict, list))
+    return compose_jobs(config, jobs, loader)
 
 
 def fixed_overrides(overrides: list[str]) -> tuple[str, ...]:
@@ -202,7 +145,7 @@ class SweepCallback(Callback):
         run_name = " ".join(["sweep", *overrides]) if overrides else "sweep"
         study = shared_study_name(config)
         params: dict[str, Any] = {"sweep_dir": str(config.hydra.sweep.dir)}
-        if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
+        if config.hydra.sweeper.get("_target_") in BASIC_SWEEPERS:
             params["n_jobs"] = len(configs)
         args = (uri, checked[0].experiment_name, run_name, study, overrides, params, ledger.identity())
         # A sweep whose process has no MLflow yet (any but a shared study's): the tracking writer imports it and

@@ -32,8 +32,10 @@ class InitsweepOptunaSweeper(Sweeper):
         self.launcher: Any = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from initsweep.composition import cached_context  # a trial's config: a copy, not a new composition
+
         self.config = config
-        self.hydra_context = hydra_context
+        self.hydra_context = hydra_context = cached_context(hydra_context)
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
