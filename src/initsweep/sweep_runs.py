@@ -41,6 +41,11 @@ def open_parent(
     return logger
 
 
+# A sweep's child runs as summarize read them, for the write_report that follows it (one search instead of
+# two: 0.4 s for 16 runs on SQLite). Nothing changes a child run between the two calls: every job has ended.
+_CHILDREN: dict[str, list[Any]] = {}
+
+
 def _job(run: Any) -> tuple[str, str | None]:
     """The job a run is of: (run name, job number), the same for a job launched again after its worker died."""
     return run.info.run_name, run.data.tags.get(Tag.JOB_NUM)
@@ -52,7 +57,7 @@ def summarize(uri: str, experiment_id: str, run_id: str, sweep_dir: str) -> tupl
     launched again after its worker died crashed only when no run of it finished)."""
     client = tracking.connect(uri)
     recovery.reap_quietly(client)  # a job whose worker died, or whose end the store did not take
-    runs = tracking.child_runs(client, experiment_id, run_id)
+    runs = _CHILDREN[run_id] = tracking.child_runs(client, experiment_id, run_id)
     table = report.summary_table(runs)
     path = Path(sweep_dir) / "summary.md"
     path.write_text(table + "\n")
@@ -66,7 +71,7 @@ def summarize(uri: str, experiment_id: str, run_id: str, sweep_dir: str) -> tupl
 def write_report(uri: str, experiment_id: str, run_id: str, sweep_dir: str, run_name: str, experiment: str) -> str:
     """The comparison report of the sweep's runs in ``<sweep_dir>/report``, logged to the parent; its path."""
     client = tracking.connect(uri)
-    runs = tracking.child_runs(client, experiment_id, run_id)
+    runs = _CHILDREN.pop(run_id, None) or tracking.child_runs(client, experiment_id, run_id)
     title, source = report.sweep_heading(run_name, run_id, experiment, sweep_dir)
     written = report.write_report(client, runs, Path(sweep_dir) / "report", title, source)
     parent = tracking.RunLogger(client, run_id)
