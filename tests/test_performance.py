@@ -80,7 +80,8 @@ class _Counting:
             ["seed=0,1", "~metrics.collapse_drop", "init=uniform,normal"],
             2,
         ),
-        ([], ["seed=0,1", "hydra.job.name=a,b"], 4),  # a hydra.* override: every job composed in full
+        ([], ["init=zeros,normal", "seed=0,1", "++hydra.job.env_set.INITSWEEP_TRIAL=3"], 2),  # as a study's trial
+        ([], ["seed=0,1", "hydra.job.name=a,b"], 4),  # another hydra.* value: every job composed in full
     ],
 )
 def test_cached_sweep_loader_returns_what_hydra_composes(fixed, swept, compositions):

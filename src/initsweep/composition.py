@@ -99,12 +99,19 @@ def _plain_leaf(base: dict[str, Any], override: Override) -> bool:
     return not isinstance(node, (dict, list))
 
 
+def _leaves_composition_alone(override: Override) -> bool:
+    """Whether applying ``override`` after composition gives what composing with it gives: any app key; of
+    Hydra's own keys only ``hydra.job.env_set.*`` (the Optuna sweeper sets a trial's number there), as others
+    (``hydra.searchpath``, ``hydra.job.env_copy``, ...) change what Hydra composes or derives."""
+    return not override.is_hydra_override() or override.key_or_group.startswith("hydra.job.env_set.")
+
+
 class CachedSweepLoader(ConfigLoader):
     """Hydra's config loader with a cache in ``load_sweep_config``: the first job of each combination of group
     choices is composed in full; another job gets a copy of it with its other overrides applied by Hydra's own
     ``_apply_overrides_to_config``, and the fields Hydra derives from a job's overrides set again
-    (``hydra.overrides.task``, ``hydra.job.override_dirname``, ``hydra.runtime.cwd``). A job with a ``hydra.*``
-    override is composed in full. Everything else is the wrapped loader's. Picklable: joblib and submitit
+    (``hydra.overrides``, ``hydra.job.override_dirname``, ``hydra.runtime.cwd``). A job with another ``hydra.*``
+    value override than ``hydra.job.env_set.*`` is composed in full. Everything else is the wrapped loader's. Picklable: joblib and submitit
     workers receive it with the sweeper's launcher, bases included."""
 
     def __init__(self, loader: ConfigLoader) -> None:
@@ -114,19 +121,21 @@ class CachedSweepLoader(ConfigLoader):
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
-        if any(o.is_hydra_override() or o.is_sweep_override() for o in parsed):
-            return self.loader.load_sweep_config(master_config, list(sweep_overrides))
         context = (str(master_config.hydra.job.config_name), *master_config.hydra.overrides.hydra)
         choices, rest = split_choices(parsed, functools.partial(self._is_group, master_config, context))
+        if any(o.is_sweep_override() for o in parsed) or not all(map(_leaves_composition_alone, rest)):
+            return self.loader.load_sweep_config(master_config, list(sweep_overrides))
         key = (context, *(o.input_line for o in choices))
         if key not in self._bases:
             self._bases[key] = self.loader.load_sweep_config(master_config, [str(o.input_line) for o in choices])
         cfg = copy.deepcopy(self._bases[key])
         ConfigLoaderImpl._apply_overrides_to_config(rest, cfg)
+        task = [o for o in parsed if not o.is_hydra_override()]
         naming = cfg.hydra.job.config.override_dirname
-        cfg.hydra.overrides.task = [o.input_line for o in parsed]
+        cfg.hydra.overrides.task = [o.input_line for o in task]
+        cfg.hydra.overrides.hydra = [*context[1:], *(o.input_line for o in parsed if o.is_hydra_override())]
         cfg.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=parsed, kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=naming.exclude_keys
+            overrides=task, kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=naming.exclude_keys
         )
         cfg.hydra.runtime.cwd = os.getcwd()
         OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
