@@ -110,9 +110,9 @@ class CachedSweepLoader(ConfigLoader):
     """Hydra's config loader with a cache in ``load_sweep_config``: the first job of each combination of group
     choices is composed in full; another job gets a copy of it with its other overrides applied by Hydra's own
     ``_apply_overrides_to_config``, and the fields Hydra derives from a job's overrides set again
-    (``hydra.overrides``, ``hydra.job.override_dirname``, ``hydra.runtime.cwd``). A job with another ``hydra.*``
-    value override than ``hydra.job.env_set.*`` is composed in full. Everything else is the wrapped loader's. Picklable: joblib and submitit
-    workers receive it with the sweeper's launcher, bases included."""
+    (``hydra.overrides``, ``hydra.job.override_dirname``, ``hydra.runtime.cwd``). A job with a ``hydra.*``
+    value override other than ``hydra.job.env_set.*`` is composed in full. Everything else is the wrapped
+    loader's. Picklable: joblib and submitit workers receive it with the sweeper's launcher, bases included."""
 
     def __init__(self, loader: ConfigLoader) -> None:
         self.loader = loader
