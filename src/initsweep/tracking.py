@@ -314,11 +314,12 @@ def start_run(
     return logger
 
 
-def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str) -> list:
-    """All runs whose parent is ``parent_run_id``, oldest first."""
+def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str, tags: Mapping[str, Any] | None = None) -> list:
+    """All runs whose parent is ``parent_run_id`` (and that carry ``tags``, if given), oldest first."""
+    where = [f"tags.`{Tag.PARENT}` = '{parent_run_id}'", *(f"tags.`{k}` = '{v}'" for k, v in (tags or {}).items())]
     runs = client.search_runs(
         [exp_id],
-        filter_string=f"tags.`{Tag.PARENT}` = '{parent_run_id}'",
+        filter_string=" and ".join(where),
         max_results=10000,
         order_by=["attributes.start_time ASC"],
     )
@@ -383,10 +384,7 @@ def log_study_start(logger: RunLogger, params: Mapping[str, Any], study_name: st
 def record_trials(client: MlflowClient, parent: Parent, study_name: str, outcomes: Sequence[TrialOutcome]) -> None:
     """Tag each trial's child run with its number and final state; a trial that failed before its job
     created a run gets a FAILED run of its own, so that every trial has one."""
-    if not outcomes:
-        return
-    runs = {r.data.tags.get(Tag.TRIAL_NUMBER): r for r in child_runs(client, parent.experiment_id, parent.run_id)}
-    for o in outcomes:
+    for o in outcomes:  # one search per trial: the parent's other runs are not read (a study grows)
         name = f"trial {o.number} {o.label}"
         tags: dict[str, Any] = {
             Tag.TRIAL_NUMBER: o.number,
@@ -396,9 +394,9 @@ def record_trials(client: MlflowClient, parent: Parent, study_name: str, outcome
         }
         if o.reason:
             tags[Tag.TRIAL_REASON] = o.reason
-        run = runs.get(str(o.number))
-        if run is not None:
-            RunLogger(client, run.info.run_id).set_tags(tags)
+        runs = child_runs(client, parent.experiment_id, parent.run_id, {Tag.TRIAL_NUMBER: o.number})
+        if runs:  # the latest, when a dead worker's trial ran again
+            RunLogger(client, runs[-1].info.run_id).set_tags(tags)
             continue
         lost = {Tag.JOB_NUM: o.number, Tag.SWEEP_ID: parent.sweep_id}
         lost.update({Tag.FAILURE: Failure.EXCEPTION.value, Tag.FAILURE_REASON: o.reason})
