@@ -19,7 +19,7 @@ from initsweep.config import ConfigError
 from initsweep.job import JobContext, execute
 from initsweep.protocol import STUDY_FILE, TRIAL_ENV, JobStatus, StudySpec, Tag
 from initsweep.trainer import EpochMetrics, summarize
-from initsweep.tuning import make_pruner, open_storage
+from initsweep.tuning import make_pruner, trial_storage
 
 
 def intermediate_value(metric: str, history: Sequence[EpochMetrics]) -> float:
@@ -64,7 +64,7 @@ def load_trial(spec: StudySpec, number: int) -> optuna.Trial:
     The sampler is a RandomSampler: the job never samples (its values come as overrides), and a
     GridSampler here would re-register the grid point.
     """
-    storage = optuna.storages.get_storage(open_storage(spec.storage))
+    storage = trial_storage(spec.storage)
     study = optuna.load_study(
         study_name=spec.study_name,
         storage=storage,

@@ -35,7 +35,7 @@ from initsweep.protocol import (
 )
 from initsweep.scaleout import batch_size, budget_left
 from initsweep.search_space import grid_points
-from initsweep.tuning import FINITE_SAMPLERS, Plan, make_sampler, study_plots
+from initsweep.tuning import FINITE_SAMPLERS, Plan, make_sampler, share_storage, study_plots
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         s = plan.settings
         self.storage = study_recovery.sweeper_storage(plan.storage, s.heartbeat_interval, s.heartbeat_grace)
+        share_storage(plan.storage, self.storage)  # the trials it runs in this process: no journal replay each
         self.study = optuna.create_study(
             storage=self.storage,
             sampler=plan.sampler(),
