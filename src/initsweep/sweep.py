@@ -274,8 +274,6 @@ class SweepCallback(Callback):
 
     def _store(self, function: str, *args: Any) -> Any:
         """``initsweep.sweep_runs.<function>(*args)``: in the tracking writer when it holds the sweep, else here."""
-        if self.writer is not None:
-            return self.writer.value(self.writer.run_function(f"initsweep.sweep_runs:{function}", *args))
-        from initsweep import sweep_runs
+        from initsweep.writer import store_side
 
-        return getattr(sweep_runs, function)(*args)
+        return store_side(self.writer, function, *args)

@@ -1,17 +1,19 @@
 """The store side of a sweep's life cycle (:class:`initsweep.sweep.SweepCallback`): its parent run opened, its
-runs summarized and reported. The callback calls these in its own process, or (a basic sweep whose process
-has not imported MLflow) through the tracking writer (:func:`initsweep.writer.TrackingWriter.run_function`),
-so that the sweep's process imports torch while the writer imports MLflow and opens the store.
+runs summarized and reported; and of a study's (the Optuna sweeper's ``Study``): its settings, its trials'
+states and its results on the parent run. The sweep's process calls these through the tracking writer when it
+has one (:func:`initsweep.writer.store_side`: a sweep whose process has not imported MLflow), so that the
+sweep's process imports torch and trains while the writer imports MLflow and writes to the store; else in
+its own process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from initsweep import recovery, report, scaleout, tracking
-from initsweep.protocol import ROLE_SWEEP, Failure, Tag
+from initsweep.protocol import ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
 
 
 def open_parent(
@@ -40,6 +42,10 @@ def open_parent(
         logger.set_tags(params)
     return logger
 
+
+# The functions that draw with matplotlib, whose pyplot is not thread-safe: the tracking writer finishes the
+# runs' figures it draws in a thread before it calls them (initsweep.writer_process).
+DRAWING = frozenset({"write_report"})
 
 # A sweep's child runs as summarize read them, for the write_report that follows it (one search instead of
 # two: 0.4 s for 16 runs on SQLite). Nothing changes a child run between the two calls: every job has ended.
@@ -78,3 +84,60 @@ def write_report(uri: str, experiment_id: str, run_id: str, sweep_dir: str, run_
     for path in written:
         parent.log_artifact(path, "report")
     return str(written[0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# A study: the parent run is the study, each trial a child run
+
+
+def log_study_settings(
+    parent: Parent, params: Mapping[str, Any], study_name: str, shared: bool, per_invocation: Sequence[str]
+) -> list[str]:
+    """The study's settings as params of its parent run. A parent shared by several invocations (workers)
+    takes the ``per_invocation`` keys as tags and the others only where it has none yet (a param is written
+    once; another worker may write the same ones between our read and our write). Returns the keys the shared
+    run has other values for, which are kept."""
+    client = tracking.connect(parent.tracking_uri)
+    logger = tracking.RunLogger(client, parent.run_id)
+    if not shared:
+        tracking.log_study_start(logger, params, study_name)
+        return []
+    params = dict(params)
+    logger.set_tags({k: params.pop(k) for k in per_invocation})
+    for attempt in range(2):
+        known = client.get_run(parent.run_id).data.params
+        try:
+            tracking.log_study_start(logger, {k: v for k, v in params.items() if k not in known}, study_name)
+        except Exception:
+            if attempt:
+                raise
+            continue
+        return sorted(k for k, v in params.items() if k in known and known[k] != str(v))
+    raise AssertionError("unreachable")
+
+
+def tag_trials(parent: Parent, study_name: str, outcomes: Sequence[TrialOutcome]) -> None:
+    """:func:`initsweep.tracking.record_trials` on the parent's store."""
+    tracking.record_trials(tracking.connect(parent.tracking_uri), parent, study_name, outcomes)
+
+
+def log_study_results(
+    parent: Parent,
+    study_name: str,
+    metrics: Mapping[str, float],
+    best: tuple[int, Mapping[str, Any]] | None,
+    best_numbers: Sequence[int],
+    results: Path,
+    plots: Sequence[Path],
+    shared: bool,
+) -> None:
+    """The study's counts, best trial, results file and plots on its parent run; its best trials' runs
+    tagged. The best trial of a shared parent, which later workers change, is logged as tags, not params."""
+    client = tracking.connect(parent.tracking_uri)
+    logger = tracking.RunLogger(client, parent.run_id)
+    if shared and best is not None:
+        number, values = best
+        logger.set_tags({Tag.BEST_TRIAL: number, **{f"best_params.{k}": v for k, v in values.items()}})
+        best = None
+    tracking.log_study_end(logger, metrics, best, results, plots)
+    tracking.mark_best_runs(client, parent, study_name, best_numbers)

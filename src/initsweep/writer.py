@@ -72,6 +72,30 @@ def writer() -> TrackingWriter:
     return _writer
 
 
+def current() -> TrackingWriter | None:
+    """This process's writer, if it was started and still runs."""
+    return _writer if _writer is not None and _writer.proc.poll() is None else None
+
+
+def store_side(w: TrackingWriter | None, function: str, *args: Any, wait: bool = True) -> Any:
+    """``initsweep.sweep_runs.<function>(*args)``: in the writer ``w``, which has MLflow imported and the store
+    open, or in this process when ``w`` is None. Without ``wait``, the writer serves it after what was sent
+    before while this process goes on; a failure is then printed as a warning once its reply is read."""
+    if w is None:
+        from initsweep import sweep_runs
+
+        return getattr(sweep_runs, function)(*args)
+    if wait:
+        return w.value(w.run_function(f"initsweep.sweep_runs:{function}", *args))
+
+    def warn(ok: bool, value: Any) -> None:
+        if not ok:
+            print(f"initsweep: warning: {function} failed in the tracking writer: {value}", file=sys.stderr)
+
+    w.request_later(warn, "function", f"initsweep.sweep_runs:{function}", args)
+    return None
+
+
 def warm(uri: str) -> None:
     """Let the writer connect to an existing store now (a new one is created only by :func:`open_store`, once
     the job's config is known to be valid)."""

@@ -118,9 +118,11 @@ def serve() -> None:
         if name == "function":
             import importlib
 
-            log_drawn(wait=True)  # the function may draw too (the sweep's report)
-            (module, function), fargs = args[0].split(":"), args[1]
-            got = getattr(importlib.import_module(module), function)(*fargs)
+            (module_name, function), fargs = args[0].split(":"), args[1]
+            module = importlib.import_module(module_name)
+            if function in getattr(module, "DRAWING", ()):  # it draws too (the sweep's report): the figures first
+                log_drawn(wait=True)
+            got = getattr(module, function)(*fargs)
             if isinstance(got, tracking.RunLogger):  # the writer keeps it; the caller gets a RemoteRunLogger
                 runs[got.run_id] = got
                 return ("run logger", got.run_id, got.run_name, got.experiment_id, got.client.tracking_uri)

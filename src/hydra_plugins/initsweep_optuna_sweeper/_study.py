@@ -4,7 +4,7 @@ tells Optuna the outcomes.
 Flow of :meth:`Study.run`: create or load the study -> write the StudySpec the jobs read -> per batch (the
 launcher's n_jobs trials): ask, launch with the trials' values as overrides and
 ``hydra.job.env_set.INITSWEEP_TRIAL=<number>``, tell COMPLETE / PRUNED / FAIL, record the child runs ->
-optimization_results.yaml, Optuna's plots, the parent run's results (``initsweep.tracking``) and the sweep's
+optimization_results.yaml, Optuna's plots, the parent run's results (``initsweep.sweep_runs``) and the sweep's
 verdict for SweepCallback.
 """
 
@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState as OptunaState
 
-from initsweep import objectives, study_recovery, tracking, warmstart
+from initsweep import objectives, study_recovery, warmstart, writer
 from initsweep.protocol import (
     PLOTS_DIR,
     RESULTS_FILE,
@@ -28,7 +28,6 @@ from initsweep.protocol import (
     Parent,
     StudySpec,
     SweepVerdict,
-    Tag,
     TrialOutcome,
     TrialState,
     redact,
@@ -99,8 +98,9 @@ class Study:
             self.sweep_dir
         )
         self.parent = Parent.read(self.sweep_dir)
-        self.client = tracking.connect(self.parent.tracking_uri) if self.parent else None
-        self.parent_log = tracking.RunLogger(self.client, self.parent.run_id) if self.parent else None
+        # The parent run's writes go through the tracking writer that opened it, when one did (this process
+        # then never imports MLflow: 3 s), else to the store from here (initsweep.sweep_runs).
+        self.writer = writer.current()
         self.outcomes: list[TrialOutcome] = []
         self.returns: list[Any] = []
 
@@ -205,9 +205,9 @@ class Study:
         finally:
             for n in pending:  # interrupted or the launcher failed: never leave a trial RUNNING
                 self._tell(by_number[n], TrialState.FAIL, None, "the sweep stopped before the trial's job returned")
-            if self.client is not None and self.parent is not None:
+            if self.parent is not None:  # not waited for: the writer tags the runs while the next trials train
                 done = [o for o in self.outcomes if o.number in by_number]
-                tracking.record_trials(self.client, self.parent, self.plan.study_name, done)
+                writer.store_side(self.writer, "tag_trials", self.parent, self.plan.study_name, done, wait=False)
 
     def _tell(self, trial: Any, state: TrialState, value: Any, reason: str) -> None:
         if reason:
@@ -233,7 +233,7 @@ class Study:
     # -- MLflow ----------------------------------------------------------------------------------------
 
     def _log_settings(self) -> None:
-        if self.parent_log is None:
+        if self.parent is None:
             return
         s = self.plan.settings
         params: dict[str, Any] = {
@@ -252,23 +252,11 @@ class Study:
             "optuna.enqueue": self.plan.enqueue,
         }
         params.update({f"search.{p.name}": p.expression for p in self.plan.space.params})
-        if s.shared_parent:  # one parent for every worker: what differs per invocation goes to tags
-            per_invocation = ("optuna.n_trials", "optuna.seed", "optuna.first_trial", "optuna.max_failure_rate")
-            self.parent_log.set_tags({k: params.pop(k) for k in per_invocation})
-            known = self.client.get_run(self.parent.run_id).data.params
-            clash = {k: v for k, v in params.items() if k in known and known[k] != str(v)}
-            if clash:
-                log.warning(f"Study parent run {self.parent.run_id} has other values for {sorted(clash)}: kept")
-            params = {k: v for k, v in params.items() if k not in known}  # logged already, or kept
-        try:
-            tracking.log_study_start(self.parent_log, params, self.plan.study_name)
-        except Exception:
-            if not s.shared_parent:
-                raise
-            # Another worker logged the same settings between our read and our write (a param is written once).
-            known = self.client.get_run(self.parent.run_id).data.params
-            params = {k: v for k, v in params.items() if k not in known}
-            tracking.log_study_start(self.parent_log, params, self.plan.study_name)
+        # one parent for every worker: what differs per invocation goes to tags
+        per_invocation = ("optuna.n_trials", "optuna.seed", "optuna.first_trial", "optuna.max_failure_rate")
+        args = (self.parent, params, self.plan.study_name, s.shared_parent, per_invocation)
+        if clash := writer.store_side(self.writer, "log_study_settings", *args, wait=s.shared_parent):
+            log.warning(f"Study parent run {self.parent.run_id} has other values for {clash}: kept")
 
     # -- the end ---------------------------------------------------------------------------------------
 
@@ -324,7 +312,7 @@ class Study:
             t.state == OptunaState.RUNNING for t in self.study.get_trials(deepcopy=False)
         )  # a shared parent is ended by the last worker
         SweepVerdict("FAILED" if stop_reason else "FINISHED", stop_reason, keep_open=others).write(self.sweep_dir)
-        if self.parent_log is None:
+        if self.parent is None:
             return
         metrics = {
             "study/n_complete": counts[TrialState.COMPLETE],
@@ -337,10 +325,6 @@ class Study:
         if "best_value" in best:
             metrics["best_value"] = best["best_value"]
         best_params = (best["best_trial"], best["best_params"]) if "best_trial" in best else None
-        if self.plan.settings.shared_parent and best_params is not None:  # the best changes: tags, not params
-            self.parent_log.set_tags(
-                {Tag.BEST_TRIAL: best_params[0], **{f"best_params.{k}": v for k, v in best_params[1].items()}}
-            )
-            best_params = None
-        tracking.log_study_end(self.parent_log, metrics, best_params, results_path, plots)
-        tracking.mark_best_runs(self.client, self.parent, self.plan.study_name, objectives.best_numbers(best))
+        shared, numbers = self.plan.settings.shared_parent, objectives.best_numbers(best)
+        args = (self.plan.study_name, metrics, best_params, numbers, results_path, plots, shared)
+        writer.store_side(self.writer, "log_study_results", self.parent, *args)
