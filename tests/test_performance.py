@@ -162,3 +162,49 @@ def test_t_quantile_matches_scipy_without_importing_it():
     for df in (1, 2, 3, 4, 7, 10, 29, 30, 120):
         for confidence in (0.9, 0.95, 0.99):
             assert t_quantile(confidence, df) == pytest.approx(t.ppf((1 + confidence) / 2, df), rel=1e-9)
+
+
+def test_a_run_figure_drawn_on_a_reused_canvas_equals_one_drawn_fresh(tmp_path):
+    """The per-run figures keep their canvas between runs: what an earlier run drew (lines, legends, log
+    tick settings, the colour cycle's position) must not show in the next one, pixel for pixel."""
+    from PIL import Image, ImageChops
+
+    from initsweep import plots
+
+    P = plots.Point
+    curves = [  # (history, initial val, title): a wide loss range, a narrow one, zeros and NaNs, a long run
+        ([P(e, 1 / e, 0.5, 1.2 / e, 0.55) for e in range(1, 4)], (2.3, 0.1), "trial 0"),
+        ([P(e, 2.3 - 0.001 * e, 0.1, 2.3 - 0.0005 * e, 0.1) for e in range(1, 21)], (2.302, 0.1), "narrow"),
+        (
+            [P(e, 0.0 if e > 5 else 1 / e, 1.0, float("nan") if e == 7 else 1 / e, 0.9) for e in range(1, 11)],
+            (2.3, 0.1),
+            "",
+        ),
+        ([P(e, 1 / e, 0.5, 1.2 / e, 0.55) for e in range(1, 1500, 7)], (2.3, 0.1), "long"),
+    ]
+    profiles = [  # (label, layers, act std, grad std) per snapshot: few layers, many, a zero
+        [
+            ("epoch 0", ["l1", "l2", "l3"], [1.0, 0.5, 0.2], [0.1, 0.2, 0.3]),
+            ("epoch 2", ["l1", "l2", "l3"], [1.0, 0.4, 0.1], [0.1, 0.3, 0.4]),
+        ],
+        [
+            (
+                "epoch 0",
+                [f"layer{i}" for i in range(12)],
+                [0.9**i for i in range(12)],
+                [0.0] + [1.1**i for i in range(11)],
+            )
+        ],
+        [("epoch 0", ["a", "b"], [1.0, 0.0], [0.5, 0.6])],
+    ]
+    draws = [lambda p, c=c: plots.learning_curves(*c[:2], p, c[2]) for c in curves]
+    draws += [lambda p, s=s: plots.signal_propagation(s, p) for s in profiles]
+    for i, draw in enumerate(draws):
+        plots._CANVASES.clear()
+        fresh = draw(tmp_path / f"fresh{i}.png")
+        for j, other in enumerate(draws):  # every other figure first, on the same canvases
+            if j != i:
+                other(tmp_path / "other.png")
+        reused = draw(tmp_path / f"reused{i}.png")
+        a, b = (Image.open(path).convert("RGB") for path in (fresh, reused))
+        assert a.size == b.size and ImageChops.difference(a, b).getbbox() is None, f"figure {i} differs"

@@ -1,6 +1,6 @@
 """A run's two PNGs (learning curves, signal propagation), drawn off the training's critical path.
 
-Drawing them costs about 0.4 s of CPU per job with matplotlib (whose import costs another 0.5-1 s once), as
+Drawing them costs about 0.2 s of CPU per job with matplotlib (whose import costs another 0.5-1 s once), as
 much as a short job's training. A job that tracks through the tracking writer (:mod:`initsweep.writer`: single
 runs, basic and parallel sweeps) sends the figures' data to the writer, which imports matplotlib while the job
 trains, draws in a thread of its own while the next job trains, and logs the PNGs to the run. A job with its
