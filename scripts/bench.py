@@ -77,8 +77,9 @@ def plain_data(device: str):
     return t(x[tr], torch.float32), t(y[tr], torch.long), t(x[va], torch.float32), t(y[va], torch.long)
 
 
-def plain_train(data, init: str, args) -> float:
-    """Train one MLP like initsweep's default job; returns the training wall time in seconds."""
+def plain_train(data, init: str, args, epochs: int | None = None) -> float:
+    """Train one MLP like initsweep's default job for ``epochs`` (default --epochs); returns the training wall
+    time in seconds."""
     import torch
     from torch import nn
 
@@ -101,7 +102,7 @@ def plain_train(data, init: str, args) -> float:
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
-    for _ in range(args.epochs):
+    for _ in range(args.epochs if epochs is None else epochs):
         model.train()
         perm = torch.randperm(len(x), generator=gen).to(x.device)
         for i in range(0, len(x), args.batch_size):
@@ -118,10 +119,12 @@ def plain_train(data, init: str, args) -> float:
 
 
 def plain_worker(args) -> None:
-    """Entry of the plain-loop subprocess: imports, data, then one training per --plain init."""
+    """Entry of the plain-loop subprocess: imports, data, then one training per --plain item, ``init`` or
+    ``init:epochs``."""
     data = plain_data(args.device)
-    for init in args.plain.split(","):
-        plain_train(data, init, args)
+    for item in args.plain.split(","):
+        init, _, epochs = item.partition(":")
+        plain_train(data, init, args, int(epochs) if epochs else None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,6 +305,7 @@ class Bench:
         (cwd / "noop.py").write_text(NOOP_APP.format(conf=str(ROOT / "conf")))
         self.noop = [sys.executable, str(cwd / "noop.py")]
         self.n = 0
+        self.studies: dict[str, str] = {}  # the optuna case's last study name per pruner
         if not args.tiny:  # create the store once (in a smoke test, the first sweep creates it)
             wall([*self.train, "trainer.epochs=1", "tracking.log_plots=false"], cwd)
 
@@ -440,6 +444,7 @@ def main() -> None:
             )
         if "optuna" in cases:
             add(*optuna_case(b))
+            add(*optuna_floor(b))
         if "long" in cases:  # issue 17: many tiny full-batch epochs
             for epochs in map(int, args.long_epochs.split(",")):
                 ow, rw, oc, rc = bench_long(args, epochs, b.cwd)
@@ -481,6 +486,7 @@ def optuna_case(b: Bench) -> tuple[str, str, str, float, str, bool]:
         b.n += 1
         sweep_dir = b.cwd / "multirun" / str(b.n)
         cmd = [*b.train, "-m", "hparams_search=normal_std", f"hydra.sweeper.pruner={pruner}"]
+        b.studies[pruner] = f"bench-{b.n}"
         cmd += [f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.study_name=bench-{b.n}", *model_args(args)]
         seconds = wall([*cmd, f"hydra.sweep.dir={sweep_dir}"], b.cwd)
         results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
@@ -495,6 +501,35 @@ def optuna_case(b: Bench) -> tuple[str, str, str, float, str, bool]:
         f"{r:.1f} s (best {bn:.4g})",
         ratio,
         "<= 0.5 x, equal best",
+        ratio <= 0.5,
+    )
+
+
+def optuna_floor(b: Bench) -> tuple[str, str, str, float, str, bool]:
+    """What the optuna case's ratio would be for a tool that adds nothing to Hydra and the training: the no-op
+    Hydra multirun of --trials jobs plus a plain loop training the epochs each trial of the last pruned study
+    trained, against the same multirun plus the plain loop training every epoch (the last unpruned study)."""
+    import optuna
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(b.cwd / "mlruns" / "optuna" / "journal.log"))
+    )
+    pruned, full = (
+        [int(t.user_attrs.get("epochs", 0)) for t in optuna.load_study(study_name=name, storage=storage).trials]
+        for name in (b.studies["median"], b.studies["none"])  # the last study of each kind
+    )
+    seeds = ["seed=range(" + str(b.args.trials) + ")"]
+
+    def reference(epochs: list[int]) -> float:
+        return b.reference(seeds, ",".join(f"normal:{e}" for e in epochs if e > 0))
+
+    o, r, ratio = alternated(b.args.repeats, lambda: reference(pruned), lambda: reference(full))
+    return (
+        "j. floor: no-op Hydra multirun + plain loop, the same epochs",
+        f"{o:.1f} s ({sum(pruned)} epochs)",
+        f"{r:.1f} s ({sum(full)} epochs)",
+        ratio,
+        "what a tool adding nothing would get",
         ratio <= 0.5,
     )
 
