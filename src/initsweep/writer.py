@@ -50,7 +50,8 @@ _store_ids = itertools.count(1)  # names this process's stores in its writer
 
 def wanted() -> bool:
     """Whether this process's jobs use the writer: ``$INITSWEEP_TRACKING_WRITER`` 1/0, or (``auto``) when it
-    already runs or MLflow is not imported here yet (a sweep's main process has its own client)."""
+    already runs or MLflow is not imported here yet (a shared study's process opens its parent run itself, with
+    its own client)."""
     mode = os.environ.get(MODE_ENV, "auto").strip().lower()
     if mode in ("0", "false", "no", "off"):
         return False
