@@ -2,12 +2,12 @@
 
 Drawing them costs about 0.2 s of CPU per job with matplotlib (whose import costs another 0.5-1 s once), as
 much as a short job's training. A job that tracks through the tracking writer (:mod:`initsweep.writer`: single
-runs, basic and parallel sweeps) sends the figures' data to the writer, which imports matplotlib while the job
-trains, draws in a thread of its own while the next job trains, and logs the PNGs to the run. A job with its
-own MLflow client (a shared study's trial, ``$INITSWEEP_TRACKING_WRITER=0``) draws them in a forked child when it
-shares its process with later jobs (the parent logs them once the child is done: at the next job's figures,
-at the sweep's end before the report, or at exit), else inline. Neither the writer nor the child touches
-torch: :func:`figure_args` turns the history into plain tuples.
+runs, basic and parallel sweeps) sends the figures' data to the writer, whose drawing process (at a lower
+priority) imports matplotlib while the job trains and draws while the next job trains; the writer logs the
+PNGs to the run. A job with its own MLflow client (a shared study's trial, ``$INITSWEEP_TRACKING_WRITER=0``)
+draws them in a forked child when it shares its process with later jobs (the parent logs them once the child
+is done: at the next job's figures, at the sweep's end before the report, or at exit), else inline. Neither
+the writer nor the children touch torch: :func:`figure_args` turns the history into plain tuples.
 """
 
 from __future__ import annotations

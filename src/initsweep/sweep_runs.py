@@ -43,8 +43,8 @@ def open_parent(
     return logger
 
 
-# The functions that draw with matplotlib, whose pyplot is not thread-safe: the tracking writer finishes the
-# runs' figures it draws in a thread before it calls them (initsweep.writer_process).
+# The functions that draw (the report): the tracking writer first logs every run figure its drawing process
+# has been sent (initsweep.writer_process), so that they come after the runs' own.
 DRAWING = frozenset({"write_report"})
 
 # A sweep's child runs as summarize read them, for the write_report that follows it (one search instead of

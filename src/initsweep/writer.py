@@ -16,8 +16,9 @@ two imports run on two cores at once, and then talks to it through a pipe:
   :meth:`RemoteRunLogger.flush` and :meth:`RemoteRunLogger.end` wait for everything sent before: an ended
   run is in the store (a sweep's job, whose writer also serves the sweep's summary, reads the end's reply
   later);
-* the run's figures (:mod:`initsweep.figures`) are drawn by a thread of the writer, which imports matplotlib
-  while the job trains and logs the PNGs once drawn (the job, and the next one, go on meanwhile);
+* the run's figures (:mod:`initsweep.figures`) are drawn by a child process of the writer at a lower priority,
+  which imports matplotlib while the job trains; the writer logs the PNGs once drawn (the job, and the next
+  one, go on meanwhile);
 * the writer (:mod:`initsweep.writer_process`) ignores SIGINT and SIGTERM (the trainer closes its runs
   KILLED, through the writer) and exits when the trainer closes the pipe; a trainer that dies first (SIGKILL)
   leaves its runs to the writer, which sends every metric it received and those of the job's
@@ -303,12 +304,12 @@ class RemoteRunLogger:
         self.writer.post("move_artifact", self.run_id, str(path), artifact_path)
 
     def prepare_figures(self) -> None:
-        """Posted: the writer imports matplotlib (in its drawing thread) for the figures to come."""
+        """Posted: the writer's drawing process imports matplotlib for the figures to come."""
         self.writer.post("prepare_figures")
 
     def draw_figures(self, args: tuple) -> None:
-        """Posted: the writer draws :func:`initsweep.figures.draw`'s PNGs in a thread and logs them to the run
-        (after it ended, when the job ends first; before it serves a function or exits)."""
+        """Posted: the writer's drawing process draws :func:`initsweep.figures.draw`'s PNGs, the writer logs them
+        to the run (after it ended, when the job ends first; before the report and before it exits)."""
         self.writer.post("figures", self.run_id, args)
 
     def flush(self) -> None:

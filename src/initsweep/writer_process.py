@@ -1,6 +1,6 @@
 """The tracking writer's own process (:mod:`initsweep.writer` starts it and talks to it): it serves the requests
 of one trainer process (a run's writes in order, a new run ahead of them), batches their metrics by time,
-draws their figures in a thread, and closes the runs of a trainer that died."""
+draws their figures in a child process, and closes the runs of a trainer that died."""
 
 from __future__ import annotations
 
@@ -20,52 +20,82 @@ _AT_ONCE = frozenset({"warm", "open", "start_run"})
 
 
 class Drawer:
-    """Draws runs' figures in a thread of the writer, which serves requests meanwhile; the writer logs the
-    PNGs (:meth:`done`). matplotlib's pyplot is not thread-safe: the writer waits (:meth:`done` with wait)
-    before it runs anything else that draws (the sweep's report)."""
+    """Draws runs' figures in a child process of the writer (:func:`_draw_loop`), which the writer's store
+    requests never wait for: in a thread, drawing held the writer's GIL (most of a short trial's figures' 0.2 s
+    is Python), and each request waited for its turn. The child runs at a lower priority (nice 10), so it
+    draws on what the trainer and the writer leave of the CPU. The writer logs the PNGs (:meth:`done`)."""
 
     def __init__(self) -> None:
-        import queue
-        import threading
+        import multiprocessing
 
-        self._todo: queue.SimpleQueue = queue.SimpleQueue()
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
-        self.pending = 0
-        threading.Thread(target=self._work, name="figures", daemon=True).start()
+        ctx = multiprocessing.get_context("spawn")  # not a fork of a process with MLflow's threads
+        todo_r, self._todo = ctx.Pipe(duplex=False)
+        self._done, done_w = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_draw_loop, args=(todo_r, done_w), name="initsweep-figures", daemon=True)
+        self._proc.start()
+        todo_r.close()  # the child's ends: the child sees EOF when the writer exits, the writer when it dies
+        done_w.close()
+        self._queued: deque[str] = deque()  # run ids sent and not yet drawn, in order
+
+    @property
+    def pending(self) -> int:
+        return len(self._queued)
 
     def prepare(self) -> None:
-        """Import matplotlib in the thread, before the first figure."""
-        self._todo.put(None)
+        """Import matplotlib in the child, before the first figure."""
+        self._send(None)
 
     def draw(self, run_id: str, args: tuple) -> None:
-        self.pending += 1
-        self._todo.put((run_id, args))
+        self._queued.append(run_id)
+        self._send((run_id, args))
 
-    def _work(self) -> None:
-        from initsweep import figures
-
-        while True:
-            item = self._todo.get()
-            if item is None:
-                from initsweep.plots import pyplot
-
-                pyplot()
-                continue
-            run_id, args = item
-            try:
-                got: list | Exception = figures.draw(*args)
-            except Exception as e:  # noqa: BLE001 - reported by the writer, which goes on
-                got = e
-            self._done.put((run_id, got))
+    def _send(self, item: Any) -> None:
+        with suppress(OSError):  # the child died: done() reports what it did not draw
+            self._todo.send(item)
 
     def done(self, wait: bool = False) -> list[tuple[str, list | Exception]]:
         """The drawings finished since the last call ``(run id, PNG paths or the error)``; all of them
         with ``wait``."""
-        out = []
-        while self.pending and (wait or not self._done.empty()):
-            out.append(self._done.get())
-            self.pending -= 1
+        out: list[tuple[str, list | Exception]] = []
+        while self._queued and (wait or self._done.poll()):
+            try:
+                out.append(self._done.recv())
+            except (EOFError, OSError):
+                error = RuntimeError(f"the figure-drawing process died (exit status {self._proc.exitcode})")
+                out += [(run_id, error) for run_id in self._queued]
+                self._queued.clear()
+                break
+            self._queued.popleft()
         return out
+
+
+def _draw_loop(todo: Connection, done: Connection) -> None:
+    """The drawing process: ``None`` imports matplotlib, ``(run id, draw args)`` draws and answers
+    ``(run id, PNG paths or the error)``; it ends when the writer does (its end of the pipe closes)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle, as for the writer
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the writer's SIG_IGN: the writer's exit terminates it
+    os.nice(10)
+    from initsweep import figures
+
+    while True:
+        try:
+            item = todo.recv()
+        except (EOFError, OSError):
+            return
+        if item is None:
+            from initsweep.plots import pyplot
+
+            pyplot()
+            continue
+        run_id, args = item
+        try:
+            got: list | Exception = figures.draw(*args)
+        except Exception as e:  # noqa: BLE001 - reported by the writer, which goes on
+            got = e
+        try:
+            done.send((run_id, got))
+        except Exception as e:  # noqa: BLE001 - an error that does not pickle: its text
+            done.send((run_id, RuntimeError(f"{type(got).__name__}: {got} ({e})")))
 
 
 def serve() -> None:
