@@ -45,9 +45,7 @@ def same_override(a: str, b: str) -> bool:
     if a.strip() == b.strip():
         return True
     ia, ib = _identity(a), _identity(b)
-    if ia is None or ib is None:
-        return a.strip() == b.strip()
-    return ia == ib
+    return ia is not None and ib is not None and ia == ib
 
 
 def varying(overrides: Sequence[str], fixed: Sequence[str]) -> tuple[str, ...]:

@@ -87,14 +87,15 @@ def store_side(w: TrackingWriter | None, function: str, *args: Any, wait: bool =
         from initsweep import sweep_runs
 
         return getattr(sweep_runs, function)(*args)
+    target = f"initsweep.sweep_runs:{function}"
     if wait:
-        return w.value(w.run_function(f"initsweep.sweep_runs:{function}", *args))
+        return w.value(w.run_function(target, *args))
 
     def warn(ok: bool, value: Any) -> None:
         if not ok:
             print(f"initsweep: warning: {function} failed in the tracking writer: {value}", file=sys.stderr)
 
-    w.request_later(warn, "function", f"initsweep.sweep_runs:{function}", args)
+    w.request_later(warn, "function", target, args)
     return None
 
 
