@@ -186,3 +186,35 @@ def layer_values(client, run_id: str, step: int = 0) -> dict[str, float]:
         kind, name = stat.split("/", 1)
         flat.update({f"{kind}/{layer}/{name}": v for layer, v in zip(table["layers"], values, strict=True)})
     return flat
+
+
+PG = f"postgresql://initsweep:initsweep@127.0.0.1:{os.environ.get('INITSWEEP_PG_PORT', '5432')}"
+
+
+@pytest.fixture
+def new_pg_database() -> Iterator[Callable[[str], str]]:
+    """``make(stem)``: a new, empty database on the test PostgreSQL (scripts/services/postgres.sh), named
+    ``stem`` plus a random suffix; returns its URL. Dropped afterwards. Fails when PostgreSQL is not up."""
+    import uuid
+
+    import psycopg
+
+    made: list[str] = []
+
+    def admin() -> Any:
+        try:
+            return psycopg.connect(f"{PG}/postgres", autocommit=True, connect_timeout=3)
+        except psycopg.OperationalError as e:
+            pytest.fail(f"PostgreSQL is not running ({e}): start it with `make services`")
+
+    def make(stem: str) -> str:
+        name = f"{stem}_{uuid.uuid4().hex[:8]}"
+        with admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return f"{PG}/{name}"
+
+    yield make
+    with admin() as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

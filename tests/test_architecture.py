@@ -1,7 +1,9 @@
-"""The shape of the code: the import graph's contracts (pyproject.toml [tool.importlinter]) and module size."""
+"""The shape of the code: the import graph's contracts (pyproject.toml [tool.importlinter]) and function
+complexity."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,15 @@ def test_import_contracts_hold():
     assert "0 broken" in proc.stdout
 
 
-def test_no_module_is_over_about_400_lines():
-    sizes = {p.relative_to(ROOT): len(p.read_text().splitlines()) for p in (ROOT / "src").rglob("*.py")}
-    assert {str(p): n for p, n in sizes.items() if n > 450} == {}
+# Functions still above the complexity limit, to be split into named steps (issue 28); the list only shrinks.
+OVER_COMPLEXITY = {"check_command_line", "execute", "_train_and_log", "_distribution", "serve"}
+
+
+def test_no_function_is_above_complexity_12():
+    """McCabe complexity (ruff C901) at most 12 in src/, but for the functions listed above."""
+    ruff = Path(sys.executable).parent / "ruff"
+    cmd = [str(ruff), "check", "--select", "C901", "--config", "lint.mccabe.max-complexity=12", "--quiet", "src"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
+    over = set(re.findall(r"C901 `(\w+)` is too complex", out))
+    assert over - OVER_COMPLEXITY == set(), out
+    assert OVER_COMPLEXITY - over == set(), "simpler now: remove these from OVER_COMPLEXITY"

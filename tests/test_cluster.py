@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, all_runs, run_train
+from conftest import PG, ROOT, all_runs, run_train
 from initsweep.config import ConfigError
 from initsweep.scaleout import (
     batch_size,
@@ -32,7 +32,6 @@ from initsweep.scaleout import (
 )
 
 STATE = Path(os.environ.get("INITSWEEP_SERVICES_DIR", "/tmp/initsweep-services"))
-PG = f"postgresql://initsweep:initsweep@127.0.0.1:{os.environ.get('INITSWEEP_PG_PORT', '5432')}"
 MLFLOW = f"http://127.0.0.1:{os.environ.get('INITSWEEP_MLFLOW_PORT', '5001')}"
 QUICK = ("trainer.epochs=1", "diagnostics.enabled=false")
 
@@ -158,8 +157,10 @@ def test_missing_driver_is_one_message_exit_2(tmp_path):
 @pytest.mark.cluster
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # a hang guard sized for a loaded 2-core CI machine
-def test_three_workers_share_one_postgresql_study(tmp_path, postgres, mlflow_server):
+def test_three_workers_share_one_postgresql_study(tmp_path, new_pg_database, mlflow_server):
     import optuna
+
+    postgres = new_pg_database("workers")  # a new database: the workers also race to create Optuna's schema
     from mlflow import MlflowClient
 
     study = f"cluster-{uuid.uuid4().hex[:8]}"

@@ -70,7 +70,7 @@ def describe(metrics: Sequence[str], value: float | Sequence[float]) -> str:
 def name_objectives(study: optuna.Study, metrics: Sequence[str]) -> None:
     """Label the study's objectives with the metric names (optuna-dashboard, Optuna's plots)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # set_metric_names is marked experimental
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # set_metric_names
         study.set_metric_names(list(metrics))
 
 
@@ -113,7 +113,7 @@ def pareto_plot(study: optuna.Study, metrics: Sequence[str], out_dir: Path) -> l
     from optuna.visualization import matplotlib as ovm
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # experimental-feature warning
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         ax = ovm.plot_pareto_front(study, target_names=list(metrics))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "pareto_front.png"

@@ -63,17 +63,15 @@ def owner_label(attrs: Mapping[str, Any]) -> str:
     return f"{attrs.get(HOST, '?')}:{attrs.get(PID, '?')}"
 
 
-def sweeper_storage(spec: str, heartbeat_interval: int, grace_s: int) -> optuna.storages.BaseStorage | str:
+def sweeper_storage(spec: str, heartbeat_interval: int, grace_s: int) -> optuna.storages.BaseStorage:
     """The storage the sweeper opens: an RDB URL with Optuna's heartbeat (``heartbeat_interval`` s,
     ``grace_s``) and :func:`retry_once` as its stale-trial callback; a journal file as
     :func:`initsweep.tuning.open_storage` opens it (its heartbeat is the ``initsweep:heartbeat`` attr)."""
     if "://" not in spec:
         return open_storage(spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
-        return optuna.storages.RDBStorage(
-            spec, heartbeat_interval=heartbeat_interval, grace_period=grace_s, failed_trial_callback=retry_once
-        )
+    return open_storage(
+        spec, heartbeat_interval=heartbeat_interval, grace_period=grace_s, heartbeat_stale_trial_callback=retry_once
+    )
 
 
 def retry_once(study: optuna.Study, trial: FrozenTrial) -> int | None:
@@ -123,7 +121,7 @@ def recover_stale_trials(study: optuna.Study, storage: Any, grace_s: float) -> l
     if rdb:
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fail_stale_trials is experimental
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # fail_stale_trials
             optuna.storages.fail_stale_trials(study)  # calls retry_once for each
         after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         messages += [f"trial {n}: no heartbeat for {grace_s:.0f} s: marked FAIL, retried" for n in before - after]
@@ -212,7 +210,7 @@ def ask_first(
     """This invocation's first trial, with the sampler re-made with seed ``seed + trial.number`` before any
     value is drawn. Returns the trial and the effective seed (None when ``seed`` is None)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Heartbeat ... supposed to be used with Study.optimize"
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
         trial = study.ask()
     effective = None if seed is None else int(seed) + trial.number
     if effective is not None:

@@ -40,6 +40,7 @@ from initsweep.protocol import (  # noqa: F401 - TrackingError, resolve_uri, DEF
     redact,
     resolve_uri,
 )
+from initsweep.store_races import create_sqlite_atomically, open_despite_races
 
 # MLflow's limits for one log_batch request.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
@@ -91,9 +92,11 @@ def connect(uri: str) -> MlflowClient:
     elif db is not None:
         _check_directory(db.parent)
     try:
-        with locks.store_creation(db) if db else nullcontext():  # one process creates a new store
-            client = MlflowClient(tracking_uri=uri)  # opens (and on first use creates) the store
-            retrying(client.search_experiments, max_results=1)
+        # One initsweep process creates a new store; other clients (mlflow ui, a notebook) may still race it.
+        with locks.store_creation(db) if db else nullcontext():
+            if db is not None:
+                create_sqlite_atomically(db, lambda private: _open_client(f"sqlite:///{private}"))
+            client = open_despite_races(lambda: _open_client(uri), redact(f"the MLflow store {uri}"))
     except Exception as e:  # noqa: BLE001 - any store failure becomes one clear message
         detail = f"{type(e).__name__}: {e}"
         if db is not None and "not a database" in str(e):  # a corrupt file: name it
@@ -101,6 +104,12 @@ def connect(uri: str) -> MlflowClient:
         raise TrackingError(redact(f"cannot open the MLflow store {uri}: {detail}")) from None
     if db is not None:
         watch_file(db)  # an open SQLite connection goes on writing into a deleted file without any error
+    return client
+
+
+def _open_client(uri: str) -> MlflowClient:
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments(max_results=1)  # opens (and on first use creates) the store
     return client
 
 

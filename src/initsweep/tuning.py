@@ -26,6 +26,7 @@ from initsweep.objectives import check_pruner, pareto_plot, resolve_directions
 from initsweep.protocol import job_config_dict, metric_names, redact
 from initsweep.scaleout import check_storage_driver
 from initsweep.search_space import SETTINGS_KEY, SearchSpace, check_paths, format_override, parse_search_space
+from initsweep.store_races import open_despite_races
 from initsweep.sweeper_settings import SweeperSettings
 from initsweep.warmstart import enqueue_points
 
@@ -84,7 +85,7 @@ def _node(kind: str, spec: Any, kwargs: Mapping[str, Any] | None, table: Mapping
 def _instantiate(kind: str, name: Any, node: Mapping[str, Any], **extra: Any) -> Any:
     """``hydra.utils.instantiate(node)``; a constructor's refusal becomes a ConfigError listing what it takes."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # experimental-feature warnings of qmc, gp, bruteforce
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # qmc, gp, bruteforce
         try:
             return instantiate(dict(node), _convert_="all", **extra)
         except InstantiationException as e:
@@ -142,11 +143,17 @@ def resolve_storage(spec: str | None) -> str:
     return str(Path(spec).expanduser().resolve())
 
 
-def open_storage(spec: str) -> optuna.storages.BaseStorage | str:
+def open_storage(spec: str, **rdb_kwargs: Any) -> optuna.storages.BaseStorage:
     """A journal file path -> JournalStorage with a file backend (safe for several processes on one
-    machine); an RDB URL is returned as is for Optuna to open."""
+    machine); an RDB URL -> RDBStorage(spec, **rdb_kwargs), opened again while another client is creating
+    the same database's tables (:func:`initsweep.store_races.open_despite_races`)."""
     if "://" in spec:
-        return spec
+        with warnings.catch_warnings():
+            # heartbeat_interval is "experimental" in Optuna.
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            return open_despite_races(
+                lambda: optuna.storages.RDBStorage(spec, **rdb_kwargs), f"the Optuna storage {redact(spec)}"
+            )
     Path(spec).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(spec))
 
@@ -379,7 +386,7 @@ def study_plots(
     paths = []
     for stem, draw in jobs:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
             try:
                 ax = draw()
             except (ValueError, RuntimeError, ZeroDivisionError) as e:

@@ -1,0 +1,131 @@
+"""Opening a store that another client is creating at the same instant (initsweep.store_races).
+
+The pure retry rule runs in-process; the races themselves run in real processes started at one instant on a
+new SQLite file (MLflow) and, marked ``cluster``, a new PostgreSQL database (Optuna and MLflow), 3 rounds each.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from initsweep.store_races import StoreRaceError, is_creation_race, open_despite_races
+
+ROUNDS = 3
+
+
+def test_a_wrapped_creation_race_is_recognised():
+    try:
+        try:
+            raise RuntimeError('duplicate key value violates unique constraint "alembic_version_pkc"')
+        except RuntimeError as inner:
+            raise ValueError("schema check failed") from inner
+    except ValueError as e:
+        assert is_creation_race(e)
+    assert is_creation_race(RuntimeError("(sqlite3.OperationalError) table experiments already exists"))
+    assert not is_creation_race(RuntimeError("connection refused"))
+
+
+def test_open_retries_a_race_and_raises_anything_else_at_once():
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("relation studies already exists")
+        return "store"
+
+    assert open_despite_races(flaky, "the store") == "store" and len(calls) == 3
+
+    def refused() -> str:
+        calls.append(1)
+        raise RuntimeError("connection refused")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="connection refused"):
+        open_despite_races(refused, "the store")
+    assert len(calls) == 1
+
+
+def test_a_race_that_never_ends_names_the_store_within_the_budget():
+    def forever() -> None:
+        raise RuntimeError("database is locked")
+
+    start = time.monotonic()
+    with pytest.raises(StoreRaceError, match=r"could not open the store at X: another client .* after 1 s"):
+        open_despite_races(forever, "the store at X", budget_s=1.0)
+    assert time.monotonic() - start < 3.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Real races: processes released at one instant
+
+
+def _at(start: Any) -> None:
+    start.wait(60)  # a barrier: every process has imported what it needs
+
+
+def _mlflow_plain_client(uri: str, start: Any) -> None:
+    """Another MLflow client (a notebook, `mlflow ui`): MLflow's own code, no initsweep lock, opening the
+    store the instant its file appears."""
+    from mlflow import MlflowClient
+
+    db = Path(uri[len("sqlite:///") :])
+    _at(start)
+    while not db.exists():
+        time.sleep(0.001)
+    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
+def _initsweep_connect(uri: str, start: Any) -> None:
+    from initsweep.tracking import connect, experiment_id
+
+    _at(start)
+    experiment_id(connect(uri), "race")
+
+
+def _optuna_open(url: str, start: Any) -> None:
+    from initsweep.tuning import open_storage
+
+    _at(start)
+    storage = open_storage(url)
+    import optuna
+
+    optuna.create_study(storage=storage, study_name="race", load_if_exists=True)
+
+
+def _race(targets: list[tuple[object, str]]) -> list[int | None]:
+    """Start each ``(function, uri)`` in its own process, released together once all have started; their
+    exit codes."""
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(len(targets))
+    procs = [ctx.Process(target=f, args=(uri, start)) for f, uri in targets]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    return [p.exitcode for p in procs]
+
+
+@pytest.mark.slow
+def test_first_run_on_a_new_sqlite_store_survives_other_mlflow_clients(tmp_path):
+    for round_ in range(ROUNDS):
+        uri = f"sqlite:///{tmp_path}/r{round_}/mlflow.db"
+        (tmp_path / f"r{round_}").mkdir()
+        codes = _race([(_initsweep_connect, uri), (_mlflow_plain_client, uri), (_mlflow_plain_client, uri)])
+        assert codes == [0, 0, 0], f"round {round_}: a client failed on the new store"
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_three_processes_open_one_new_postgresql_database(new_pg_database):
+    for round_ in range(ROUNDS):
+        url = new_pg_database(f"race{round_}")
+        assert _race([(_optuna_open, url)] * 3) == [0, 0, 0], f"round {round_}"
+        import optuna
+
+        assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["race"]
