@@ -20,16 +20,9 @@ import pytest
 
 from conftest import PG, ROOT, all_runs, run_train
 from initsweep.config import ConfigError
-from initsweep.scaleout import (
-    batch_size,
-    check_storage_driver,
-    device_for_worker,
-    finish_warm_up,
-    job_device,
-    joblib_args,
-    warm_up_joblib_workers,
-    worker_rank,
-)
+from initsweep.devices import device_for_worker, job_device, worker_rank
+from initsweep.drivers import check_storage_driver
+from initsweep.launchers import batch_size, finish_warm_up, joblib_args, warm_up_joblib_workers
 
 STATE = Path(os.environ.get("INITSWEEP_SERVICES_DIR", "/tmp/initsweep-services"))
 MLFLOW = f"http://127.0.0.1:{os.environ.get('INITSWEEP_MLFLOW_PORT', '5001')}"
@@ -280,7 +273,7 @@ def test_a_slurm_job_killed_hard_is_reported_not_waited_on(tmp_path, slurm):
     import submitit
     from submitit.core.utils import UncompletedJobError
 
-    from initsweep.scaleout import install_slurm_watcher
+    from initsweep.launchers import install_slurm_watcher
 
     assert install_slurm_watcher({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"})
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import TRAIN, run_train
 from initsweep import study_recovery as sr
-from initsweep.scaleout import budget_left, budget_used
 from initsweep.search_space import parse_search_space
+from initsweep.study_recovery import budget_left, budget_used
 from initsweep.tuning import make_sampler, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

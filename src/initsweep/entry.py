@@ -30,7 +30,7 @@ def run(cfg: DictConfig) -> float:
 
 
 def warm_worker() -> None:
-    """A joblib worker's start before its first job (:func:`initsweep.scaleout.warm_up_joblib_workers`): the
+    """A joblib worker's start before its first job (:func:`initsweep.launchers.warm_up_joblib_workers`): the
     tracking writer starts (MLflow loads there) while this process imports torch and what the first optimizer
     step imports."""
     writer.prestart()

@@ -30,6 +30,7 @@ from initsweep import checkpoint, console, figures, ledger, writer
 from initsweep import data as datasets
 from initsweep.cadence import logged_epochs
 from initsweep.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
+from initsweep.devices import job_device
 from initsweep.diagnostics import Diagnostics, diagnose, fixed_batch
 from initsweep.initializers import InitError, LayerStats, initialize
 from initsweep.isometry import isometry_metrics
@@ -47,7 +48,6 @@ from initsweep.protocol import (
     worst_value,
 )
 from initsweep.resources import check_fits, use_deterministic_kernels
-from initsweep.scaleout import job_device
 from initsweep.trainer import (
     BestState,
     EpochMetrics,

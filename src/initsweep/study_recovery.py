@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -218,3 +218,16 @@ def ask_first(
     for name, dist in distributions.items():
         _suggest(trial, name, dist)
     return trial, effective
+
+
+def budget_used(trials: Sequence[Any]) -> int:
+    """Trials of a study that count toward ``max_trials``: complete, pruned and running ones, and failed
+    ones that were not retried (a retry, WAITING until asked, takes the failed trial's place)."""
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    counted = ("COMPLETE", "PRUNED", "RUNNING")
+    return sum(t.state.name in counted or (t.state.name == "FAIL" and t.number not in retried) for t in trials)
+
+
+def budget_left(trials: Sequence[Any], max_trials: int | None) -> int | None:
+    """Trials this invocation may still start under the study's total budget (None: no total budget)."""
+    return None if max_trials is None else max(0, max_trials - budget_used(trials))

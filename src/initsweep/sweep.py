@@ -135,10 +135,10 @@ class SweepCallback(Callback):
             raise SystemExit(2) from None
         from omegaconf import OmegaConf
 
-        from initsweep import ledger, processes, scaleout, writer
+        from initsweep import launchers, ledger, processes, writer
         from initsweep.protocol import TrackingError, resolve_uri
 
-        scaleout.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
+        launchers.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
         processes.terminate_as_interrupt()  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
         uri = resolve_uri(checked[0].tracking.uri)
         overrides = list(config.hydra.overrides.task)
@@ -162,7 +162,7 @@ class SweepCallback(Callback):
                     from initsweep.entry import warm_worker
 
                     launcher_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
-                    scaleout.warm_up_joblib_workers(launcher_cfg, warm_worker)  # type: ignore[arg-type]
+                    launchers.warm_up_joblib_workers(launcher_cfg, warm_worker)  # type: ignore[arg-type]
 
                 self.logger = self.writer.value(opening)
                 self.writer.sweep_run_id = self.logger.run_id  # its jobs' ends are confirmed later
@@ -171,7 +171,7 @@ class SweepCallback(Callback):
 
                 self.logger = sweep_runs.open_parent(*args)
         except TrackingError as e:
-            scaleout.stop_warm_workers()
+            launchers.stop_warm_workers()
             locks.abandon_sweep_dir(claimed)
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None

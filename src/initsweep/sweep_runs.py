@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from initsweep import recovery, report, scaleout, tracking
+from initsweep import recovery, report, tracking
 from initsweep.protocol import ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
+
+STUDY_PARENT_TAG = "initsweep.study_parent"  # value: the study name; marks the study-level parent run
 
 
 def open_parent(
@@ -33,7 +35,7 @@ def open_parent(
     if study is None:
         logger = tracking.start_run(client, exp_id, run_name, {Tag.ROLE: ROLE_SWEEP}, who=who)
     else:  # many workers, one study: its one parent run, found or created by study name
-        found = scaleout.study_parent_run(client, exp_id, study, run_name, {Tag.ROLE: ROLE_SWEEP})
+        found = study_parent_run(client, exp_id, study, run_name, {Tag.ROLE: ROLE_SWEEP})
         logger = tracking.RunLogger(client, found, experiment_id=exp_id)
     logger.set_tags({Tag.SWEEP_ID: logger.run_id, Tag.OVERRIDES: " ".join(overrides)})
     if study is None:
@@ -141,3 +143,32 @@ def log_study_results(
         best = None
     tracking.log_study_end(logger, metrics, best, results, plots)
     tracking.mark_best_runs(client, parent, study_name, best_numbers)
+
+
+def study_parent_run(client: Any, exp_id: str, study_name: str, run_name: str, tags: Mapping[str, Any]) -> str:
+    """Id of the study's one MLflow parent run, found or created by study name, safe when workers race.
+
+    Each worker looks for runs tagged ``initsweep.study_parent=<study_name>``; none -> it creates one, then
+    searches again: the oldest (start time, then run id) wins, and a worker whose own run lost deletes it.
+    A finished parent is set RUNNING again while this worker adds trials.
+    """
+
+    def candidates() -> list:
+        runs = client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`{STUDY_PARENT_TAG}` = '{study_name.replace(chr(39), chr(92) + chr(39))}'",
+            max_results=100,
+        )
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    found = candidates()
+    if found:
+        run_id = found[0].info.run_id
+        if found[0].info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        return run_id
+    mine = tracking.start_run(client, exp_id, run_name, {**tags, STUDY_PARENT_TAG: study_name}).run_id
+    winner = candidates()[0].info.run_id
+    if winner != mine:
+        client.delete_run(mine)
+    return winner

@@ -43,7 +43,7 @@ class SweeperSettings:
     # The search space in Hydra's sweep syntax: {config.key: "interval(a,b)" | "tag(log, interval(a,b))"
     # | "tag(int, interval(a,b))" | "choice(a,b,...)" | "range(start,stop,step)" | plain value}.
     params: Dict[str, Any] = field(default_factory=dict)
-    # --- kills, resumes, many workers (initsweep.study_recovery, initsweep.scaleout; docs/scale-out.md) ---
+    # --- kills, resumes, many workers (initsweep.study_recovery, initsweep.launchers; docs/scale-out.md) ---
     # Seconds between heartbeats of this invocation's running trials. A running trial whose process on this
     # host is gone is failed and retried once at the next invocation's start; on another host, once its
     # heartbeat is older than heartbeat_grace seconds.

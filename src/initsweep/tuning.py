@@ -22,9 +22,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from initsweep.config import ConfigError, validate
+from initsweep.drivers import check_storage_driver
 from initsweep.objectives import check_pruner, pareto_plot, resolve_directions
 from initsweep.protocol import job_config_dict, metric_names, redact
-from initsweep.scaleout import check_storage_driver
 from initsweep.search_space import SETTINGS_KEY, SearchSpace, check_paths, format_override, parse_search_space
 from initsweep.store_races import open_despite_races
 from initsweep.sweeper_settings import SweeperSettings

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState as OptunaState
 
 from initsweep import objectives, study_recovery, warmstart, writer
+from initsweep.launchers import batch_size
 from initsweep.protocol import (
     PLOTS_DIR,
     RESULTS_FILE,
@@ -32,7 +33,6 @@ from initsweep.protocol import (
     TrialState,
     redact,
 )
-from initsweep.scaleout import batch_size, budget_left
 from initsweep.search_space import grid_points
 from initsweep.tuning import FINITE_SAMPLERS, Plan, make_sampler, share_storage, study_plots
 
@@ -141,7 +141,7 @@ class Study:
 
     def _room(self, size: int) -> int:
         """``size``, or less when the study's total budget (max_trials) has less room left."""
-        left = budget_left(self.study.get_trials(deepcopy=False), self.plan.settings.max_trials)
+        left = study_recovery.budget_left(self.study.get_trials(deepcopy=False), self.plan.settings.max_trials)
         return size if left is None else min(size, left)
 
     def _recover(self) -> None:
