@@ -26,9 +26,9 @@ if __name__ == "__main__":
 
     # conf/hydra/launcher/joblib.yaml extends the joblib launcher's own config of the same name on purpose.
     warnings.filterwarnings("ignore", message=r"(?s).*automatic_schema_matching")
+    from initsweep._compat.hydra import share_group_listings
     from initsweep.console import quiet_libraries
     from initsweep.errors import check_command_line
-    from initsweep.hydra_listing import share_group_listings
 
     quiet_libraries()
     share_group_listings()  # --help and the check below list every config group: one repository copy, not 100

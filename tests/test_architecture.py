@@ -32,3 +32,23 @@ def test_no_function_is_above_complexity_12():
     over = set(re.findall(r"C901 `(\w+)` is too complex", out))
     assert over - OVER_COMPLEXITY == set(), out
     assert OVER_COMPLEXITY - over == set(), "simpler now: remove these from OVER_COMPLEXITY"
+
+
+PRIVATE_USE = re.compile(
+    r"^\s*(from|import) (hydra|optuna|mlflow|submitit)\.\S*\._[a-z]"  # a private module of those libraries
+    r"|\b(hydra|optuna|mlflow|submitit)\.\S*\._[a-z]\w* import"
+    r"|\.(_storage|_trial_id|_contains|_apply_overrides_to_config|_run_exitfuncs|_shutdown|_registered|_info_dict)\b"
+    r"|\b(threading|atexit|sys|os|signal)\._(?!exit\b)[a-z]",
+)
+
+
+def test_no_private_name_of_another_library_outside_compat():
+    """Only initsweep._compat uses private names of hydra, optuna, mlflow, submitit and the standard library."""
+    found = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in (ROOT / "src").rglob("*.py")
+        if "_compat" not in p.parts
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if PRIVATE_USE.search(line)
+    ]
+    assert found == []

@@ -20,13 +20,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf
 
+from initsweep._compat.hydra import apply_overrides, get_overrides_dirname
 from initsweep.protocol import job_config_dict
 
 
@@ -81,7 +81,7 @@ def _with_overrides(base: dict[str, Any], overrides: list[Override]) -> dict[str
         return out
     cfg = OmegaConf.create(base)
     OmegaConf.set_struct(cfg, True)  # as Hydra's composed config: a new key needs +key=value
-    ConfigLoaderImpl._apply_overrides_to_config(overrides, cfg)
+    apply_overrides(overrides, cfg)
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
@@ -129,7 +129,7 @@ class CachedSweepLoader(ConfigLoader):
         if key not in self._bases:
             self._bases[key] = self.loader.load_sweep_config(master_config, [str(o.input_line) for o in choices])
         cfg = copy.deepcopy(self._bases[key])
-        ConfigLoaderImpl._apply_overrides_to_config(rest, cfg)
+        apply_overrides(rest, cfg)
         task = [o for o in parsed if not o.is_hydra_override()]
         naming = cfg.hydra.job.config.override_dirname
         cfg.hydra.overrides.task = [o.input_line for o in task]

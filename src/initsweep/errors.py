@@ -103,7 +103,7 @@ def _explain(error: Exception, parsed: list[Any], config_name: str) -> str:
 
 def check_command_line(argv: Sequence[str], config_dir: str | Path, config_name: str = "config") -> None:
     """Check ``train.py``'s arguments as Hydra will read them; on any config error, :func:`fail` (exit 2)."""
-    from hydra._internal.utils import get_args_parser
+    from initsweep._compat.hydra import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(list(argv))
     if any(getattr(args, flag, None) for flag in _NO_RUN_FLAGS):

@@ -11,11 +11,11 @@ or flushed by then, and SQLite commits every transaction.
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
-import threading
 from typing import NoReturn
+
+from initsweep._compat.stdlib import join_threads_as_exit_does, run_atexit_handlers
 
 
 def exit_code(code: object) -> int:
@@ -31,10 +31,8 @@ def exit_code(code: object) -> int:
 def exit_now(code: object = 0) -> NoReturn:
     """End the process with ``sys.exit``'s status for ``code``, skipping only the interpreter's teardown."""
     status = exit_code(code)
-    shutdown = getattr(threading, "_shutdown", None)  # what Python's own exit runs first
-    if shutdown is not None:
-        shutdown()
-    atexit._run_exitfuncs()
+    join_threads_as_exit_does()
+    run_atexit_handlers()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

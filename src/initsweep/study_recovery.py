@@ -31,6 +31,7 @@ import psutil
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from initsweep._compat import optuna as compat
 from initsweep.tuning import open_storage
 
 log = logging.getLogger(__name__)
@@ -130,15 +131,16 @@ def recover_stale_trials(study: optuna.Study, storage: Any, grace_s: float) -> l
         reason = _stale_reason(trial, me, now, grace_s, rdb)
         if reason is None:
             continue
-        trial_id = trial._trial_id
+        trial_id = compat.trial_id(trial)
+        storage_ = compat.study_storage(study)
         try:
-            study._storage.set_trial_user_attr(trial_id, "reason", f"lost: {reason}")
-            study._storage.set_trial_system_attr(trial_id, FAILED_BY, owner_label(me))
-            if not study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            storage_.set_trial_user_attr(trial_id, "reason", f"lost: {reason}")
+            storage_.set_trial_system_attr(trial_id, FAILED_BY, owner_label(me))
+            if not storage_.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another invocation recovered it first
-        retry = retry_once(study, study._storage.get_trial(trial_id))
+        retry = retry_once(study, storage_.get_trial(trial_id))
         then = f"retried as trial {retry}" if retry is not None else "not retried (it was a retry already)"
         messages.append(f"trial {trial.number}: {reason}: marked FAIL, {then}")
     return messages
@@ -160,17 +162,17 @@ class TrialKeeper:
         self._thread.start()
 
     def claim(self, trial: optuna.Trial) -> None:
-        storage = self.study._storage
+        storage = compat.study_storage(self.study)
         for key, value in {**self.identity, HEARTBEAT: time.time()}.items():
-            storage.set_trial_system_attr(trial._trial_id, key, value)
+            storage.set_trial_system_attr(compat.trial_id(trial), key, value)
         with self._lock:
-            self._ids.add(trial._trial_id)
+            self._ids.add(compat.trial_id(trial))
         if self._rdb:
-            storage.record_heartbeat(trial._trial_id)
+            storage.record_heartbeat(compat.trial_id(trial))
 
     def release(self, trial: Any) -> None:
         with self._lock:
-            self._ids.discard(trial._trial_id)
+            self._ids.discard(compat.trial_id(trial))
 
     def _beat_forever(self) -> None:
         while not self._stop.wait(self.interval):
@@ -179,9 +181,9 @@ class TrialKeeper:
             for trial_id in ids:
                 try:
                     if self._rdb:
-                        self.study._storage.record_heartbeat(trial_id)
+                        compat.study_storage(self.study).record_heartbeat(trial_id)
                     else:
-                        self.study._storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+                        compat.study_storage(self.study).set_trial_system_attr(trial_id, HEARTBEAT, time.time())
                 except Exception as e:  # noqa: BLE001 - a finished trial or a storage hiccup: try next time
                     log.debug(f"heartbeat of trial id {trial_id} failed: {e}")
 

@@ -51,8 +51,7 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
         return [plan.base, *plan.checked_configs]
     if target not in BASIC_SWEEPERS or not GlobalHydra.instance().is_initialized():
         return [job_config_dict(config)]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # its split_arguments has no public twin
-
+    from initsweep._compat.hydra import BasicSweeper  # its split_arguments has no public twin
     from initsweep.composition import compose_jobs
 
     loader = GlobalHydra.instance().config_loader()

@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from initsweep._compat.optuna import distribution_contains
 from initsweep.config import ConfigError, validate
 from initsweep.search_space import SETTINGS_KEY, SearchSpace
 
@@ -118,7 +119,7 @@ def _within(point: Mapping[str, Any], distributions: Mapping[str, Any]) -> bool:
     for key, value in point.items():
         d = distributions[key]
         try:
-            if not d._contains(d.to_internal_repr(value)):
+            if not distribution_contains(d, value):
                 return False
         except (ValueError, TypeError):
             return False

@@ -2,9 +2,10 @@
 
 # No `from __future__ import annotations`: Hydra executes plugin modules without registering them in
 # sys.modules, and dataclasses then cannot resolve string annotations.
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+
+from initsweep._compat.hydra import BasicSweeper
 
 
 class CachedBasicSweeper(BasicSweeper):
