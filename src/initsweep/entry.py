@@ -29,14 +29,6 @@ def run(cfg: DictConfig) -> float:
     return run_trial(cfg, number)
 
 
-def warm_worker() -> None:
-    """A joblib worker's start before its first job (:func:`initsweep.launchers.warm_up_joblib_workers`): the
-    tracking writer starts (MLflow loads there) while this process imports torch and what the first optimizer
-    step imports."""
-    writer.prestart()
-    import torch._dynamo  # noqa: F401
-
-
 def install_sigterm_handler() -> None:
     """Make SIGTERM behave like Ctrl-C (KeyboardInterrupt), so a terminated job closes its runs."""
     if threading.current_thread() is not threading.main_thread():

@@ -44,7 +44,7 @@ _warming: Iterator[Any] | None = None  # the warm-up tasks' results, until the l
 
 
 def warm_up_joblib_workers(launcher_cfg: Mapping[str, Any], task: Callable[[], None]) -> None:
-    """Start the joblib launcher's workers now, each running ``task`` (:func:`initsweep.entry.warm_worker`),
+    """Start the joblib launcher's workers now, each running ``task`` (:func:`warm_worker`),
     while the sweep's process opens its parent run. The launch reuses them: loky keeps one executor per set
     of ``Parallel`` arguments (:func:`joblib_args` for both)."""
     global _warming
@@ -86,3 +86,13 @@ def install_slurm_watcher(launcher_cfg: Mapping[str, Any] | None) -> bool:
         return False
     install_job_watcher(queue_watcher_class())
     return True
+
+
+def warm_worker() -> None:
+    """A joblib worker's start before its first job (:func:`initsweep.launchers.warm_up_joblib_workers`): the
+    tracking writer starts (MLflow loads there) while this process imports torch and what the first optimizer
+    step imports."""
+    from initsweep import writer
+
+    writer.prestart()
+    import torch._dynamo  # noqa: F401

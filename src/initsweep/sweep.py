@@ -158,10 +158,8 @@ class SweepCallback(Callback):
                 if launcher == BASIC_LAUNCHER:
                     import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
                 elif launcher == JOBLIB_LAUNCHER:  # the workers start and import torch meanwhile
-                    from initsweep.entry import warm_worker
-
                     launcher_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
-                    launchers.warm_up_joblib_workers(launcher_cfg, warm_worker)  # type: ignore[arg-type]
+                    launchers.warm_up_joblib_workers(launcher_cfg, launchers.warm_worker)  # type: ignore[arg-type]
 
                 self.logger = self.writer.value(opening)
                 self.writer.sweep_run_id = self.logger.run_id  # its jobs' ends are confirmed later
