@@ -271,11 +271,11 @@ def bench_steps(args) -> tuple[float, float, float]:
     from omegaconf import OmegaConf
 
     from conftest import compose
-    from initsweep import data as datasets
-    from initsweep.config import validate
-    from initsweep.initializers import initialize
-    from initsweep.models import build_model
-    from initsweep.trainer import fit
+    from initsweep.core import data as datasets
+    from initsweep.core.config import validate
+    from initsweep.core.initializers import initialize
+    from initsweep.core.models import build_model
+    from initsweep.core.trainer import fit
 
     plain = plain_data(args.device)
     config = validate(OmegaConf.to_container(compose(model_args(args)), resolve=True))

@@ -17,13 +17,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from initsweep import data as datasets
-from initsweep.config import validate
-from initsweep.diagnostics import diagnose, fixed_batch
-from initsweep.initializers import initialize
-from initsweep.models import build_model
-from initsweep.plots import signal_propagation
-from initsweep.trainer import fit
+from initsweep.core import data as datasets
+from initsweep.core.config import validate
+from initsweep.core.initializers import initialize
+from initsweep.core.models import build_model
+from initsweep.core.trainer import fit
+from initsweep.diagnostics.signal import diagnose, fixed_batch
+from initsweep.report.plots import signal_propagation
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

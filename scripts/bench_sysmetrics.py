@@ -5,7 +5,7 @@
 
 Per sample: the CPU time (``time.process_time``, little affected by other processes' load) and wall time of
 the monitor's start + stop with its one end-of-run sample, and of one periodic sample (collect, log, the
-monitor's run-status read). In-process: ``initsweep.job.execute`` on digits (trainer.epochs=EPOCHS),
+monitor's run-status read). In-process: ``initsweep.jobs.job.execute`` on digits (trainer.epochs=EPOCHS),
 alternating off / on at each interval, median wall seconds per job. Sweep: ``python train.py -m
 init=zeros,ones,normal,uniform`` with and without, alternating, median wall seconds. Stores live in a
 temporary directory created beforehand.
@@ -29,7 +29,8 @@ def per_sample(uri: str) -> None:
     from mlflow import MlflowClient
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    from initsweep import sysmetrics, tracking
+    from initsweep.tracking import client as tracking
+    from initsweep.tracking import sysmetrics
 
     client = tracking.connect(uri)
     exp = tracking.experiment_id(client, "bench-sysmetrics")
@@ -73,7 +74,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from hydra import compose, initialize_config_dir
 
-    from initsweep.job import JobContext, execute
+    from initsweep.jobs.job import JobContext, execute
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sysmetrics-"))
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without installing
 
-from initsweep.initializers import SCHEMES, CustomParams  # noqa: E402
-from initsweep.report import markdown_table  # noqa: E402
+from initsweep.core.initializers import SCHEMES, CustomParams  # noqa: E402
+from initsweep.report.comparison import markdown_table  # noqa: E402
 
 
 def _default(value: object) -> str:

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="with --readme: exit 1 when the table differs")
     args = parser.parse_args(argv)
 
-    from initsweep import report, tracking
+    from initsweep.report import comparison as report
+    from initsweep.tracking import client as tracking
 
     uri = tracking.resolve_uri(args.tracking_uri)
     client = tracking.connect(uri)

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-log", action="store_true", help="do not log the report to the parent run")
     args = parser.parse_args(argv)
 
-    from initsweep import report, tracking
+    from initsweep.report import comparison as report
+    from initsweep.tracking import client as tracking
 
     uri = tracking.resolve_uri(args.tracking_uri)
     client = tracking.connect(uri)

@@ -162,11 +162,11 @@ def train_history(overrides: Iterable[str] = ()) -> list:
     import torch
     from omegaconf import OmegaConf
 
-    from initsweep import data as datasets
-    from initsweep.config import validate
-    from initsweep.initializers import initialize
-    from initsweep.models import build_model
-    from initsweep.trainer import fit
+    from initsweep.core import data as datasets
+    from initsweep.core.config import validate
+    from initsweep.core.initializers import initialize
+    from initsweep.core.models import build_model
+    from initsweep.core.trainer import fit
 
     config = validate(OmegaConf.to_container(compose(overrides), resolve=True))
     torch.manual_seed(config.seed)
@@ -178,7 +178,7 @@ def train_history(overrides: Iterable[str] = ()) -> list:
 
 def layer_values(client, run_id: str, step: int = 0) -> dict[str, float]:
     """A run's per-layer table (``layers/step_NNNN.json``) as flat keys: ``init/fc1/weight_std``, ..."""
-    from initsweep import tracking
+    from initsweep.tracking import client as tracking
 
     table = tracking.layer_table(client, run_id, step) or {"layers": [], "columns": {}}
     flat = {}

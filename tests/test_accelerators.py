@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import train_history
-from initsweep.config import ConfigError
-from initsweep.trainer import resolve_device
+from initsweep.core.config import ConfigError
+from initsweep.core.trainer import resolve_device
 
 
 def test_auto_device_is_cuda_when_present_else_cpu():

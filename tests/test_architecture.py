@@ -52,3 +52,29 @@ def test_no_private_name_of_another_library_outside_compat():
         if PRIVATE_USE.search(line)
     ]
     assert found == []
+
+
+def test_readme_layout_lists_every_package_in_layer_order():
+    """The README's layout names each package of src/initsweep/ once, top layer first, as pyproject's
+    layers contract orders them."""
+    import tomllib
+
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("src/initsweep/ ") : text.index("src/hydra_plugins/")]
+    listed = [m.group(1).rstrip("/").removesuffix(".py") for m in re.finditer(r"^  (\S+)", block, re.M)]
+    src = ROOT / "src" / "initsweep"
+    present = {p.name for p in src.iterdir() if (p / "__init__.py").exists()}
+    present |= {p.stem for p in src.glob("*.py") if p.name != "__init__.py"}
+    assert sorted(listed) == sorted(present)
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers"]
+    assert listed == layers
+
+
+def test_every_package_says_what_it_owns_and_may_import():
+    src = ROOT / "src" / "initsweep"
+    for init in src.glob("*/__init__.py"):
+        doc = init.read_text()
+        assert doc.startswith('"""'), init
+        if init.parent.name not in ("cli", "_compat"):
+            assert "May import" in doc, init

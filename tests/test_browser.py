@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import client_for, run_train
-from initsweep import ui_view
+from initsweep.tracking import ui_view
 
 pytestmark = pytest.mark.slow
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -7,10 +7,10 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import compose
-from initsweep.cadence import log_spaced, logged_epochs
-from initsweep.config import ConfigError, validate
-from initsweep.job import execute
-from initsweep.plots import drawn, epoch_scale
+from initsweep.core.cadence import log_spaced, logged_epochs
+from initsweep.core.config import ConfigError, validate
+from initsweep.jobs.job import execute
+from initsweep.report.plots import drawn, epoch_scale
 
 # Tiny and fast: 60 full-batch epochs of a small MLP on 120 circles points.
 TINY = [
@@ -63,7 +63,7 @@ def test_summary_is_exact_whatever_is_logged(tmp_path):
 
 
 def test_long_curves_get_a_log_axis_and_are_thinned_for_drawing():
-    from initsweep.trainer import EpochMetrics
+    from initsweep.core.trainer import EpochMetrics
 
     history = [EpochMetrics(e, 1.0, 0.5, 1.0, 0.5, 0.001) for e in range(1, 15001)]
     assert epoch_scale(20) == "linear" and epoch_scale(15000) == "symlog"

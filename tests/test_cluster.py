@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from conftest import PG, ROOT, all_runs, run_train
-from initsweep.config import ConfigError
-from initsweep.devices import device_for_worker, job_device, worker_rank
-from initsweep.drivers import check_storage_driver
-from initsweep.launchers import batch_size, finish_warm_up, joblib_args, warm_up_joblib_workers
+from initsweep.core.config import ConfigError
+from initsweep.jobs.devices import device_for_worker, job_device, worker_rank
+from initsweep.sweep.launchers import batch_size, finish_warm_up, joblib_args, warm_up_joblib_workers
+from initsweep.tracking.drivers import check_storage_driver
 
 STATE = Path(os.environ.get("INITSWEEP_SERVICES_DIR", "/tmp/initsweep-services"))
 MLFLOW = f"http://127.0.0.1:{os.environ.get('INITSWEEP_MLFLOW_PORT', '5001')}"
@@ -273,7 +273,7 @@ def test_a_slurm_job_killed_hard_is_reported_not_waited_on(tmp_path, slurm):
     import submitit
     from submitit.core.utils import UncompletedJobError
 
-    from initsweep.launchers import install_slurm_watcher
+    from initsweep.sweep.launchers import install_slurm_watcher
 
     assert install_slurm_watcher({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"})
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
@@ -300,7 +300,7 @@ def test_a_slurm_job_killed_hard_is_reported_not_waited_on(tmp_path, slurm):
 def test_a_study_trial_killed_on_slurm_is_a_failed_trial(tmp_path, slurm):
     import optuna
 
-    from initsweep.tuning import open_storage
+    from initsweep.tuning.plan import open_storage
 
     args = ["-m", "hparams_search=normal_std", "hydra/launcher=submitit_slurm", "hydra.sweeper.n_trials=1"]
     args += ["trainer.epochs=2000", "diagnostics.enabled=false", "hydra.sweeper.study_name=killed"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import all_runs, run_train, spawn_with_default_signals, start_train
-from initsweep import locks
 from initsweep.protocol import PARENT_FILE, STUDY_FILE, Tag
+from initsweep.tracking import locks
 
 SMALL = ("trainer.epochs=1", "model.width=16", "diagnostics.enabled=false", "tracking.log_plots=false")
 
@@ -103,8 +103,8 @@ def test_signal_tests_start_their_child_with_the_default_sigint_handler():
 def _mark_best_in_step(uri: str, parent: dict, run_numbers: list[int], barrier, errors) -> None:
     from mlflow import MlflowClient
 
-    from initsweep import tracking
     from initsweep.protocol import Parent
+    from initsweep.tracking import client as tracking
 
     client = MlflowClient(uri)
     for number in run_numbers:
@@ -123,8 +123,8 @@ def test_parallel_workers_marking_the_same_best_trial_at_once_both_succeed(tmp_p
 
     from mlflow import MlflowClient
 
-    from initsweep import tracking
     from initsweep.protocol import Parent
+    from initsweep.tracking import client as tracking
 
     client = MlflowClient(tmp_store)
     exp = tracking.experiment_id(client, "race")

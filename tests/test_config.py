@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONF, compose
-from initsweep.config import ConfigError, validate
+from initsweep.core.config import ConfigError, validate
 
 GROUPS = ("model", "data", "init", "trainer", "tracking")
 

@@ -11,10 +11,10 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose
-from initsweep import data, idx
-from initsweep.config import ConfigError, validate
-from initsweep.initializers import fans, init_layers
-from initsweep.models import build_model
+from initsweep.core import data, idx
+from initsweep.core.config import ConfigError, validate
+from initsweep.core.initializers import fans, init_layers
+from initsweep.core.models import build_model
 
 
 def _config(overrides: list[str]):

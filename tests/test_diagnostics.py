@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from initsweep.config import InitConfig
-from initsweep.diagnostics import diagnose, duplicate_units, fixed_batch, layer_activations
-from initsweep.initializers import initialize
-from initsweep.models import MLP
+from initsweep.core.config import InitConfig
+from initsweep.core.initializers import initialize
+from initsweep.core.models import MLP
+from initsweep.diagnostics.signal import diagnose, duplicate_units, fixed_batch, layer_activations
 
 
 def batch(n: int, features: int, classes: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

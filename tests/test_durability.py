@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, all_runs, client_for, run_train, start_train, store_uri
-from initsweep import ledger, writer
 from initsweep.protocol import Tag
+from initsweep.tracking import metrics_file as ledger
+from initsweep.writer import client as writer
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +55,10 @@ def store_epochs(cwd: Path, run_id: str) -> list[int]:
 
 
 def reap(cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m initsweep.recovery`` on cwd's store: a later process that opens the store."""
+    """``python -m initsweep.tracking.recovery`` on cwd's store: a later process that opens the store."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(
-        [sys.executable, "-m", "initsweep.recovery", store_uri(cwd)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "initsweep.tracking.recovery", store_uri(cwd)], capture_output=True, text=True, env=env
     )
 
 
@@ -76,7 +77,7 @@ def group_gone(pgid: int, timeout: float = 60) -> bool:
 def test_sigkill_of_the_trainer_alone_the_tracking_writer_closes_its_run_with_every_epoch(tmp_path: Path):
     proc = start(["trainer.epochs=500", "diagnostics.enabled=false"], tmp_path)
     (local,) = wait_for_epochs(proc, tmp_path, jobs=1, epochs=3)
-    proc.kill()  # SIGKILL of train.py only: its tracking writer (initsweep.writer) lives on
+    proc.kill()  # SIGKILL of train.py only: its tracking writer (initsweep.writer.client) lives on
     proc.wait(timeout=60)
     done = epochs_in(local)
     assert group_gone(proc.pid), "the tracking writer outlived its trainer"
@@ -109,7 +110,7 @@ def test_sigkill_keeps_every_completed_epoch_and_the_next_process_closes_the_run
 def test_a_live_run_and_a_reused_pid_are_told_apart():
     from types import SimpleNamespace
 
-    from initsweep.recovery import lost_because
+    from initsweep.tracking.recovery import lost_because
 
     me = ledger.identity()
 
@@ -232,7 +233,7 @@ S.update_run_info = update_run_info
 
 
 def test_a_sweep_job_whose_end_the_store_refuses_fails_the_sweep_but_not_the_next_job(tmp_path: Path):
-    """A sweep's jobs do not wait for their run to be closed (initsweep.writer); a refusal read later is said,
+    """A sweep's jobs do not wait for their run to be closed (initsweep.writer.client); a refusal read later is said,
     recorded in the job's metrics.jsonl, and fails the sweep, while the next job trains and finishes."""
     hook = tmp_path / "hook"
     hook.mkdir()
@@ -247,7 +248,7 @@ def test_a_sweep_job_whose_end_the_store_refuses_fails_the_sweep_but_not_the_nex
     )
     runs = {r.data.tags.get(Tag.JOB_NUM): r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags}
     assert runs["1"].info.status == "FINISHED"
-    # closed by the sweep's summary from the job's metrics.jsonl (initsweep.recovery), as the job said
+    # closed by the sweep's summary from the job's metrics.jsonl (initsweep.tracking.recovery), as the job said
     assert runs["0"].info.status == "FAILED" and runs["0"].data.tags[Tag.FAILURE] == "tracking"
     files = {path.parent.name: ledger.read(path).end for path in tmp_path.glob("multirun/*/*/*/metrics.jsonl")}
     assert files["0"]["end"] == "FAILED" and files["0"]["failure"] == "tracking"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_train
-from initsweep.console import job_line, progress_prefix, start_progress
-from initsweep.errors import close_match
-from initsweep.report import round_numbers
+from initsweep.cli.precheck import close_match
+from initsweep.report.comparison import round_numbers
+from initsweep.report.console import job_line, progress_prefix, start_progress
 
 
 @pytest.mark.parametrize(

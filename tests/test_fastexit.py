@@ -1,4 +1,4 @@
-"""initsweep.fastexit: a process that skips the interpreter's teardown still does what a normal exit does."""
+"""initsweep.tracking.fastexit: a process that skips the interpreter's teardown still does what a normal exit does."""
 
 import subprocess
 import sys
@@ -6,12 +6,12 @@ import textwrap
 
 import pytest
 
-from initsweep.fastexit import exit_code
+from initsweep.tracking.fastexit import exit_code
 
 SCRIPT = textwrap.dedent(
     """
     import atexit, sys, threading, time
-    from initsweep.fastexit import exit_now
+    from initsweep.tracking.fastexit import exit_now
 
     def late():
         time.sleep(0.3)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import all_runs, client_for, compose, layer_values, run_train
-from initsweep.config import ConfigError
-from initsweep.initializers import SCHEMES
-from initsweep.job import JobContext, execute
+from initsweep.core.config import ConfigError
+from initsweep.core.initializers import SCHEMES
+from initsweep.jobs.job import JobContext, execute
 
 QUICK = ["trainer.epochs=1", "tracking.log_plots=false"]
 # One intra-op thread: tiny matrices on a shared 2-core machine train several times faster so.

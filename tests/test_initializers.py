@@ -14,8 +14,8 @@ import yaml
 from torch import nn
 
 from conftest import CONF
-from initsweep.initializers import SCHEMES, InitError, Site, check_init, check_params, init_layers, initialize
-from initsweep.initializers.fills import is_square, truncated_mean_shift
+from initsweep.core.initializers import SCHEMES, InitError, Site, check_init, check_params, init_layers, initialize
+from initsweep.core.initializers.fills import is_square, truncated_mean_shift
 
 # Layers of several fan sizes (fan_in, fan_out): Linear (64, 512), (1024, 32), (300, 300);
 # Conv2d 32->64 3x3 (288, 576); Conv1d 8->256 k=9 (72, 2304); Conv2d 64->16 5x5 (1600, 400).
@@ -230,7 +230,7 @@ def test_gain_auto_uses_the_models_activation() -> None:
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_lsuv_reaches_unit_output_variance(activation: str) -> None:
     torch.manual_seed(0)
-    from initsweep.models import CNN, MLP
+    from initsweep.core.models import CNN, MLP
 
     x = torch.randn(512, 1, 8, 8) * 3 + 1
     for model in (

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import client_for, compose
-from initsweep import job, tracking
-from initsweep.config import ConfigError
-from initsweep.job import JobContext, execute, group_name, run_diagnostics, run_name
+from initsweep.core.config import ConfigError
+from initsweep.jobs import job
+from initsweep.jobs.job import JobContext, execute, group_name, run_diagnostics, run_name
+from initsweep.tracking import client as tracking
 
 FAST = ["trainer.epochs=2"]
 

@@ -14,14 +14,14 @@ from omegaconf import open_dict
 
 from conftest import CONF, ROOT
 from initsweep.protocol import job_config_dict
-from initsweep.sweep import job_configs
+from initsweep.sweep.callback import job_configs
 
 
 def test_validating_a_config_imports_neither_torch_nor_mlflow():
     """A rejected config is answered before the seconds-long imports of torch and MLflow."""
     code = (
         "import sys\n"
-        "from initsweep.config import validate\n"
+        "from initsweep.core.config import validate\n"
         "from conftest import compose\n"
         "from omegaconf import OmegaConf\n"
         "validate(OmegaConf.to_container(compose(['init=uniform']), resolve=True))\n"
@@ -92,7 +92,7 @@ def test_cached_sweep_loader_returns_what_hydra_composes(fixed, swept, compositi
 
     from omegaconf import OmegaConf
 
-    from initsweep.composition import CachedSweepLoader
+    from initsweep.sweep.composition import CachedSweepLoader
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         master = compose(config_name="config", overrides=fixed, return_hydra_config=True)
@@ -118,7 +118,7 @@ def test_cached_sweep_loader_refuses_what_hydra_refuses():
     """An override Hydra cannot apply fails with Hydra's own error, naming the key, through the cache too."""
     from hydra.errors import ConfigCompositionException
 
-    from initsweep.composition import CachedSweepLoader
+    from initsweep.sweep.composition import CachedSweepLoader
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         master = compose(config_name="config", return_hydra_config=True)
@@ -134,8 +134,9 @@ def test_cached_sweep_loader_refuses_what_hydra_refuses():
 
 def test_figures_drawn_in_the_background_are_logged_to_their_runs(tmp_path):
     """A sweep job's PNGs are drawn by a forked child; finish() logs them to the right runs."""
-    from initsweep import figures, tracking
-    from initsweep.trainer import EpochMetrics
+    from initsweep.core.trainer import EpochMetrics
+    from initsweep.report import drawing as figures
+    from initsweep.tracking import client as tracking
 
     client = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp_id = tracking.experiment_id(client, "figures")
@@ -157,7 +158,7 @@ def test_t_quantile_matches_scipy_without_importing_it():
     """The report's confidence intervals no longer import scipy.stats (seconds at the end of every sweep)."""
     from scipy.stats import t
 
-    from initsweep.report import t_quantile
+    from initsweep.report.comparison import t_quantile
 
     for df in (1, 2, 3, 4, 7, 10, 29, 30, 120):
         for confidence in (0.9, 0.95, 0.99):
@@ -169,7 +170,7 @@ def test_a_run_figure_drawn_on_a_reused_canvas_equals_one_drawn_fresh(tmp_path):
     tick settings, the colour cycle's position) must not show in the next one, pixel for pixel."""
     from PIL import Image, ImageChops
 
-    from initsweep import plots
+    from initsweep.report import plots
 
     P = plots.Point
     curves = [  # (history, initial val, title): a wide loss range, a narrow one, zeros and NaNs, a long run

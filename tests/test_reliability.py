@@ -50,7 +50,7 @@ def test_loss_above_the_configured_multiple_counts_as_divergence(tmp_path: Path)
 
 
 CRASH_HOOK = """
-import initsweep.trainer as t
+import initsweep.core.trainer as t
 _fit = t.fit
 def fit(model, data, cfg, seed, *args, **kwargs):
     for epoch in _fit(model, data, cfg, seed, *args, **kwargs):

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import CONF, ROOT, all_runs, client_for, run_train, store_uri
-from initsweep.report import Estimate, comparison, comparison_table, group_of, mean_ci, short_labels
+from initsweep.report.comparison import Estimate, comparison, comparison_table, group_of, mean_ci, short_labels
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -81,7 +81,7 @@ def test_comparison_uses_results_leaves_out_crashes_and_keeps_job_order():
 def test_seed_study_overlay_sweeps_four_inits_times_three_seeds():
     from hydra import compose, initialize_config_dir
 
-    from initsweep.sweep import job_configs
+    from initsweep.sweep.callback import job_configs
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["experiment=seed_study"], return_hydra_config=True)

@@ -23,7 +23,7 @@ TINY = {
 def test_overlay_composes_and_runs_one_tiny_job(name, tmp_store):
     from mlflow import MlflowClient
 
-    from initsweep.job import JobContext, execute
+    from initsweep.jobs.job import JobContext, execute
 
     cfg = compose([f"experiment={name}", f"tracking.uri={tmp_store}", "tracking.log_plots=false", *TINY[name]])
     assert cfg.experiment_name == name

@@ -11,13 +11,13 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from conftest import compose, train_history
-from initsweep import data as datasets
-from initsweep.config import ConfigError, MetricsConfig, TrainerConfig, validate
-from initsweep.isometry import isometry_metrics
-from initsweep.job import run_name
-from initsweep.models import build_model, loss_fn, predict
-from initsweep.overrides import same_override, varying
-from initsweep.trainer import BestState, EpochMetrics, chance_accuracy, evaluate, lr_factor, summarize
+from initsweep.core import data as datasets
+from initsweep.core.config import ConfigError, MetricsConfig, TrainerConfig, validate
+from initsweep.core.models import build_model, loss_fn, predict
+from initsweep.core.overrides import same_override, varying
+from initsweep.core.trainer import BestState, EpochMetrics, chance_accuracy, evaluate, lr_factor, summarize
+from initsweep.diagnostics.isometry import isometry_metrics
+from initsweep.jobs.job import run_name
 
 
 def _config(overrides):
@@ -136,7 +136,7 @@ def test_best_state_evaluates_the_best_weights_and_leaves_the_model_alone():
 
 
 def test_job_logs_acc_at_best_val(tmp_store):
-    from initsweep.job import JobContext, execute
+    from initsweep.jobs.job import JobContext, execute
 
     cfg = compose(["trainer.epochs=2", f"tracking.uri={tmp_store}", "tracking.log_plots=false", "model.depth=1"])
     outcome = execute(cfg, JobContext())
@@ -175,7 +175,7 @@ def test_fixed_overrides_are_recognised_by_value():
 
 
 def test_a_deep_conv_net_builds_initializes_and_runs():
-    from initsweep.initializers import initialize
+    from initsweep.core.initializers import initialize
 
     cfg = _config(["model=cnn", "model.depth=30", "model.channels=[8]", "init=kaiming_normal"])
     model = build_model(cfg.model, (1, 8, 8), 10)

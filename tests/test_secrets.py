@@ -7,8 +7,8 @@ import stat
 import pytest
 
 from conftest import client_for
-from initsweep import tracking
 from initsweep.protocol import Parent, redact
+from initsweep.tracking import client as tracking
 
 
 @pytest.mark.parametrize(

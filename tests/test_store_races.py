@@ -1,4 +1,4 @@
-"""Opening a store that another client is creating at the same instant (initsweep.store_races).
+"""Opening a store that another client is creating at the same instant (initsweep.tracking.store_races).
 
 The pure retry rule runs in-process; the races themselves run in real processes started at one instant on a
 new SQLite file (MLflow) and, marked ``cluster``, a new PostgreSQL database (Optuna and MLflow), 3 rounds each.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from initsweep.store_races import StoreRaceError, is_creation_race, open_despite_races
+from initsweep.tracking.store_races import StoreRaceError, is_creation_race, open_despite_races
 
 ROUNDS = 3
 
@@ -82,14 +82,14 @@ def _mlflow_plain_client(uri: str, start: Any) -> None:
 
 
 def _initsweep_connect(uri: str, start: Any) -> None:
-    from initsweep.tracking import connect, experiment_id
+    from initsweep.tracking.client import connect, experiment_id
 
     _at(start)
     experiment_id(connect(uri), "race")
 
 
 def _optuna_open(url: str, start: Any) -> None:
-    from initsweep.tuning import open_storage
+    from initsweep.tuning.plan import open_storage
 
     _at(start)
     storage = open_storage(url)

@@ -1,4 +1,4 @@
-"""Studies survive kills, resumes and concurrent invocations (initsweep.study_recovery, issue 11.5), and the
+"""Studies survive kills, resumes and concurrent invocations (initsweep.tuning.recovery, issue 11.5), and the
 study's total budget (hydra.sweeper.max_trials). Real Optuna journal studies; the end-to-end tests kill the
 main process of a real `train.py -m` study with SIGKILL and run the command again."""
 
@@ -15,10 +15,10 @@ import optuna
 import pytest
 
 from conftest import TRAIN, run_train
-from initsweep import study_recovery as sr
-from initsweep.search_space import parse_search_space
-from initsweep.study_recovery import budget_left, budget_used
-from initsweep.tuning import make_sampler, open_storage
+from initsweep.tuning import recovery as sr
+from initsweep.tuning.plan import make_sampler, open_storage
+from initsweep.tuning.recovery import budget_left, budget_used
+from initsweep.tuning.search_space import parse_search_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = parse_search_space({}, ["init.std=tag(log, interval(0.001, 3.0))"])
@@ -225,7 +225,7 @@ def test_max_trials_is_a_total_budget_over_invocations(tmp_path):
 @pytest.mark.slow
 def test_workers_started_at_once_share_one_study_and_one_parent_run_without_duplicate_points(tmp_path):
     from conftest import all_runs, store_uri
-    from initsweep import tracking
+    from initsweep.tracking import client as tracking
 
     tracking.connect(store_uri(tmp_path))  # the store exists before the workers start (SQLite creation race)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

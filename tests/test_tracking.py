@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, all_runs, client_for, run_train
-from initsweep import tracking
 from initsweep.protocol import Tag
+from initsweep.tracking import client as tracking
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose, train_history
-from initsweep import data as datasets
-from initsweep.config import validate
-from initsweep.trainer import summarize
+from initsweep.core import data as datasets
+from initsweep.core.config import validate
+from initsweep.core.trainer import summarize
 
 
 def test_digits_split_is_stratified_and_independent_of_the_training_seed():
@@ -56,7 +56,9 @@ def test_summary_metrics():
 
 
 def test_trainer_does_not_import_mlflow_or_optuna():
-    code = "import sys, initsweep.trainer; print(any(m.split('.')[0] in ('mlflow', 'optuna') for m in sys.modules))"
+    code = (
+        "import sys, initsweep.core.trainer; print(any(m.split('.')[0] in ('mlflow', 'optuna') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -72,7 +74,7 @@ def test_digits_read_from_the_shipped_file_equal_load_digits():
 
 
 def test_intra_op_threads_share_the_cores_among_parallel_jobs(monkeypatch):
-    from initsweep.job import intra_op_threads
+    from initsweep.jobs.job import intra_op_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
@@ -85,8 +87,8 @@ def test_intra_op_threads_share_the_cores_among_parallel_jobs(monkeypatch):
 
 
 def _setup(epochs: int = 6):
-    from initsweep.initializers import initialize
-    from initsweep.models import build_model
+    from initsweep.core.initializers import initialize
+    from initsweep.core.models import build_model
 
     config = validate(OmegaConf.to_container(compose([f"trainer.epochs={epochs}"]), resolve=True))
     data = datasets.load(config.data)
@@ -97,7 +99,7 @@ def _setup(epochs: int = 6):
 
 
 def test_an_overlapped_measure_gives_the_same_epochs_and_shows_each_epochs_weights():
-    from initsweep.trainer import BestState, Measure, fit
+    from initsweep.core.trainer import BestState, Measure, fit
 
     config, data, model = _setup()
     plain_best, plain = BestState(), []
@@ -119,7 +121,7 @@ def test_an_overlapped_measure_gives_the_same_epochs_and_shows_each_epochs_weigh
 
 
 def test_stopping_an_overlapped_fit_leaves_the_stopping_epochs_weights():
-    from initsweep.trainer import BestState, fit
+    from initsweep.core.trainer import BestState, fit
 
     config, data, model = _setup()
     plain_best = BestState()

@@ -13,12 +13,12 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from conftest import CONF
-from initsweep.config import ConfigError
+from initsweep.core.config import ConfigError
+from initsweep.core.trainer import EpochMetrics
 from initsweep.protocol import direction as metric_direction
-from initsweep.search_space import format_override, grid_points, parse_search_space
-from initsweep.trainer import EpochMetrics
-from initsweep.trial import EpochReporter, intermediate_value
-from initsweep.tuning import make_pruner, make_sampler
+from initsweep.tuning.plan import make_pruner, make_sampler
+from initsweep.tuning.search_space import format_override, grid_points, parse_search_space
+from initsweep.tuning.trial import EpochReporter, intermediate_value
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -178,7 +178,7 @@ def test_reporter_does_not_report_a_non_finite_value():
 
 
 def test_divergence_is_decided_in_one_place():
-    from initsweep.trainer import divergence
+    from initsweep.core.trainer import divergence
 
     assert divergence(epoch(1, 0.5, train_loss=float("nan")), 2.3, None) == "train loss is nan"
     assert divergence(epoch(1, 0.5, val_loss=float("inf")), 2.3, None) == "val loss is inf"
@@ -213,7 +213,7 @@ def plan_for(overrides: list[str], tmp_path: Path, monkeypatch):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from initsweep.tuning import make_plan
+    from initsweep.tuning.plan import make_plan
 
     monkeypatch.chdir(tmp_path)  # the default storage lives under the working directory
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -266,7 +266,7 @@ def test_a_bound_outside_the_schema_fails_before_any_trial(tmp_path, monkeypatch
 
 
 def test_an_existing_study_is_continued_only_when_allowed(tmp_path, monkeypatch):
-    from initsweep.tuning import open_storage
+    from initsweep.tuning.plan import open_storage
 
     plan = plan_for(["hparams_search=normal_std"], tmp_path, monkeypatch)
     optuna.create_study(storage=open_storage(plan.storage), study_name=plan.study_name, direction="maximize")
@@ -281,10 +281,10 @@ def test_an_existing_study_is_continued_only_when_allowed(tmp_path, monkeypatch)
 
 def test_a_diverging_job_is_pruned_with_its_reason(tmp_path, tmp_store):
     from conftest import client_for, compose
-    from initsweep.job import JobContext
+    from initsweep.jobs.job import JobContext
     from initsweep.protocol import StudySpec
-    from initsweep.trial import run_trial
-    from initsweep.tuning import open_storage
+    from initsweep.tuning.plan import open_storage
+    from initsweep.tuning.trial import run_trial
 
     storage = str(tmp_path / "journal.log")
     study = optuna.create_study(storage=open_storage(storage), study_name="s", direction="minimize")

@@ -11,10 +11,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import client_for, compose, run_train
-from initsweep.config import ConfigError
-from initsweep.objectives import objective_values, resolve_directions
-from initsweep.search_space import parse_search_space
-from initsweep.warmstart import enqueue, enqueue_points, variance_preserving_stds
+from initsweep.core.config import ConfigError
+from initsweep.tuning.objectives import objective_values, resolve_directions
+from initsweep.tuning.search_space import parse_search_space
+from initsweep.tuning.warmstart import enqueue, enqueue_points, variance_preserving_stds
 from test_tuning import plan_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -45,7 +45,7 @@ def test_job_returns_one_value_per_objective():
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "random", "qmc"])
 def test_multi_objective_samplers_ask_and_tell(name):
-    from initsweep.tuning import make_sampler
+    from initsweep.tuning.plan import make_sampler
 
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=make_sampler(name, seed=0))
     dist = {"init.std": optuna.distributions.FloatDistribution(0.01, 1.0, log=True)}
@@ -117,10 +117,10 @@ def test_enqueued_points_come_first_and_are_not_queued_twice():
 def test_a_checkpoint_reloads_the_best_val_weights_and_system_metrics_are_sampled(tmp_path, tmp_store):
     import torch
 
-    from initsweep import data as datasets
-    from initsweep.checkpoint import ARTIFACT, load_model
-    from initsweep.config import validate
-    from initsweep.job import JobContext, execute
+    from initsweep.core import data as datasets
+    from initsweep.core.config import validate
+    from initsweep.jobs.job import JobContext, execute
+    from initsweep.tracking.checkpoint import ARTIFACT, load_model
 
     args = ["trainer.epochs=2", f"tracking.uri={tmp_store}", "tracking.log_plots=false", "tracking.checkpoint=best"]
     cfg = compose([*args, "tracking.system_metrics_interval_s=0.2"])
@@ -148,7 +148,7 @@ QUICK = ("trainer.epochs=1", "tracking.log_plots=false")  # system metrics: one 
 
 
 def the_study(directory: Path) -> optuna.Study:
-    from initsweep.tuning import open_storage
+    from initsweep.tuning.plan import open_storage
 
     storage = open_storage(str(directory / "mlruns" / "optuna" / "journal.log"))
     (name,) = optuna.get_all_study_names(storage)
@@ -190,7 +190,7 @@ def test_a_multi_objective_study_records_its_pareto_front(tmp_path):
 
 @pytest.mark.slow
 def test_a_warm_started_study_evaluates_the_variance_preserving_points_first(tmp_path):
-    from initsweep.checkpoint import best_run_id, load_best
+    from initsweep.tracking.checkpoint import best_run_id, load_best
 
     args = ["-m", "hparams_search=normal_std", "hydra.sweeper.enqueue=variance_preserving"]
     proc = run_train([*args, "hydra.sweeper.n_trials=2", *QUICK], cwd=tmp_path, timeout=900)

@@ -20,7 +20,7 @@ QUICK = ("trainer.epochs=2", "tracking.log_plots=false")
 
 def study_of(directory: Path) -> optuna.Study:
     """The one study in the default journal under directory/mlruns."""
-    from initsweep.tuning import open_storage
+    from initsweep.tuning.plan import open_storage
 
     storage = open_storage(str(directory / "mlruns" / "optuna" / "journal.log"))
     (name,) = optuna.get_all_study_names(storage)
@@ -159,8 +159,8 @@ def test_two_joblib_workers_share_the_study_and_lose_nothing(tmp_path):
 
 def grid_seed_failing_first(bad: str) -> int:
     """A sampler seed whose grid order over trainer.device=choice(bad, cpu) starts with the failing device."""
-    from initsweep.search_space import parse_search_space
-    from initsweep.tuning import make_sampler
+    from initsweep.tuning.plan import make_sampler
+    from initsweep.tuning.search_space import parse_search_space
 
     space = parse_search_space({}, [f"trainer.device=choice({bad},cpu)"])
     for seed in range(50):

@@ -6,7 +6,8 @@ import json
 
 from mlflow import MlflowClient
 
-from initsweep import tracking, ui_view
+from initsweep.tracking import client as tracking
+from initsweep.tracking import ui_view
 
 
 def _state(client: MlflowClient, exp_id: str) -> tuple[dict, dict]:

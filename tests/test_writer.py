@@ -1,4 +1,4 @@
-"""The tracking writer (initsweep.writer): when it is used, and what a job's process then imports."""
+"""The tracking writer (initsweep.writer.client): when it is used, and what a job's process then imports."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import sys
 import pytest
 
 from conftest import ROOT, all_runs, client_for, run_train
-from initsweep import ledger, writer, writer_process
 from initsweep.protocol import Tag
+from initsweep.tracking import metrics_file as ledger
+from initsweep.writer import client as writer
+from initsweep.writer import server as writer_process
 
 
 @pytest.mark.parametrize(
@@ -98,7 +100,7 @@ def test_the_writer_draws_the_figures_and_never_imports_torch(tmp_path, sweep):
 def test_the_writers_drawing_process_returns_paths_or_the_error_and_its_death(tmp_path):
     """The drawing process runs 10 nice levels below its writer, answers each run's PNG paths or the error,
     and once it is dead every figure still pending is answered with an error instead of waited for."""
-    from initsweep.plots import Point
+    from initsweep.report.plots import Point
 
     drawer = writer_process.Drawer()
     points = [Point(e, 1.0 / e, 0.5, 1.2 / e, 0.5) for e in (1, 2, 3)]

@@ -72,12 +72,12 @@ class Tag:
     BEST_TRIALS = "optuna.best_trials"  # on a study's parent: the best trial numbers (the Pareto front), "0,3"
     BEST = "optuna.best"  # "true" on the run of the study's best trial (each Pareto-front trial)
     CHECKPOINT = "initsweep.checkpoint"  # the artifact path of a run's saved weights
-    # Who writes the run (initsweep.recovery closes runs whose process is gone):
+    # Who writes the run (initsweep.tracking.recovery closes runs whose process is gone):
     HOST = "initsweep.host"
     PID = "initsweep.pid"
     PID_START = "initsweep.pid_start"  # the process's start time (clock ticks after boot): pids get reused
     HEARTBEAT = "initsweep.heartbeat"  # unix seconds of the last batch of metrics that reached the store
-    METRICS_FILE = "initsweep.metrics_file"  # the job's local metrics.jsonl (initsweep.ledger)
+    METRICS_FILE = "initsweep.metrics_file"  # the job's local metrics.jsonl (initsweep.tracking.metrics_file)
 
 
 ROLE_SWEEP = "sweep"

@@ -3,7 +3,7 @@
 When a worker dies (SIGKILL, the OOM killer), loky breaks the whole pool and the stock launcher raises
 ``TerminatedWorkerError``: the jobs still queued never run. This launcher re-runs, once, every job of the
 batch that returned no result; the dead job's run is closed KILLED (``failure=lost``) by
-:mod:`initsweep.recovery`, and the sweep exits 1 naming it. ``conf/hydra/launcher/joblib.yaml`` selects it
+:mod:`initsweep.tracking.recovery`, and the sweep exits 1 naming it. ``conf/hydra/launcher/joblib.yaml`` selects it
 with the stock settings (Hydra takes the stock config as its schema); see ``launcher.py``.
 """
 

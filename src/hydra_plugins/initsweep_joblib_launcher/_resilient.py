@@ -13,8 +13,8 @@ from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from hydra_plugins.hydra_joblib_launcher._core import execute_job
-from initsweep.launchers import finish_warm_up, joblib_args
 from initsweep.protocol import LOST_FILE
+from initsweep.sweep.launchers import finish_warm_up, joblib_args
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 2  # a job whose worker died is run once more

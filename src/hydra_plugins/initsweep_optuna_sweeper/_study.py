@@ -4,7 +4,7 @@ tells Optuna the outcomes.
 Flow of :meth:`Study.run`: create or load the study -> write the StudySpec the jobs read -> per batch (the
 launcher's n_jobs trials): ask, launch with the trials' values as overrides and
 ``hydra.job.env_set.INITSWEEP_TRIAL=<number>``, tell COMPLETE / PRUNED / FAIL, record the child runs ->
-optimization_results.yaml, Optuna's plots, the parent run's results (``initsweep.sweep_runs``) and the sweep's
+optimization_results.yaml, Optuna's plots, the parent run's results (``initsweep.writer.sweep_runs``) and the sweep's
 verdict for SweepCallback.
 """
 
@@ -20,8 +20,6 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState as OptunaState
 
-from initsweep import objectives, study_recovery, warmstart, writer
-from initsweep.launchers import batch_size
 from initsweep.protocol import (
     PLOTS_DIR,
     RESULTS_FILE,
@@ -33,8 +31,12 @@ from initsweep.protocol import (
     TrialState,
     redact,
 )
-from initsweep.search_space import grid_points
-from initsweep.tuning import FINITE_SAMPLERS, Plan, make_sampler, share_storage, study_plots
+from initsweep.sweep.launchers import batch_size
+from initsweep.tuning import objectives, warmstart
+from initsweep.tuning import recovery as study_recovery
+from initsweep.tuning.plan import FINITE_SAMPLERS, Plan, make_sampler, share_storage, study_plots
+from initsweep.tuning.search_space import grid_points
+from initsweep.writer import client as writer
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ class Study:
         )
         self.parent = Parent.read(self.sweep_dir)
         # The parent run's writes go through the tracking writer that opened it, when one did (this process
-        # then never imports MLflow: 3 s), else to the store from here (initsweep.sweep_runs).
+        # then never imports MLflow: 3 s), else to the store from here (initsweep.writer.sweep_runs).
         self.writer = writer.current()
         self.outcomes: list[TrialOutcome] = []
         self.returns: list[Any] = []
@@ -145,7 +147,7 @@ class Study:
         return size if left is None else min(size, left)
 
     def _recover(self) -> None:
-        """Fail and retry once the trials that dead processes left RUNNING (initsweep.study_recovery)."""
+        """Fail and retry once the trials that dead processes left RUNNING (initsweep.tuning.recovery)."""
         for line in study_recovery.recover_stale_trials(self.study, self.storage, self.plan.settings.heartbeat_grace):
             log.warning(f"Study {self.plan.study_name!r}: {line}")
             self.recovered.append(line)

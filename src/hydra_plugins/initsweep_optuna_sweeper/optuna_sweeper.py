@@ -2,7 +2,7 @@
 
 Hydra imports this module on every start, so it stays light: the study itself (optuna, MLflow, torch) lives in
 ``_study.py`` beside it, imported when a study runs. The sweeper is built from its typed settings
-(:class:`initsweep.sweeper_settings.SweeperSettings`, registered as ``hydra/sweeper=initsweep_optuna``).
+(:class:`initsweep.tuning.settings.SweeperSettings`, registered as ``hydra/sweeper=initsweep_optuna``).
 """
 
 # No `from __future__ import annotations`: Hydra executes this module without registering it in
@@ -15,12 +15,12 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from initsweep.sweeper_settings import SweeperSettings
+from initsweep.tuning.settings import SweeperSettings
 
 
 class InitsweepOptunaSweeper(Sweeper):
     """Hydra sweeper on Optuna 5 with pruning, resume, parallel launchers and MLflow tracking, built from its
-    typed settings (:class:`initsweep.sweeper_settings.SweeperSettings`, ``hydra/sweeper=initsweep_optuna``)."""
+    typed settings (:class:`initsweep.tuning.settings.SweeperSettings`, ``hydra/sweeper=initsweep_optuna``)."""
 
     def __init__(self, **settings: Any) -> None:
         plain = {
@@ -32,7 +32,7 @@ class InitsweepOptunaSweeper(Sweeper):
         self.launcher: Any = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from initsweep.composition import cached_context  # a trial's config: a copy, not a new composition
+        from initsweep.sweep.composition import cached_context  # a trial's config: a copy, not a new composition
 
         self.config = config
         self.hydra_context = hydra_context = cached_context(hydra_context)
@@ -44,8 +44,8 @@ class InitsweepOptunaSweeper(Sweeper):
         # Lazy: Hydra imports this module on every start; the study needs optuna, MLflow and torch. (The
         # plugin scanner skips modules whose name starts with "_", so _study.py loads only here.)
         from hydra_plugins.initsweep_optuna_sweeper._study import Study
-        from initsweep.config import ConfigError
-        from initsweep.tuning import plan_for
+        from initsweep.core.config import ConfigError
+        from initsweep.tuning.plan import plan_for
 
         assert self.config is not None and self.hydra_context is not None
         try:

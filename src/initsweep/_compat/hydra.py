@@ -3,7 +3,7 @@
 * ``get_args_parser`` (``hydra._internal.utils``): ``train.py``'s argument parser, for the command-line check
   that runs before ``hydra.main``;
 * ``ConfigLoaderImpl._apply_overrides_to_config``: applies parsed overrides to a composed config, used to
-  derive a job's config from a cached composition (:mod:`initsweep.composition`);
+  derive a job's config from a cached composition (:mod:`initsweep.sweep.composition`);
 * ``get_overrides_dirname``: the ``hydra.job.override_dirname`` Hydra derives from a job's overrides;
 * ``BasicSweeper`` (``hydra._internal.core_plugins``): its ``split_arguments`` expands a sweep, and the cached
   basic sweeper subclasses it;

@@ -1,7 +1,7 @@
 """CPython internals (checked against CPython 3.10-3.13): the first steps of the interpreter's own exit.
 
 ``threading._shutdown`` joins non-daemon threads; ``atexit._run_exitfuncs`` runs the atexit handlers. A
-process that ends with ``os._exit`` runs both first (:mod:`initsweep.fastexit`).
+process that ends with ``os._exit`` runs both first (:mod:`initsweep.tracking.fastexit`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,42 @@
+"""The Hydra task function: decides, in one place, whether a job is a trial of a study or a plain job.
+
+``train.py`` imports this module only inside its task function, so ``--help`` and ``--cfg job`` stay quick.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from omegaconf import DictConfig
+
+from initsweep import protocol
+from initsweep.writer import client as writer
+
+
+def run(cfg: DictConfig) -> float:
+    """Run one Hydra job and return its optimized metric: a trial when the Optuna sweeper set
+    ``$INITSWEEP_TRIAL`` (see :mod:`initsweep.tuning.trial`), else a plain job (:func:`initsweep.jobs.job.run_job`)."""
+    install_sigterm_handler()
+    writer.prestart()  # MLflow loads in the tracking writer while this process imports torch
+    number = protocol.trial_number()
+    if number is None:
+        from initsweep.jobs.job import run_job  # lazy: torch
+
+        return run_job(cfg)
+    from initsweep.tuning.trial import run_trial  # lazy: plain jobs never import optuna
+
+    return run_trial(cfg, number)
+
+
+def install_sigterm_handler() -> None:
+    """Make SIGTERM behave like Ctrl-C (KeyboardInterrupt), so a terminated job closes its runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _interrupt)

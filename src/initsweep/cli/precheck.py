@@ -1,0 +1,170 @@
+"""Command-line checks that run before ``hydra.main``: every config error is one ``initsweep:`` line, exit 2.
+
+Hydra reports its own errors (unknown key, unknown group option, bad override syntax) with its search path
+and exit 1, and by the time the task function validates a config, Hydra has already created the run's
+output directory. :func:`check_command_line` composes the config the way Hydra will (sweeps replaced by
+their first value, every value of a swept group checked against the group's options) and, for a single
+run, validates it against the schema, so that a rejected command leaves no ``outputs/`` or ``multirun/``
+directory behind.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+# Flags after which Hydra runs nothing (help, printed config, shell completion): no check needed.
+_NO_RUN_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``initsweep: message`` to stderr and exit 2."""
+    print(f"initsweep: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def close_match(word: str, options: Sequence[str]) -> str | None:
+    """The option closest to ``word`` (difflib ratio >= 0.6, or the only option it is a prefix of)."""
+    prefixed = [o for o in options if o.startswith(word)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _did_you_mean(word: str, options: Sequence[str]) -> str:
+    prefixed = [o for o in options if o.startswith(word) and o != word]
+    match = " or ".join(prefixed[:3]) if len(prefixed) > 1 else close_match(word, options)
+    return f"; did you mean {match}?" if match else ""
+
+
+def flat_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of every leaf and inner node of a nested mapping."""
+    keys = []
+    for key, value in tree.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, Mapping):
+            keys += flat_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def _first_values(overrides: list[Any]) -> list[str]:
+    """The overrides with every sweep replaced by its first value (glob sweeps left out)."""
+    out = []
+    for o in overrides:
+        if not o.is_sweep_override():
+            out.append(o.input_line)
+            continue
+        try:
+            first = next(iter(o.sweep_string_iterator()))
+        except Exception:  # noqa: BLE001 - glob() and other sweeps that need the group's options
+            continue
+        out.append(f"{o.get_key_element()}={first}")
+    return out
+
+
+def _compose(overrides: list[str], config_name: str) -> Any:
+    from hydra import compose
+
+    return compose(config_name=config_name, overrides=overrides)
+
+
+def _explain(error: Exception, parsed: list[Any], config_name: str) -> str:
+    """One line for a Hydra composition error, with the closest key or option."""
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    text = str(error)
+    loader = GlobalHydra.instance().config_loader()
+    if m := re.search(r"Could not find '([^']+)/([^'/]+)'", text):
+        group, value = m.group(1), m.group(2)
+        options = loader.get_group_options(group)
+        return f"{group}={value}: no such option{_did_you_mean(value, options)} (options: {', '.join(options)})"
+    if m := re.search(r"Could not (?:override|append to config|delete from config)[^']*'([^']+)'", text) or re.search(
+        r"full_key: (\S+)", text
+    ):
+        key = m.group(1).lstrip("+~")
+        others = [o.input_line for o in parsed if o.get_key_element().lstrip("+~") != key and not o.is_sweep_override()]
+        try:
+            known = flat_keys(OmegaConf.to_container(_compose(others, config_name), resolve=False))  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001
+            known = []
+        line = next((o.input_line for o in parsed if o.get_key_element().lstrip("+~") == key), key)
+        hint = _did_you_mean(key, known)
+        if not hint:
+            hint = "; add it with +" + line if "append" not in text else ""
+        return f"unknown key {key} (in {line}){hint}"
+    return text.replace("\n", " ").split("Config search path")[0].strip()
+
+
+def check_command_line(argv: Sequence[str], config_dir: str | Path, config_name: str = "config") -> None:
+    """Check ``train.py``'s arguments as Hydra will read them; on any config error, :func:`fail` (exit 2)."""
+    from initsweep._compat.hydra import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(list(argv))
+    if any(getattr(args, flag, None) for flag in _NO_RUN_FLAGS):
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, OverrideParseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+    except OverrideParseException as e:
+        fail(f"bad override syntax: {str(e).splitlines()[0]} (see `python train.py --help`; quote values with spaces)")
+    if not args.multirun:
+        sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+        if sweeps:
+            fail(f"{sweeps[0]} is a sweep: add -m to run one job per value, or write a list as key=[a,b]")
+
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        groups = set(_all_groups(loader))
+        for o in parsed:  # every value of a swept group must be one of its options
+            group = o.get_key_element().lstrip("+~")
+            if o.is_sweep_override() and group in groups:
+                options = loader.get_group_options(group)
+                try:
+                    values = list(o.sweep_string_iterator())
+                except Exception:  # noqa: BLE001 - glob(): Hydra expands it from the options themselves
+                    values = []
+                for value in values:
+                    if value not in options:
+                        fail(
+                            f"{group}={value}: no such option{_did_you_mean(value, options)} "
+                            f"(options: {', '.join(options)})"
+                        )
+        try:
+            cfg = _compose(_first_values(parsed), config_name)
+        except (HydraException, Exception) as e:  # noqa: BLE001 - every composition error becomes one line
+            fail(_explain(e, parsed, config_name))
+    GlobalHydra.instance().clear()
+    if args.multirun:
+        return  # the sweep callback validates every job's config before the first job starts
+    from omegaconf import OmegaConf
+
+    from initsweep.core.config import ConfigError, validate
+
+    try:
+        validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    except ConfigError as e:
+        fail(str(e))
+    except Exception as e:  # noqa: BLE001 - e.g. an interpolation that does not resolve
+        fail(f"invalid configuration: {e}")
+
+
+def _all_groups(loader: Any, parent: str = "") -> list[str]:
+    """Every config group path (``init``, ``hydra/launcher``, ...)."""
+    out = []
+    for name in loader.list_groups(parent):
+        path = f"{parent}/{name}" if parent else name
+        out.append(path)
+        out += _all_groups(loader, path)
+    return out

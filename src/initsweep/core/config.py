@@ -1,0 +1,372 @@
+"""Typed schema of a job's configuration and its validation.
+
+Hydra composes the configuration; :func:`validate` checks it against this schema before anything is
+trained or tracked, and turns every problem into one :class:`ConfigError` naming the key, the value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from initsweep.core import idx, initializers
+from initsweep.protocol import SUMMARY_METRICS
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "gelu", "selu")
+
+OUTPUTS = ("softmax", "sigmoid")
+EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment name, in characters
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> ``{"a.b.c": "value"}`` (dotted keys, values as strings; lists as their string form)."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and the allowed values."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class MLPConfig(_Strict):
+    """Hidden layers: ``widths`` when given (e.g. [10, 5]), else ``depth`` layers of ``width`` units.
+    ``output``: softmax (C units, cross-entropy) or sigmoid (1 unit, binary cross-entropy, 2 classes only)."""
+
+    name: Literal["mlp"]
+    depth: int = Field(2, ge=0, description="hidden layers")
+    width: int = Field(256, ge=1, description="units per hidden layer")
+    widths: tuple[int, ...] | None = Field(None, description="units of each hidden layer; overrides depth/width")
+    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
+    output: Literal[OUTPUTS] = "softmax"  # type: ignore[valid-type]
+
+    @field_validator("widths")
+    @classmethod
+    def _positive_widths(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and any(w < 1 for w in value):
+            raise ValueError("every hidden width must be >= 1")
+        return value
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """Units of each hidden layer."""
+        return self.widths if self.widths is not None else (self.width,) * self.depth
+
+
+class CNNConfig(_Strict):
+    """Conv net: len(channels) x [conv{i}: Conv(k, same padding) -> act{i} -> pool{i}: MaxPool(2)]
+    -> flatten -> [fc1: Linear(width) -> fc_act1] -> out. Conv2d on (C, H, W) inputs, Conv1d on (C, L)."""
+
+    name: Literal["cnn"]
+    channels: tuple[int, ...] = Field((16, 32), min_length=1, description="output channels of each conv layer")
+    depth: int | None = Field(None, ge=1, description="conv blocks; channels' last entry repeats to fill them")
+    kernel_size: int = Field(3, ge=1, description="odd kernel size")
+    pool: bool = True
+    width: int = Field(64, ge=0, description="units of the hidden Linear layer (0 = none)")
+    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
+    output: Literal[OUTPUTS] = "softmax"  # type: ignore[valid-type]
+
+    @property
+    def conv_channels(self) -> tuple[int, ...]:
+        """Output channels of each conv block: ``channels``, cut or extended (last entry) to ``depth``."""
+        if self.depth is None:
+            return self.channels
+        return (self.channels + (self.channels[-1],) * self.depth)[: self.depth]
+
+    @field_validator("channels")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(c < 1 for c in value):
+            raise ValueError("every channel count must be >= 1")
+        return value
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("kernel_size must be odd (same padding keeps the size)")
+        return value
+
+
+ModelConfig = Annotated[Union[MLPConfig, CNNConfig], Field(discriminator="name")]
+
+
+class _ValSplit(_Strict):
+    """A stratified train/val split (the dataset brings its test set) that depends on split_seed only.
+
+    ``val_fraction = 0``: no validation split; the val/* metrics and best-state selection then use the
+    training set. ``standardize``: scale every feature to mean 0, std 1 with the training rows' statistics."""
+
+    split_seed: int = 0
+    val_fraction: float = Field(0.15, ge=0, lt=0.9)
+    standardize: bool = True
+
+
+class _Split(_ValSplit):
+    """A stratified train/val/test split that depends on split_seed only."""
+
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> _Split:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+class DigitsConfig(_Split):
+    name: Literal["digits"]
+
+
+class CirclesConfig(_Split):
+    """scikit-learn's make_circles: two noisy concentric circles, 2-D points, 2 classes."""
+
+    name: Literal["circles"]
+    n_samples: int = Field(1000, ge=20)
+    noise: float = Field(0.1, ge=0, description="std of the Gaussian noise added to the points")
+    factor: float = Field(0.5, gt=0, lt=1, description="inner radius / outer radius")
+    seed: int = Field(0, description="generation seed")
+
+
+class MNIST1DConfig(_ValSplit):
+    """mnist1d's procedural make_dataset (no download): signals of length 40, 10 classes. Its own test
+    split (the last 1 - train_split) is the test set; val_fraction of the rest is the validation set."""
+
+    name: Literal["mnist1d"]
+    num_samples: int = Field(5000, ge=100)
+    train_split: float = Field(0.8, gt=0, lt=1, description="mnist1d's train share; the rest is the test set")
+    shuffle_seq: bool = Field(False, description="permute the 40 positions (destroys spatial structure)")
+    seed: int = Field(42, description="generation seed (42 = the published dataset)")
+
+
+class IDXConfig(_Split):
+    """MNIST-format IDX files (optionally .gz) in a local directory. The test files are the test set
+    (set them to null to split test_fraction off the training files instead)."""
+
+    name: Literal["idx"]
+    path: str | None = Field(None, description="directory holding the IDX files")
+    train_images: str = "train-images-idx3-ubyte"
+    train_labels: str = "train-labels-idx1-ubyte"
+    test_images: str | None = "t10k-images-idx3-ubyte"
+    test_labels: str | None = "t10k-labels-idx1-ubyte"
+    max_train: int | None = Field(None, ge=10, description="use only the first max_train training samples")
+
+    @field_validator("path")
+    @classmethod
+    def _directory_exists(cls, value: str | None) -> str | None:
+        if value is None or value == "???":
+            raise ValueError("required: the directory holding the IDX files, e.g. data.path=/data/mnist")
+        if not Path(value).expanduser().is_dir():
+            raise ValueError(f"directory does not exist: {Path(value).expanduser().resolve()}")
+        return value
+
+    @field_validator("train_images", "train_labels", "test_images", "test_labels")
+    @classmethod
+    def _file_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        directory = info.data.get("path")
+        if value is not None and directory is not None and idx.find(directory, value) is None:
+            where = Path(directory).expanduser().resolve() / value
+            raise ValueError(f"file not found: {where} (nor {where.name}.gz)")
+        return value
+
+    @model_validator(mode="after")
+    def _test_pair(self) -> IDXConfig:
+        if (self.test_images is None) != (self.test_labels is None):
+            raise ValueError("test_images and test_labels must both be set or both be null")
+        return self
+
+
+DataConfig = Annotated[Union[DigitsConfig, CirclesConfig, MNIST1DConfig, IDXConfig], Field(discriminator="name")]
+# Datasets whose samples are flat feature vectors (no channel / spatial axes): no convolution possible.
+FLAT_DATA = ("circles",)
+
+
+class InitConfig(BaseModel):
+    """The weight scheme (``name`` plus its parameters, checked by the catalogue) and bias handling."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    name: str
+    bias: Literal["zeros", "constant", "weight"] = "zeros"
+    bias_value: float = 0.0
+    output: str | None = None  # scheme of the output layer; None = the same as the other layers
+    output_params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The scheme's own parameters: everything but name, the bias and the output-layer settings."""
+        return dict(self.model_extra or {})
+
+
+class TrainerConfig(_Strict):
+    """Optimizer and loop. ``batch_size = full``: full-batch gradient descent. ``steps`` (optimizer steps),
+    when set, replaces ``epochs``. The lr is multiplied by a warm-up ramp over ``warmup_epochs`` and then by
+    ``schedule``: none; step (x ``gamma`` every ``step_epochs``); cosine (to 0 at the last step).
+    ``eval_every``: measure (and report) every k-th epoch and the last one."""
+
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(20, ge=1)
+    steps: int | None = Field(None, ge=1, description="optimizer steps; replaces epochs when set")
+    batch_size: int | str = 64  # or "full"
+    schedule: Literal["none", "step", "cosine"] = "none"
+    warmup_epochs: float = Field(0.0, ge=0, description="linear lr warm-up from lr/warmup_steps to lr")
+    step_epochs: int = Field(10, ge=1, description="schedule=step: epochs between lr drops")
+    gamma: float = Field(0.1, gt=0, le=1, description="schedule=step: lr factor at every drop")
+    eval_every: int = Field(1, ge=1, description="evaluate every k-th epoch (and the last)")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    divergence_factor: float | None = Field(1e5, gt=1)
+    threads: int | None = Field(None, ge=1)
+    deterministic: bool = Field(False, description="1 thread unless threads is set, deterministic kernels")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, value: int | str) -> int | str:
+        if value != "full" and (not isinstance(value, int) or value < 1):
+            raise ValueError("must be an integer greater than or equal to 1, or 'full' (full-batch gradient descent)")
+        return value
+
+
+class MetricsConfig(_Strict):
+    """How the summary judges learning (src/initsweep/core/trainer.py: summarize).
+
+    learn_level: ``val/epochs_to_learn`` is the first epoch whose val acc reaches
+    chance + learn_level x (1 - chance), chance = the majority class's share of the val set.
+    loss_threshold: ``train/epochs_to_loss`` is the first epoch whose full-pass train loss is below it
+    (null: half the chance loss ln C). collapse_drop: ``val/collapsed`` = 1 when best - final val acc > it."""
+
+    learn_level: float = Field(0.5, gt=0, le=1)
+    loss_threshold: float | None = Field(None, gt=0)
+    collapse_drop: float = Field(0.1, gt=0, le=1)
+
+
+class TrackingConfig(_Strict):
+    """Where runs go and how much of each is written (src/initsweep/core/cadence.py). ``log_every`` = k: log every
+    k-th epoch, the last and about 10 log-spaced epochs per decade; null: the smallest k that keeps a run's
+    logged epochs within ``max_points`` (every epoch when they fit). The summary always uses every evaluated
+    epoch."""
+
+    uri: str | None = None
+    log_plots: bool = True
+    # The weights at the best val accuracy as artifact checkpoint/model_state_dict.pt (initsweep.tracking.checkpoint):
+    # auto = for the trials of an Optuna study only.
+    checkpoint: Literal["auto", "best", "none"] = "auto"
+    # CPU, memory (GPU with nvidia-ml-py) as system/* metrics (initsweep.tracking.sysmetrics)
+    system_metrics: bool = True
+    system_metrics_interval_s: float = Field(10.0, gt=0, description="seconds between system-metric samples")
+    log_every: int | None = Field(None, ge=1, description="log every k-th epoch; null: from max_points")
+    max_points: int = Field(500, ge=100, description="most epochs a run logs when log_every is null")
+
+
+class DiagnosticsConfig(_Strict):
+    """Signal-propagation diagnostics (src/initsweep/diagnostics/signal.py) on a fixed batch of training data."""
+
+    enabled: bool = True
+    batch_size: int = Field(512, ge=1, description="examples in the fixed diagnostic batch")
+    every: int = Field(0, ge=0, description="0: at initialization only; k: also after every k-th epoch")
+    warn_factor: float = Field(100.0, gt=1, description="warn when activation std changes more than this")
+    duplicate_tol: float = Field(1e-6, ge=0)
+    saturation_tol: float = Field(0.01, gt=0, lt=0.5)
+
+
+class Config(_Strict):
+    model: ModelConfig
+    data: DataConfig
+    init: InitConfig
+    trainer: TrainerConfig
+    tracking: TrackingConfig = TrackingConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    seed: int = 0
+    experiment_name: str = Field("initsweep", min_length=1, max_length=EXPERIMENT_NAME_MAX)
+    # One summary metric, or a list of them (a multi-objective study: the job returns one value per metric).
+    optimized_metric: str | list[str] = "val/acc_best"
+
+    @field_validator("optimized_metric")
+    @classmethod
+    def _optimized_metric(cls, value: str | list[str]) -> str | list[str]:
+        names = [value] if isinstance(value, str) else list(value)
+        allowed = ", ".join(SUMMARY_METRICS)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"must be one summary metric or a list of distinct ones ({allowed})")
+        for name in names:
+            if name not in SUMMARY_METRICS:
+                raise ValueError(f"{name!r} is not a summary metric; allowed: {allowed}")
+        return value
+
+
+def _did_you_mean(key: str, raw: dict[str, Any]) -> str:
+    """``; did you mean trainer.lr?`` for an unknown ``trainer.lrr`` whose section has a close key."""
+    import difflib
+
+    *parent, last = key.split(".")
+    section: Any = raw
+    for part in parent:
+        section = section.get(part, {}) if isinstance(section, dict) else {}
+    siblings = [k for k in section if k != last] if isinstance(section, dict) else []
+    match = difflib.get_close_matches(last, siblings, n=1, cutoff=0.6)
+    return f"; did you mean {'.'.join([*parent, match[0]])}?" if match else ""
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any] | None = None) -> str:
+    loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "MLP", "Digits"))]
+    # Discriminated unions put the tag value in the location path ("model.mlp.depth"): drop it.
+    loc = [p for i, p in enumerate(loc) if not (i == 1 and loc[0] in ("model", "data"))]
+    key = ".".join(loc) or "<config>"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key" + _did_you_mean(key, raw or {})
+    if error["type"] == "union_tag_invalid":
+        return f"{key}.name = {error['input'].get('name')!r}: {error['msg']}"
+    msg = error["msg"].removeprefix("Value error, ")
+    if isinstance(error.get("input"), dict):  # a whole-section check: the message names the keys
+        return f"{key}: {msg}"
+    shown = repr(error.get("input"))
+    if len(shown) > 80:  # e.g. a 600-character experiment_name
+        shown = f"{shown[:60]}... ({len(error['input'])} characters)"
+    return f"{key} = {shown}: {msg}"
+
+
+def validate(raw: dict[str, Any]) -> Config:
+    """Check a composed configuration (a plain dict) and return it typed.
+
+    Raises ConfigError with one line per problem, each naming the offending key.
+    """
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as e:
+        lines = [_describe(err, raw) for err in e.errors(include_url=False)]
+        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
+    init = config.init
+    try:
+        initializers.check_init(init.name, init.params, init.bias, init.output, init.output_params)
+    except ValueError as e:
+        raise ConfigError(f"Invalid configuration:\n  {e}") from None
+    if config.model.name == "cnn" and config.data.name in FLAT_DATA:
+        raise ConfigError(
+            f"Invalid configuration:\n  model.name = 'cnn': data={config.data.name} has flat feature vectors, "
+            f"nothing to convolve; use model=mlp, or data=digits / mnist1d / idx"
+        )
+    every, evaluated = config.tracking.log_every, config.trainer.eval_every
+    if every is not None and every % evaluated:
+        raise ConfigError(
+            f"Invalid configuration:\n  tracking.log_every = {every}: must be a multiple of trainer.eval_every "
+            f"({evaluated}), or null (from tracking.max_points)"
+        )
+    return config

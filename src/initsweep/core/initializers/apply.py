@@ -1,0 +1,162 @@
+"""Applying a scheme to a model: which layers, the output layer and biases, LSUV, and the statistics of each
+weight right after initialization (measured next to the std its formula promises)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from initsweep.core.initializers.catalogue import SCHEMES, InitError, LSUVParams, OrthogonalParams, Scheme, Site
+from initsweep.core.initializers.fills import constant_
+from initsweep.core.initializers.validation import check_params
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Statistics of one layer's weight right after initialization."""
+
+    layer: str
+    weight_mean: float
+    weight_std: float
+    weight_std_expected: float
+
+
+class InitSpec(Protocol):
+    """What :func:`initialize` needs of an init config (``config.InitConfig`` is one)."""
+
+    name: str
+    bias: str
+    bias_value: float
+    output: str | None
+
+    @property
+    def params(self) -> dict[str, Any]: ...
+
+    @property
+    def output_params(self) -> dict[str, Any]: ...
+
+
+LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def init_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers an initializer touches, with their stable names: every Linear and Conv."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
+
+
+def output_layer(layers: list[tuple[str, nn.Module]]) -> str | None:
+    """Name of the output layer: the layer called ``out``, else the last one."""
+    names = [n for n, _ in layers]
+    return "out" if "out" in names else (names[-1] if names else None)
+
+
+def _stats(layer: str, w: Tensor, expected: float | None) -> LayerStats:
+    std = w.std().item() if w.numel() > 1 else 0.0
+    return LayerStats(layer, w.mean().item(), std, std if expected is None else float(expected))
+
+
+@torch.no_grad()
+def _fill_bias(module: nn.Module, scheme: Scheme, p: Any, site: Site, bias: str, value: float) -> None:
+    if getattr(module, "bias", None) is None:
+        return
+    if bias == "weight":
+        scheme.fill(module.bias, p, site)  # iid: the weight's distribution (custom: fn(bias, **kwargs))
+    else:
+        constant_(module.bias, value if bias == "constant" else 0.0)
+
+
+def initialize(model: nn.Module, init: InitSpec, activation: str, batch: Tensor | None = None) -> list[LayerStats]:
+    """Initialize every Linear/Conv layer of ``model`` in place and return each weight's statistics.
+
+    The output layer gets ``init.output`` (with ``init.output_params``) when set. Biases follow
+    ``init.bias``: ``zeros``, ``constant`` (= bias_value) or ``weight`` (drawn from the layer's weight
+    distribution). ``lsuv`` needs ``batch`` (training inputs). Raises InitError where the scheme cannot be
+    applied (identity on a non-square weight without fallback, lsuv on a model it cannot rescale).
+    """
+    p = check_params(init.name, init.params)
+    layers = init_layers(model)
+    out_name = output_layer(layers)
+    plan: dict[str, tuple[Scheme, Any]] = {}
+    for layer_name, _ in layers:
+        if layer_name == out_name and init.output is not None:
+            plan[layer_name] = (
+                SCHEMES[init.output],
+                check_params(init.output, init.output_params, "init.output_params"),
+            )
+        elif init.name == "lsuv":
+            plan[layer_name] = (SCHEMES["orthogonal"], OrthogonalParams(gain=1.0))  # LSUV's pre-init
+        else:
+            plan[layer_name] = (SCHEMES[init.name], p)
+
+    expected: dict[str, float | None] = {}
+    for layer_name, module in layers:
+        scheme, sp = plan[layer_name]
+        site = Site(tuple(module.weight.shape), activation)
+        try:
+            scheme.fill(module.weight, sp, site)
+        except InitError as e:
+            raise InitError(f"layer {layer_name}: {e}") from None
+        _fill_bias(module, scheme, sp, site, init.bias, init.bias_value)
+        expected[layer_name] = scheme.expected_std(sp, site)
+
+    if init.name == "lsuv":
+        rescaled = [(n, m) for n, m in layers if not (n == out_name and init.output is not None)]
+        lsuv_(model, rescaled, batch, p)
+        for n, _ in rescaled:
+            expected[n] = None  # data-dependent: the measured value
+    return [_stats(n, m.weight, expected[n]) for n, m in layers]
+
+
+@torch.no_grad()
+def lsuv_(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], batch: Tensor | None, p: LSUVParams
+) -> dict[str, float]:
+    """Layer-sequential unit variance (Mishkin & Matas 2016, "All you need is a good init"): after an
+    orthogonal pre-init, for each layer in forward order, W <- W / sqrt(Var(output)) on a batch of training
+    inputs until |Var(output) - 1| < tol or max_iter rounds. torch has no counterpart.
+
+    Returns each layer's final output variance. Raises InitError for what it cannot handle: no data, a
+    layer the forward pass never reaches or reaches more than once (shared weights), or an output with
+    zero or non-finite variance (nothing to rescale).
+    """
+    if batch is None or len(batch) < 2:
+        raise InitError("init=lsuv needs a batch of training data (2 or more samples)")
+    if len(batch) > p.batch_size:
+        batch = batch[torch.randperm(len(batch))[: p.batch_size].to(batch.device)]
+    captured: dict[str, list[Tensor]] = {n: [] for n, _ in layers}
+    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: captured[n].append(out)) for n, m in layers]
+    was_training = model.training
+    model.eval()
+    variances: dict[str, float] = {}
+    try:
+        for name, module in layers:
+            for rounds in range(p.max_iter + 1):
+                for v in captured.values():
+                    v.clear()
+                model(batch)
+                outs = captured[name]
+                if len(outs) != 1:
+                    raise InitError(
+                        f"init=lsuv cannot handle this model: layer {name} runs {len(outs)} times in one forward "
+                        f"pass (it needs each Linear/Conv layer exactly once, in sequence); use another init"
+                    )
+                var = outs[0].double().var().item()
+                if not math.isfinite(var) or var <= 1e-12:
+                    raise InitError(
+                        f"init=lsuv cannot handle this model: layer {name}'s output has variance {var:.3g} on the "
+                        f"data batch, so no rescaling can make it 1 (dead units or constant input?); use another "
+                        f"init, or check init.bias / init.bias_value"
+                    )
+                variances[name] = var
+                if abs(var - 1.0) < p.tol or rounds == p.max_iter:
+                    break
+                module.weight.mul_(1.0 / math.sqrt(var))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return variances

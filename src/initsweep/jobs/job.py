@@ -1,0 +1,437 @@
+"""One job: validate the config, build data and model, initialize, train, and track it all in MLflow.
+
+:func:`execute` runs a job and returns its :class:`JobOutcome`; :func:`run_job` is the task of a plain
+(non-trial) job and turns that outcome into a return value or an exit code. The job knows nothing of
+Optuna: a study's job side (``initsweep.tuning.trial``) calls :func:`execute` with its per-epoch callback.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from initsweep.core import data as datasets
+from initsweep.core.cadence import logged_epochs
+from initsweep.core.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
+from initsweep.core.initializers import InitError, LayerStats, initialize
+from initsweep.core.models import build_model
+from initsweep.core.overrides import varying  # shared overrides are recognised by value, not by text
+from initsweep.core.trainer import (
+    BestState,
+    EpochMetrics,
+    divergence,
+    evaluate,
+    fit,
+    planned_epochs,
+    resolve_device,
+    summarize,
+    summary_context,
+)
+from initsweep.diagnostics.isometry import isometry_metrics
+from initsweep.diagnostics.signal import Diagnostics, diagnose, fixed_batch
+from initsweep.jobs.devices import job_device
+from initsweep.jobs.resources import check_fits, use_deterministic_kernels
+from initsweep.protocol import (
+    Failure,
+    JobStatus,
+    Parent,
+    Tag,
+    TrackingError,
+    objective_value,
+    resolve_uri,
+    trial_number,
+    worst_value,
+)
+from initsweep.report import console
+from initsweep.report import drawing as figures
+from initsweep.tracking import checkpoint
+from initsweep.tracking import metrics_file as ledger
+from initsweep.writer import client as writer
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What Hydra knows about the job: where it writes, its overrides, and its sweep (if any)."""
+
+    output_dir: Path | None = None
+    overrides: tuple[str, ...] = ()
+    init_choice: str | None = None  # the init group option, e.g. "zeros"
+    sweep_dir: Path | None = None  # set in a multirun
+    job_num: int | None = None
+    choices: dict[str, str] = field(default_factory=dict)
+    parallel_jobs: int = 1  # jobs running at once on this machine (the joblib launcher's n_jobs)
+
+    @staticmethod
+    def from_hydra() -> JobContext:
+        """The running Hydra job's context; an empty one outside Hydra (e.g. in tests)."""
+        if not HydraConfig.initialized():
+            return JobContext()
+        hc = HydraConfig.get()
+        multirun = hc.mode == RunMode.MULTIRUN
+        choices = {k: str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+        n_jobs = int(hc.launcher.get("n_jobs") or 1) if multirun else 1
+        return JobContext(
+            output_dir=Path(hc.runtime.output_dir),
+            overrides=tuple(hc.overrides.task),
+            init_choice=choices.get("init"),
+            sweep_dir=Path(hc.sweep.dir) if multirun else None,
+            job_num=hc.job.num if multirun else None,
+            choices=choices,
+            parallel_jobs=(os.cpu_count() or 1) if n_jobs < 0 else max(1, n_jobs),
+        )
+
+
+def intra_op_threads(configured: int | None, parallel_jobs: int, deterministic: bool = False) -> int:
+    """PyTorch's intra-op threads for a job: the configured number, else 1 when ``deterministic`` (results then
+    do not depend on the launcher or the core count), else the cores (or $OMP_NUM_THREADS) shared out among the
+    jobs that run at once, so two joblib workers on 2 cores get 1 thread each."""
+    if configured:
+        return configured
+    if deterministic:
+        return 1
+    available = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    return max(1, available // parallel_jobs)
+
+
+def group_name(overrides: tuple[str, ...], init_name: str) -> str:
+    """The run's configuration without its seed (``init=zeros``): runs of one group differ only by seed."""
+    shown = [o for o in overrides if not o.lstrip("+~").startswith(("hydra", "seed="))]
+    return " ".join(shown) if shown else f"init={init_name}"
+
+
+def run_name(overrides: tuple[str, ...], init_name: str, seed: int, fixed: tuple[str, ...] = ()) -> str:
+    """A readable run name that says what varies: ``init=zeros seed=0``.
+
+    ``fixed`` are overrides shared by every job of the sweep; they are left out.
+    """
+
+    return f"{group_name(varying(overrides, fixed), init_name)} seed={seed}"
+
+
+def run_diagnostics(
+    model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], cfg: DiagnosticsConfig
+) -> Diagnostics:
+    """:func:`initsweep.diagnostics.signal.diagnose` with the config's settings; adds ``time/diag_s``."""
+    t0 = time.perf_counter()
+    diag = diagnose(model, *batch, cfg.warn_factor, cfg.duplicate_tol, cfg.saturation_tol)
+    diag.metrics.update(isometry_metrics(model, batch[0]))  # diag/jacobian_sv_*, diag/weight_sv_*
+    diag.metrics["time/diag_s"] = time.perf_counter() - t0
+    return diag
+
+
+def diagnose_at_init(
+    model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], cfg: DiagnosticsConfig, background: bool
+) -> Future[Diagnostics]:
+    """:func:`run_diagnostics` of the initialized model: now, or (``background``) in a thread on a copy of the
+    model while training starts. Diagnostics draw no random number, so when they run changes nothing."""
+    if not background:
+        done: Future[Diagnostics] = Future()
+        done.set_result(run_diagnostics(model, batch, cfg))
+        return done
+    pool = ThreadPoolExecutor(1, thread_name_prefix="initsweep-diag")
+    try:
+        return pool.submit(run_diagnostics, copy.deepcopy(model), batch, cfg)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The project's git commit, when it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def init_metrics(stats: list[LayerStats]) -> dict[str, float]:
+    """``init/<layer>/weight_std``, ``.../weight_mean`` and ``.../weight_std_expected`` of every layer."""
+    out: dict[str, float] = {}
+    for s in stats:
+        out[f"init/{s.layer}/weight_std"] = s.weight_std
+        out[f"init/{s.layer}/weight_mean"] = s.weight_mean
+        out[f"init/{s.layer}/weight_std_expected"] = s.weight_std_expected
+    return out
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended. ``value`` is its optimized metric (the worst value unless FINISHED); ``epochs`` the
+    epochs trained; ``stopped_at`` the epoch after which the ``on_epoch`` callback stopped training."""
+
+    value: float | list[float]  # a list when optimized_metric is a list (a multi-objective study)
+    status: JobStatus
+    run_id: str
+    epochs: int = 0
+    reason: str | None = None
+    error: Exception | None = None
+    stopped_at: int | None = None
+
+
+def execute(
+    cfg: DictConfig,
+    ctx: JobContext | None = None,
+    on_epoch: Callable[[EpochMetrics], bool] | None = None,
+    extra_tags: dict[str, Any] | None = None,
+) -> JobOutcome:
+    """Train and track one job and return its outcome; its value is the ``optimized_metric``.
+
+    ``on_epoch`` (optional) sees every logged epoch's metrics (``tracking.log_every`` / ``max_points``: every
+    epoch of an ordinary run), before any stopping decision, and may return True to stop training early (a
+    study's pruning); ``extra_tags`` go on the run (e.g. the trial number). An invalid config raises
+    ConfigError, an unusable store TrackingError, both before any run exists. A
+    diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst value for the
+    metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt. A store that
+    refuses the run's metrics ends it FAILED (``failure=tracking``, error TrackingError); every metric is
+    also appended at once to ``metrics.jsonl`` in the job's output dir (:mod:`initsweep.tracking.metrics_file`).
+    """
+    ctx = ctx or JobContext.from_hydra()
+    raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    config = validate(raw)
+    parent = Parent.read(ctx.sweep_dir)  # the multirun's parent run, if any
+    uri = parent.tracking_uri if parent else resolve_uri(config.tracking.uri)
+    writer.warm(uri)  # an existing store opens in the tracking writer while this process builds the job
+
+    # Build everything that can fail because of the config before a run is created.
+    threads = intra_op_threads(config.trainer.threads, ctx.parallel_jobs, config.trainer.deterministic)
+    torch.set_num_threads(threads)
+    raw["trainer"]["threads"] = threads  # logged (param and config.yaml) as the effective count, never null
+    use_deterministic_kernels(config.trainer.deterministic)
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.trainer.device)
+    if device.type == "cuda":  # several GPUs: one per parallel worker (docs/scale-out.md)
+        device = torch.device(job_device("cuda", ctx.job_num, ctx.parallel_jobs, torch.cuda.device_count()))
+    data = datasets.load(config.data).to(device)
+    check_fits(config.model, config.trainer, data.input_shape, data.num_classes, device)  # before allocating
+    model = build_model(config.model, data.input_shape, data.num_classes).to(device)
+    try:
+        stats = initialize(model, config.init, config.model.activation, batch=data.x_train)
+    except InitError as e:
+        raise ConfigError(f"Invalid configuration:\n  {e}") from None
+
+    # The config is valid: open the store (in the tracking writer, while the diagnostics run here); a single
+    # run first closes what dead processes left RUNNING in it.
+    store = writer.open_store(uri, config.experiment_name, parent.experiment_id if parent else None, not parent)
+
+    init_label = ctx.init_choice or config.init.name
+    name = run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ())
+    # Work moved off the critical path goes to a second thread when a CPU core is spare: the init diagnostics
+    # run while training starts, and each epoch is measured while the next one trains, unless something may
+    # stop training early (a trial's pruning would pay the epoch trained ahead).
+    spare_core = device.type == "cpu" and torch.get_num_threads() * ctx.parallel_jobs < (os.cpu_count() or 1)
+    overlap = spare_core and on_epoch is None
+    diag_batch = diag = None
+    if config.diagnostics.enabled:
+        diag_batch = fixed_batch(data.x_train, data.y_train, config.diagnostics.batch_size)
+        diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=spare_core)
+
+    tags: dict[str, Any] = {
+        Tag.INIT: init_label,
+        Tag.OVERRIDES: " ".join(ctx.overrides),
+        Tag.GROUP: group_name(ctx.overrides, init_label),
+        Tag.SOURCE_NAME: "train.py",
+    }
+    if parent:
+        tags[Tag.SWEEP_ID] = parent.sweep_id
+    if ctx.job_num is not None:
+        tags[Tag.JOB_NUM] = ctx.job_num
+    if commit := git_commit():
+        tags[Tag.GIT_COMMIT] = commit
+    local = ctx.output_dir / ledger.FILE_NAME if ctx.output_dir is not None else None
+    if local is not None:  # named by the run from its creation: recovery finds the file of a run killed at once
+        tags[Tag.METRICS_FILE] = str(local.resolve())
+    tags.update(extra_tags or {})
+    logger = store.start_run(name, tags, parent.run_id if parent else None)  # waits for the store: TrackingError
+    logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
+    if local is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.tracking.metrics_file)
+        logger.keep_local(local)
+    worst = worst_value(config.optimized_metric)
+    t = config.tracking
+    try:
+        try:
+            store.start_monitor(logger.run_id, t.system_metrics_interval_s, t.system_metrics)
+            try:
+                trained = _train_and_log(
+                    config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch
+                )
+            finally:
+                store.stop_monitor(logger.run_id)
+        except KeyboardInterrupt:
+            try:
+                logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
+                logger.end("KILLED")
+            except Exception as e:  # noqa: BLE001 - the store failed too
+                _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
+            raise
+        except TrackingError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a crashed job is recorded, not lost
+            reason = f"{type(e).__name__}: {e}"
+            logger.set_tags({Tag.FAILURE: Failure.EXCEPTION.value, Tag.FAILURE_REASON: reason[:5000]})
+            logger.log_text(traceback.format_exc(), "traceback.txt")
+            logger.end("FAILED")
+            return JobOutcome(worst, JobStatus.FAILED, logger.run_id, reason=reason, error=e)
+        if trained.diverged:
+            epoch, reason = trained.diverged
+            tags = {Tag.FAILURE: Failure.DIVERGED.value, Tag.FAILURE_EPOCH: epoch, Tag.FAILURE_REASON: reason}
+            logger.set_tags(tags)
+            logger.end("FAILED")
+            print(f"initsweep: run {logger.run_id} diverged at epoch {epoch} ({reason})", file=sys.stderr)
+            return JobOutcome(worst, JobStatus.DIVERGED, logger.run_id, trained.epochs, reason)
+        logger.end("FINISHED")
+    except TrackingError as e:  # the store refused the run's metrics: FAILED, never FINISHED
+        return _tracking_failed(logger, e, worst)
+    except Exception as e:  # noqa: BLE001 - the store failed while recording another failure
+        return _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
+    stopped_at = trained.stopped_at
+    return JobOutcome(trained.value, JobStatus.FINISHED, logger.run_id, trained.epochs, stopped_at=stopped_at)
+
+
+def _tracking_failed(logger: Any, error: TrackingError, worst: float) -> JobOutcome:
+    """Close the run FAILED, ``failure=tracking`` (as far as the store allows), and say where the metrics are."""
+    logger.fail_tracking(str(error))
+    kept = f"; its metrics are in {logger.local.path}" if logger.local is not None and not logger.broken else ""
+    print(f"initsweep: run {logger.run_id} FAILED: {error}{kept}", file=sys.stderr)
+    return JobOutcome(worst, JobStatus.FAILED, logger.run_id, reason=str(error), error=error)
+
+
+@dataclass(frozen=True)
+class _Trained:
+    value: float | list[float]  # the optimized metric(s)
+    epochs: int
+    diverged: tuple[int, str] | None = None  # (epoch, reason)
+    stopped_at: int | None = None
+
+
+def _train_and_log(
+    config: Config,
+    raw: dict[str, Any],
+    ctx: JobContext,
+    data: datasets.Dataset,
+    model: torch.nn.Module,
+    stats: list[LayerStats],
+    logger: Any,  # a tracking.RunLogger, or a writer.RemoteRunLogger
+    on_epoch: Callable[[EpochMetrics], bool] | None,
+    overlap: bool = False,
+    diag_at_init: Future[Diagnostics] | None = None,
+    diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> _Trained:
+    """Train with logging. Every evaluated epoch enters the history (the summary) and the divergence check;
+    the logged ones (:func:`initsweep.core.cadence.logged_epochs`, and a diverged one) go to MLflow and to
+    ``on_epoch``. Step 0 (the init's weights and diagnostics, the val set) is logged once the diagnostics
+    are done, at the first epoch at the latest; ``overlap`` measures each epoch in a second thread."""
+    if config.tracking.log_plots:
+        figures.prepare(logger)
+    logger.log_params(flatten(raw))
+    logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
+    logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
+    val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
+    snapshots: list[tuple[int, Diagnostics]] = []
+    step_0_logged = False
+
+    def log_step_0() -> None:  # once
+        nonlocal step_0_logged
+        if step_0_logged:
+            return
+        step_0_logged = True
+        diag = diag_at_init.result() if diag_at_init is not None else None
+        diag_metrics = diag.metrics if diag is not None else {}
+        logger.log_layers({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, 0)
+        if diag is not None:
+            snapshots.append((0, diag))
+            if diag.warning:
+                print(f"initsweep: warning: {logger.run_name}: {diag.warning}", file=sys.stderr)
+                logger.set_tags({Tag.DIAG_WARNING: diag.warning})
+
+    if diag_at_init is None or diag_at_init.done():
+        log_step_0()
+
+    every = config.diagnostics.every
+    tc = config.tracking
+    epochs = planned_epochs(config.trainer, len(data.x_train))
+    logged = logged_epochs(epochs, config.trainer.eval_every, tc.log_every, tc.max_points)
+    history: list[EpochMetrics] = []  # every evaluated epoch: the summary is exact whatever is logged
+    diverged = stopped_at = None
+    stop = False
+    best = BestState()  # the weights at the best val acc, for test/acc_at_best_val
+    for epoch in fit(model, data, config.trainer, config.seed, best, overlap):
+        log_step_0()  # the diagnostics at init ran while the first epoch trained
+        history.append(epoch)
+        reason = divergence(epoch, val_loss, config.trainer.divergence_factor)
+        if epoch.epoch in logged or reason:  # the tracking cadence; a diverged epoch is always logged
+            logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
+            stop = on_epoch is not None and on_epoch(epoch)
+        if diag_batch is not None and every and epoch.epoch % every == 0:
+            snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
+            logger.log_layers(snapshots[-1][1].metrics, step=epoch.epoch)
+        if reason:
+            diverged = (epoch.epoch, reason)
+            break
+        if stop:
+            stopped_at = epoch.epoch
+            break
+    log_step_0()  # when no epoch was trained
+    if config.tracking.log_plots:  # first: the writer draws them while the test set is measured
+        out_dir = ctx.output_dir or Path(tempfile.mkdtemp(prefix="initsweep-"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        in_process_sweep = ctx.sweep_dir is not None and ctx.parallel_jobs == 1  # the next job can start now
+        figures.log_figures(logger, history, (val_loss, val_acc), snapshots, out_dir, background=in_process_sweep)
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    summary = summarize(history, test_loss, test_acc, **summary_context(model, data, best, config.metrics))
+    logger.log_metrics(summary, step=0)  # step 0: the UI shows one-value metrics as bars, not one-point lines
+    if diverged is None and checkpoint.wanted(config.tracking.checkpoint, in_study=trial_number() is not None):
+        checkpoint.save(logger, model, best.state, best.epoch, data.input_shape, data.num_classes)
+    return _Trained(objective_value(summary, config.optimized_metric), len(history), diverged, stopped_at)
+
+
+def run_job(cfg: DictConfig) -> float | list[float]:
+    """The task of a plain (non-trial) job: execute it and turn its outcome into a return value or an exit.
+
+    Bad config or store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed
+    single run re-raises; in a multirun the crash is recorded and the sweep goes on (the sweep exits 1 at
+    its end). A diverged job is a result: it returns the worst value.
+    """
+    ctx = JobContext.from_hydra()
+    try:
+        outcome = execute(cfg, ctx)
+    except (ConfigError, TrackingError) as e:
+        print(f"initsweep: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("initsweep: interrupted; the run was marked KILLED", file=sys.stderr)
+        raise SystemExit(130) from None
+    if isinstance(outcome.error, TrackingError):  # already reported; the sweep exits 1 at its end
+        if ctx.sweep_dir is None:
+            raise SystemExit(1)
+        return outcome.value
+    if outcome.error is not None:
+        if ctx.sweep_dir is None:
+            raise outcome.error
+        print(
+            f"initsweep: job {ctx.job_num} failed ({outcome.reason}); traceback in run {outcome.run_id}",
+            file=sys.stderr,
+        )
+    return outcome.value

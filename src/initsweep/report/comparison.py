@@ -1,0 +1,421 @@
+"""Comparison tables and reports built from MLflow runs.
+
+:func:`summary_table` lists a sweep's runs; :func:`write_report` groups runs by configuration minus the
+seed and writes a Markdown report with PNGs (mean ± 95% CI over seeds, learning curves, init-time signal
+propagation). ``scripts/report.py`` is its command line; every multirun writes one at its end.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from initsweep.protocol import Failure, Tag
+from initsweep.tracking import client as tracking
+
+# (column title, metric key, format)
+SUMMARY_COLUMNS = (
+    ("best val acc", "val/acc_best", "{:.3f}"),
+    ("test acc", "test/acc", "{:.3f}"),
+    ("epochs to 90% of best", "val/epochs_to_90pct", "{:.0f}"),
+    ("final train loss", "train/loss_final", "{:.4g}"),
+    ("best val loss", "val/loss_best", "{:.4g}"),
+    ("test loss", "test/loss", "{:.4g}"),
+    ("test acc at best val", "test/acc_at_best_val", "{:.3f}"),
+    ("epochs to learn", "val/epochs_to_learn", "{:.0f}"),
+)
+
+
+def cell(key: str, value: float, fmt: str) -> str:
+    """One value: NaN of an ``epochs_to`` metric is "never" (the run never got there), else "-"."""
+    if value != value:  # NaN
+        return "never" if "epochs_to" in key else "-"
+    return fmt.format(value)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _job_order(run: Any) -> tuple[int, int]:
+    num = run.data.tags.get(Tag.JOB_NUM)
+    return (int(num) if num is not None else 1 << 30, run.info.start_time or 0)
+
+
+def _state(run: Any) -> str:
+    """A trial's Optuna state (COMPLETE / PRUNED / FAIL) when it has one, else the run status (+ failure, and
+    "collapsed" when the final val acc fell far below the best)."""
+    tags = run.data.tags
+    if state := tags.get(Tag.TRIAL_STATE):
+        return state
+    failure = tags.get(Tag.FAILURE)
+    if run.data.metrics.get("val/collapsed") == 1.0:  # a late collapse
+        failure = ", ".join(filter(None, [failure, "collapsed"]))
+    return f"{run.info.status} ({failure})" if failure else run.info.status
+
+
+def _optimized(param: str | None) -> list[str]:
+    """The metric names of an ``optimized_metric`` param: ``val/acc_best`` or (a list) ``['a', 'b']``."""
+    if not param:
+        return []
+    return [m.strip(" '\"") for m in param.strip("[]").split(",")] if param.startswith("[") else [param]
+
+
+def summary_table(runs: Sequence[Any]) -> str:
+    """One row per run (in job order): its name, the summary metrics, and its state. The runs' optimized
+    metric (param ``optimized_metric``) gets a column of its own when it is not among the summary columns."""
+    columns = list(SUMMARY_COLUMNS)
+    optimized = {m for r in runs for m in _optimized(r.data.params.get("optimized_metric"))}
+    for key in sorted(optimized - {k for _, k, _ in columns}):
+        columns.insert(0, (f"{key} (optimized)", key, "{:.4g}"))
+    rows = []
+    for run in sorted(runs, key=_job_order):
+        metrics = run.data.metrics
+        cells = [round_numbers(run.info.run_name or run.info.run_id)]
+        cells += [cell(key, metrics[key], fmt) if key in metrics else "-" for _, key, fmt in columns]
+        cells.append(_state(run))
+        rows.append(cells)
+    return markdown_table(["run", *(title for title, _, _ in columns), "status"], rows)
+
+
+_LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{4,}(?:e[-+]?\d+)?")
+
+
+def round_numbers(text: str) -> str:
+    """Floats with many digits shown with 3 significant digits: ``init.std=0.08096384`` -> ``init.std=0.081``."""
+    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.3g}", text)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Comparison over seeds: runs grouped by configuration minus the seed
+
+GROUP_TAG = Tag.GROUP
+# (column title, metric key, format) of the comparison table: mean ± 95% CI over seeds.
+COMPARISON_COLUMNS = (
+    ("best val acc", "val/acc_best", "{:.3f}"),
+    ("test acc", "test/acc", "{:.3f}"),
+    ("epochs to 90% of best val acc", "val/epochs_to_90pct", "{:.1f}"),
+    ("final train loss", "train/loss_final", "{:.4g}"),
+    ("best val loss", "val/loss_best", "{:.4g}"),
+    ("test loss", "test/loss", "{:.4g}"),
+    ("test acc at best val", "test/acc_at_best_val", "{:.3f}"),
+    ("epochs to learn", "val/epochs_to_learn", "{:.1f}"),
+    ("collapsed runs", "val/collapsed", "{:.2f}"),
+)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Mean of n values and the half-width of its confidence interval (NaN when n < 2)."""
+
+    mean: float
+    half_width: float
+    n: int
+    never: int = 0  # runs without a value (NaN: e.g. never reached the learning target), left out of the mean
+
+    def format(self, fmt: str) -> str:
+        """``mean ± half_width`` in ``fmt``; the mean alone when n = 1; ``-`` when n = 0; with
+        `` (never: k)`` when k runs had no value, "never" alone when none had one."""
+        if self.n == 0:
+            return f"never ({self.never})" if self.never else "-"
+        if self.n == 1 or not math.isfinite(self.half_width):
+            text = fmt.format(self.mean)
+        else:
+            text = f"{fmt.format(self.mean)} ± {fmt.format(self.half_width)}"
+        return f"{text} (never: {self.never})" if self.never else text
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
+    """Mean and Student-t confidence interval: mean ± t_{(1+c)/2, n-1} * s / sqrt(n), s with ddof=1."""
+    n = len(values)
+    if n == 0:
+        return Estimate(math.nan, math.nan, 0)
+    mean = sum(values) / n
+    if n == 1:
+        return Estimate(mean, math.nan, 1)
+    s = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return Estimate(mean, t_quantile(confidence, n - 1) * s / math.sqrt(n), n)
+
+
+def _t_central(x: float, df: int) -> float:
+    """P(|T| <= x) for Student's t with an integer ``df`` (Abramowitz & Stegun 26.7.3-4): with
+    theta = atan(x / sqrt(df)), c = cos(theta), s = sin(theta): df even: s * sum_k a_k c^(2k), a_0 = 1,
+    a_k = a_(k-1) (2k-1) / (2k), k < df/2; df odd: (2/pi) (theta + s * sum_k b_k c^(2k+1)), b_0 = 1,
+    b_k = b_(k-1) 2k / (2k+1), k < (df-1)/2."""
+    theta = math.atan(x / math.sqrt(df))
+    c, s = math.cos(theta), math.sin(theta)
+    if df % 2 == 0:
+        term = total = 1.0
+        for k in range(1, df // 2):
+            term *= (2 * k - 1) / (2 * k) * c * c
+            total += term
+        return s * total
+    if df == 1:
+        return 2 * theta / math.pi
+    term = total = c
+    for k in range(1, (df - 1) // 2):
+        term *= 2 * k / (2 * k + 1) * c * c
+        total += term
+    return 2 / math.pi * (theta + s * total)
+
+
+def t_quantile(confidence: float, df: int) -> float:
+    """The two-sided Student-t quantile t_((1+confidence)/2, df) (bisection on :func:`_t_central`; scipy's
+    ``t.ppf`` to 1e-9, without the seconds that importing scipy.stats costs the end of every sweep)."""
+    low, high = 0.0, 1.0
+    while _t_central(high, df) < confidence:
+        high *= 2
+    for _ in range(200):
+        mid = (low + high) / 2
+        if _t_central(mid, df) < confidence:
+            low = mid
+        else:
+            high = mid
+        if high - low < 1e-12 * high:
+            break
+    return (low + high) / 2
+
+
+def _estimate(values: Sequence[float]) -> Estimate:
+    """mean_ci of the values that are not NaN; the NaN ones ("never") are counted."""
+    kept = [v for v in values if v == v]
+    return replace(mean_ci(kept), never=len(values) - len(kept))
+
+
+def group_of(run: Any) -> str:
+    """A run's configuration without its seed: the ``initsweep.group`` tag, else its name minus seed=N."""
+    tag = run.data.tags.get(GROUP_TAG)
+    name = tag or re.sub(r"\s*\bseed=\S+", "", run.info.run_name or run.info.run_id).strip() or run.info.run_id
+    # Hydra plumbing (++hydra.job.env_set.INITSWEEP_TRIAL=0) is no part of a configuration.
+    return " ".join(t for t in name.split() if not t.lstrip("+~").startswith("hydra.")) or name
+
+
+def short_labels(groups: Sequence[str]) -> dict[str, str]:
+    """Labels that drop the overrides every group shares (``experiment=x init=zeros`` -> ``init=zeros``)."""
+    tokens = [g.split() for g in groups]
+    common = set.intersection(*(set(t) for t in tokens)) if len(tokens) > 1 else set()
+    return {g: round_numbers(" ".join(x for x in t if x not in common) or g) for g, t in zip(groups, tokens)}
+
+
+@dataclass
+class GroupStats:
+    """One configuration: its runs (all seeds), and the mean ± CI of each metric over its finished runs."""
+
+    group: str
+    label: str
+    runs: list[Any]
+    finished: list[Any]
+    estimates: dict[str, Estimate]
+
+    @property
+    def seeds(self) -> list[str]:
+        return sorted({r.data.params.get("seed", "?") for r in self.finished}, key=lambda s: (len(s), s))
+
+    @property
+    def warnings(self) -> list[str]:
+        """The distinct ``diag/warning`` tags of the group's runs."""
+        return sorted({w for r in self.runs if (w := r.data.tags.get(Tag.DIAG_WARNING))})
+
+
+def group_runs(runs: Sequence[Any]) -> dict[str, list[Any]]:
+    """Runs by configuration (seed left out), groups in the job order of their first run."""
+    groups: dict[str, list[Any]] = {}
+    for run in sorted(runs, key=_job_order):
+        groups.setdefault(group_of(run), []).append(run)
+    return groups
+
+
+def comparison(
+    runs: Sequence[Any], keys: Sequence[str] = tuple(k for _, k, _ in COMPARISON_COLUMNS)
+) -> list[GroupStats]:
+    """Per configuration, mean ± 95% CI over seeds of each metric in ``keys``, over the runs that are
+    results: FINISHED, or diverged (a diverged run is an outcome of the experiment; crashed or killed
+    runs are left out)."""
+    groups = group_runs(runs)
+    labels = short_labels(list(groups))
+    out = []
+    for group, members in groups.items():
+        finished = [
+            r for r in members if r.info.status == "FINISHED" or r.data.tags.get(Tag.FAILURE) == Failure.DIVERGED.value
+        ]
+        # One value per seed (its latest run): reruns of a seed are not independent samples.
+        latest = list({r.data.params.get("seed", r.info.run_id): r for r in finished}.values())
+        estimates = {k: _estimate([r.data.metrics[k] for r in latest if k in r.data.metrics]) for k in keys}
+        out.append(GroupStats(group, labels[group], members, finished, estimates))
+    return out
+
+
+def comparison_table(stats: Sequence[GroupStats]) -> str:
+    """Markdown: one row per configuration, mean ± 95% CI over seeds of the comparison metrics."""
+    rows = []
+    for g in stats:
+        seeds = len(g.seeds)
+        n = f"{seeds}" + (f" ({len(g.finished)} runs: reruns of a seed)" if len(g.finished) > seeds else "")
+        if len(g.runs) > len(g.finished):
+            n += f" (+{len(g.runs) - len(g.finished)} crashed or killed)"
+        rows.append([g.label, n, *(g.estimates[k].format(fmt) for _, k, fmt in COMPARISON_COLUMNS)])
+    return markdown_table(["configuration", "seeds", *(t for t, _, _ in COMPARISON_COLUMNS)], rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Init-time signal profile and learning curves, read back from MLflow
+
+_LAYER_KEY = re.compile(r"^diag/(?P<layer>[^/]+)/(?P<stat>act_std|grad_out_std)$")
+
+
+def _layer_order(name: str) -> tuple[float, str]:
+    """fc1, fc2, ..., fc10, then layers without a number (out) last."""
+    m = re.search(r"(\d+)$", name)
+    return (int(m.group(1)) if m else math.inf, name)
+
+
+def init_profile(client: Any, run: Any, stat: str = "act_std") -> dict[str, float]:
+    """``diag/<layer>/<stat>`` of a run at step 0 (initialization), by layer in network order."""
+
+    table = tracking.layer_table(client, run.info.run_id, 0)
+    if table is not None:  # the per-layer table artifact (layers/step_0000.json)
+        column = table["columns"].get(f"diag/{stat}", [])
+        found = {layer: v for layer, v in zip(table["layers"], column) if v is not None}
+        return {layer: found[layer] for layer in sorted(found, key=_layer_order)}
+    keys = {m["layer"]: k for k in run.data.metrics if (m := _LAYER_KEY.match(k)) and m["stat"] == stat}
+    repeated = run.data.params.get("diagnostics.every", "0") not in ("0", "None")
+    values = {}
+    for layer, key in keys.items():
+        if repeated:  # the latest value is from a later epoch: read step 0 from the history
+            step0 = [v for s, v in tracking.metric_history(client, run.info.run_id, key) if s == 0]
+            if not step0:
+                continue
+            values[layer] = step0[0]
+        else:
+            values[layer] = run.data.metrics[key]
+    return {layer: values[layer] for layer in sorted(values, key=_layer_order)}
+
+
+def _bands_over(series: Sequence[dict[Any, float]], order: Sequence[Any]) -> tuple[list, list, list, list]:
+    """Mean and 95% CI band at each x of ``order`` over the series that have a value there."""
+    xs, mean, lo, hi = [], [], [], []
+    for x in order:
+        est = mean_ci([s[x] for s in series if x in s and math.isfinite(s[x])])
+        if est.n == 0:
+            continue
+        half = est.half_width if math.isfinite(est.half_width) else 0.0
+        xs.append(x)
+        mean.append(est.mean)
+        lo.append(est.mean - half)
+        hi.append(est.mean + half)
+    return xs, mean, lo, hi
+
+
+def curve_bands(client: Any, stats: Sequence[GroupStats], key: str) -> dict[str, tuple]:
+    """Per configuration: (epochs, mean, lower, upper) of ``key`` over its finished runs' histories."""
+    out = {}
+    for g in stats:
+        series = [dict(tracking.metric_history(client, r.info.run_id, key)) for r in g.finished]
+        steps = sorted({s for h in series for s in h})
+        if steps:
+            out[g.label] = _bands_over(series, steps)
+    return out
+
+
+def profile_bands(client: Any, stats: Sequence[GroupStats], stat: str) -> dict[str, tuple]:
+    """Per configuration: (layers, mean, lower, upper) of the init-time ``diag/<layer>/<stat>``."""
+    out = {}
+    for g in stats:
+        series = [init_profile(client, r, stat) for r in g.finished]
+        layers = sorted({layer for p in series for layer in p}, key=_layer_order)
+        if layers:
+            out[g.label] = _bands_over(series, layers)
+    return out
+
+
+def init_table(client: Any, stats: Sequence[GroupStats]) -> str:
+    """Markdown: per configuration, the mean initial loss and init-time activation std of each layer."""
+    rows = []
+    ln_c = None
+    for g in stats:
+        loss = mean_ci(
+            [r.data.metrics["diag/initial_loss"] for r in g.finished if "diag/initial_loss" in r.data.metrics]
+        )
+        ln_c = ln_c or next((r.data.metrics.get("diag/ln_num_classes") for r in g.finished), None)
+        profiles = [init_profile(client, r) for r in g.finished]
+        layers = sorted({layer for p in profiles for layer in p}, key=_layer_order)
+        stds = [mean_ci([p[layer] for p in profiles if layer in p]).mean for layer in layers]
+        profile = " → ".join(f"{layer} {s:.3g}" for layer, s in zip(layers, stds)) or "-"
+        rows.append([g.label, loss.format("{:.3g}"), profile, "; ".join(g.warnings) or "-"])
+    loss_title = f"initial loss (ln C = {ln_c:.3f})" if ln_c else "initial loss"
+    return markdown_table(["configuration", loss_title, "activation std per layer", "warning"], rows)
+
+
+def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, source: str = "") -> list[Path]:
+    """Write ``report.md`` and its PNGs into ``out_dir``; return the written paths (report.md first).
+
+    The report compares configurations (runs grouped by configuration minus the seed): mean ± 95% CI over
+    seeds of the summary metrics, learning curves (mean and 95% CI band), and the activation and gradient
+    std per layer at initialization.
+    """
+    from initsweep.report.plots import Panel, band_panels  # lazy: matplotlib only when drawing
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stats = comparison(runs)
+    paths: list[Path] = []
+    lines = [f"# {title}", ""]
+    if source:
+        lines += [source, ""]
+    lines += [
+        f"{len(runs)} runs in {len(stats)} configurations. Each cell: mean ± 95% confidence interval over "
+        "seeds (Student t, n - 1 degrees of freedom); a single seed shows the value alone.",
+        "",
+        comparison_table(stats),
+        "",
+    ]
+    curves = {k: curve_bands(client, stats, k) for k in ("val/acc", "train/loss")}
+    if any(curves.values()):
+        path = band_panels(
+            [Panel("val accuracy", curves["val/acc"], ylim=(0, 1)), Panel("train loss", curves["train/loss"], "log")],
+            out_dir / "learning_curves.png",
+        )
+        paths.append(path)
+        lines += [
+            "## Learning curves",
+            "",
+            "Mean over seeds; shaded: 95% confidence interval.",
+            "",
+            f"![learning curves]({path.name})",
+            "",
+        ]
+    act, grad = profile_bands(client, stats, "act_std"), profile_bands(client, stats, "grad_out_std")
+    if any(act.values()):
+        path = band_panels(
+            [Panel("activation std at init", act, "log"), Panel("grad std at init (dLoss/d output)", grad, "log")],
+            out_dir / "init_signal.png",
+            xlabel="layer",
+        )
+        paths.append(path)
+        lines += [
+            "## Signal propagation at initialization",
+            "",
+            "Measured on one fixed batch of training data before the first step (`diag/<layer>/...`). "
+            "On the log axes, an x at the bottom edge marks a std of 0.",
+            "",
+            init_table(client, stats),
+            "",
+            f"![signal at initialization]({path.name})",
+            "",
+        ]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return [report, *paths]
+
+
+def sweep_heading(run_name: str, run_id: str, experiment: str, sweep_dir: str | Path | None) -> tuple[str, str]:
+    """(title, source line) of a sweep's report."""
+    where = f", sweep dir `{sweep_dir}`" if sweep_dir else ""
+    return f"Report: {run_name}", f"MLflow experiment `{experiment}`, parent run `{run_id}`{where}."

@@ -1,0 +1,106 @@
+"""What a user sees in the terminal: one line per finished job, sweep progress with ETA, MLflow UI links.
+
+Lines go through the ``initsweep`` logger, so Hydra's job logging sends them both to the console and to
+the job's ``train.log``. Third-party first-run messages (MLflow's table creation, matplotlib's font
+cache) are silenced by :func:`quiet_libraries`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from initsweep.protocol import PROGRESS_FILE
+from initsweep.tracking.ui_view import VIEW_ID
+
+log = logging.getLogger("initsweep")
+UI_BASE = os.environ.get("INITSWEEP_UI_URL", "http://127.0.0.1:5000")
+_MODEL_TRAINING = "workflowType=machine_learning"  # MLflow's UI mode for model training runs
+_QUIET = {
+    "mlflow.store.db.utils": logging.WARNING,  # "Creating initial MLflow database tables..."
+    "alembic": logging.WARNING,
+    "alembic.runtime.migration": logging.WARNING,
+    "matplotlib": logging.ERROR,  # "Matplotlib is building the font cache"
+    "matplotlib.font_manager": logging.ERROR,
+}
+
+
+def quiet_libraries() -> None:
+    """Lower the first-run chatter of MLflow (database creation) and matplotlib (font cache)."""
+    for name, level in _QUIET.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    """The run's page in ``mlflow ui`` (``make ui``; base URL from $INITSWEEP_UI_URL). MLflow 3.17's UI opens
+    a fresh browser in GenAI mode whatever the experiment's tag says; ``workflowType`` selects Model training."""
+    return f"{UI_BASE}/#/experiments/{experiment_id}/runs/{run_id}?{_MODEL_TRAINING}"
+
+
+def runs_url(experiment_id: str, charts: bool = False) -> str:
+    """The experiment's runs page in Model training mode, opened on initsweep's saved view (learning curves
+    first, summary metrics as columns; see :mod:`initsweep.tracking.ui_view`): the table, or the chart view."""
+    mode = "&compareRunsMode=CHART" if charts else ""
+    return f"{UI_BASE}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_ID}&{_MODEL_TRAINING}{mode}"
+
+
+def _fmt(metrics: Mapping[str, float], key: str, spec: str) -> str:
+    value = metrics.get(key)
+    return "-" if value is None else format(value, spec)
+
+
+def job_line(name: str, status: str, metrics: Mapping[str, float], run_id: str, experiment_id: str) -> str:
+    """``init=normal seed=0: best val acc 0.974, test acc 0.981, best val loss 0.0912 | run ID | URL``."""
+    state = "" if status == "FINISHED" else f" [{status}]"
+    return (
+        f"{name}{state}: best val acc {_fmt(metrics, 'val/acc_best', '.3f')}"
+        f", test acc {_fmt(metrics, 'test/acc', '.3f')}"
+        f", best val loss {_fmt(metrics, 'val/loss_best', '.4g')} | run {run_id} | {run_url(experiment_id, run_id)}"
+    )
+
+
+def start_progress(sweep_dir: str | Path, total: int | None) -> None:
+    """Record a sweep's start time and job count (None: unknown) for :func:`progress_prefix`."""
+    path = Path(sweep_dir) / PROGRESS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"start": time.time(), "total": total}) + "\n")
+
+
+def progress_prefix(sweep_dir: str | Path | None) -> str:
+    """Count one more finished job and return ``[done/total, ETA m:ss] `` ('' outside a sweep).
+
+    ETA = elapsed / done x (total - done), the mean time per finished job so far. Jobs in parallel
+    workers append to the same file (one short line per append), so the count holds across processes.
+    """
+    if sweep_dir is None:
+        return ""
+    path = Path(sweep_dir) / PROGRESS_FILE
+    if not path.exists():
+        return ""
+    with path.open("a") as f:
+        f.write("{}\n")
+    lines = path.read_text().splitlines()
+    head: dict[str, Any] = json.loads(lines[0])
+    done, total = len(lines) - 1, head.get("total")
+    elapsed = time.time() - head["start"]
+    if not total:
+        return f"[{done} done, {elapsed:.0f} s] "
+    left = max(0, total - done)
+    eta = elapsed / done * left if done else math.nan
+    return f"[{done}/{total}, ETA {int(eta // 60)}:{int(eta % 60):02d}] "
+
+
+def job_reporter(name: str, sweep_dir: str | Path | None):
+    """A :class:`initsweep.tracking.client.RunLogger` ``on_end`` hook that logs the job's closing line."""
+
+    def report(logger: Any, status: str) -> None:
+        line = job_line(name, status, logger.latest, logger.run_id, logger.experiment_id or "0")
+        log.info(progress_prefix(sweep_dir) + line)
+
+    return report

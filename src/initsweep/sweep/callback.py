@@ -1,0 +1,282 @@
+"""The multirun's life cycle: a Hydra callback that owns the sweep's MLflow parent run.
+
+``on_multirun_start`` (main process, before any job) validates every job's config, creates the store once,
+and opens the parent run; jobs find it through a small JSON file in the sweep dir, which works for the
+basic launcher (same process) and for joblib or submitit workers alike. ``on_multirun_end`` prints the
+summary table and writes the comparison report (src/initsweep/report/comparison.py), logs both to the parent run and
+closes it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from initsweep.protocol import (
+    BASIC_LAUNCHER,
+    BASIC_SWEEPERS,
+    JOBLIB_LAUNCHER,
+    LOST_FILE,
+    OPTUNA_SWEEPER,
+    STATE_FILES,
+    Failure,
+    Parent,
+    SweepVerdict,
+    Tag,
+    job_config_dict,
+)
+from initsweep.report import console
+from initsweep.tracking import locks
+from initsweep.tracking.locks import SweepDirInUse
+
+# Hydra imports this module on every start (conf/config.yaml names the callback): the modules that import
+# torch, MLflow or optuna (validation, tracking, tuning, report) are imported inside the callback's methods.
+
+
+def job_configs(config: DictConfig) -> list[dict[str, Any]]:
+    """Every job config a multirun will run, for validation before the parent run exists: each job of the
+    basic sweeper; the base config and the search space's corners for the Optuna sweeper (whose checked
+    plan this makes, see ``initsweep.tuning.plan.plan_for``); the base config for any other sweeper."""
+    target = config.hydra.sweeper.get("_target_")
+    if target == OPTUNA_SWEEPER:
+        from initsweep.tuning.plan import plan_for  # optuna: only for studies
+
+        plan = plan_for(config)
+        return [plan.base, *plan.checked_configs]
+    if target not in BASIC_SWEEPERS or not GlobalHydra.instance().is_initialized():
+        return [job_config_dict(config)]
+    from initsweep._compat.hydra import BasicSweeper  # its split_arguments has no public twin
+    from initsweep.sweep.composition import compose_jobs
+
+    loader = GlobalHydra.instance().config_loader()
+    # The loader expands glob(...) sweeps (e.g. init=glob(*,exclude=custom)) into the group's options.
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(params + list(config.hydra.overrides.task))
+    jobs = [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    return compose_jobs(config, jobs, loader)
+
+
+def fixed_overrides(overrides: list[str]) -> tuple[str, ...]:
+    """The command-line overrides that are not sweeps (``a=1`` but not ``a=1,2`` or ``a=range(3)``)."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return tuple(o.input_line for o in parsed if not o.is_sweep_override())
+
+
+def shared_study_name(config: DictConfig) -> str | None:
+    """The study's name when its invocations share one study-level parent run (Optuna sweeper with
+    ``shared_parent=true``), else None."""
+    if config.hydra.sweeper.get("_target_") != OPTUNA_SWEEPER or not config.hydra.sweeper.get("shared_parent"):
+        return None
+    from initsweep.tuning.plan import plan_for  # optuna: only for studies
+
+    return plan_for(config).study_name
+
+
+def claim_sweep_dir(config: DictConfig) -> Path:
+    """Make ``hydra.sweep.dir`` this sweep's own before anything is written there (see
+    :func:`initsweep.tracking.locks.claim_sweep_dir`): a timestamped dir gets a ``_2``, ``_3``, ... suffix when another
+    sweep started in the same second; a fixed dir is refused while a live sweep holds it, and state files an
+    earlier sweep left in it are removed. The claimed dir replaces ``hydra.sweep.dir`` in ``config`` and in
+    the Hydra overrides every job's config is composed from."""
+    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False)
+    timestamped = "${now:" in str(raw["dir"])  # type: ignore[index]
+    wanted = Path(str(config.hydra.sweep.dir))
+    claimed = locks.claim_sweep_dir(wanted, unique=timestamped)
+    if not timestamped:
+        for name in STATE_FILES:
+            (claimed / name).unlink(missing_ok=True)
+    if claimed != wanted:
+        quoted = str(claimed).replace("\\", "\\\\").replace("'", "\\'")
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra.sweep.dir = str(claimed)
+            config.hydra.overrides.hydra.append(f"hydra.sweep.dir='{quoted}'")
+    return claimed
+
+
+class SweepCallback(Callback):
+    """Hydra callback: one MLflow parent run per multirun, and the summary at its end."""
+
+    def __init__(self) -> None:
+        self.parent: Parent | None = None
+        self.logger: Any = None  # the parent run's tracking.RunLogger, or writer.RemoteRunLogger
+        self.writer: Any = None  # the tracking writer that holds the parent run, if one does
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a launcher ships to its workers (joblib, submitit pickle the callbacks): not the main process's
+        parent run logger nor its tracking writer (a process and its pipes); workers find the parent run
+        through the sweep dir."""
+        return {**self.__dict__, "logger": None, "writer": None}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns exceptions raised by callbacks into warnings and goes on, so every failure here
+        # must end the process itself, with one clear message.
+        from hydra.errors import HydraException
+
+        from initsweep.core.config import ConfigError, validate
+
+        try:
+            claimed = claim_sweep_dir(config)
+        except SweepDirInUse as e:
+            print(f"initsweep: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        try:
+            configs = job_configs(config)
+            checked = [validate(c) for c in configs]
+        except (ConfigError, HydraException) as e:
+            locks.abandon_sweep_dir(claimed)
+            print(f"initsweep: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        from omegaconf import OmegaConf
+
+        from initsweep.protocol import TrackingError, resolve_uri
+        from initsweep.sweep import launchers
+        from initsweep.tracking import metrics_file as ledger
+        from initsweep.tracking import processes
+        from initsweep.writer import client as writer
+
+        launchers.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
+        processes.terminate_as_interrupt()  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
+        uri = resolve_uri(checked[0].tracking.uri)
+        overrides = list(config.hydra.overrides.task)
+        run_name = " ".join(["sweep", *overrides]) if overrides else "sweep"
+        study = shared_study_name(config)
+        params: dict[str, Any] = {"sweep_dir": str(config.hydra.sweep.dir)}
+        if config.hydra.sweeper.get("_target_") in BASIC_SWEEPERS:
+            params["n_jobs"] = len(configs)
+        args = (uri, checked[0].experiment_name, run_name, study, overrides, params, ledger.identity())
+        # A sweep whose process has no MLflow yet (any but a shared study's): the tracking writer imports it and
+        # opens the store and the parent run while this process imports torch for the jobs, if they run here
+        # (a joblib or SLURM sweep's process never trains: its workers would compete with that import).
+        self.writer = writer.writer() if study is None and writer.wanted() else None
+        launcher = config.hydra.launcher.get("_target_")
+        try:
+            if self.writer is not None:
+                opening = self.writer.run_function("initsweep.writer.sweep_runs:open_parent", *args)
+                if launcher == BASIC_LAUNCHER:
+                    import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
+                elif launcher == JOBLIB_LAUNCHER:  # the workers start and import torch meanwhile
+                    launcher_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
+                    launchers.warm_up_joblib_workers(launcher_cfg, launchers.warm_worker)  # type: ignore[arg-type]
+
+                self.logger = self.writer.value(opening)
+                self.writer.sweep_run_id = self.logger.run_id  # its jobs' ends are confirmed later
+            else:
+                from initsweep.writer import sweep_runs  # MLflow: imported only once every job's config is valid
+
+                self.logger = sweep_runs.open_parent(*args)
+        except TrackingError as e:
+            launchers.stop_warm_workers()
+            locks.abandon_sweep_dir(claimed)
+            print(f"initsweep: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        run_id, exp_id = self.logger.run_id, str(self.logger.experiment_id)
+        self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        self.parent.write(sweep_dir)
+        total = len(configs) if params.get("n_jobs") else config.hydra.sweeper.get("n_trials")
+        console.start_progress(sweep_dir, total)
+        # MLflow, imported at exit by _close_if_open when the writer holds the parent, imports the thread pool,
+        # whose exit hook threading refuses once it has shut down: import it now (torch would have).
+        import concurrent.futures.thread  # noqa: F401
+
+        atexit.register(self._close_if_open)
+
+    def _close_if_open(self) -> None:
+        """At exit without on_multirun_end (interrupted or crashed sweep): never leave the parent RUNNING."""
+        if self.logger is not None and not self.logger.ended and self.parent is not None:
+            from initsweep.tracking import client as tracking
+            from initsweep.tracking import recovery
+
+            spare = []
+            if self.writer is None:
+                client = self.logger.client
+            else:  # the writer holds the parent run; this process reads the store itself on the way out
+                spare = [self.writer.proc.pid]
+                try:
+                    client = tracking.connect(self.parent.tracking_uri)
+                except tracking.TrackingError:
+                    client = None
+            recovery.stop_children(client, spare=spare)  # no joblib worker outlives the sweep
+            if client is not None:
+                recovery.reap_quietly(client)  # jobs of workers that died (or were killed) with the sweep
+            try:
+                self.logger.set_tags({Tag.FAILURE: Failure.SWEEP_UNFINISHED.value})
+                self.logger.end("KILLED")
+            except Exception as e:  # noqa: BLE001 - the store failed: no traceback on the way out
+                self.logger.fail_tracking(f"{type(e).__name__}: {e}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent is None or self.logger is None:
+            return
+        try:
+            self._end(config)
+        except Exception as e:  # noqa: BLE001 - e.g. the store failed: never a silent exit 0 (Hydra warns only)
+            print(f"initsweep: the sweep could not be closed: {type(e).__name__}: {e}", file=sys.stderr)
+            if not self.logger.ended:
+                self.logger.fail_tracking(f"{type(e).__name__}: {e}")
+            raise SystemExit(1) from None
+
+    def _end(self, config: DictConfig) -> None:
+        assert self.parent is not None and self.logger is not None
+        from initsweep.report import drawing as figures
+
+        figures.finish()  # the last jobs' figures, drawn in the background
+        p = self.parent
+        sweep_dir = Path(config.hydra.sweep.dir)
+        args = (p.tracking_uri, p.experiment_id, p.run_id, str(sweep_dir))
+        table, n_runs, crashed = self._store("summarize", *args)
+        if self.writer is not None:  # runs whose end the store refused (read while the summary was waited for)
+            crashed += [name for name in self.writer.refused if name not in crashed]
+        print(
+            f"\nSweep {p.sweep_id} ({n_runs} runs) in MLflow experiment {p.experiment_id}:\n{table}\n"
+            f"Parent run: {console.run_url(p.experiment_id, p.run_id)}\n"
+            f"Compare runs: {console.runs_url(p.experiment_id)}\n"
+            f"Learning curves: {console.runs_url(p.experiment_id, charts=True)}"
+        )
+        try:
+            experiment = str(config.get("experiment_name", p.experiment_id))
+            run_name = " ".join(["sweep", *config.hydra.overrides.task])
+            print(f"Report: {self._store('write_report', *args, run_name, experiment)}")
+        except Exception as e:  # a failed report must not leave the parent run open
+            print(f"initsweep: the comparison report failed: {e!r}", file=sys.stderr)
+        # A sweeper that tolerates failed jobs decides the parent's status itself (the Optuna sweeper does).
+        if verdict := SweepVerdict.read(sweep_dir):
+            if verdict.keep_open:  # a shared study parent: workers still run trials, the last one ends it
+                self.logger.ended = True
+                print(f"Study parent run left RUNNING for the workers still running: {self.parent.run_id}")
+            elif verdict.reason:
+                self.logger.set_tags({Tag.FAILURE: verdict.reason})
+            self.logger.end(verdict.status)  # nothing when kept open
+            if verdict.status == "FAILED":
+                print(f"initsweep: {verdict.reason or 'the sweep failed'}", file=sys.stderr)
+                raise SystemExit(1)
+            return
+        # A diverged job is a result of the experiment; a crashed one is an error of the sweep, and so is a
+        # worker that died: the jobs without a result then (running or queued) were launched once more.
+        lost = sweep_dir / LOST_FILE
+        relaunched = list(dict.fromkeys(lost.read_text().splitlines())) if lost.exists() else []
+        self.logger.end("FAILED" if crashed or relaunched else "FINISHED")
+        if crashed:
+            print(f"initsweep: {len(crashed)} job(s) failed: {', '.join(crashed)}", file=sys.stderr)
+        if relaunched:
+            print(
+                f"initsweep: a worker died; {len(relaunched)} job(s) without a result were launched again: "
+                + "; ".join(relaunched),
+                file=sys.stderr,
+            )
+        if crashed or relaunched:
+            raise SystemExit(1)  # Hydra would swallow an exception raised here
+
+    def _store(self, function: str, *args: Any) -> Any:
+        """``initsweep.writer.sweep_runs.<function>(*args)``: in the tracking writer when it holds the sweep,
+        else here."""
+        from initsweep.writer.client import store_side
+
+        return store_side(self.writer, function, *args)

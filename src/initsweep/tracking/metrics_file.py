@@ -1,0 +1,160 @@
+"""A job's local, append-only record of its metrics (``metrics.jsonl`` in the job's output dir), and who runs it.
+
+The store gets a job's metrics in batches (about once a second, see :class:`initsweep.tracking.client.RunLogger`);
+this file gets every epoch at once, so a process killed at any moment loses at most the epoch in progress,
+and a store that stops accepting writes loses nothing measured. One line per event, JSON:
+
+* ``{"run_id": ..., "tracking_uri": ...}`` first;
+* ``{"s": step, "t": ms since epoch, "m": {key: value}}`` per ``log_metrics`` call;
+* ``{"flushed": n}`` after the first ``n`` metric lines reached the store;
+* ``{"end": status, "failure": why}`` when the job closed its run (or could not).
+
+Cost per epoch: one ``json.dumps`` and one ``write`` + ``flush`` to the page cache (no ``fsync``): it
+survives the death of the process, not of the machine. This module imports nothing from the project's
+tracking side; :mod:`initsweep.tracking.recovery` reads the file back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FILE_NAME = "metrics.jsonl"
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """The process's state letter and start time in clock ticks after boot (/proc/<pid>/stat fields 3 and
+    22), or None (no /proc, or no such process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the fields after "(comm)", from field 3 on
+    return fields[0], fields[19]
+
+
+def _proc_start(pid: int) -> str | None:
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def identity() -> dict[str, str]:
+    """This process: host name, pid and pid start time (so that a reused pid is not taken for it)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": str(pid), "pid_start": _proc_start(pid) or ""}
+
+
+def alive(pid: int, start: str | None) -> bool:
+    """Whether process ``pid`` of this host still runs and is the one that started at ``start`` (when known)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    stat = _proc_stat(pid)
+    if stat is not None and stat[0] in ("Z", "X"):  # a zombie: dead, not yet waited for by its parent
+        return False
+    if not start:
+        return True
+    return stat is None or stat[1] == start
+
+
+_WATCHED: dict[Path, int] = {}  # file -> its inode when first seen
+
+
+def watch_file(path: Path) -> None:
+    """Remember which file ``path`` is now (its inode), for :func:`file_changed`."""
+    if path.exists():
+        _WATCHED.setdefault(path, path.stat().st_ino)
+
+
+def file_changed(path: Path) -> str | None:
+    """ "removed" or "replaced" when ``path`` is no longer the file :func:`watch_file` saw, else None."""
+    if path not in _WATCHED:
+        return None
+    try:
+        return None if path.stat().st_ino == _WATCHED[path] else "replaced"
+    except OSError:
+        return "removed"
+
+
+def _finite(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)  # JSON has no NaN/inf: "nan", "inf", "-inf"
+
+
+class MetricsFile:
+    """Appends a run's events to ``path`` (see the module docstring). Write errors are remembered, not raised:
+    the store is the primary record and the file the fallback."""
+
+    def __init__(self, path: Path, run_id: str, tracking_uri: str):
+        self.path = Path(path)
+        self.lines = 0  # metric lines written
+        self.error: str | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f: Any = self.path.open("a", encoding="utf-8")
+        except OSError as e:
+            self._f, self.error = None, str(e)
+        self._write({"run_id": run_id, "tracking_uri": tracking_uri})
+
+    def _write(self, event: Mapping[str, Any]) -> None:
+        if self._f is None:
+            return
+        try:
+            self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self._f.flush()
+        except (OSError, ValueError) as e:
+            self.error = str(e)
+
+    def metrics(self, metrics: Mapping[str, float], step: int, ts_ms: int) -> None:
+        self._write({"s": step, "t": ts_ms, "m": {k: _finite(float(v)) for k, v in metrics.items()}})
+        self.lines += 1
+
+    def flushed(self, lines: int) -> None:
+        self._write({"flushed": lines})
+
+    def end(self, status: str, failure: str | None = None, reason: str | None = None) -> None:
+        self._write({"end": status, "failure": failure, "reason": reason})
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+            self._f = None
+
+
+@dataclass
+class Record:
+    """What a ``metrics.jsonl`` holds: metric lines, how many reached the store, and the end (if any)."""
+
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    metrics: list[tuple[int, int, dict[str, float]]] = field(default_factory=list)  # (step, ts ms, values)
+    flushed: int = 0
+    end: dict[str, Any] | None = None
+
+
+def read(path: Path) -> Record:
+    """Parse a ``metrics.jsonl``; a torn last line (the process died mid-write) is skipped."""
+    rec = Record()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if "run_id" in event:
+            rec.run_id, rec.tracking_uri = event["run_id"], event.get("tracking_uri")
+        elif "m" in event:
+            rec.metrics.append((int(event["s"]), int(event["t"]), {k: float(v) for k, v in event["m"].items()}))
+        elif "flushed" in event:
+            rec.flushed = int(event["flushed"])
+        elif "end" in event:
+            rec.end = event
+    return rec

@@ -1,0 +1,160 @@
+"""Closing runs whose process is gone: no run stays RUNNING for a dead process, no completed epoch is lost.
+
+Every run carries the tags ``initsweep.host``, ``initsweep.pid``, ``initsweep.pid_start`` and
+``initsweep.heartbeat`` (see :func:`initsweep.tracking.client.start_run`), and a job's run names its local
+``metrics.jsonl`` (:mod:`initsweep.tracking.metrics_file`). :func:`reap` looks at every RUNNING run of a
+store and closes:
+
+* a run whose local file records how it ended (e.g. ``FAILED``/``failure=tracking`` when the store refused
+  the metrics): that end, with every metric of the file;
+* a run of this host whose process is gone (its pid is dead, or now belongs to a process started at another
+  time): ``KILLED``, tag ``failure=lost``, with every epoch of its file uploaded;
+* a run of another host whose heartbeat (the last batch of metrics that reached the store) is older than
+  ``$INITSWEEP_STALE_S`` seconds (default 900): the same. A job whose epochs take longer than that, on
+  another host, would be taken for dead: raise the limit for such runs.
+
+Any initsweep process that opens a store calls :func:`reap` (the sweep's main process at its start, its
+end and its exit, a single run at its start, ``python -m initsweep.tracking.recovery``). Re-sending metrics is
+idempotent: the store ignores a value it already has (same key, step, timestamp, value).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunTag
+
+from initsweep.protocol import Failure, Tag
+from initsweep.tracking import client as tracking
+from initsweep.tracking import metrics_file as ledger
+from initsweep.tracking.processes import children
+
+STALE_S = float(os.environ.get("INITSWEEP_STALE_S", "900"))
+
+
+def lost_because(run: Any, host: str | None = None, now: float | None = None) -> str | None:
+    """Why ``run`` (RUNNING) has no live process, or None when it may still be alive (or is not ours to judge:
+    runs without the host tag, written before initsweep recorded it)."""
+    tags = run.data.tags
+    if Tag.HOST not in tags or Tag.PID not in tags:
+        return None
+    host = host or ledger.identity()["host"]
+    if tags[Tag.HOST] == host:
+        pid = int(tags[Tag.PID])
+        return None if ledger.alive(pid, tags.get(Tag.PID_START)) else f"process {pid} on {host} is gone"
+    age = (now or time.time()) - float(tags.get(Tag.HEARTBEAT) or 0)
+    return f"no heartbeat from {tags[Tag.HOST]} for {age:.0f} s" if age > STALE_S else None
+
+
+def _record(run: Any) -> ledger.Record | None:
+    path = run.data.tags.get(Tag.METRICS_FILE)
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        rec = ledger.read(Path(path))
+    except OSError:
+        return None
+    return rec if rec.run_id == run.info.run_id else None
+
+
+def upload(client: MlflowClient, run_id: str, rec: ledger.Record) -> int:
+    """Send the file's metric lines that were not confirmed stored (all of them after the last ``flushed``
+    mark); returns how many lines were sent."""
+    lines = rec.metrics[rec.flushed :]
+    metrics = [Metric(k, v, ts, step) for step, ts, values in lines for k, v in values.items()]
+    for start in range(0, len(metrics), 1000):
+        tracking.retrying(client.log_batch, run_id, metrics=metrics[start : start + 1000])
+    return len(lines)
+
+
+def settle(client: MlflowClient, run: Any, host: str | None = None) -> str | None:
+    """Close one RUNNING run if its job recorded its end or its process is gone; returns the status set."""
+    rec = _record(run)
+    if rec is not None and rec.end is not None:
+        status, failure, reason = rec.end["end"], rec.end.get("failure"), rec.end.get("reason")
+    elif why := lost_because(run, host):
+        status, failure, reason = "KILLED", Failure.LOST.value, why
+    else:
+        return None
+    run_id = run.info.run_id
+    if rec is not None:
+        upload(client, run_id, rec)
+    if failure:
+        tags = [RunTag(Tag.FAILURE, failure), RunTag(Tag.FAILURE_REASON, (reason or "")[:5000])]
+        tracking.retrying(client.log_batch, run_id, tags=tags)
+    tracking.retrying(client.set_terminated, run_id, status=status)
+    return status
+
+
+def reap(client: MlflowClient) -> list[Any]:
+    """Close every RUNNING run of the store whose job ended or whose process is gone (see the module
+    docstring); returns the runs closed, as they were found."""
+    exp_ids = [e.experiment_id for e in tracking.retrying(client.search_experiments)]
+    if not exp_ids:
+        return []
+    running = tracking.retrying(
+        client.search_runs, exp_ids, filter_string="attributes.status = 'RUNNING'", max_results=10000
+    )
+    host = ledger.identity()["host"]
+    return [run for run in running if settle(client, run, host)]
+
+
+def reap_quietly(client: MlflowClient) -> list[Any]:
+    """:func:`reap`, never raising (called on the way out of a sweep, when the store may be what failed)."""
+    try:
+        return reap(client)
+    except Exception as e:  # noqa: BLE001
+        print(f"initsweep: could not close the runs of dead processes: {type(e).__name__}: {e}", file=sys.stderr)
+        return []
+
+
+def stop_children(client: MlflowClient | None, grace_s: float = 15.0, spare: Collection[int] = ()) -> None:
+    """On the way out of a sweep's main process: give this process's children (joblib workers) up to
+    ``grace_s`` seconds to close the runs they hold (they got the Ctrl-C or the SIGTERM), then SIGKILL every
+    child left (idle workers, loky's resource tracker) but those in ``spare`` (the tracking writer), so that no
+    worker outlives the sweep. Without a ``client`` (the store is unusable) the children are killed at once."""
+    kids = set(children(os.getpid())) - set(spare)
+    if client is None:
+        grace_s = 0.0
+    host, deadline = ledger.identity()["host"], time.monotonic() + grace_s
+    while kids and time.monotonic() < deadline:
+        try:
+            running = tracking.retrying(
+                client.search_runs,
+                [e.experiment_id for e in client.search_experiments()],
+                filter_string=f"attributes.status = 'RUNNING' and tags.`{Tag.HOST}` = '{host}'",
+            )
+        except Exception:  # noqa: BLE001 - the store is unusable: do not wait for it
+            break
+        if not kids & {int(r.data.tags.get(Tag.PID, 0)) for r in running}:
+            break
+        time.sleep(0.2)
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m initsweep.tracking.recovery [TRACKING_URI]``: close the runs of dead processes now."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        client = tracking.connect(tracking.resolve_uri(args[0] if args else None))
+    except tracking.TrackingError as e:
+        print(f"initsweep: {e}", file=sys.stderr)
+        return 2
+    for run in reap(client):
+        print(f"closed run {run.info.run_id} ({run.info.run_name})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""The job side of a study: a job of the Optuna sweeper rebuilds its trial, reports every epoch, gets pruned.
+
+The sweeper (main process) hands a job its trial through ``$INITSWEEP_TRIAL`` and the sweep dir's
+:class:`~initsweep.protocol.StudySpec`; :func:`run_trial` (in the job's process, which may be a joblib
+worker) loads the trial from the shared storage and runs the job with :func:`initsweep.jobs.job.execute`, whose
+per-epoch callback is an :class:`EpochReporter`. This module calls the job; the job never calls it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig
+
+from initsweep.core.config import ConfigError
+from initsweep.core.trainer import EpochMetrics, summarize
+from initsweep.jobs.job import JobContext, execute
+from initsweep.protocol import STUDY_FILE, TRIAL_ENV, JobStatus, StudySpec, Tag
+from initsweep.tuning.plan import make_pruner, trial_storage
+
+
+def intermediate_value(metric: str, history: Sequence[EpochMetrics]) -> float:
+    """What ``metric`` would be if training stopped after the last epoch of ``history``: the end-of-run
+    summary (:func:`initsweep.core.trainer.summarize`) of the epochs so far. Test metrics are not measured during
+    training: test/acc and test/loss report the last val acc and val loss instead."""
+    last = history[-1]
+    return float(summarize(history, test_loss=last.val_loss, test_acc=last.val_acc)[metric])
+
+
+class EpochReporter:
+    """``on_epoch`` callback of a trial's job: report the optimized metric, ask the pruner. The job calls it
+    at every logged epoch (every epoch of an ordinary run; ``tracking.max_points`` of a long one), so a
+    15000-epoch trial makes at most that many reports, each summarizing the epochs it has seen.
+
+    Returns True (stop training) when the trial should be pruned. An epoch with a non-finite loss is not
+    reported (the job then stops on divergence, decided by :func:`initsweep.core.trainer.divergence`). A list of
+    metrics (a multi-objective study, which Optuna cannot prune) reports nothing.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str | list[str]):
+        self.trial = trial
+        self.metric = metric
+        self.history: list[EpochMetrics] = []
+        self.last_value: float | None = None
+
+    def __call__(self, epoch: EpochMetrics) -> bool:
+        self.history.append(epoch)
+        if not isinstance(self.metric, str):
+            return False
+        value = intermediate_value(self.metric, self.history)
+        if not all(map(math.isfinite, (value, epoch.train_loss, epoch.val_loss))):
+            return False
+        self.trial.report(value, epoch.epoch)
+        self.last_value = value
+        return bool(self.trial.should_prune())
+
+
+def load_trial(spec: StudySpec, number: int) -> optuna.Trial:
+    """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner.
+
+    The sampler is a RandomSampler: the job never samples (its values come as overrides), and a
+    GridSampler here would re-register the grid point.
+    """
+    storage = trial_storage(spec.storage)
+    study = optuna.load_study(
+        study_name=spec.study_name,
+        storage=storage,
+        sampler=optuna.samplers.RandomSampler(),
+        pruner=make_pruner(spec.pruner, spec.pruner_kwargs),
+    )
+    study_id = storage.get_study_id_from_name(spec.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+    return optuna.trial.Trial(study, trial_id)
+
+
+class TrialConfigError(RuntimeError):
+    """A trial's config is invalid: the trial fails, the study goes on."""
+
+
+def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> float | list[float]:
+    """Run one trial's job: train and track it, reporting to the trial every epoch.
+
+    Outcomes, as the sweeper sees them through the job's return:
+    * the metric value -> COMPLETE;
+    * ``optuna.TrialPruned`` -> PRUNED, raised after the MLflow run ended: when the pruner said so, and
+      also when training diverged. A diverged trial is a valid, bad result: pruned, TPE counts it as worse
+      than every finished trial and avoids its region, whereas a FAIL trial would be ignored by the sampler
+      and count toward max_failure_rate;
+    * any other exception -> FAIL (the MLflow run ends FAILED with the reason).
+    """
+    ctx = ctx or JobContext.from_hydra()
+    spec = StudySpec.read(ctx.sweep_dir)
+    if spec is None:
+        raise RuntimeError(f"{TRIAL_ENV}={number} but no {STUDY_FILE} in the sweep dir {ctx.sweep_dir}")
+    trial = load_trial(spec, number)
+    reporter = EpochReporter(trial, spec.optimized_metric)
+    tags: dict[str, Any] = {Tag.TRIAL_NUMBER: number, Tag.STUDY_NAME: spec.study_name}
+    try:
+        outcome = execute(cfg, ctx, on_epoch=reporter, extra_tags=tags)
+    except ConfigError as e:
+        raise TrialConfigError(str(e)) from None
+    trial.set_user_attr("epochs", outcome.epochs)
+    if outcome.error is not None:
+        raise outcome.error
+    if outcome.status == JobStatus.DIVERGED:
+        raise optuna.TrialPruned(f"diverged at epoch {outcome.epochs}: {outcome.reason}")
+    if outcome.stopped_at is not None:
+        value = f"{spec.optimized_metric}={reporter.last_value:.4g}"
+        raise optuna.TrialPruned(f"pruned at epoch {outcome.stopped_at}: {value}")
+    return outcome.value
