@@ -16,10 +16,20 @@ from __future__ import annotations
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
 
-__all__ = ["BasicSweeper", "ConfigLoaderImpl", "apply_overrides", "get_args_parser", "get_overrides_dirname"]
+__all__ = ["ConfigLoaderImpl", "apply_overrides", "get_args_parser", "get_overrides_dirname"]
+
+
+def __getattr__(name: str) -> Any:
+    """``BasicSweeper``, imported on first use: Hydra's plugin scan executes its core plugin modules again, and
+    a BasicSweeper imported before the scan (``train.py`` imports this module first) would be a stale class
+    that the module's own ``super(BasicSweeper, self)`` no longer accepts."""
+    if name == "BasicSweeper":
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        return BasicSweeper
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def apply_overrides(overrides: list[Any], cfg: Any) -> None:
