@@ -64,3 +64,14 @@ def test_submitit_watcher_fields_exist():
     assert all(hasattr(watcher, name) for name in WATCHER_FIELDS)
     assert isinstance(SlurmJob.watcher, SlurmInfoWatcher)
     assert issubclass(queue_watcher_class(), SlurmInfoWatcher)
+
+
+def test_importing_compat_hydra_leaves_hydras_core_plugins_to_its_plugin_scan():
+    """train.py imports initsweep._compat.hydra before Hydra scans its plugins, and the scan executes the core
+    plugin modules again: a BasicSweeper imported before it would be a stale class."""
+    import subprocess
+    import sys
+
+    code = "import sys, initsweep._compat.hydra; print('hydra._internal.core_plugins.basic_sweeper' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
