@@ -108,46 +108,64 @@ def check_command_line(argv: Sequence[str], config_dir: str | Path, config_name:
     args, _ = get_args_parser().parse_known_args(list(argv))
     if any(getattr(args, flag, None) for flag in _NO_RUN_FLAGS):
         return
+    parsed = _parse_overrides(args.overrides, args.multirun)
+    cfg = _compose_checked(parsed, config_dir, config_name)
+    if not args.multirun:  # a multirun: the sweep callback validates every job's config before the first job
+        _validate(cfg)
+
+
+def _parse_overrides(overrides: list[str], multirun: bool) -> list[Any]:
+    """Hydra's parsed overrides; :func:`fail` on bad syntax, or on a sweep without ``-m``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException, OverrideParseException
+    from hydra.errors import OverrideParseException
 
     try:
-        parsed = OverridesParser.create().parse_overrides(args.overrides)
+        parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as e:
         fail(f"bad override syntax: {str(e).splitlines()[0]} (see `python train.py --help`; quote values with spaces)")
-    if not args.multirun:
-        sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
-        if sweeps:
-            fail(f"{sweeps[0]} is a sweep: add -m to run one job per value, or write a list as key=[a,b]")
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if sweeps and not multirun:
+        fail(f"{sweeps[0]} is a sweep: add -m to run one job per value, or write a list as key=[a,b]")
+    return parsed
 
+
+def _compose_checked(parsed: list[Any], config_dir: str | Path, config_name: str) -> Any:
+    """The config of the first job, composed as Hydra will; :func:`fail` on an unknown group option anywhere
+    in a sweep, or on any composition error."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
-        loader = GlobalHydra.instance().config_loader()
-        groups = set(_all_groups(loader))
-        for o in parsed:  # every value of a swept group must be one of its options
-            group = o.get_key_element().lstrip("+~")
-            if o.is_sweep_override() and group in groups:
-                options = loader.get_group_options(group)
-                try:
-                    values = list(o.sweep_string_iterator())
-                except Exception:  # noqa: BLE001 - glob(): Hydra expands it from the options themselves
-                    values = []
-                for value in values:
-                    if value not in options:
-                        fail(
-                            f"{group}={value}: no such option{_did_you_mean(value, options)} "
-                            f"(options: {', '.join(options)})"
-                        )
+        _check_swept_options(parsed, GlobalHydra.instance().config_loader())
         try:
             cfg = _compose(_first_values(parsed), config_name)
         except (HydraException, Exception) as e:  # noqa: BLE001 - every composition error becomes one line
             fail(_explain(e, parsed, config_name))
     GlobalHydra.instance().clear()
-    if args.multirun:
-        return  # the sweep callback validates every job's config before the first job starts
+    return cfg
+
+
+def _check_swept_options(parsed: list[Any], loader: Any) -> None:
+    """Every value of a swept config group must be one of its options."""
+    groups = set(_all_groups(loader))
+    for o in parsed:
+        group = o.get_key_element().lstrip("+~")
+        if not (o.is_sweep_override() and group in groups):
+            continue
+        options = loader.get_group_options(group)
+        try:
+            values = list(o.sweep_string_iterator())
+        except Exception:  # noqa: BLE001 - glob(): Hydra expands it from the options themselves
+            values = []
+        for value in values:
+            if value not in options:
+                fail(f"{group}={value}: no such option{_did_you_mean(value, options)} (options: {', '.join(options)})")
+
+
+def _validate(cfg: Any) -> None:
+    """The typed schema's check of a single run's config; :func:`fail` with its message."""
     from omegaconf import OmegaConf
 
     from initsweep.core.config import ConfigError, validate
