@@ -67,50 +67,61 @@ def _distribution(key: str, expression: str, value: Any, tags: set[str]) -> Any:
     unknown = tags - set(SEARCH_TAGS)
     if unknown:
         raise _param_error(key, expression, f"unknown tag {sorted(unknown)}; allowed tags: {', '.join(SEARCH_TAGS)}")
-    log = "log" in tags
     if isinstance(value, IntervalSweep):
-        low, high = value.start, value.end
-        if not low < high:
-            raise _param_error(key, expression, f"empty interval: low ({low:g}) must be below high ({high:g})")
-        if log and low <= 0:
-            raise _param_error(key, expression, f"a log interval needs low > 0, got {low:g}")
-        if "int" in tags:
-            if low != int(low) or high != int(high):
-                raise _param_error(key, expression, "tag int needs whole-number bounds")
-            return IntDistribution(int(low), int(high), log=log)
-        return FloatDistribution(float(low), float(high), log=log)
-    if log:
+        return _interval(key, expression, value, tags)
+    if "log" in tags:
         raise _param_error(key, expression, "tag log applies to interval(...) only")
+    if isinstance(value, (RangeSweep, ChoiceSweep)) and value.shuffle:
+        raise _param_error(key, expression, "shuffle(...) means nothing to a sampler; drop it")
     if isinstance(value, RangeSweep):
-        if value.shuffle:
-            raise _param_error(key, expression, "shuffle(...) means nothing to a sampler; drop it")
-        start, stop, step = value.start, value.stop, value.step
-        if step is None or step <= 0:
-            raise _param_error(key, expression, "range(start, stop, step) needs a positive step")
-        count = math.ceil((stop - start) / step)
-        if count < 1:
-            raise _param_error(key, expression, f"empty range: no value from {start:g} up to (excluding) {stop:g}")
-        last = start + (count - 1) * step
-        if all(isinstance(v, int) for v in (start, stop, step)):
-            return IntDistribution(int(start), int(last), step=int(step))
-        if count == 1:
-            return CategoricalDistribution([_clean_float(start)])
-        return FloatDistribution(float(start), _clean_float(last), step=float(step))
+        return _range(key, expression, value)
     if isinstance(value, ChoiceSweep):
-        if value.shuffle:
-            raise _param_error(key, expression, "shuffle(...) means nothing to a sampler; drop it")
-        choices = list(value.list)
-        if not choices:
-            raise _param_error(key, expression, "empty choice")
-        for c in choices:
-            if not (c is None or isinstance(c, (bool, int, float, str))):
-                problem = f"choice values must be numbers, strings, booleans or null, got {c!r}"
-                raise _param_error(key, expression, problem)
-        if len(set(map(repr, choices))) != len(choices):
-            raise _param_error(key, expression, "choice values must be distinct")
-        return CategoricalDistribution(choices)
+        return _choice(key, expression, list(value.list))
     allowed = "interval(a,b), tag(log, interval(a,b)), choice(...) or range(...)"
     raise _param_error(key, expression, f"not a search expression; use {allowed}")
+
+
+def _interval(key: str, expression: str, value: IntervalSweep, tags: set[str]) -> Any:
+    """interval(low, high): float, or int with tag int; log-uniform with tag log."""
+    low, high, log = value.start, value.end, "log" in tags
+    if not low < high:
+        raise _param_error(key, expression, f"empty interval: low ({low:g}) must be below high ({high:g})")
+    if log and low <= 0:
+        raise _param_error(key, expression, f"a log interval needs low > 0, got {low:g}")
+    if "int" not in tags:
+        return FloatDistribution(float(low), float(high), log=log)
+    if low != int(low) or high != int(high):
+        raise _param_error(key, expression, "tag int needs whole-number bounds")
+    return IntDistribution(int(low), int(high), log=log)
+
+
+def _range(key: str, expression: str, value: RangeSweep) -> Any:
+    """range(start, stop, step): the values start, start + step, ... below stop, as a stepped distribution."""
+    start, stop, step = value.start, value.stop, value.step
+    if step is None or step <= 0:
+        raise _param_error(key, expression, "range(start, stop, step) needs a positive step")
+    count = math.ceil((stop - start) / step)
+    if count < 1:
+        raise _param_error(key, expression, f"empty range: no value from {start:g} up to (excluding) {stop:g}")
+    last = start + (count - 1) * step
+    if all(isinstance(v, int) for v in (start, stop, step)):
+        return IntDistribution(int(start), int(last), step=int(step))
+    if count == 1:
+        return CategoricalDistribution([_clean_float(start)])
+    return FloatDistribution(float(start), _clean_float(last), step=float(step))
+
+
+def _choice(key: str, expression: str, choices: list[Any]) -> Any:
+    """choice(a, b, ...): distinct numbers, strings, booleans or null."""
+    if not choices:
+        raise _param_error(key, expression, "empty choice")
+    for c in choices:
+        if not (c is None or isinstance(c, (bool, int, float, str))):
+            problem = f"choice values must be numbers, strings, booleans or null, got {c!r}"
+            raise _param_error(key, expression, problem)
+    if len(set(map(repr, choices))) != len(choices):
+        raise _param_error(key, expression, "choice values must be distinct")
+    return CategoricalDistribution(choices)
 
 
 @dataclass(frozen=True)
