@@ -214,11 +214,52 @@ def execute(
     parent = Parent.read(ctx.sweep_dir)  # the multirun's parent run, if any
     uri = parent.tracking_uri if parent else resolve_uri(config.tracking.uri)
     writer.warm(uri)  # an existing store opens in the tracking writer while this process builds the job
+    data, model, stats = _build(config, raw, ctx)  # everything that can fail because of the config, before a run
 
-    # Build everything that can fail because of the config before a run is created.
+    # The config is valid: open the store (in the tracking writer, while the diagnostics run here); a single
+    # run first closes what dead processes left RUNNING in it.
+    store = writer.open_store(uri, config.experiment_name, parent.experiment_id if parent else None, not parent)
+
+    init_label = ctx.init_choice or config.init.name
+    name = run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ())
+    # Work moved off the critical path goes to a second thread when a CPU core is spare: the init diagnostics
+    # run while training starts, and each epoch is measured while the next one trains, unless something may
+    # stop training early (a trial's pruning would pay the epoch trained ahead).
+    spare_core = data.x_train.device.type == "cpu" and torch.get_num_threads() * ctx.parallel_jobs < (
+        os.cpu_count() or 1
+    )
+    overlap = spare_core and on_epoch is None
+    diag_batch = diag = None
+    if config.diagnostics.enabled:
+        diag_batch = fixed_batch(data.x_train, data.y_train, config.diagnostics.batch_size)
+        diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=spare_core)
+
+    local = ctx.output_dir / ledger.FILE_NAME if ctx.output_dir is not None else None
+    tags = _run_tags(ctx, parent, init_label, local, extra_tags)
+    logger = store.start_run(name, tags, parent.run_id if parent else None)  # waits for the store: TrackingError
+    logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
+    if local is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.tracking.metrics_file)
+        logger.keep_local(local)
+
+    def train() -> _Trained:
+        return _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch)
+
+    worst = worst_value(config.optimized_metric)
+    try:
+        trained = _train_recording_crashes(store, logger, config.tracking, train, worst)
+        return trained if isinstance(trained, JobOutcome) else _close_trained(logger, trained, worst)
+    except TrackingError as e:  # the store refused the run's metrics: FAILED, never FINISHED
+        return _tracking_failed(logger, e, worst)
+    except Exception as e:  # noqa: BLE001 - the store failed while recording another failure
+        return _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
+
+
+def _build(config: Config, raw: dict[str, Any], ctx: JobContext) -> tuple[datasets.Dataset, torch.nn.Module, list]:
+    """Threads, seed, device, data, the model and its initialization: ConfigError when the config cannot run.
+    Records the effective thread count in ``raw`` (logged as the param and in config.yaml, never null)."""
     threads = intra_op_threads(config.trainer.threads, ctx.parallel_jobs, config.trainer.deterministic)
     torch.set_num_threads(threads)
-    raw["trainer"]["threads"] = threads  # logged (param and config.yaml) as the effective count, never null
+    raw["trainer"]["threads"] = threads
     use_deterministic_kernels(config.trainer.deterministic)
     torch.manual_seed(config.seed)
     device = resolve_device(config.trainer.device)
@@ -231,23 +272,13 @@ def execute(
         stats = initialize(model, config.init, config.model.activation, batch=data.x_train)
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
+    return data, model, stats
 
-    # The config is valid: open the store (in the tracking writer, while the diagnostics run here); a single
-    # run first closes what dead processes left RUNNING in it.
-    store = writer.open_store(uri, config.experiment_name, parent.experiment_id if parent else None, not parent)
 
-    init_label = ctx.init_choice or config.init.name
-    name = run_name(ctx.overrides, init_label, config.seed, parent.fixed_overrides if parent else ())
-    # Work moved off the critical path goes to a second thread when a CPU core is spare: the init diagnostics
-    # run while training starts, and each epoch is measured while the next one trains, unless something may
-    # stop training early (a trial's pruning would pay the epoch trained ahead).
-    spare_core = device.type == "cpu" and torch.get_num_threads() * ctx.parallel_jobs < (os.cpu_count() or 1)
-    overlap = spare_core and on_epoch is None
-    diag_batch = diag = None
-    if config.diagnostics.enabled:
-        diag_batch = fixed_batch(data.x_train, data.y_train, config.diagnostics.batch_size)
-        diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=spare_core)
-
+def _run_tags(
+    ctx: JobContext, parent: Parent | None, init_label: str, local: Path | None, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The job run's tags: initializer, overrides, group, sweep, job number, git commit, metrics file."""
     tags: dict[str, Any] = {
         Tag.INIT: init_label,
         Tag.OVERRIDES: " ".join(ctx.overrides),
@@ -260,54 +291,49 @@ def execute(
         tags[Tag.JOB_NUM] = ctx.job_num
     if commit := git_commit():
         tags[Tag.GIT_COMMIT] = commit
-    local = ctx.output_dir / ledger.FILE_NAME if ctx.output_dir is not None else None
     if local is not None:  # named by the run from its creation: recovery finds the file of a run killed at once
         tags[Tag.METRICS_FILE] = str(local.resolve())
-    tags.update(extra_tags or {})
-    logger = store.start_run(name, tags, parent.run_id if parent else None)  # waits for the store: TrackingError
-    logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
-    if local is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.tracking.metrics_file)
-        logger.keep_local(local)
-    worst = worst_value(config.optimized_metric)
-    t = config.tracking
+    return {**tags, **(extra or {})}
+
+
+def _train_recording_crashes(
+    store: Any, logger: Any, t: Any, train: Callable[[], _Trained], worst: float | list[float]
+) -> _Trained | JobOutcome:
+    """``train()`` under the run's system-metrics monitor. A crash (any exception but TrackingError) ends the
+    run FAILED with its traceback and returns the outcome; Ctrl-C ends it KILLED and propagates."""
     try:
+        store.start_monitor(logger.run_id, t.system_metrics_interval_s, t.system_metrics)
         try:
-            store.start_monitor(logger.run_id, t.system_metrics_interval_s, t.system_metrics)
-            try:
-                trained = _train_and_log(
-                    config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch
-                )
-            finally:
-                store.stop_monitor(logger.run_id)
-        except KeyboardInterrupt:
-            try:
-                logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
-                logger.end("KILLED")
-            except Exception as e:  # noqa: BLE001 - the store failed too
-                _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
-            raise
-        except TrackingError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a crashed job is recorded, not lost
-            reason = f"{type(e).__name__}: {e}"
-            logger.set_tags({Tag.FAILURE: Failure.EXCEPTION.value, Tag.FAILURE_REASON: reason[:5000]})
-            logger.log_text(traceback.format_exc(), "traceback.txt")
-            logger.end("FAILED")
-            return JobOutcome(worst, JobStatus.FAILED, logger.run_id, reason=reason, error=e)
-        if trained.diverged:
-            epoch, reason = trained.diverged
-            tags = {Tag.FAILURE: Failure.DIVERGED.value, Tag.FAILURE_EPOCH: epoch, Tag.FAILURE_REASON: reason}
-            logger.set_tags(tags)
-            logger.end("FAILED")
-            print(f"initsweep: run {logger.run_id} diverged at epoch {epoch} ({reason})", file=sys.stderr)
-            return JobOutcome(worst, JobStatus.DIVERGED, logger.run_id, trained.epochs, reason)
-        logger.end("FINISHED")
-    except TrackingError as e:  # the store refused the run's metrics: FAILED, never FINISHED
-        return _tracking_failed(logger, e, worst)
-    except Exception as e:  # noqa: BLE001 - the store failed while recording another failure
-        return _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
-    stopped_at = trained.stopped_at
-    return JobOutcome(trained.value, JobStatus.FINISHED, logger.run_id, trained.epochs, stopped_at=stopped_at)
+            return train()
+        finally:
+            store.stop_monitor(logger.run_id)
+    except KeyboardInterrupt:
+        try:
+            logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
+            logger.end("KILLED")
+        except Exception as e:  # noqa: BLE001 - the store failed too
+            _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
+        raise
+    except TrackingError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a crashed job is recorded, not lost
+        reason = f"{type(e).__name__}: {e}"
+        logger.set_tags({Tag.FAILURE: Failure.EXCEPTION.value, Tag.FAILURE_REASON: reason[:5000]})
+        logger.log_text(traceback.format_exc(), "traceback.txt")
+        logger.end("FAILED")
+        return JobOutcome(worst, JobStatus.FAILED, logger.run_id, reason=reason, error=e)
+
+
+def _close_trained(logger: Any, trained: _Trained, worst: float | list[float]) -> JobOutcome:
+    """End the run of a job that trained: FAILED with ``failure=diverged`` when it diverged, else FINISHED."""
+    if trained.diverged:
+        epoch, reason = trained.diverged
+        logger.set_tags({Tag.FAILURE: Failure.DIVERGED.value, Tag.FAILURE_EPOCH: epoch, Tag.FAILURE_REASON: reason})
+        logger.end("FAILED")
+        print(f"initsweep: run {logger.run_id} diverged at epoch {epoch} ({reason})", file=sys.stderr)
+        return JobOutcome(worst, JobStatus.DIVERGED, logger.run_id, trained.epochs, reason)
+    logger.end("FINISHED")
+    return JobOutcome(trained.value, JobStatus.FINISHED, logger.run_id, trained.epochs, stopped_at=trained.stopped_at)
 
 
 def _tracking_failed(logger: Any, error: TrackingError, worst: float) -> JobOutcome:
@@ -348,26 +374,9 @@ def _train_and_log(
     logger.log_params(flatten(raw))
     logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
     logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
-    val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
-    snapshots: list[tuple[int, Diagnostics]] = []
-    step_0_logged = False
-
-    def log_step_0() -> None:  # once
-        nonlocal step_0_logged
-        if step_0_logged:
-            return
-        step_0_logged = True
-        diag = diag_at_init.result() if diag_at_init is not None else None
-        diag_metrics = diag.metrics if diag is not None else {}
-        logger.log_layers({**init_metrics(stats), **diag_metrics, "val/loss": val_loss, "val/acc": val_acc}, 0)
-        if diag is not None:
-            snapshots.append((0, diag))
-            if diag.warning:
-                print(f"initsweep: warning: {logger.run_name}: {diag.warning}", file=sys.stderr)
-                logger.set_tags({Tag.DIAG_WARNING: diag.warning})
-
+    step_0 = _StepZero(logger, stats, evaluate(model, data.x_val, data.y_val), diag_at_init)
     if diag_at_init is None or diag_at_init.done():
-        log_step_0()
+        step_0.log()
 
     every = config.diagnostics.every
     tc = config.tracking
@@ -375,36 +384,78 @@ def _train_and_log(
     logged = logged_epochs(epochs, config.trainer.eval_every, tc.log_every, tc.max_points)
     history: list[EpochMetrics] = []  # every evaluated epoch: the summary is exact whatever is logged
     diverged = stopped_at = None
-    stop = False
     best = BestState()  # the weights at the best val acc, for test/acc_at_best_val
     for epoch in fit(model, data, config.trainer, config.seed, best, overlap):
-        log_step_0()  # the diagnostics at init ran while the first epoch trained
+        step_0.log()  # the diagnostics at init ran while the first epoch trained
         history.append(epoch)
-        reason = divergence(epoch, val_loss, config.trainer.divergence_factor)
+        reason = divergence(epoch, step_0.val[0], config.trainer.divergence_factor)
+        stop = False
         if epoch.epoch in logged or reason:  # the tracking cadence; a diverged epoch is always logged
             logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
             stop = on_epoch is not None and on_epoch(epoch)
         if diag_batch is not None and every and epoch.epoch % every == 0:
-            snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
-            logger.log_layers(snapshots[-1][1].metrics, step=epoch.epoch)
+            step_0.snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
+            logger.log_layers(step_0.snapshots[-1][1].metrics, step=epoch.epoch)
         if reason:
             diverged = (epoch.epoch, reason)
             break
         if stop:
             stopped_at = epoch.epoch
             break
-    log_step_0()  # when no epoch was trained
-    if config.tracking.log_plots:  # first: the writer draws them while the test set is measured
+    step_0.log()  # when no epoch was trained
+    value = _finish(config, ctx, data, model, logger, history, step_0, best, diverged is None)
+    return _Trained(value, len(history), diverged, stopped_at)
+
+
+class _StepZero:
+    """Step 0 of a run: the init's weight statistics and diagnostics and the val set before training, logged
+    once (:meth:`log`), when the diagnostics at init are done. Keeps the diagnostics snapshots for the figures."""
+
+    def __init__(
+        self, logger: Any, stats: list[LayerStats], val: tuple[float, float], diag: Future[Diagnostics] | None
+    ) -> None:
+        self.logger, self.stats, self.val, self.diag = logger, stats, val, diag
+        self.snapshots: list[tuple[int, Diagnostics]] = []
+        self.logged = False
+
+    def log(self) -> None:
+        if self.logged:
+            return
+        self.logged = True
+        diag = self.diag.result() if self.diag is not None else None
+        metrics = {**init_metrics(self.stats), **(diag.metrics if diag else {})}
+        self.logger.log_layers({**metrics, "val/loss": self.val[0], "val/acc": self.val[1]}, 0)
+        if diag is not None:
+            self.snapshots.append((0, diag))
+            if diag.warning:
+                print(f"initsweep: warning: {self.logger.run_name}: {diag.warning}", file=sys.stderr)
+                self.logger.set_tags({Tag.DIAG_WARNING: diag.warning})
+
+
+def _finish(
+    config: Config,
+    ctx: JobContext,
+    data: datasets.Dataset,
+    model: torch.nn.Module,
+    logger: Any,
+    history: list[EpochMetrics],
+    step_0: _StepZero,
+    best: BestState,
+    save: bool,
+) -> float | list[float]:
+    """After training: the figures (drawn by the writer while the test set is measured), the summary metrics,
+    the checkpoint when wanted and ``save``; returns the optimized metric(s)."""
+    if config.tracking.log_plots:
         out_dir = ctx.output_dir or Path(tempfile.mkdtemp(prefix="initsweep-"))
         out_dir.mkdir(parents=True, exist_ok=True)
         in_process_sweep = ctx.sweep_dir is not None and ctx.parallel_jobs == 1  # the next job can start now
-        figures.log_figures(logger, history, (val_loss, val_acc), snapshots, out_dir, background=in_process_sweep)
+        figures.log_figures(logger, history, step_0.val, step_0.snapshots, out_dir, background=in_process_sweep)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
     summary = summarize(history, test_loss, test_acc, **summary_context(model, data, best, config.metrics))
     logger.log_metrics(summary, step=0)  # step 0: the UI shows one-value metrics as bars, not one-point lines
-    if diverged is None and checkpoint.wanted(config.tracking.checkpoint, in_study=trial_number() is not None):
+    if save and checkpoint.wanted(config.tracking.checkpoint, in_study=trial_number() is not None):
         checkpoint.save(logger, model, best.state, best.epoch, data.input_shape, data.num_classes)
-    return _Trained(objective_value(summary, config.optimized_metric), len(history), diverged, stopped_at)
+    return objective_value(summary, config.optimized_metric)
 
 
 def run_job(cfg: DictConfig) -> float | list[float]:
