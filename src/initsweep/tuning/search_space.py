@@ -13,7 +13,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from hydra.errors import HydraException, OverrideParseException
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalChoiceType, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from initsweep.core.config import ConfigError, flatten
 
@@ -70,6 +70,8 @@ def _distribution(key: str, expression: str, value: Any, tags: set[str]) -> Any:
     log = "log" in tags
     if isinstance(value, IntervalSweep):
         low, high = value.start, value.end
+        if low is None or high is None:  # Hydra's parser sets both; a hand-made IntervalSweep may not
+            raise _param_error(key, expression, "interval(low, high) needs both bounds")
         if not low < high:
             raise _param_error(key, expression, f"empty interval: low ({low:g}) must be below high ({high:g})")
         if log and low <= 0:
@@ -85,6 +87,8 @@ def _distribution(key: str, expression: str, value: Any, tags: set[str]) -> Any:
         if value.shuffle:
             raise _param_error(key, expression, "shuffle(...) means nothing to a sampler; drop it")
         start, stop, step = value.start, value.stop, value.step
+        if start is None or stop is None:  # Hydra's parser sets both; a hand-made RangeSweep may not
+            raise _param_error(key, expression, "range(start, stop, step) needs a start and a stop")
         if step is None or step <= 0:
             raise _param_error(key, expression, "range(start, stop, step) needs a positive step")
         count = math.ceil((stop - start) / step)
@@ -102,13 +106,15 @@ def _distribution(key: str, expression: str, value: Any, tags: set[str]) -> Any:
         choices = list(value.list)
         if not choices:
             raise _param_error(key, expression, "empty choice")
+        checked: list[CategoricalChoiceType] = []
         for c in choices:
             if not (c is None or isinstance(c, (bool, int, float, str))):
                 problem = f"choice values must be numbers, strings, booleans or null, got {c!r}"
                 raise _param_error(key, expression, problem)
+            checked.append(c)
         if len(set(map(repr, choices))) != len(choices):
             raise _param_error(key, expression, "choice values must be distinct")
-        return CategoricalDistribution(choices)
+        return CategoricalDistribution(checked)
     allowed = "interval(a,b), tag(log, interval(a,b)), choice(...) or range(...)"
     raise _param_error(key, expression, f"not a search expression; use {allowed}")
 
