@@ -40,10 +40,11 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
-# Format and lint (ruff) and the import graph's contracts (import-linter, see pyproject.toml).
+# Format and lint (ruff), types (mypy) and the import graph's contracts (import-linter, see pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff format --check src tests scripts train.py
 	$(VENV)/bin/ruff check src tests scripts train.py
+	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 
 # An Optuna study of the normal initializer's std (conf/hparams_search/normal_std.yaml); re-running resumes it.

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 Direction = Literal["minimize", "maximize"]
 
@@ -147,6 +147,12 @@ def direction(metric: str) -> Direction:
     return "minimize" if "loss" in metric.rsplit("/", 1)[-1] else "maximize"
 
 
+@overload
+def worst_value(metric: str) -> float: ...
+@overload
+def worst_value(metric: list[str]) -> list[float]: ...
+@overload
+def worst_value(metric: str | list[str]) -> float | list[float]: ...
 def worst_value(metric: str | list[str]) -> float | list[float]:
     """The worst possible value of ``metric``: +inf for a loss, -inf otherwise (one per metric of a list)."""
     if isinstance(metric, list):
@@ -274,7 +280,10 @@ def job_config_dict(cfg: Any, resolve: bool = True) -> dict[str, Any]:
     from omegaconf import OmegaConf  # keeps this module free of third-party imports for its other users
 
     d = OmegaConf.to_container(cfg, resolve=False)
-    d.pop("hydra", None)  # type: ignore[union-attr]
+    if not isinstance(d, dict):
+        raise TypeError(f"a job config is a mapping, not {type(d).__name__}")
+    d.pop("hydra", None)
+    # OmegaConf types to_container() as any container with any key type; a DictConfig gives a dict of str keys.
     return OmegaConf.to_container(OmegaConf.create(d), resolve=True) if resolve else d  # type: ignore[return-value]
 
 

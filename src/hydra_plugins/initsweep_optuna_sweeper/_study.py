@@ -18,6 +18,7 @@ from typing import Any, Optional
 import optuna
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
+from optuna.study import StudyDirection
 from optuna.trial import TrialState as OptunaState
 
 from initsweep.protocol import (
@@ -77,7 +78,8 @@ class Study:
         self.plan = plan
         self.config = config
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        self.batch = batch_size(OmegaConf.to_container(self.config.hydra.launcher, resolve=True))
+        # OmegaConf types to_container() as any container; a DictConfig (the launcher's) gives a dict.
+        self.batch = batch_size(OmegaConf.to_container(self.config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         s = plan.settings
         self.storage = study_recovery.sweeper_storage(plan.storage, s.heartbeat_interval, s.heartbeat_grace)
@@ -87,7 +89,7 @@ class Study:
             sampler=plan.sampler(),
             pruner=plan.pruner(),
             study_name=plan.study_name,
-            directions=plan.directions,
+            directions=[StudyDirection[d.upper()] for d in plan.directions],  # as create_study converts them
             load_if_exists=True,  # make_plan refused an existing study when load_if_exists is false
         )
         objectives.name_objectives(self.study, plan.metrics)

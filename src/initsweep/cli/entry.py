@@ -15,9 +15,10 @@ from initsweep import protocol
 from initsweep.writer import client as writer
 
 
-def run(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float | list[float]:
     """Run one Hydra job and return its optimized metric: a trial when the Optuna sweeper set
-    ``$INITSWEEP_TRIAL`` (see :mod:`initsweep.tuning.trial`), else a plain job (:func:`initsweep.jobs.job.run_job`)."""
+    ``$INITSWEEP_TRIAL`` (see :mod:`initsweep.tuning.trial`), else a plain job (:func:`initsweep.jobs.job.run_job`).
+    A list of optimized metrics (a multi-objective study) gives a list of values."""
     install_sigterm_handler()
     writer.prestart()  # MLflow loads in the tracking writer while this process imports torch
     number = protocol.trial_number()

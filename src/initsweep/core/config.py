@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from initsweep.core import idx, initializers
 from initsweep.protocol import SUMMARY_METRICS
@@ -252,9 +253,9 @@ class MetricsConfig(_Strict):
     loss_threshold: ``train/epochs_to_loss`` is the first epoch whose full-pass train loss is below it
     (null: half the chance loss ln C). collapse_drop: ``val/collapsed`` = 1 when best - final val acc > it."""
 
-    learn_level: float = Field(0.5, gt=0, le=1)
-    loss_threshold: float | None = Field(None, gt=0)
-    collapse_drop: float = Field(0.1, gt=0, le=1)
+    learn_level: float = Field(default=0.5, gt=0, le=1)
+    loss_threshold: float | None = Field(default=None, gt=0)
+    collapse_drop: float = Field(default=0.1, gt=0, le=1)
 
 
 class TrackingConfig(_Strict):
@@ -270,20 +271,20 @@ class TrackingConfig(_Strict):
     checkpoint: Literal["auto", "best", "none"] = "auto"
     # CPU, memory (GPU with nvidia-ml-py) as system/* metrics (initsweep.tracking.sysmetrics)
     system_metrics: bool = True
-    system_metrics_interval_s: float = Field(10.0, gt=0, description="seconds between system-metric samples")
-    log_every: int | None = Field(None, ge=1, description="log every k-th epoch; null: from max_points")
-    max_points: int = Field(500, ge=100, description="most epochs a run logs when log_every is null")
+    system_metrics_interval_s: float = Field(default=10.0, gt=0, description="seconds between system-metric samples")
+    log_every: int | None = Field(default=None, ge=1, description="log every k-th epoch; null: from max_points")
+    max_points: int = Field(default=500, ge=100, description="most epochs a run logs when log_every is null")
 
 
 class DiagnosticsConfig(_Strict):
     """Signal-propagation diagnostics (src/initsweep/diagnostics/signal.py) on a fixed batch of training data."""
 
     enabled: bool = True
-    batch_size: int = Field(512, ge=1, description="examples in the fixed diagnostic batch")
-    every: int = Field(0, ge=0, description="0: at initialization only; k: also after every k-th epoch")
-    warn_factor: float = Field(100.0, gt=1, description="warn when activation std changes more than this")
-    duplicate_tol: float = Field(1e-6, ge=0)
-    saturation_tol: float = Field(0.01, gt=0, lt=0.5)
+    batch_size: int = Field(default=512, ge=1, description="examples in the fixed diagnostic batch")
+    every: int = Field(default=0, ge=0, description="0: at initialization only; k: also after every k-th epoch")
+    warn_factor: float = Field(default=100.0, gt=1, description="warn when activation std changes more than this")
+    duplicate_tol: float = Field(default=1e-6, ge=0)
+    saturation_tol: float = Field(default=0.01, gt=0, lt=0.5)
 
 
 class Config(_Strict):
@@ -325,7 +326,7 @@ def _did_you_mean(key: str, raw: dict[str, Any]) -> str:
     return f"; did you mean {'.'.join([*parent, match[0]])}?" if match else ""
 
 
-def _describe(error: dict[str, Any], raw: dict[str, Any] | None = None) -> str:
+def _describe(error: ErrorDetails, raw: dict[str, Any] | None = None) -> str:
     loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "MLP", "Digits"))]
     # Discriminated unions put the tag value in the location path ("model.mlp.depth"): drop it.
     loc = [p for i, p in enumerate(loc) if not (i == 1 and loc[0] in ("model", "data"))]

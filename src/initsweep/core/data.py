@@ -173,6 +173,8 @@ def _as_dataset(
     cfg.standardize, standardize every feature with the training rows' mean and std. Samples keep their
     shape. With val_fraction = 0 the validation tensors are the training tensors (``val_is_train``)."""
     if test is None:
+        if isinstance(cfg, MNIST1DConfig):  # never: load() passes mnist1d's own test split
+            raise ValueError("data.name = 'mnist1d' brings its own test set")
         tr, va, te = stratified_split(y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         x_te, y_te = x[te], y[te]
     else:
@@ -212,6 +214,6 @@ def load(cfg: DataConfig) -> Dataset:
         x, y, xt, yt = _mnist1d(cfg)
         return _as_dataset(cfg.name, x, y, cfg, test=(xt, yt))
     if isinstance(cfg, IDXConfig):
-        x, y, xt, yt = _idx(cfg)
-        return _as_dataset(cfg.name, x, y, cfg, test=None if xt is None else (xt, yt))
+        x, y, test_x, test_y = _idx(cfg)  # both test arrays, or neither
+        return _as_dataset(cfg.name, x, y, cfg, test=None if test_x is None or test_y is None else (test_x, test_y))
     raise ValueError(f"data.name = {cfg.name!r}: unknown dataset")  # pragma: no cover

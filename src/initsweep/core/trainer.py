@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -103,7 +103,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> 
         logits = model(x[start : start + batch_size]).float()
         target = y[start : start + batch_size]
         loss_sum += loss_fn(logits, target, reduction="sum").item()
-        correct += (predict(logits) == target).sum().item()
+        correct += int((predict(logits) == target).sum().item())  # a count: item() of an integer tensor
     model.train(was_training)
     return loss_sum / len(x), correct / len(x)
 
@@ -233,7 +233,8 @@ def fit(
     per_epoch = math.ceil(n / bs)
     epochs = planned_epochs(cfg, n)
     total = cfg.steps if cfg.steps is not None else epochs * per_epoch
-    net = torch.compile(model) if cfg.compile else model
+    # torch.compile of a Module returns a Module (OptimizedModule); its stub types the result as a bare callable.
+    net = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     measure = Measure(data)
     ahead = _Ahead(model, measure, cfg.precision) if overlap and not cfg.compile else None
     model.train()

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from initsweep.core.initializers import init_layers
+from initsweep.core.initializers import Layer, init_layers
 from initsweep.core.models import loss_fn
 
 SATURATING = (nn.Tanh, nn.Sigmoid)
@@ -74,7 +74,7 @@ def fixed_batch(x: Tensor, y: Tensor, batch_size: int, seed: int = 0) -> tuple[T
     return x[idx], y[idx]
 
 
-def layer_activations(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module | None]]:
+def layer_activations(model: nn.Module) -> list[tuple[str, Layer, nn.Module | None]]:
     """(name, layer, activation module or None) for every layer of :func:`init_layers`.
 
     The activation of a layer is the parameter-free module that directly follows it among its parent's
@@ -90,7 +90,7 @@ def layer_activations(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module 
     return [(name, m, following.get(id(m))) for name, m in init_layers(model)]
 
 
-def duplicate_units(layer: nn.Module, tol: float = 1e-6) -> int:
+def duplicate_units(layer: Layer, tol: float = 1e-6) -> int:
     """How many units of ``layer`` have incoming weights (and bias) equal to another unit's.
 
     Two units i != j are duplicates when max_k |w_ik - w_jk| <= tol * max(1, max |W|). Since the difference

@@ -336,7 +336,7 @@ def _close_trained(logger: Any, trained: _Trained, worst: float | list[float]) -
     return JobOutcome(trained.value, JobStatus.FINISHED, logger.run_id, trained.epochs, stopped_at=trained.stopped_at)
 
 
-def _tracking_failed(logger: Any, error: TrackingError, worst: float) -> JobOutcome:
+def _tracking_failed(logger: Any, error: TrackingError, worst: float | list[float]) -> JobOutcome:
     """Close the run FAILED, ``failure=tracking`` (as far as the store allows), and say where the metrics are."""
     logger.fail_tracking(str(error))
     kept = f"; its metrics are in {logger.local.path}" if logger.local is not None and not logger.broken else ""

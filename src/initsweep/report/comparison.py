@@ -109,6 +109,7 @@ COMPARISON_COLUMNS = (
     ("epochs to learn", "val/epochs_to_learn", "{:.1f}"),
     ("collapsed runs", "val/collapsed", "{:.2f}"),
 )
+COMPARISON_KEYS = tuple(k for _, k, _ in COMPARISON_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -232,9 +233,7 @@ def group_runs(runs: Sequence[Any]) -> dict[str, list[Any]]:
     return groups
 
 
-def comparison(
-    runs: Sequence[Any], keys: Sequence[str] = tuple(k for _, k, _ in COMPARISON_COLUMNS)
-) -> list[GroupStats]:
+def comparison(runs: Sequence[Any], keys: Sequence[str] = COMPARISON_KEYS) -> list[GroupStats]:
     """Per configuration, mean ± 95% CI over seeds of each metric in ``keys``, over the runs that are
     results: FINISHED, or diverged (a diverged run is an outcome of the experiment; crashed or killed
     runs are left out)."""

@@ -224,8 +224,8 @@ def signal_propagation(
     many = len(layers) > 8
     fig, axes = _canvas(("signal_propagation", many), lambda: _signal_canvas(many))
     for ax, index in ((axes[0], 2), (axes[1], 3)):
-        for i, profile in enumerate(profiles):
-            _log_line(ax, xs, list(profile[index]), color=f"C{i % 10}", marker="o", label=profile[0])
+        for i, (label, _, act, grad) in enumerate(profiles):
+            _log_line(ax, xs, list(act if index == 2 else grad), color=f"C{i % 10}", marker="o", label=label)
         ax.set_yscale("log")
         _layer_ticks(ax, layers)
         _finish_axes(ax, 7)

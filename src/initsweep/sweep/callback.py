@@ -65,8 +65,10 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
 
 def fixed_overrides(overrides: list[str]) -> tuple[str, ...]:
     """The command-line overrides that are not sweeps (``a=1`` but not ``a=1,2`` or ``a=range(3)``)."""
+    from initsweep.sweep.composition import input_line
+
     parsed = OverridesParser.create().parse_overrides(overrides)
-    return tuple(o.input_line for o in parsed if not o.is_sweep_override())
+    return tuple(input_line(o) for o in parsed if not o.is_sweep_override())
 
 
 def shared_study_name(config: DictConfig) -> str | None:
@@ -86,7 +88,9 @@ def claim_sweep_dir(config: DictConfig) -> Path:
     earlier sweep left in it are removed. The claimed dir replaces ``hydra.sweep.dir`` in ``config`` and in
     the Hydra overrides every job's config is composed from."""
     raw = OmegaConf.to_container(config.hydra.sweep, resolve=False)
-    timestamped = "${now:" in str(raw["dir"])  # type: ignore[index]
+    if not isinstance(raw, dict):
+        raise TypeError(f"hydra.sweep is a mapping, not {type(raw).__name__}")
+    timestamped = "${now:" in str(raw["dir"])
     wanted = Path(str(config.hydra.sweep.dir))
     claimed = locks.claim_sweep_dir(wanted, unique=timestamped)
     if not timestamped:

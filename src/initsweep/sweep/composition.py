@@ -40,6 +40,13 @@ def is_group(loader: ConfigLoader, master_config: DictConfig, key: str) -> bool:
     )
 
 
+def input_line(override: Override) -> str:
+    """The override as written: OverridesParser.parse_overrides sets it on every override it returns."""
+    if override.input_line is None:
+        raise ValueError(f"the override of {override.key_or_group} was not parsed from a string")
+    return override.input_line
+
+
 def split_choices(overrides: list[Override], group: Callable[[str], bool]) -> tuple[list[Override], list[Override]]:
     """``overrides`` split as Hydra splits them: config-group choices (which select what is composed) and the
     rest (applied to the composed config). A dict value is never a choice."""
@@ -60,7 +67,7 @@ def compose_jobs(config: DictConfig, jobs: list[list[str]], loader: ConfigLoader
     out = []
     for job in jobs:
         choices, rest = split_choices(parser.parse_overrides(job), group)
-        key = tuple(o.input_line for o in choices)
+        key = tuple(input_line(o) for o in choices)
         if key not in bases:
             bases[key] = job_config_dict(loader.load_sweep_config(config, list(key)), resolve=False)
         out.append(_with_overrides(bases[key], [o for o in rest if not o.is_hydra_override()]))

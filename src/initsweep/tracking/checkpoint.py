@@ -85,10 +85,10 @@ def best_run_id(study_name: str | None = None, tracking_uri: str | None = None) 
 
     client = tracking.connect(tracking.resolve_uri(tracking_uri))
     exp_ids = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(
+    tagged = client.search_runs(
         exp_ids, filter_string=f"tags.`{Tag.BEST}` = 'true'", order_by=["attributes.start_time DESC"]
     )
-    runs = [r for r in runs if study_name is None or r.data.tags.get(Tag.STUDY_NAME) == study_name]
+    runs = [r for r in tagged if study_name is None or r.data.tags.get(Tag.STUDY_NAME) == study_name]
     if not runs:
         raise LookupError(f"no best trial tagged {Tag.BEST}=true" + (f" in study {study_name!r}" if study_name else ""))
     latest = runs[0].data.tags.get(Tag.STUDY_NAME)

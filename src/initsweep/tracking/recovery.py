@@ -124,7 +124,7 @@ def stop_children(client: MlflowClient | None, grace_s: float = 15.0, spare: Col
     if client is None:
         grace_s = 0.0
     host, deadline = ledger.identity()["host"], time.monotonic() + grace_s
-    while kids and time.monotonic() < deadline:
+    while client is not None and kids and time.monotonic() < deadline:
         try:
             running = tracking.retrying(
                 client.search_runs,

@@ -115,8 +115,11 @@ def pareto_plot(study: optuna.Study, metrics: Sequence[str], out_dir: Path) -> l
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         ax = ovm.plot_pareto_front(study, target_names=list(metrics))
+    fig = ax.get_figure(root=True)
+    if fig is None:  # never: Optuna draws the plot in a new figure
+        return []
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "pareto_front.png"
-    ax.figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(ax.figure)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
     return [path]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import optuna.storages.journal  # JournalFileBackend's module: optuna.storages does not re-export it
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -92,7 +93,7 @@ def _instantiate(kind: str, name: Any, node: Mapping[str, Any], **extra: Any) ->
             cause = e.__cause__
             if not isinstance(cause, (TypeError, ValueError)):
                 raise ConfigError(f"{SETTINGS_KEY}.{kind}: {str(e).splitlines()[0]}") from None
-            cls = get_class(node["_target_"])
+            cls: type[Any] = get_class(node["_target_"])
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
     raise ConfigError(
         f"{SETTINGS_KEY}.{kind}_kwargs: {cls.__name__} ({kind}={name}) refused them: {cause}; "

@@ -24,7 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import optuna
 import psutil
@@ -146,6 +146,13 @@ def recover_stale_trials(study: optuna.Study, storage: Any, grace_s: float) -> l
     return messages
 
 
+@runtime_checkable
+class _Heartbeat(Protocol):
+    """A storage with Optuna's heartbeat table: an RDB storage, or the cache Optuna wraps it in."""
+
+    def record_heartbeat(self, trial_id: int) -> None: ...
+
+
 class TrialKeeper:
     """Claims the trials of this invocation (owner attrs) and renews their heartbeat every ``interval`` s
     in a daemon thread until they are released."""
@@ -167,7 +174,7 @@ class TrialKeeper:
             storage.set_trial_system_attr(compat.trial_id(trial), key, value)
         with self._lock:
             self._ids.add(compat.trial_id(trial))
-        if self._rdb:
+        if self._rdb and isinstance(storage, _Heartbeat):
             storage.record_heartbeat(compat.trial_id(trial))
 
     def release(self, trial: Any) -> None:
@@ -180,10 +187,11 @@ class TrialKeeper:
                 ids = list(self._ids)
             for trial_id in ids:
                 try:
-                    if self._rdb:
-                        compat.study_storage(self.study).record_heartbeat(trial_id)
+                    storage = compat.study_storage(self.study)
+                    if self._rdb and isinstance(storage, _Heartbeat):
+                        storage.record_heartbeat(trial_id)
                     else:
-                        compat.study_storage(self.study).set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+                        storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
                 except Exception as e:  # noqa: BLE001 - a finished trial or a storage hiccup: try next time
                     log.debug(f"heartbeat of trial id {trial_id} failed: {e}")
 

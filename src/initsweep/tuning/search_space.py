@@ -13,7 +13,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from hydra.errors import HydraException, OverrideParseException
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalChoiceType, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from initsweep.core.config import ConfigError, flatten
 
@@ -84,6 +84,8 @@ def _distribution(key: str, expression: str, value: Any, tags: set[str]) -> Any:
 def _interval(key: str, expression: str, value: IntervalSweep, tags: set[str]) -> Any:
     """interval(low, high): float, or int with tag int; log-uniform with tag log."""
     low, high, log = value.start, value.end, "log" in tags
+    if low is None or high is None:  # Hydra's parser sets both; a hand-made IntervalSweep may not
+        raise _param_error(key, expression, "interval(low, high) needs both bounds")
     if not low < high:
         raise _param_error(key, expression, f"empty interval: low ({low:g}) must be below high ({high:g})")
     if log and low <= 0:
@@ -98,6 +100,8 @@ def _interval(key: str, expression: str, value: IntervalSweep, tags: set[str]) -
 def _range(key: str, expression: str, value: RangeSweep) -> Any:
     """range(start, stop, step): the values start, start + step, ... below stop, as a stepped distribution."""
     start, stop, step = value.start, value.stop, value.step
+    if start is None or stop is None:  # Hydra's parser sets both; a hand-made RangeSweep may not
+        raise _param_error(key, expression, "range(start, stop, step) needs a start and a stop")
     if step is None or step <= 0:
         raise _param_error(key, expression, "range(start, stop, step) needs a positive step")
     count = math.ceil((stop - start) / step)
@@ -115,13 +119,15 @@ def _choice(key: str, expression: str, choices: list[Any]) -> Any:
     """choice(a, b, ...): distinct numbers, strings, booleans or null."""
     if not choices:
         raise _param_error(key, expression, "empty choice")
+    checked: list[CategoricalChoiceType] = []
     for c in choices:
         if not (c is None or isinstance(c, (bool, int, float, str))):
             problem = f"choice values must be numbers, strings, booleans or null, got {c!r}"
             raise _param_error(key, expression, problem)
+        checked.append(c)
     if len(set(map(repr, choices))) != len(choices):
         raise _param_error(key, expression, "choice values must be distinct")
-    return CategoricalDistribution(choices)
+    return CategoricalDistribution(checked)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from initsweep.core.initializers.fills import (
 from initsweep.core.initializers.validation import check_init, check_params
 
 # apply imports torch; config validation imports this package, so apply's names load on first use (PEP 562).
-_APPLY = ("InitSpec", "LayerStats", "init_layers", "initialize", "lsuv_", "output_layer")
+_APPLY = ("InitSpec", "Layer", "LayerStats", "init_layers", "initialize", "lsuv_", "output_layer")
 
 
 def __getattr__(name: str) -> Any:
@@ -41,13 +41,22 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from initsweep.core.initializers.apply import InitSpec, LayerStats, init_layers, initialize, lsuv_, output_layer
+    from initsweep.core.initializers.apply import (
+        InitSpec,
+        Layer,
+        LayerStats,
+        init_layers,
+        initialize,
+        lsuv_,
+        output_layer,
+    )
 
 __all__ = [
     "SCHEMES",
     "CustomParams",
     "InitError",
     "InitSpec",
+    "Layer",
     "LayerStats",
     "Scheme",
     "Site",

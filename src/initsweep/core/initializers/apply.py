@@ -4,6 +4,7 @@ weight right after initialization (measured next to the std its formula promises
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,9 +30,11 @@ class InitSpec(Protocol):
     """What :func:`initialize` needs of an init config (``config.InitConfig`` is one)."""
 
     name: str
-    bias: str
     bias_value: float
     output: str | None
+
+    @property
+    def bias(self) -> str: ...  # read-only, so that InitConfig's Literal of the three choices fits
 
     @property
     def params(self) -> dict[str, Any]: ...
@@ -41,14 +44,15 @@ class InitSpec(Protocol):
 
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+Layer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d  # a module of LAYER_TYPES
 
 
-def init_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def init_layers(model: nn.Module) -> list[tuple[str, Layer]]:
     """The layers an initializer touches, with their stable names: every Linear and Conv."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
 
 
-def output_layer(layers: list[tuple[str, nn.Module]]) -> str | None:
+def output_layer(layers: Sequence[tuple[str, nn.Module]]) -> str | None:
     """Name of the output layer: the layer called ``out``, else the last one."""
     names = [n for n, _ in layers]
     return "out" if "out" in names else (names[-1] if names else None)
@@ -61,12 +65,13 @@ def _stats(layer: str, w: Tensor, expected: float | None) -> LayerStats:
 
 @torch.no_grad()
 def _fill_bias(module: nn.Module, scheme: Scheme, p: Any, site: Site, bias: str, value: float) -> None:
-    if getattr(module, "bias", None) is None:
+    b = getattr(module, "bias", None)
+    if not isinstance(b, Tensor):  # None: a layer without bias
         return
     if bias == "weight":
-        scheme.fill(module.bias, p, site)  # iid: the weight's distribution (custom: fn(bias, **kwargs))
+        scheme.fill(b, p, site)  # iid: the weight's distribution (custom: fn(bias, **kwargs))
     else:
-        constant_(module.bias, value if bias == "constant" else 0.0)
+        constant_(b, value if bias == "constant" else 0.0)
 
 
 def initialize(model: nn.Module, init: InitSpec, activation: str, batch: Tensor | None = None) -> list[LayerStats]:
@@ -112,9 +117,7 @@ def initialize(model: nn.Module, init: InitSpec, activation: str, batch: Tensor 
 
 
 @torch.no_grad()
-def lsuv_(
-    model: nn.Module, layers: list[tuple[str, nn.Module]], batch: Tensor | None, p: LSUVParams
-) -> dict[str, float]:
+def lsuv_(model: nn.Module, layers: list[tuple[str, Layer]], batch: Tensor | None, p: LSUVParams) -> dict[str, float]:
     """Layer-sequential unit variance (Mishkin & Matas 2016, "All you need is a good init"): after an
     orthogonal pre-init, for each layer in forward order, W <- W / sqrt(Var(output)) on a batch of training
     inputs until |Var(output) - 1| < tol or max_iter rounds. torch has no counterpart.

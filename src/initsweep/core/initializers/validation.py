@@ -68,7 +68,7 @@ def check_params(name: str, params: Mapping[str, Any], prefix: str = "init") -> 
         p = SCHEMES[name].params.model_validate(dict(params))
     except ValidationError as e:
         raise ValueError(_pydantic_message(name, e, prefix)) from None
-    if name == "custom":
+    if isinstance(p, CustomParams):  # init=custom, the one scheme with these parameters
         _check_custom(p, prefix)
     return p
 
