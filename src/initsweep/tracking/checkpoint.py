@@ -11,7 +11,6 @@ run, ``none`` never. The study tags the run of its best trial ``optuna.best=true
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -52,13 +51,7 @@ def save(
     }
     path = Path(tempfile.mkdtemp(prefix="initsweep-ckpt-")) / FILE_NAME
     torch.save(payload, path)
-    if hasattr(logger, "move_artifact"):  # the tracking writer logs the file, then removes it: nothing waits
-        logger.move_artifact(path, ARTIFACT_DIR)
-    else:  # an in-process RunLogger has stored it when log_artifact returns
-        try:
-            logger.log_artifact(path, ARTIFACT_DIR)
-        finally:
-            shutil.rmtree(path.parent, ignore_errors=True)
+    logger.move_artifact(path, ARTIFACT_DIR)  # then removed; the tracking writer's logger does not wait
     logger.set_tags({Tag.CHECKPOINT: ARTIFACT})
 
 

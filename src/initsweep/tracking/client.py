@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -248,6 +248,15 @@ class RunLogger:
 
     def log_text(self, text: str, artifact_file: str) -> None:
         retrying(self.client.log_text, self.run_id, text, artifact_file)
+
+    def move_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """:meth:`log_artifact`, then remove the file, and its directory if that is left empty."""
+        try:
+            self.log_artifact(path, artifact_path)
+        finally:
+            with suppress(OSError):  # the directory stays unless it was made for this file alone
+                os.unlink(path)
+                os.rmdir(os.path.dirname(path))
 
     def end(self, status: str = "FINISHED") -> None:
         """Flush and close the run FINISHED, FAILED or KILLED (once); if the flush fails: :meth:`fail_tracking`."""
