@@ -3,19 +3,26 @@ runs summarized and reported; and of a study's (the Optuna sweeper's ``Study``):
 states and its results on the parent run. The sweep's process calls these through the tracking writer when it
 has one (:func:`initsweep.writer.client.store_side`: a sweep whose process has not imported MLflow), so that the
 sweep's process imports torch and trains while the writer imports MLflow and writes to the store; else in
-its own process.
+its own process. MLflow is imported on first use: a process without it names these functions for its writer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from initsweep.core.lazy import LazyModule
 from initsweep.protocol import ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
-from initsweep.report import comparison as report
-from initsweep.tracking import client as tracking
-from initsweep.tracking import recovery
+
+if TYPE_CHECKING:
+    from initsweep.report import comparison as report
+    from initsweep.tracking import client as tracking
+    from initsweep.tracking import recovery
+else:
+    report = LazyModule("initsweep.report.comparison")
+    tracking = LazyModule("initsweep.tracking.client")
+    recovery = LazyModule("initsweep.tracking.recovery")
 
 STUDY_PARENT_TAG = "initsweep.study_parent"  # value: the study name; marks the study-level parent run
 
