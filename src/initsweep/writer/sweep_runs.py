@@ -54,10 +54,6 @@ def open_parent(
     return logger
 
 
-# The functions that draw (the report): the tracking writer first logs every run figure its drawing process
-# has been sent (initsweep.writer.server), so that they come after the runs' own.
-DRAWING = frozenset({"write_report"})
-
 # A sweep's child runs as summarize read them, for the write_report that follows it (one search instead of
 # two: 0.4 s for 16 runs on SQLite). Nothing changes a child run between the two calls: every job has ended.
 _CHILDREN: dict[str, list[Any]] = {}
@@ -95,6 +91,11 @@ def write_report(uri: str, experiment_id: str, run_id: str, sweep_dir: str, run_
     for path in written:
         parent.log_artifact(path, "report")
     return str(written[0])
+
+
+# The functions that draw (the report): the tracking writer first logs every run figure its drawing process
+# has been sent (initsweep.writer.server), so that they come after the runs' own.
+DRAWING = frozenset({write_report})
 
 
 # ---------------------------------------------------------------------------------------------------
