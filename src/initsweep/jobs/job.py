@@ -62,6 +62,7 @@ from initsweep.report import console
 from initsweep.report import drawing as figures
 from initsweep.tracking import checkpoint
 from initsweep.tracking import metrics_file as ledger
+from initsweep.tracking.run_logger import RunLogger
 from initsweep.writer import client as writer
 
 
@@ -310,7 +311,7 @@ def execute(
     return JobOutcome(trained.value, JobStatus.FINISHED, logger.run_id, trained.epochs, stopped_at=stopped_at)
 
 
-def _tracking_failed(logger: Any, error: TrackingError, worst: float) -> JobOutcome:
+def _tracking_failed(logger: RunLogger, error: TrackingError, worst: float) -> JobOutcome:
     """Close the run FAILED, ``failure=tracking`` (as far as the store allows), and say where the metrics are."""
     logger.fail_tracking(str(error))
     kept = f"; its metrics are in {logger.local.path}" if logger.local is not None and not logger.broken else ""
@@ -333,7 +334,7 @@ def _train_and_log(
     data: datasets.Dataset,
     model: torch.nn.Module,
     stats: list[LayerStats],
-    logger: Any,  # a tracking.RunLogger, or a writer.RemoteRunLogger
+    logger: RunLogger,
     on_epoch: Callable[[EpochMetrics], bool] | None,
     overlap: bool = False,
     diag_at_init: Future[Diagnostics] | None = None,

@@ -13,7 +13,7 @@ import atexit
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -36,6 +36,7 @@ from initsweep.protocol import (
 from initsweep.report import console
 from initsweep.tracking import locks
 from initsweep.tracking.locks import SweepDirInUse
+from initsweep.tracking.run_logger import RunLogger
 
 # Hydra imports this module on every start (conf/config.yaml names the callback): the modules that import
 # torch, MLflow or optuna (validation, tracking, tuning, report) are imported inside the callback's methods.
@@ -106,7 +107,7 @@ class SweepCallback(Callback):
 
     def __init__(self) -> None:
         self.parent: Parent | None = None
-        self.logger: Any = None  # the parent run's tracking.RunLogger, or writer.RemoteRunLogger
+        self.logger: RunLogger | None = None  # the parent run's
         self.writer: Any = None  # the tracking writer that holds the parent run, if one does
 
     def __getstate__(self) -> dict[str, Any]:
@@ -196,7 +197,7 @@ class SweepCallback(Callback):
 
             spare = []
             if self.writer is None:
-                client = self.logger.client
+                client = cast(tracking.RunLogger, self.logger).client  # the parent run's, in this process
             else:  # the writer holds the parent run; this process reads the store itself on the way out
                 spare = [self.writer.proc.pid]
                 try:

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from initsweep.core.config import validate
 from initsweep.core.models import build_model
 from initsweep.protocol import Tag
+from initsweep.tracking.run_logger import RunLogger
 
 ARTIFACT_DIR = "checkpoint"
 FILE_NAME = "model_state_dict.pt"
@@ -33,7 +34,7 @@ def wanted(setting: str, in_study: bool) -> bool:
 
 
 def save(
-    logger: Any,  # a tracking.RunLogger or a writer.RemoteRunLogger
+    logger: RunLogger,
     model: torch.nn.Module,
     best_state: dict[str, torch.Tensor] | None,
     best_epoch: int | None,

@@ -38,7 +38,7 @@ from initsweep.protocol import (  # noqa: F401 - TrackingError, resolve_uri, DEF
     redact,
     resolve_uri,
 )
-from initsweep.tracking import locks, ui_view
+from initsweep.tracking import locks, run_logger, ui_view
 from initsweep.tracking.metrics_file import MetricsFile, file_changed, identity, watch_file
 from initsweep.tracking.store_races import create_sqlite_atomically, open_despite_races
 
@@ -169,7 +169,7 @@ class RunLogger:
         self._last_flush = time.monotonic()
         self.ended = False
         self.latest: dict[str, float] = {}  # the last value logged of each metric
-        self.on_end: Callable[[RunLogger, str], None] | None = None  # called once the run is closed
+        self.on_end: Callable[[run_logger.RunLogger, str], None] | None = None  # called once the run is closed
         self.local: MetricsFile | None = None
         self.broken: str | None = None  # why the store refused this run's writes
 
@@ -233,7 +233,7 @@ class RunLogger:
         if artifact_file.startswith(f"{LAYERS_DIR}/"):
             _TABLES[(self.run_id, artifact_file)] = obj
 
-    def log_params(self, params: Mapping[str, str]) -> None:
+    def log_params(self, params: Mapping[str, Any]) -> None:
         items = [Param(k, redact(str(v))[:_MAX_PARAM_CHARS]) for k, v in params.items()]
         for chunk in _chunks(items, _MAX_PARAMS):
             retrying(self.client.log_batch, self.run_id, params=chunk)

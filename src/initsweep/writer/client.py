@@ -42,6 +42,7 @@ from typing import Any
 from initsweep.diagnostics.layer_table import layer_record
 from initsweep.protocol import Failure, TrackingError
 from initsweep.tracking.metrics_file import MetricsFile, identity
+from initsweep.tracking.run_logger import RunLogger
 from initsweep.writer.requests import (
     CallStoreSide,
     Close,
@@ -264,8 +265,7 @@ class RemoteStore:
 
 
 class RemoteRunLogger:
-    """:class:`initsweep.tracking.client.RunLogger`'s interface for a run the writer holds (see the module
-    docstring)."""
+    """The :class:`~initsweep.tracking.run_logger.RunLogger` of a run the writer holds (see the module docstring)."""
 
     def __init__(
         self, w: TrackingWriter, run_id: str, run_name: str, experiment_id: str | None, tracking_uri: str
@@ -277,7 +277,7 @@ class RemoteRunLogger:
         self.broken: str | None = None
         self.ended = False
         self.end_later = False  # see end
-        self.on_end: Any = None  # called with (logger, status) once the run is closed
+        self.on_end: Callable[[RunLogger, str], None] | None = None  # called once the run is closed
 
     def _post(self, method: str, *args: Any) -> None:
         self.writer.post(RunCall(self.run_id, method, args))
