@@ -38,6 +38,7 @@ from initsweep.tuning import recovery as study_recovery
 from initsweep.tuning.plan import FINITE_SAMPLERS, Plan, make_sampler, share_storage, study_plots
 from initsweep.tuning.search_space import grid_points
 from initsweep.writer import client as writer
+from initsweep.writer import sweep_runs
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,9 @@ class Study:
                 self._tell(by_number[n], TrialState.FAIL, None, "the sweep stopped before the trial's job returned")
             if self.parent is not None:  # not waited for: the writer tags the runs while the next trials train
                 done = [o for o in self.outcomes if o.number in by_number]
-                writer.store_side(self.writer, "tag_trials", self.parent, self.plan.study_name, done, wait=False)
+                writer.store_side(
+                    self.writer, sweep_runs.tag_trials, self.parent, self.plan.study_name, done, wait=False
+                )
 
     def _tell(self, trial: Any, state: TrialState, value: Any, reason: str) -> None:
         if reason:
@@ -259,7 +262,7 @@ class Study:
         # one parent for every worker: what differs per invocation goes to tags
         per_invocation = ("optuna.n_trials", "optuna.seed", "optuna.first_trial", "optuna.max_failure_rate")
         args = (self.parent, params, self.plan.study_name, s.shared_parent, per_invocation)
-        if clash := writer.store_side(self.writer, "log_study_settings", *args, wait=s.shared_parent):
+        if clash := writer.store_side(self.writer, sweep_runs.log_study_settings, *args, wait=s.shared_parent):
             log.warning(f"Study parent run {self.parent.run_id} has other values for {clash}: kept")
 
     # -- the end ---------------------------------------------------------------------------------------
@@ -331,4 +334,4 @@ class Study:
         best_params = (best["best_trial"], best["best_params"]) if "best_trial" in best else None
         shared, numbers = self.plan.settings.shared_parent, objectives.best_numbers(best)
         args = (self.plan.study_name, metrics, best_params, numbers, results_path, plots, shared)
-        writer.store_side(self.writer, "log_study_results", self.parent, *args)
+        writer.store_side(self.writer, sweep_runs.log_study_results, self.parent, *args)

@@ -62,6 +62,7 @@ from initsweep.report import console
 from initsweep.report import drawing as figures
 from initsweep.tracking import checkpoint
 from initsweep.tracking import metrics_file as ledger
+from initsweep.tracking.run_logger import RunLogger
 from initsweep.writer import client as writer
 
 
@@ -297,7 +298,7 @@ def _run_tags(
 
 
 def _train_recording_crashes(
-    store: Any, logger: Any, t: Any, train: Callable[[], _Trained], worst: float | list[float]
+    store: Any, logger: RunLogger, t: Any, train: Callable[[], _Trained], worst: float | list[float]
 ) -> _Trained | JobOutcome:
     """``train()`` under the run's system-metrics monitor. A crash (any exception but TrackingError) ends the
     run FAILED with its traceback and returns the outcome; Ctrl-C ends it KILLED and propagates."""
@@ -324,7 +325,7 @@ def _train_recording_crashes(
         return JobOutcome(worst, JobStatus.FAILED, logger.run_id, reason=reason, error=e)
 
 
-def _close_trained(logger: Any, trained: _Trained, worst: float | list[float]) -> JobOutcome:
+def _close_trained(logger: RunLogger, trained: _Trained, worst: float | list[float]) -> JobOutcome:
     """End the run of a job that trained: FAILED with ``failure=diverged`` when it diverged, else FINISHED."""
     if trained.diverged:
         epoch, reason = trained.diverged
@@ -336,7 +337,7 @@ def _close_trained(logger: Any, trained: _Trained, worst: float | list[float]) -
     return JobOutcome(trained.value, JobStatus.FINISHED, logger.run_id, trained.epochs, stopped_at=trained.stopped_at)
 
 
-def _tracking_failed(logger: Any, error: TrackingError, worst: float | list[float]) -> JobOutcome:
+def _tracking_failed(logger: RunLogger, error: TrackingError, worst: float | list[float]) -> JobOutcome:
     """Close the run FAILED, ``failure=tracking`` (as far as the store allows), and say where the metrics are."""
     logger.fail_tracking(str(error))
     kept = f"; its metrics are in {logger.local.path}" if logger.local is not None and not logger.broken else ""
@@ -359,7 +360,7 @@ def _train_and_log(
     data: datasets.Dataset,
     model: torch.nn.Module,
     stats: list[LayerStats],
-    logger: Any,  # a tracking.RunLogger, or a writer.RemoteRunLogger
+    logger: RunLogger,
     on_epoch: Callable[[EpochMetrics], bool] | None,
     overlap: bool = False,
     diag_at_init: Future[Diagnostics] | None = None,
@@ -412,7 +413,7 @@ class _StepZero:
     once (:meth:`log`), when the diagnostics at init are done. Keeps the diagnostics snapshots for the figures."""
 
     def __init__(
-        self, logger: Any, stats: list[LayerStats], val: tuple[float, float], diag: Future[Diagnostics] | None
+        self, logger: RunLogger, stats: list[LayerStats], val: tuple[float, float], diag: Future[Diagnostics] | None
     ) -> None:
         self.logger, self.stats, self.val, self.diag = logger, stats, val, diag
         self.snapshots: list[tuple[int, Diagnostics]] = []
@@ -437,7 +438,7 @@ def _finish(
     ctx: JobContext,
     data: datasets.Dataset,
     model: torch.nn.Module,
-    logger: Any,
+    logger: RunLogger,
     history: list[EpochMetrics],
     step_0: _StepZero,
     best: BestState,

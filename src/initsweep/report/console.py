@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from initsweep.protocol import PROGRESS_FILE
+from initsweep.tracking.run_logger import RunLogger
 from initsweep.tracking.ui_view import VIEW_ID
 
 log = logging.getLogger("initsweep")
@@ -97,9 +98,9 @@ def progress_prefix(sweep_dir: str | Path | None) -> str:
 
 
 def job_reporter(name: str, sweep_dir: str | Path | None):
-    """A :class:`initsweep.tracking.client.RunLogger` ``on_end`` hook that logs the job's closing line."""
+    """A :class:`~initsweep.tracking.run_logger.RunLogger` ``on_end`` hook that logs the job's closing line."""
 
-    def report(logger: Any, status: str) -> None:
+    def report(logger: RunLogger, status: str) -> None:
         line = job_line(name, status, logger.latest, logger.run_id, logger.experiment_id or "0")
         log.info(progress_prefix(sweep_dir) + line)
 

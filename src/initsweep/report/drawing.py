@@ -26,9 +26,10 @@ from initsweep.report.plots import (  # matplotlib: imported when drawing
     learning_curves,
     signal_propagation,
 )
+from initsweep.tracking.run_logger import DrawsFigures, RunLogger
 
 _JOIN_TIMEOUT_S = 300.0  # a child that hangs is killed and its figures drawn inline
-_pending: list[tuple[Any, Any, list[Path], tuple]] = []  # (child process, run logger, PNG paths, draw args)
+_pending: list[tuple[Any, RunLogger, list[Path], tuple]] = []  # (child process, run logger, PNG paths, draw args)
 
 
 def figure_args(
@@ -50,10 +51,10 @@ def draw(points: Sequence[Point], initial_val: tuple[float, float], profiles: li
     return paths
 
 
-def prepare(logger: Any) -> None:
+def prepare(logger: RunLogger) -> None:
     """Figures will follow: a logger that draws them (the tracking writer's) imports matplotlib now, while the
     job trains."""
-    if hasattr(logger, "draw_figures"):
+    if isinstance(logger, DrawsFigures):
         logger.prepare_figures()
 
 
@@ -66,7 +67,7 @@ def _draw_in_child(*args: Any) -> None:
 
 
 def log_figures(
-    logger: Any,
+    logger: RunLogger,
     history: Sequence[Any],
     initial_val: tuple[float, float],
     snapshots: list,
@@ -77,7 +78,7 @@ def log_figures(
     tracking writer's); else with ``background`` in a forked child, logged later by :func:`finish` (called
     here for earlier jobs, by the sweep's end and at exit); else here."""
     args = figure_args(history, initial_val, snapshots, out_dir, logger.run_name)
-    if hasattr(logger, "draw_figures"):  # the tracking writer's (initsweep.writer.client.RemoteRunLogger)
+    if isinstance(logger, DrawsFigures):  # the tracking writer's (initsweep.writer.client.RemoteRunLogger)
         logger.draw_figures(args)
         return
     finish()

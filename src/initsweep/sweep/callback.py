@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import atexit
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -35,6 +36,7 @@ from initsweep.protocol import (
 from initsweep.report import console
 from initsweep.tracking import locks
 from initsweep.tracking.locks import SweepDirInUse
+from initsweep.tracking.run_logger import RunLogger
 
 # Hydra imports this module on every start (conf/config.yaml names the callback): the modules that import
 # torch, MLflow or optuna (validation, tracking, tuning, report) are imported inside the callback's methods.
@@ -109,7 +111,7 @@ class SweepCallback(Callback):
 
     def __init__(self) -> None:
         self.parent: Parent | None = None
-        self.logger: Any = None  # the parent run's tracking.RunLogger, or writer.RemoteRunLogger
+        self.logger: RunLogger | None = None  # the parent run's
         self.writer: Any = None  # the tracking writer that holds the parent run, if one does
 
     def __getstate__(self) -> dict[str, Any]:
@@ -144,6 +146,7 @@ class SweepCallback(Callback):
         from initsweep.tracking import metrics_file as ledger
         from initsweep.tracking import processes
         from initsweep.writer import client as writer
+        from initsweep.writer import sweep_runs
 
         launchers.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
         processes.terminate_as_interrupt()  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
@@ -162,7 +165,7 @@ class SweepCallback(Callback):
         launcher = config.hydra.launcher.get("_target_")
         try:
             if self.writer is not None:
-                opening = self.writer.run_function("initsweep.writer.sweep_runs:open_parent", *args)
+                opening = self.writer.run_function(sweep_runs.open_parent, *args)
                 if launcher == BASIC_LAUNCHER:
                     import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
                 elif launcher == JOBLIB_LAUNCHER:  # the workers start and import torch meanwhile
@@ -171,9 +174,7 @@ class SweepCallback(Callback):
 
                 self.logger = self.writer.value(opening)
                 self.writer.sweep_run_id = self.logger.run_id  # its jobs' ends are confirmed later
-            else:
-                from initsweep.writer import sweep_runs  # MLflow: imported only once every job's config is valid
-
+            else:  # MLflow: imported only once every job's config is valid
                 self.logger = sweep_runs.open_parent(*args)
         except TrackingError as e:
             launchers.stop_warm_workers()
@@ -200,7 +201,7 @@ class SweepCallback(Callback):
 
             spare = []
             if self.writer is None:
-                client = self.logger.client
+                client = cast(tracking.RunLogger, self.logger).client  # the parent run's, in this process
             else:  # the writer holds the parent run; this process reads the store itself on the way out
                 spare = [self.writer.proc.pid]
                 try:
@@ -230,12 +231,13 @@ class SweepCallback(Callback):
     def _end(self, config: DictConfig) -> None:
         assert self.parent is not None and self.logger is not None
         from initsweep.report import drawing as figures
+        from initsweep.writer import sweep_runs
 
         figures.finish()  # the last jobs' figures, drawn in the background
         p = self.parent
         sweep_dir = Path(config.hydra.sweep.dir)
         args = (p.tracking_uri, p.experiment_id, p.run_id, str(sweep_dir))
-        table, n_runs, crashed = self._store("summarize", *args)
+        table, n_runs, crashed = self._store(sweep_runs.summarize, *args)
         if self.writer is not None:  # runs whose end the store refused (read while the summary was waited for)
             crashed += [name for name in self.writer.refused if name not in crashed]
         print(
@@ -247,7 +249,7 @@ class SweepCallback(Callback):
         try:
             experiment = str(config.get("experiment_name", p.experiment_id))
             run_name = " ".join(["sweep", *config.hydra.overrides.task])
-            print(f"Report: {self._store('write_report', *args, run_name, experiment)}")
+            print(f"Report: {self._store(sweep_runs.write_report, *args, run_name, experiment)}")
         except Exception as e:  # a failed report must not leave the parent run open
             print(f"initsweep: the comparison report failed: {e!r}", file=sys.stderr)
         # A sweeper that tolerates failed jobs decides the parent's status itself (the Optuna sweeper does).
@@ -278,9 +280,9 @@ class SweepCallback(Callback):
         if crashed or relaunched:
             raise SystemExit(1)  # Hydra would swallow an exception raised here
 
-    def _store(self, function: str, *args: Any) -> Any:
-        """``initsweep.writer.sweep_runs.<function>(*args)``: in the tracking writer when it holds the sweep,
-        else here."""
+    def _store(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)``, one of :mod:`initsweep.writer.sweep_runs`: in the tracking writer when it holds the
+        sweep, else here."""
         from initsweep.writer.client import store_side
 
         return store_side(self.writer, function, *args)

@@ -11,7 +11,6 @@ run, ``none`` never. The study tags the run of its best trial ``optuna.best=true
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from omegaconf import OmegaConf
 from initsweep.core.config import validate
 from initsweep.core.models import build_model
 from initsweep.protocol import Tag
+from initsweep.tracking.run_logger import RunLogger
 
 ARTIFACT_DIR = "checkpoint"
 FILE_NAME = "model_state_dict.pt"
@@ -34,7 +34,7 @@ def wanted(setting: str, in_study: bool) -> bool:
 
 
 def save(
-    logger: Any,  # a tracking.RunLogger or a writer.RemoteRunLogger
+    logger: RunLogger,
     model: torch.nn.Module,
     best_state: dict[str, torch.Tensor] | None,
     best_epoch: int | None,
@@ -52,13 +52,7 @@ def save(
     }
     path = Path(tempfile.mkdtemp(prefix="initsweep-ckpt-")) / FILE_NAME
     torch.save(payload, path)
-    if hasattr(logger, "move_artifact"):  # the tracking writer logs the file, then removes it: nothing waits
-        logger.move_artifact(path, ARTIFACT_DIR)
-    else:  # an in-process RunLogger has stored it when log_artifact returns
-        try:
-            logger.log_artifact(path, ARTIFACT_DIR)
-        finally:
-            shutil.rmtree(path.parent, ignore_errors=True)
+    logger.move_artifact(path, ARTIFACT_DIR)  # then removed; the tracking writer's logger does not wait
     logger.set_tags({Tag.CHECKPOINT: ARTIFACT})
 
 

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +38,7 @@ from initsweep.protocol import (  # noqa: F401 - TrackingError, resolve_uri, DEF
     redact,
     resolve_uri,
 )
-from initsweep.tracking import locks, ui_view
+from initsweep.tracking import locks, run_logger, ui_view
 from initsweep.tracking.metrics_file import MetricsFile, file_changed, identity, watch_file
 from initsweep.tracking.store_races import create_sqlite_atomically, open_despite_races
 
@@ -169,7 +169,7 @@ class RunLogger:
         self._last_flush = time.monotonic()
         self.ended = False
         self.latest: dict[str, float] = {}  # the last value logged of each metric
-        self.on_end: Callable[[RunLogger, str], None] | None = None  # called once the run is closed
+        self.on_end: Callable[[run_logger.RunLogger, str], None] | None = None  # called once the run is closed
         self.local: MetricsFile | None = None
         self.broken: str | None = None  # why the store refused this run's writes
 
@@ -233,7 +233,7 @@ class RunLogger:
         if artifact_file.startswith(f"{LAYERS_DIR}/"):
             _TABLES[(self.run_id, artifact_file)] = obj
 
-    def log_params(self, params: Mapping[str, str]) -> None:
+    def log_params(self, params: Mapping[str, Any]) -> None:
         items = [Param(k, redact(str(v))[:_MAX_PARAM_CHARS]) for k, v in params.items()]
         for chunk in _chunks(items, _MAX_PARAMS):
             retrying(self.client.log_batch, self.run_id, params=chunk)
@@ -248,6 +248,15 @@ class RunLogger:
 
     def log_text(self, text: str, artifact_file: str) -> None:
         retrying(self.client.log_text, self.run_id, text, artifact_file)
+
+    def move_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """:meth:`log_artifact`, then remove the file, and its directory if that is left empty."""
+        try:
+            self.log_artifact(path, artifact_path)
+        finally:
+            with suppress(OSError):  # the directory stays unless it was made for this file alone
+                os.unlink(path)
+                os.rmdir(os.path.dirname(path))
 
     def end(self, status: str = "FINISHED") -> None:
         """Flush and close the run FINISHED, FAILED or KILLED (once); if the flush fails: :meth:`fail_tracking`."""

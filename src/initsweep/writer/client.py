@@ -42,6 +42,21 @@ from typing import Any
 from initsweep.diagnostics.layer_table import layer_record
 from initsweep.protocol import Failure, TrackingError
 from initsweep.tracking.metrics_file import MetricsFile, identity
+from initsweep.tracking.run_logger import RunLogger
+from initsweep.writer.requests import (
+    CallStoreSide,
+    Close,
+    DrawFigures,
+    OpenStore,
+    PrepareFigures,
+    Request,
+    RunCall,
+    RunHandle,
+    StartMonitor,
+    StartRun,
+    StopMonitor,
+    Warm,
+)
 
 MODE_ENV = "INITSWEEP_TRACKING_WRITER"
 _CLOSE_TIMEOUT_S = 120.0
@@ -79,23 +94,21 @@ def current() -> TrackingWriter | None:
     return _writer if _writer is not None and _writer.proc.poll() is None else None
 
 
-def store_side(w: TrackingWriter | None, function: str, *args: Any, wait: bool = True) -> Any:
-    """``initsweep.writer.sweep_runs.<function>(*args)``: in the writer ``w``, which has MLflow imported and the store
-    open, or in this process when ``w`` is None. Without ``wait``, the writer serves it after what was sent
-    before while this process goes on; a failure is then printed as a warning once its reply is read."""
+def store_side(w: TrackingWriter | None, function: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
+    """``function(*args)``, a function of :mod:`initsweep.writer.sweep_runs`: in the writer ``w``, which has MLflow
+    imported and the store open, or in this process when ``w`` is None. Without ``wait``, the writer serves it
+    after what was sent before while this process goes on; a failure is then printed as a warning once its
+    reply is read."""
     if w is None:
-        from initsweep.writer import sweep_runs
-
-        return getattr(sweep_runs, function)(*args)
-    target = f"initsweep.writer.sweep_runs:{function}"
+        return function(*args)
     if wait:
-        return w.value(w.run_function(target, *args))
+        return w.value(w.run_function(function, *args))
 
     def warn(ok: bool, value: Any) -> None:
         if not ok:
-            print(f"initsweep: warning: {function} failed in the tracking writer: {value}", file=sys.stderr)
+            print(f"initsweep: warning: {function.__name__} failed in the tracking writer: {value}", file=sys.stderr)
 
-    w.request_later(warn, "function", target, args)
+    w.request_later(warn, CallStoreSide(function, args))
     return None
 
 
@@ -103,7 +116,7 @@ def warm(uri: str) -> None:
     """Let the writer connect to an existing store now (a new one is created only by :func:`open_store`, once
     the job's config is known to be valid)."""
     if wanted():
-        writer().post("warm", uri)
+        writer().post(Warm(uri))
 
 
 def open_store(uri: str, experiment: str, experiment_id: str | None = None, reap: bool = False) -> Any:
@@ -116,9 +129,10 @@ def open_store(uri: str, experiment: str, experiment_id: str | None = None, reap
 
 
 class TrackingWriter:
-    """The writer process and the two pipes to it: requests ``(id or None, name, args, later)``, replies
-    ``(id, ok, value or error message)``. A request without id (:meth:`post`) gets no reply; see
-    :func:`initsweep.writer.server.serve` for the order the writer serves them in."""
+    """The writer process and the two pipes to it: requests ``(id or None, request, later)``
+    (:mod:`initsweep.writer.requests`), replies ``(id, ok, value or error message)``. A request without id
+    (:meth:`post`) gets no reply; see :meth:`initsweep.writer.server.Server.loop` for the order the writer
+    serves them in."""
 
     def __init__(self) -> None:
         req_r, req_w = os.pipe()
@@ -142,20 +156,20 @@ class TrackingWriter:
     def _died(self) -> TrackingError:
         return TrackingError(f"the tracking writer process {self.proc.pid} died (exit status {self.proc.poll()})")
 
-    def post(self, name: str, *args: Any) -> None:
+    def post(self, request: Request) -> None:
         """Send a request and go on."""
-        self._send((None, name, args, True))
+        self._send((None, request, True))
 
-    def request(self, name: str, *args: Any, later: bool = False) -> int:
+    def request(self, request: Request, later: bool = False) -> int:
         """Send a request whose reply :meth:`result` waits for; returns its id."""
         rid = next(self._ids)
-        self._send((rid, name, args, later))
+        self._send((rid, request, later))
         return rid
 
-    def request_later(self, then: Callable[[bool, Any], None], name: str, *args: Any) -> None:
+    def request_later(self, then: Callable[[bool, Any], None], request: Request) -> None:
         """Send a request and go on; ``then(ok, value)`` handles its reply when a later wait reads it, at the
         latest in :meth:`close`."""
-        self._later[self.request(name, *args, later=True)] = then
+        self._later[self.request(request, later=True)] = then
 
     def result(self, rid: int) -> Any:
         """The reply to request ``rid``: its value, or TrackingError with the writer's message."""
@@ -176,21 +190,21 @@ class TrackingWriter:
         else:
             self._replies[got] = (ok, value)
 
-    def call(self, name: str, *args: Any) -> Any:
-        return self.result(self.request(name, *args))
+    def call(self, request: Request) -> Any:
+        return self.result(self.request(request))
 
-    def run_function(self, function: str, *args: Any) -> int:
-        """Start ``module:function(*args)`` of the tracking side in the writer; :meth:`value` gets its result."""
-        return self.request("function", function, args)
+    def run_function(self, function: Callable[..., Any], *args: Any) -> int:
+        """Start ``function(*args)`` of the store side in the writer; :meth:`value` gets its result."""
+        return self.request(CallStoreSide(function, args))
 
     def value(self, rid: int) -> Any:
         """:meth:`result`, with a run logger the function returned as a :class:`RemoteRunLogger`."""
         got = self.result(rid)
-        if isinstance(got, tuple) and got[:1] == ("run logger",):
-            return RemoteRunLogger(self, *got[1:])
+        if isinstance(got, RunHandle):
+            return RemoteRunLogger(self, got.run_id, got.run_name, got.experiment_id, got.tracking_uri)
         return got
 
-    def _send(self, message: tuple) -> None:
+    def _send(self, message: tuple[int | None, Request, bool]) -> None:
         try:
             self._out.send(message)
         except (BrokenPipeError, OSError):
@@ -206,7 +220,7 @@ class TrackingWriter:
         except TrackingError as e:
             print(f"initsweep: {e}", file=sys.stderr)
         try:
-            self._out.send((None, "close", (), False))
+            self._out.send((None, Close(), False))
         except OSError:
             pass
         self._out.close()
@@ -223,7 +237,7 @@ class RemoteStore:
     def __init__(self, w: TrackingWriter, uri: str, experiment: str, experiment_id: str | None, reap: bool) -> None:
         self.writer, self.tracking_uri = w, uri
         self.id = next(_store_ids)
-        self._opening: int | None = w.request("open", self.id, uri, experiment, experiment_id, reap)
+        self._opening: int | None = w.request(OpenStore(self.id, uri, experiment, experiment_id, reap))
         self._experiment_id: str | None = None
 
     def ready(self) -> str:
@@ -237,24 +251,25 @@ class RemoteStore:
     ) -> RemoteRunLogger:
         exp_id = self.ready()
         tags = {k: str(v) for k, v in tags.items()}
-        run_id, run_name = self.writer.call("start_run", self.id, name, tags, parent_run_id, dict(who or identity()))
+        run_id, run_name = self.writer.call(StartRun(self.id, name, tags, parent_run_id, dict(who or identity())))
         logger = RemoteRunLogger(self.writer, run_id, run_name, exp_id, self.tracking_uri)
         logger.end_later = parent_run_id is not None and parent_run_id == self.writer.sweep_run_id
         return logger
 
     def start_monitor(self, run_id: str, interval_s: float, enabled: bool) -> None:
         if enabled:
-            self.writer.post("start_monitor", self.id, run_id, interval_s, enabled)
+            self.writer.post(StartMonitor(self.id, run_id, interval_s, enabled))
 
     def stop_monitor(self, run_id: str) -> None:
-        self.writer.post("stop_monitor", self.id, run_id)
+        self.writer.post(StopMonitor(self.id, run_id))
 
 
 class RemoteRunLogger:
-    """:class:`initsweep.tracking.client.RunLogger`'s interface for a run the writer holds (see the module
-    docstring)."""
+    """The :class:`~initsweep.tracking.run_logger.RunLogger` of a run the writer holds (see the module docstring)."""
 
-    def __init__(self, w: TrackingWriter, run_id: str, run_name: str, experiment_id: str, tracking_uri: str) -> None:
+    def __init__(
+        self, w: TrackingWriter, run_id: str, run_name: str, experiment_id: str | None, tracking_uri: str
+    ) -> None:
         self.writer, self.run_id, self.run_name, self.experiment_id = w, run_id, run_name, experiment_id
         self.tracking_uri = tracking_uri
         self.latest: dict[str, float] = {}
@@ -262,13 +277,13 @@ class RemoteRunLogger:
         self.broken: str | None = None
         self.ended = False
         self.end_later = False  # see end
-        self.on_end: Any = None  # called with (logger, status) once the run is closed
+        self.on_end: Callable[[RunLogger, str], None] | None = None  # called once the run is closed
 
     def _post(self, method: str, *args: Any) -> None:
-        self.writer.post("run", self.run_id, method, args)
+        self.writer.post(RunCall(self.run_id, method, args))
 
     def _call(self, method: str, *args: Any) -> Any:
-        return self.writer.call("run", self.run_id, method, args)
+        return self.writer.call(RunCall(self.run_id, method, args))
 
     def keep_local(self, path: Path) -> Path:
         self.local = MetricsFile(path, self.run_id, self.tracking_uri)
@@ -303,16 +318,16 @@ class RemoteRunLogger:
 
     def move_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Posted: the writer logs the file, then removes it and its directory if that is left empty."""
-        self.writer.post("move_artifact", self.run_id, str(path), artifact_path)
+        self._post("move_artifact", str(path), artifact_path)
 
     def prepare_figures(self) -> None:
         """Posted: the writer's drawing process imports matplotlib for the figures to come."""
-        self.writer.post("prepare_figures")
+        self.writer.post(PrepareFigures())
 
     def draw_figures(self, args: tuple) -> None:
         """Posted: the writer's drawing process draws :func:`initsweep.report.drawing.draw`'s PNGs, the writer logs them
         to the run (after it ended, when the job ends first; before the report and before it exits)."""
-        self.writer.post("figures", self.run_id, args)
+        self.writer.post(DrawFigures(self.run_id, args))
 
     def flush(self) -> None:
         self._call("flush")
@@ -330,7 +345,7 @@ class RemoteRunLogger:
         if self.end_later:
             self.ended = True
             self.writer.request_later(
-                lambda ok, value: self._end_replied(status, ok, value), "run", self.run_id, "end", (status,)
+                lambda ok, value: self._end_replied(status, ok, value), RunCall(self.run_id, "end", (status,))
             )
             self._announce(status)
             return

@@ -9,14 +9,39 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from initsweep.core.lazy import LazyModule
 from initsweep.protocol import TrackingError
+from initsweep.writer.requests import (
+    CallStoreSide,
+    Close,
+    DrawFigures,
+    OpenStore,
+    PrepareFigures,
+    Request,
+    RunCall,
+    RunHandle,
+    StartMonitor,
+    StartRun,
+    StopMonitor,
+    Warm,
+)
+
+if TYPE_CHECKING:
+    from initsweep.tracking import client as tracking
+    from initsweep.tracking import local_store as stores
+    from initsweep.tracking import recovery
+else:  # MLflow: imported by serve(), once the signals are set and the libraries' logging quieted
+    tracking = LazyModule("initsweep.tracking.client")
+    stores = LazyModule("initsweep.tracking.local_store")
+    recovery = LazyModule("initsweep.tracking.recovery")
 
 # Requests served as they arrive, even before the deferred ones: they do not depend on what was sent before.
-_AT_ONCE = frozenset({"warm", "open", "start_run"})
+_AT_ONCE = (Warm, OpenStore, StartRun)
 
 
 class Drawer:
@@ -98,6 +123,148 @@ def _draw_loop(todo: Connection, done: Connection) -> None:
             done.send((run_id, RuntimeError(f"{type(got).__name__}: {got} ({e})")))
 
 
+class Server:
+    """The writer's stores, runs and drawing process; one method serves each type of request (``HANDLERS``)."""
+
+    def __init__(self, replies: Connection) -> None:
+        self.replies = replies
+        self.opened: dict[int, stores.LocalStore] = {}
+        self.runs: dict[str, tracking.RunLogger] = {}
+        self.drawer: Drawer | None = None
+        self.deferred: deque[tuple[int | None, Request]] = deque()  # see loop
+
+    def loop(self, requests: Connection) -> bool:
+        """Serve ``requests`` until the trainer says goodbye (True) or its end of the pipe closes (False: it died).
+
+        Requests nobody waits for yet are deferred, in order, and served while no other request is pending: a
+        job that creates its run (a sweep's next job) waits for one store call at most, not for the previous
+        job's tail. A request that reads or ends what was sent before first serves everything deferred."""
+        while True:
+            open_runs = [logger for logger in self.runs.values() if not logger.ended]
+            busy = any(logger._pending for logger in open_runs)
+            self.log_drawn()
+            try:
+                if self.deferred and not requests.poll(0):
+                    self.serve_one(*self.deferred.popleft())
+                    continue
+                if not requests.poll(0.05 if self.drawer and self.drawer.pending else 0.2 if busy else None):
+                    for logger in open_runs:
+                        logger.flush_if_due()
+                    continue
+                rid, request, later = requests.recv()
+            except (EOFError, OSError):
+                return False
+            if isinstance(request, Close):
+                return True
+            if not isinstance(request, _AT_ONCE):
+                if later:
+                    self.deferred.append((rid, request))
+                    continue
+                self.serve_deferred()
+            self.serve_one(rid, request)
+
+    def serve_deferred(self) -> None:
+        while self.deferred:
+            self.serve_one(*self.deferred.popleft())
+
+    def serve_one(self, rid: int | None, request: Request) -> None:
+        """Serve ``request``; reply when it has an id, else a failed write of a run marks the run broken."""
+        try:
+            value, ok = self.HANDLERS[type(request)](self, request), True
+        except Exception as e:  # noqa: BLE001 - every failure goes back to the trainer as a message
+            value, ok = (str(e) if isinstance(e, TrackingError) else f"{type(e).__name__}: {e}"), False
+            if rid is None and isinstance(request, RunCall) and request.run_id in self.runs:  # a posted write failed:
+                run = self.runs[request.run_id]
+                run.broken = run.broken or value  # the run cannot finish FINISHED
+                print(f"initsweep: warning: {value}; training goes on", file=sys.stderr)
+        if rid is not None:
+            self.replies.send((rid, ok, value))
+
+    def log_drawn(self, wait: bool = False) -> None:
+        """Log the figures drawn since the last call to their runs; all of them with ``wait``."""
+        for run_id, got in self.drawer.done(wait) if self.drawer is not None else ():
+            try:
+                if isinstance(got, Exception):
+                    raise got
+                for path in got:
+                    self.runs[run_id].log_artifact(path)
+            except Exception as e:  # noqa: BLE001 - a run without its figures is still a result
+                print(f"initsweep: warning: the figures of run {run_id} were not logged: {e}", file=sys.stderr)
+
+    def warm(self, r: Warm) -> None:
+        db = tracking.sqlite_path(r.uri)
+        if db.exists() if db is not None else r.uri.startswith(("http://", "https://")):
+            tracking.connect(r.uri)
+
+    def open_store(self, r: OpenStore) -> str:
+        self.opened[r.sid] = stores.LocalStore(r.uri, r.experiment, r.experiment_id, r.reap)
+        return self.opened[r.sid].ready()
+
+    def start_run(self, r: StartRun) -> tuple[str, str]:
+        logger = self.opened[r.sid].start_run(r.name, r.tags, r.parent_run_id, r.who)
+        self.runs[logger.run_id] = logger
+        return logger.run_id, logger.run_name
+
+    def call_store_side(self, r: CallStoreSide) -> Any:
+        if r.function in getattr(sys.modules[r.function.__module__], "DRAWING", ()):  # it draws too (the sweep's
+            self.log_drawn(wait=True)  # report): the figures first
+        got = r.function(*r.args)
+        if isinstance(got, tracking.RunLogger):  # the writer keeps it; the caller gets a RemoteRunLogger
+            self.runs[got.run_id] = got
+            return RunHandle(got.run_id, got.run_name, got.experiment_id, got.client.tracking_uri)
+        return got
+
+    def start_monitor(self, r: StartMonitor) -> None:
+        self.opened[r.sid].start_monitor(r.run_id, r.interval_s, r.enabled)
+
+    def stop_monitor(self, r: StopMonitor) -> None:
+        self.opened[r.sid].stop_monitor(r.run_id)
+
+    def prepare_figures(self, r: PrepareFigures) -> None:
+        self._drawing().prepare()
+
+    def draw_figures(self, r: DrawFigures) -> None:
+        self._drawing().draw(r.run_id, r.args)
+
+    def _drawing(self) -> Drawer:
+        self.drawer = self.drawer or Drawer()
+        return self.drawer
+
+    def run_call(self, r: RunCall) -> Any:
+        """An ended run still takes artifacts (the sweep's figures)."""
+        return getattr(self.runs[r.run_id], r.method)(*r.args)
+
+    HANDLERS: ClassVar[dict[type, Callable[[Server, Any], Any]]] = {
+        Warm: warm,
+        OpenStore: open_store,
+        StartRun: start_run,
+        CallStoreSide: call_store_side,
+        StartMonitor: start_monitor,
+        StopMonitor: stop_monitor,
+        PrepareFigures: prepare_figures,
+        DrawFigures: draw_figures,
+        RunCall: run_call,
+    }
+
+    def shut_down(self, left: bool) -> None:
+        """Serve what is deferred, log the figures, stop the monitors. A trainer that did not say goodbye
+        (``left``) died: its open runs get what it sent, then its metrics file, and KILLED, lost."""
+        self.serve_deferred()
+        self.log_drawn(wait=True)
+        for store in self.opened.values():
+            store.stop_monitors()
+        for logger in [logger for logger in self.runs.values() if not logger.ended]:
+            try:
+                logger.flush()
+                deadline = time.monotonic() + (0 if left else 10)  # a killed trainer's pid takes a moment to go
+                while recovery.settle(logger.client, logger.client.get_run(logger.run_id)) is None:
+                    if time.monotonic() > deadline:
+                        break  # alive: a later recovery closes the run
+                    time.sleep(0.1)
+            except Exception as e:  # noqa: BLE001 - the store failed too: a later recovery closes the run
+                print(f"initsweep: could not close run {logger.run_id}: {e}", file=sys.stderr)
+
+
 def serve() -> None:
     """The writer's main: ``python -c ... REQUEST_FD REPLY_FD`` (see :class:`TrackingWriter`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the trainer, which closes its runs through us
@@ -107,130 +274,13 @@ def serve() -> None:
     from initsweep.report.console import quiet_libraries
 
     quiet_libraries()
-    from initsweep.tracking import client as tracking
-    from initsweep.tracking import local_store as stores
-    from initsweep.tracking import recovery  # MLflow: imported here, while the trainer imports torch
+    from initsweep.tracking import client, local_store, recovery  # noqa: F401 - MLflow: now, while the trainer imports torch
 
     if "MLFLOW_TRACKING_URI" not in os.environ or os.environ["MLFLOW_TRACKING_URI"].startswith("sqlite"):
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the local store's code, before it is needed
 
-    opened: dict[int, Any] = {}
-    runs: dict[str, tracking.RunLogger] = {}
-    drawer: Drawer | None = None
-
-    def log_drawn(wait: bool = False) -> None:
-        for run_id, got in drawer.done(wait) if drawer is not None else ():
-            try:
-                if isinstance(got, Exception):
-                    raise got
-                for path in got:
-                    runs[run_id].log_artifact(path)
-            except Exception as e:  # noqa: BLE001 - a run without its figures is still a result
-                print(f"initsweep: warning: the figures of run {run_id} were not logged: {e}", file=sys.stderr)
-
-    def handle(name: str, args: tuple) -> Any:
-        nonlocal drawer
-        if name in ("prepare_figures", "figures"):
-            drawer = drawer or Drawer()
-            return drawer.prepare() if name == "prepare_figures" else drawer.draw(*args)
-        if name == "warm":
-            db = tracking.sqlite_path(args[0])
-            if db.exists() if db is not None else args[0].startswith(("http://", "https://")):
-                tracking.connect(args[0])
-            return None
-        if name == "open":
-            sid, uri, experiment, experiment_id, reap = args
-            opened[sid] = stores.LocalStore(uri, experiment, experiment_id, reap)
-            return opened[sid].ready()
-        if name == "start_run":
-            sid, *rest = args
-            logger = opened[sid].start_run(*rest)
-            runs[logger.run_id] = logger
-            return logger.run_id, logger.run_name
-        if name == "function":
-            import importlib
-
-            (module_name, function), fargs = args[0].split(":"), args[1]
-            module = importlib.import_module(module_name)
-            if function in getattr(module, "DRAWING", ()):  # it draws too (the sweep's report): the figures first
-                log_drawn(wait=True)
-            got = getattr(module, function)(*fargs)
-            if isinstance(got, tracking.RunLogger):  # the writer keeps it; the caller gets a RemoteRunLogger
-                runs[got.run_id] = got
-                return ("run logger", got.run_id, got.run_name, got.experiment_id, got.client.tracking_uri)
-            return got
-        if name == "move_artifact":
-            run_id, path, artifact_path = args
-            try:
-                return runs[run_id].log_artifact(path, artifact_path)
-            finally:
-                with suppress(OSError):  # the directory stays unless it was made for this file alone
-                    os.unlink(path)
-                    os.rmdir(os.path.dirname(path))
-        if name in ("start_monitor", "stop_monitor"):
-            sid, *rest = args
-            return getattr(opened[sid], name)(*rest)
-        run_id, method, margs = args
-        return getattr(runs[run_id], method)(*margs)  # an ended run still takes artifacts (the sweep's figures)
-
-    def serve_one(rid: int | None, name: str, args: tuple) -> None:
-        try:
-            value, ok = handle(name, args), True
-        except Exception as e:  # noqa: BLE001 - every failure goes back to the trainer as a message
-            value, ok = (str(e) if isinstance(e, TrackingError) else f"{type(e).__name__}: {e}"), False
-            if rid is None and name in ("run", "move_artifact") and args[0] in runs:  # a posted write failed:
-                runs[args[0]].broken = runs[args[0]].broken or value  # the run cannot finish FINISHED
-                print(f"initsweep: warning: {value}; training goes on", file=sys.stderr)
-        if rid is not None:
-            replies.send((rid, ok, value))
-
-    # Requests nobody waits for yet are deferred, in order, and served while no other request is pending: a
-    # job that creates its run (a sweep's next job) waits for one store call at most, not for the previous
-    # job's tail. A request that reads or ends what was sent before first serves everything deferred.
-    deferred: deque[tuple[int | None, str, tuple]] = deque()
-    left = False  # the trainer said goodbye (else it died)
-    while True:
-        open_runs = [logger for logger in runs.values() if not logger.ended]
-        busy = any(logger._pending for logger in open_runs)
-        log_drawn()
-        try:
-            if deferred and not requests.poll(0):
-                serve_one(*deferred.popleft())
-                continue
-            if not requests.poll(0.05 if drawer and drawer.pending else 0.2 if busy else None):
-                for logger in open_runs:
-                    logger.flush_if_due()
-                continue
-            rid, name, args, later = requests.recv()
-        except (EOFError, OSError):
-            break
-        if name == "close":
-            left = True
-            break
-        if name not in _AT_ONCE:
-            if later:
-                deferred.append((rid, name, args))
-                continue
-            while deferred:
-                serve_one(*deferred.popleft())
-        serve_one(rid, name, args)
-    while deferred:
-        serve_one(*deferred.popleft())
-    log_drawn(wait=True)
-    for store in opened.values():
-        store.stop_monitors()
-    for logger in (
-        logger for logger in runs.values() if not logger.ended
-    ):  # the trainer died: what it sent, then its metrics file, and KILLED, lost
-        try:
-            logger.flush()
-            deadline = time.monotonic() + (0 if left else 10)  # a killed trainer's pid takes a moment to go
-            while recovery.settle(logger.client, logger.client.get_run(logger.run_id)) is None:
-                if time.monotonic() > deadline:
-                    break  # alive: a later recovery closes the run
-                time.sleep(0.1)
-        except Exception as e:  # noqa: BLE001 - the store failed too: a later recovery closes the run
-            print(f"initsweep: could not close run {logger.run_id}: {e}", file=sys.stderr)
+    server = Server(replies)
+    server.shut_down(left=server.loop(requests))
     from initsweep.tracking.fastexit import exit_now
 
     exit_now(0)  # no interpreter teardown: the trainer waits for this process to end

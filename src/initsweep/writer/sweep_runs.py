@@ -3,19 +3,26 @@ runs summarized and reported; and of a study's (the Optuna sweeper's ``Study``):
 states and its results on the parent run. The sweep's process calls these through the tracking writer when it
 has one (:func:`initsweep.writer.client.store_side`: a sweep whose process has not imported MLflow), so that the
 sweep's process imports torch and trains while the writer imports MLflow and writes to the store; else in
-its own process.
+its own process. MLflow is imported on first use: a process without it names these functions for its writer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from initsweep.core.lazy import LazyModule
 from initsweep.protocol import ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
-from initsweep.report import comparison as report
-from initsweep.tracking import client as tracking
-from initsweep.tracking import recovery
+
+if TYPE_CHECKING:
+    from initsweep.report import comparison as report
+    from initsweep.tracking import client as tracking
+    from initsweep.tracking import recovery
+else:
+    report = LazyModule("initsweep.report.comparison")
+    tracking = LazyModule("initsweep.tracking.client")
+    recovery = LazyModule("initsweep.tracking.recovery")
 
 STUDY_PARENT_TAG = "initsweep.study_parent"  # value: the study name; marks the study-level parent run
 
@@ -46,10 +53,6 @@ def open_parent(
         logger.set_tags(params)
     return logger
 
-
-# The functions that draw (the report): the tracking writer first logs every run figure its drawing process
-# has been sent (initsweep.writer.server), so that they come after the runs' own.
-DRAWING = frozenset({"write_report"})
 
 # A sweep's child runs as summarize read them, for the write_report that follows it (one search instead of
 # two: 0.4 s for 16 runs on SQLite). Nothing changes a child run between the two calls: every job has ended.
@@ -88,6 +91,11 @@ def write_report(uri: str, experiment_id: str, run_id: str, sweep_dir: str, run_
     for path in written:
         parent.log_artifact(path, "report")
     return str(written[0])
+
+
+# The functions that draw (the report): the tracking writer first logs every run figure its drawing process
+# has been sent (initsweep.writer.server), so that they come after the runs' own.
+DRAWING = frozenset({write_report})
 
 
 # ---------------------------------------------------------------------------------------------------
