@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext, suppress
 from functools import lru_cache
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SADeprecationWarning
 
 from initsweep.diagnostics.layer_table import LAYERS_DIR, layer_record, table_file
 from initsweep.protocol import (  # noqa: F401 - TrackingError, resolve_uri, DEFAULT_STORE_DIR: used as tracking.*
@@ -44,6 +46,10 @@ from initsweep.tracking.store_races import create_sqlite_atomically, open_despit
 
 # MLflow's limits for one log_batch request.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
+# MLflow's SQLAlchemy store (3.17) declares relationships with the ``noload`` strategy that SQLAlchemy 2.1
+# deprecates; the warning is MLflow's to fix, and would stop a run under PYTHONWARNINGS=error.
+warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy", category=SADeprecationWarning)
+
 _MAX_PARAM_CHARS = 6000
 _T = TypeVar("_T")
 # A remote server that stops answering mid-sweep should fail a job in seconds, not after MLflow's default
