@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_import_contracts_hold():
     """No cycles; the training core imports nothing from tracking/tuning/sweeps/plugins; the plugin imports
     the package and never the reverse; a study's job side calls the job, never the reverse."""
@@ -20,6 +23,7 @@ def test_import_contracts_hold():
     assert "0 broken" in proc.stdout
 
 
+@pytest.mark.slow
 def test_no_function_is_above_complexity_12():
     """McCabe complexity (ruff C901, configured in pyproject.toml) at most 12 in src/."""
     ruff = Path(sys.executable).parent / "ruff"

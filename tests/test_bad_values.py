@@ -10,6 +10,7 @@ import pytest
 from conftest import run_train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

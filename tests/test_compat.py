@@ -66,6 +66,7 @@ def test_submitit_watcher_fields_exist():
     assert issubclass(queue_watcher_class(), SlurmInfoWatcher)
 
 
+@pytest.mark.slow
 def test_importing_compat_hydra_leaves_hydras_core_plugins_to_its_plugin_scan():
     """train.py imports initsweep._compat.hydra before Hydra scans its plugins, and the scan executes the core
     plugin modules again: a BasicSweeper imported before it would be a stale class."""

@@ -73,6 +73,7 @@ def test_two_studies_started_together_keep_their_own_state(tmp_path: Path):
         assert len({c.data.params["init.name"] for c in children}) == 1  # one study's trials only
 
 
+@pytest.mark.slow
 def test_a_sweep_dir_held_by_a_live_sweep_is_refused(tmp_path: Path):
     held = tmp_path / "sweep"
     locks.claim_sweep_dir(held, unique=False)  # this test process is the live sweep holding it
@@ -87,6 +88,7 @@ def test_a_sweep_dir_held_by_a_live_sweep_is_refused(tmp_path: Path):
     assert not list(held.glob("*/"))  # no job dir
 
 
+@pytest.mark.slow
 def test_signal_tests_start_their_child_with_the_default_sigint_handler():
     # A background job of a non-interactive shell starts with SIGINT ignored, and its children inherit that.
     show = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"]

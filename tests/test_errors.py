@@ -13,6 +13,7 @@ from initsweep.report.comparison import round_numbers
 from initsweep.report.console import job_line, progress_prefix, start_progress
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, expected",
     [

@@ -25,6 +25,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("code", "status"), [("0", 0), ("3", 3), ("None", 0), ("'bad thing'", 1)])
 def test_exit_now_joins_threads_runs_atexit_flushes_and_keeps_the_status(code: str, status: int) -> None:
     out = subprocess.run([sys.executable, "-c", SCRIPT.format(code=code)], capture_output=True, text=True)

@@ -17,6 +17,7 @@ from initsweep.protocol import job_config_dict
 from initsweep.sweep.callback import job_configs
 
 
+@pytest.mark.slow
 def test_validating_a_config_imports_neither_torch_nor_mlflow():
     """A rejected config is answered before the seconds-long imports of torch and MLflow."""
     code = (
@@ -132,6 +133,7 @@ def test_cached_sweep_loader_refuses_what_hydra_refuses():
     assert "trainer.epochz" in str(fast.value) and str(fast.value) == str(slow.value)
 
 
+@pytest.mark.slow
 def test_figures_drawn_in_the_background_are_logged_to_their_runs(tmp_path):
     """A sweep job's PNGs are drawn by a forked child; finish() logs them to the right runs."""
     from initsweep.core.trainer import EpochMetrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -55,6 +56,7 @@ def test_summary_metrics():
     assert s["test/acc"] == 0.75
 
 
+@pytest.mark.slow
 def test_trainer_does_not_import_mlflow_or_optuna():
     code = (
         "import sys, initsweep.core.trainer; print(any(m.split('.')[0] in ('mlflow', 'optuna') for m in sys.modules))"
