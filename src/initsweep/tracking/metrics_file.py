@@ -132,29 +132,56 @@ class MetricsFile:
 
 @dataclass
 class Record:
-    """What a ``metrics.jsonl`` holds: metric lines, how many reached the store, and the end (if any)."""
+    """One run's part of a ``metrics.jsonl``: metric lines, how many reached the store, the end (if any), and
+    the numbers of the damaged lines that were skipped (the whole file's)."""
 
     run_id: str | None = None
     tracking_uri: str | None = None
     metrics: list[tuple[int, int, dict[str, float]]] = field(default_factory=list)  # (step, ts ms, values)
     flushed: int = 0
     end: dict[str, Any] | None = None
+    skipped: list[int] = field(default_factory=list)  # 1-based line numbers
 
 
-def read(path: Path) -> Record:
-    """Parse a ``metrics.jsonl``; a torn last line (the process died mid-write) is skipped."""
-    rec = Record()
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if "run_id" in event:
-            rec.run_id, rec.tracking_uri = event["run_id"], event.get("tracking_uri")
-        elif "m" in event:
-            rec.metrics.append((int(event["s"]), int(event["t"]), {k: float(v) for k, v in event["m"].items()}))
-        elif "flushed" in event:
-            rec.flushed = int(event["flushed"])
-        elif "end" in event:
-            rec.end = event
+def _apply(rec: Record, event: Any) -> Record:
+    """``rec`` with one event applied, a new Record at a header; ValueError/TypeError/KeyError for an event
+    that is not one of the module docstring's."""
+    if not isinstance(event, dict):
+        raise TypeError("not an event")
+    if "run_id" in event:
+        if not isinstance(event["run_id"], str):
+            raise TypeError("run_id")
+        return Record(event["run_id"], event.get("tracking_uri"), skipped=rec.skipped)
+    if "m" in event:
+        values = {str(k): float(v) for k, v in event["m"].items()}
+        rec.metrics.append((int(event["s"]), int(event["t"]), values))
+    elif "flushed" in event:
+        rec.flushed = int(event["flushed"])
+    elif "end" in event and isinstance(event["end"], str):
+        rec.end = event
+    else:
+        raise KeyError("unknown event")
     return rec
+
+
+def read(path: Path, run_id: str | None = None) -> Record:
+    """The part of a ``metrics.jsonl`` that belongs to run ``run_id`` (its last header's; the file's last run
+    when None): a reused output dir holds one part per run, and only a run's own lines ever apply to it.
+    Damaged lines (torn by a kill, not JSON or not UTF-8, a record of the wrong shape) are skipped and
+    numbered in ``skipped``; the good ones are kept. An empty Record when no part is ``run_id``'s."""
+    parts: list[Record] = []
+    rec = Record()
+    for number, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
+        try:
+            event = json.loads(raw.decode("utf-8"))
+            new = _apply(rec, event)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            rec.skipped.append(number)
+            continue
+        if new is not rec:
+            parts.append(new)
+            rec = new
+    mine = [p for p in parts if run_id is None or p.run_id == run_id]
+    found = mine[-1] if mine else Record()
+    found.skipped = rec.skipped
+    return found

@@ -54,13 +54,21 @@ def lost_because(run: Any, host: str | None = None, now: float | None = None) ->
 
 
 def _record(run: Any) -> ledger.Record | None:
+    """The run's own part of its local metrics file (never another run's of a reused dir), or None; damaged
+    lines are skipped and said once, and an unreadable file is None: recovery never stops at a bad file."""
     path = run.data.tags.get(Tag.METRICS_FILE)
     if not path or not Path(path).is_file():
         return None
     try:
-        rec = ledger.read(Path(path))
-    except OSError:
+        rec = ledger.read(Path(path), run.info.run_id)
+    except OSError as e:
+        print(
+            f"initsweep: warning: cannot read {path} ({e}); closing run {run.info.run_id} without it", file=sys.stderr
+        )
         return None
+    if rec.skipped:
+        lines = ", ".join(map(str, rec.skipped[:5])) + (" ..." if len(rec.skipped) > 5 else "")
+        print(f"initsweep: warning: {path}: skipped {len(rec.skipped)} damaged line(s) ({lines})", file=sys.stderr)
     return rec if rec.run_id == run.info.run_id else None
 
 
