@@ -361,18 +361,40 @@ def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[in
     return sorted(by_step.items())
 
 
-def latest_sweep(client: MlflowClient) -> Any | None:
-    """The most recently started sweep parent run of any experiment, or None."""
-    exp_ids = [e.experiment_id for e in client.search_experiments()]
+def sweep_parents(client: MlflowClient, experiment_id: str | None = None, max_results: int = 1000) -> list:
+    """The sweep parent runs (tag ``initsweep.role=sweep``) of one experiment, or of every experiment when
+    ``experiment_id`` is None, newest first."""
+    exp_ids = [experiment_id] if experiment_id else [e.experiment_id for e in client.search_experiments()]
     if not exp_ids:
-        return None
+        return []
     runs = client.search_runs(
         exp_ids,
         filter_string=f"tags.`{Tag.ROLE}` = '{ROLE_SWEEP}'",
-        max_results=1,
+        max_results=max_results,
         order_by=["attributes.start_time DESC"],
     )
+    return list(runs)
+
+
+def latest_sweep(client: MlflowClient, experiment_id: str | None = None) -> Any | None:
+    """The most recently started sweep parent run of the experiment (default: of any experiment), or None."""
+    runs = sweep_parents(client, experiment_id, max_results=1)
     return runs[0] if runs else None
+
+
+def find_experiment(client: MlflowClient, name: str) -> Any | None:
+    """The experiment called ``name``, or None."""
+    return client.get_experiment_by_name(name)
+
+
+def experiment_names(client: MlflowClient) -> list[str]:
+    """The names of the store's experiments, in alphabetical order."""
+    return sorted(e.name for e in client.search_experiments())
+
+
+def experiment_name(client: MlflowClient, experiment_id: str) -> str:
+    """The name of the experiment with this id."""
+    return client.get_experiment(experiment_id).name
 
 
 def find_run(client: MlflowClient, run_id: str) -> Any | None:
