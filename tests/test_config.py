@@ -59,6 +59,10 @@ def test_defaults_are_the_documented_experiment():
         ("trainer.optimizer=lbfgs", "trainer.optimizer", "'sgd'"),
         ("optimized_metric=val/f1", "optimized_metric", "val/acc_best"),
         ("+model.dropout=0.5", "model.dropout", "unknown key"),
+        ("seed=99999999999999999999999", "seed", "less than or equal to 4294967295"),
+        ("seed=-1", "seed", "greater than or equal to 0"),
+        ("data.split_seed=4294967296", "data.split_seed", "less than or equal to 4294967295"),
+        ("trainer.threads=100000", "trainer.threads", "at most this machine's CPU count"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(override, key, hint):

@@ -7,6 +7,7 @@ what is allowed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -21,6 +22,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "gelu", "selu"
 
 OUTPUTS = ("softmax", "sigmoid")
 EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment name, in characters
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit; torch's take 64 bits
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -111,7 +113,7 @@ class _ValSplit(_Strict):
     ``val_fraction = 0``: no validation split; the val/* metrics and best-state selection then use the
     training set. ``standardize``: scale every feature to mean 0, std 1 with the training rows' statistics."""
 
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, le=SEED_MAX)
     val_fraction: float = Field(0.15, ge=0, lt=0.9)
     standardize: bool = True
 
@@ -139,7 +141,7 @@ class CirclesConfig(_Split):
     n_samples: int = Field(1000, ge=20)
     noise: float = Field(0.1, ge=0, description="std of the Gaussian noise added to the points")
     factor: float = Field(0.5, gt=0, lt=1, description="inner radius / outer radius")
-    seed: int = Field(0, description="generation seed")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="generation seed")
 
 
 class MNIST1DConfig(_ValSplit):
@@ -150,7 +152,7 @@ class MNIST1DConfig(_ValSplit):
     num_samples: int = Field(5000, ge=100)
     train_split: float = Field(0.8, gt=0, lt=1, description="mnist1d's train share; the rest is the test set")
     shuffle_seq: bool = Field(False, description="permute the 40 positions (destroys spatial structure)")
-    seed: int = Field(42, description="generation seed (42 = the published dataset)")
+    seed: int = Field(42, ge=0, le=SEED_MAX, description="generation seed (42 = the published dataset)")
 
 
 class IDXConfig(_Split):
@@ -232,10 +234,18 @@ class TrainerConfig(_Strict):
     eval_every: int = Field(1, ge=1, description="evaluate every k-th epoch (and the last)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     divergence_factor: float | None = Field(1e5, gt=1)
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, description="intra-op threads; at most the machine's CPU count")
     deterministic: bool = Field(False, description="1 thread unless threads is set, deterministic kernels")
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, value: int | None) -> int | None:
+        cpus = os.cpu_count() or 1
+        if value is not None and value > cpus:
+            raise ValueError(f"must be at most this machine's CPU count ({cpus}), or null (chosen per job)")
+        return value
 
     @field_validator("batch_size")
     @classmethod
@@ -295,7 +305,7 @@ class Config(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     metrics: MetricsConfig = MetricsConfig()
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="training seed (weights, batch order)")
     experiment_name: str = Field("initsweep", min_length=1, max_length=EXPERIMENT_NAME_MAX)
     # One summary metric, or a list of them (a multi-objective study: the job returns one value per metric).
     optimized_metric: str | list[str] = "val/acc_best"
