@@ -75,7 +75,8 @@ class Tag:
     # Who writes the run (initsweep.tracking.recovery closes runs whose process is gone):
     HOST = "initsweep.host"
     PID = "initsweep.pid"
-    PID_START = "initsweep.pid_start"  # the process's start time (clock ticks after boot): pids get reused
+    PID_START = "initsweep.pid_start"  # the process's start time (s since the epoch; older runs: clock ticks after
+    # boot): pids get reused
     HEARTBEAT = "initsweep.heartbeat"  # unix seconds of the last batch of metrics that reached the store
     METRICS_FILE = "initsweep.metrics_file"  # the job's local metrics.jsonl (initsweep.tracking.metrics_file)
 

@@ -143,7 +143,6 @@ class SweepCallback(Callback):
 
         from initsweep.protocol import TrackingError, resolve_uri
         from initsweep.sweep import launchers
-        from initsweep.tracking import metrics_file as ledger
         from initsweep.tracking import processes
         from initsweep.writer import client as writer
         from initsweep.writer import sweep_runs
@@ -157,7 +156,7 @@ class SweepCallback(Callback):
         params: dict[str, Any] = {"sweep_dir": str(config.hydra.sweep.dir)}
         if config.hydra.sweeper.get("_target_") in BASIC_SWEEPERS:
             params["n_jobs"] = len(configs)
-        args = (uri, checked[0].experiment_name, run_name, study, overrides, params, ledger.identity())
+        args = (uri, checked[0].experiment_name, run_name, study, overrides, params, processes.identity())
         # A sweep whose process has no MLflow yet (any but a shared study's): the tracking writer imports it and
         # opens the store and the parent run while this process imports torch for the jobs, if they run here
         # (a joblib or SLURM sweep's process never trains: its workers would compete with that import).

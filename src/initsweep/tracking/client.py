@@ -47,7 +47,8 @@ from initsweep.protocol import (  # noqa: F401 - TrackingError, resolve_uri, DEF
     resolve_uri,
 )
 from initsweep.tracking import locks, run_logger, ui_view
-from initsweep.tracking.metrics_file import MetricsFile, file_changed, identity, watch_file
+from initsweep.tracking.metrics_file import MetricsFile, file_changed, watch_file
+from initsweep.tracking.processes import identity
 from initsweep.tracking.store_races import create_sqlite_atomically, open_despite_races
 
 # MLflow's SQLAlchemy store (3.17) declares relationships with the ``noload`` strategy that SQLAlchemy 2.1
@@ -329,7 +330,7 @@ def start_run(
     who: Mapping[str, str] | None = None,
 ) -> RunLogger:
     """Create a RUNNING run (a child of ``parent_run_id`` when given) and return its logger. ``who`` is the
-    process that trains it (:func:`initsweep.tracking.metrics_file.identity`, default this one), for
+    process that trains it (:func:`initsweep.tracking.processes.identity`, default this one), for
     :mod:`initsweep.tracking.recovery`."""
     all_tags = {k: redact(str(v)) for k, v in (tags or {}).items()}
     run_name = redact(run_name)

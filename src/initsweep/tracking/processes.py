@@ -1,4 +1,5 @@
-"""This process's children and how a sweep's main process passes a SIGTERM on to them (Linux /proc).
+"""Who runs a process (host, pid, start time), whether it still runs, its children, and how a sweep's main
+process passes a SIGTERM on to them; all through psutil.
 
 Kept free of MLflow and torch: the sweep callback installs the handler before either is imported.
 """
@@ -7,20 +8,53 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
-from pathlib import Path
 from typing import Any
+
+import psutil
+
+
+def start_time(pid: int) -> float:
+    """When process ``pid`` started, s since the epoch to 0.01 s (psutil.NoSuchProcess when there is none)."""
+    return round(psutil.Process(pid).create_time(), 2)
+
+
+def identity() -> dict[str, str]:
+    """This process as MLflow tags hold it: host name, pid and start time (so that a reused pid is not
+    taken for it)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": str(pid), "pid_start": f"{start_time(pid):.2f}"}
+
+
+def _seconds(start: float | str) -> float:
+    """A stored start time in s since the epoch. An integer string is what runs tagged before psutil was
+    used hold: clock ticks after boot (/proc/<pid>/stat field 22)."""
+    if isinstance(start, str) and start.isdigit():
+        return psutil.boot_time() + int(start) / os.sysconf("SC_CLK_TCK")
+    return float(start)
+
+
+def alive(pid: int | str, start: float | str | None = None) -> bool:
+    """Whether process ``pid`` of this host still runs (a zombie does not) and is the one that started at
+    ``start`` (within 1 s, the wall clock may be adjusted; None or "": unknown, not compared)."""
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        return start is None or start == "" or abs(proc.create_time() - _seconds(start)) < 1.0
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+    except psutil.AccessDenied:
+        return True  # exists, and cannot be looked at
 
 
 def children(pid: int) -> list[int]:
-    """Pids of the direct children of ``pid`` (Linux /proc; none elsewhere)."""
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            out += [int(p) for p in task.read_text().split()]
-        except OSError:
-            continue
-    return out
+    """Pids of the direct children of ``pid`` (none when it is gone)."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def terminate_as_interrupt() -> None:
