@@ -148,7 +148,9 @@ class SweepCallback(Callback):
         from initsweep.writer import sweep_runs
 
         launchers.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
-        processes.terminate_as_interrupt()  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
+        processes.terminate_as_interrupt(
+            pass_on=True
+        )  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
         uri = resolve_uri(checked[0].tracking.uri)
         overrides = list(config.hydra.overrides.task)
         run_name = " ".join(["sweep", *overrides]) if overrides else "sweep"

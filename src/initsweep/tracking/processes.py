@@ -1,5 +1,5 @@
-"""Who runs a process (host, pid, start time), whether it still runs, its children, and how a sweep's main
-process passes a SIGTERM on to them; all through psutil.
+"""Who runs a process (host, pid, start time), whether it still runs, its children (all through psutil),
+and SIGTERM as Ctrl-C, passed on to the children by a sweep's main process.
 
 Kept free of MLflow and torch: the sweep callback installs the handler before either is imported.
 """
@@ -57,22 +57,24 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def terminate_as_interrupt() -> None:
-    """In the sweep's main process: SIGTERM stops the sweep as Ctrl-C does (KeyboardInterrupt, so that
-    launchers stop their workers and exit handlers close the runs), after passing it on to this process's
-    children (joblib workers), whose jobs then close their own runs KILLED."""
+def terminate_as_interrupt(pass_on: bool = False) -> None:
+    """SIGTERM stops this process as Ctrl-C does (KeyboardInterrupt, so that a job, or a sweep's launchers and
+    exit handlers, close the runs). With ``pass_on`` (a sweep's main process) it is first passed on, once, to
+    this process's children (joblib workers), whose jobs then close their own runs KILLED. Only from the
+    main thread, and only over SIGTERM's default handler."""
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
         return
 
     def _on_term(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once
-        for pid in children(os.getpid()):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
+        if pass_on:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once
+            for pid in children(os.getpid()):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _on_term)
