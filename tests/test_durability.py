@@ -21,6 +21,7 @@ import pytest
 from conftest import ROOT, all_runs, client_for, run_train, start_train, store_uri
 from initsweep.protocol import Tag
 from initsweep.tracking import metrics_file as ledger
+from initsweep.tracking import processes
 from initsweep.writer import client as writer
 
 pytestmark = pytest.mark.slow
@@ -112,12 +113,14 @@ def test_a_live_run_and_a_reused_pid_are_told_apart():
 
     from initsweep.tracking.recovery import lost_because
 
-    me = ledger.identity()
+    me = processes.identity()
+    ticks = Path(f"/proc/{me['pid']}/stat").read_text().rsplit(")", 1)[1].split()[19]  # how older runs said it
 
     def run(**tags):
         return SimpleNamespace(data=SimpleNamespace(tags={Tag.HOST: me["host"], **tags}))
 
     assert lost_because(run(**{Tag.PID: me["pid"], Tag.PID_START: me["pid_start"]})) is None
+    assert lost_because(run(**{Tag.PID: me["pid"], Tag.PID_START: ticks})) is None
     assert lost_because(run(**{Tag.PID: me["pid"], Tag.PID_START: "1"})) is not None  # same pid, other process
     other = SimpleNamespace(data=SimpleNamespace(tags={Tag.HOST: "elsewhere", Tag.PID: "1", Tag.HEARTBEAT: "0"}))
     assert "no heartbeat from elsewhere" in lost_because(other)

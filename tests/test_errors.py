@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_train
-from initsweep.cli.precheck import close_match
+from initsweep.core.config import did_you_mean
 from initsweep.report.comparison import round_numbers
 from initsweep.report.console import job_line, progress_prefix, start_progress
 
@@ -35,9 +35,13 @@ def test_config_errors_are_one_line_exit_2_and_leave_no_output_dir(args, expecte
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
 
 
-def test_close_match_and_rounded_labels():
-    assert close_match("lrr", ["lr", "momentum", "epochs"]) == "lr"
-    assert close_match("zzz", ["lr", "momentum"]) is None
+def test_did_you_mean_and_rounded_labels():
+    assert did_you_mean("lrr", ["lr", "momentum", "epochs"]) == "; did you mean lr?"
+    assert did_you_mean("zzz", ["lr", "momentum"]) == ""
+    assert did_you_mean("xavier", ["zeros", "xavier_normal", "xavier_uniform"]) == (
+        "; did you mean xavier_normal or xavier_uniform?"
+    )
+    assert did_you_mean("lrr", ["lr", "momentum"], "trainer") == "; did you mean trainer.lr?"
     assert round_numbers("init.std=0.08096384026619578 seed=0") == "init.std=0.081 seed=0"
     assert round_numbers("trainer.lr=0.1 width=256") == "trainer.lr=0.1 width=256"
 

@@ -156,8 +156,8 @@ def test_figures_drawn_in_the_background_are_logged_to_their_runs(tmp_path):
         assert {a.path for a in client.list_artifacts(logger.run_id)} == {"learning_curves.png"}
 
 
-def test_t_quantile_matches_scipy_without_importing_it():
-    """The report's confidence intervals no longer import scipy.stats (seconds at the end of every sweep)."""
+def test_t_quantile_matches_scipy():
+    """The report's confidence intervals use scipy's Student-t quantile."""
     from scipy.stats import t
 
     from initsweep.report.comparison import t_quantile

@@ -113,3 +113,30 @@ def test_a_layer_table_is_read_from_the_store_once_and_never_if_this_process_log
     shutil.rmtree(urlparse(client.get_run(logger.run_id).info.artifact_uri).path)
     assert tracking.layer_table(client, logger.run_id, 0) == stored  # read once, then kept
     assert tracking.layer_table(client, logger.run_id, 1) is None  # never logged
+
+
+def test_batches_keep_within_mlflows_limits_one_request_each(tmp_path: Path, tmp_store):
+    """Metrics, params and tags go in chunks that MLflow takes in one request (its published limits)."""
+    from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+
+    client = tracking.connect(tmp_store)
+    logger = tracking.start_run(client, tracking.experiment_id(client, "batches"), "run")
+    sizes: list[tuple[int, int, int]] = []
+    log_batch = logger.client.log_batch
+
+    def counted(run_id, metrics=(), params=(), tags=()):
+        sizes.append((len(metrics), len(params), len(tags)))
+        return log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+    logger.client.log_batch = counted  # type: ignore[method-assign]
+    logger.flush_every_s = 1e9  # one flush, at the end
+    logger.log_params({f"p{i}": "x" * (MAX_PARAM_VAL_LENGTH + 10) if i == 0 else i for i in range(150)})
+    logger.set_tags({f"t{i}": i for i in range(150)})
+    for step in range(2500):
+        logger.log_metrics({"m": float(step)}, step=step)
+    logger.flush()
+    assert all(p <= MAX_PARAMS_TAGS_PER_BATCH and t <= MAX_PARAMS_TAGS_PER_BATCH for _, p, t in sizes)
+    assert all(sum(size) <= MAX_ENTITIES_PER_BATCH for size in sizes)
+    data = client.get_run(logger.run_id).data
+    assert len(data.params) == 150 and len(data.params["p0"]) == MAX_PARAM_VAL_LENGTH
+    assert len(client.get_metric_history(logger.run_id, "m")) == 2500

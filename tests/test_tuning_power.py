@@ -69,7 +69,8 @@ def test_a_multi_objective_plan_and_its_pruner_refusal(tmp_path, monkeypatch):
 
 def test_variance_preserving_points_of_the_default_mlp(tmp_path, monkeypatch):
     """digits MLP, width 256: its largest layer is 256 -> 256, so He = sqrt(2/256), LeCun = Xavier = 1/16."""
-    assert variance_preserving_stds(256, 256) == {"he": math.sqrt(2 / 256), "lecun": 0.0625, "xavier": 0.0625}
+    stds = variance_preserving_stds((256, 256))
+    assert stds == pytest.approx({"he": math.sqrt(2 / 256), "lecun": 0.0625, "xavier": 0.0625}, rel=1e-15)
     args = ["hparams_search=normal_std", "hydra.sweeper.enqueue=variance_preserving"]
     assert plan_for(args, tmp_path, monkeypatch).enqueue == [{"init.std": 0.088388}, {"init.std": 0.0625}]
     args = ["hparams_search=xavier_gain", "hydra.sweeper.enqueue=[variance_preserving,{init.gain:3.0}]"]

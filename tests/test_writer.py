@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, all_runs, client_for, run_train
 from initsweep.protocol import Tag
-from initsweep.tracking import metrics_file as ledger
+from initsweep.tracking import processes
 from initsweep.writer import client as writer
 from initsweep.writer import server as writer_process
 
@@ -58,13 +58,15 @@ def test_an_unusable_store_is_reported_through_the_writer_before_training(tmp_pa
 
 @pytest.mark.slow
 def test_a_zombie_is_not_alive():
+    import psutil
+
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    while ledger._proc_stat(child.pid) is not None and ledger._proc_stat(child.pid)[0] not in "ZX":
+    start = processes.start_time(child.pid)
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
         pass  # exited but not waited for: a zombie
-    start = ledger._proc_start(child.pid)
-    assert not ledger.alive(child.pid, start)
+    assert not processes.alive(child.pid, start)
     child.wait()
-    assert not ledger.alive(child.pid, start)
+    assert not processes.alive(child.pid, start)
 
 
 PROBE = """import atexit, sys

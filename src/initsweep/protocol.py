@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, ClassVar, Literal, TypeVar, overload
 
 Direction = Literal["minimize", "maximize"]
 
@@ -75,7 +75,8 @@ class Tag:
     # Who writes the run (initsweep.tracking.recovery closes runs whose process is gone):
     HOST = "initsweep.host"
     PID = "initsweep.pid"
-    PID_START = "initsweep.pid_start"  # the process's start time (clock ticks after boot): pids get reused
+    PID_START = "initsweep.pid_start"  # the process's start time (s since the epoch; older runs: clock ticks after
+    # boot): pids get reused
     HEARTBEAT = "initsweep.heartbeat"  # unix seconds of the last batch of metrics that reached the store
     METRICS_FILE = "initsweep.metrics_file"  # the job's local metrics.jsonl (initsweep.tracking.metrics_file)
 
@@ -202,76 +203,67 @@ def redact(text: str) -> str:
 # --- sweep-dir state files ----------------------------------------------------------------------------------
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write a state file readable by its owner only: jobs read the store URIs in it, passwords included."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(data, indent=1))
-    return path
-
-
-def _read_json(sweep_dir: Path | None, name: str) -> dict[str, Any] | None:
-    if sweep_dir is None or not (Path(sweep_dir) / name).exists():
-        return None
-    return json.loads((Path(sweep_dir) / name).read_text())
+_Record = TypeVar("_Record", bound="_StateFile")
 
 
 @dataclass(frozen=True)
-class Parent:
+class _StateFile:
+    """A record kept as the JSON file ``FILE`` of a sweep dir."""
+
+    FILE: ClassVar[str]
+
+    def write(self, sweep_dir: Path) -> Path:
+        """Write the file, readable by its owner only: jobs read the store URIs in it, passwords included."""
+        path = Path(sweep_dir) / self.FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(self), indent=1))
+        return path
+
+    @classmethod
+    def read(cls: type[_Record], sweep_dir: Path | None) -> _Record | None:
+        """The record in ``sweep_dir``, or None when it has none."""
+        if sweep_dir is None or not (Path(sweep_dir) / cls.FILE).exists():
+            return None
+        return cls(**json.loads((Path(sweep_dir) / cls.FILE).read_text()))
+
+
+@dataclass(frozen=True)
+class Parent(_StateFile):
     """Where a sweep's jobs log: the parent run and its store."""
 
+    FILE: ClassVar[str] = PARENT_FILE
     run_id: str
     experiment_id: str
     tracking_uri: str
     sweep_id: str
     fixed_overrides: tuple[str, ...] = ()  # the same in every job: left out of run names
 
-    def write(self, sweep_dir: Path) -> Path:
-        return _write_json(Path(sweep_dir) / PARENT_FILE, asdict(self))
-
-    @staticmethod
-    def read(sweep_dir: Path | None) -> Parent | None:
-        raw = _read_json(sweep_dir, PARENT_FILE)
-        if raw is None:
-            return None
-        return Parent(**{**raw, "fixed_overrides": tuple(raw.get("fixed_overrides", ()))})
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fixed_overrides", tuple(self.fixed_overrides))  # a JSON list when read
 
 
 @dataclass(frozen=True)
-class StudySpec:
+class StudySpec(_StateFile):
     """What a job needs to find its trial: written by the sweeper into the sweep dir."""
 
+    FILE: ClassVar[str] = STUDY_FILE
     storage: str
     study_name: str
     pruner: str = "median"
     pruner_kwargs: dict[str, Any] = field(default_factory=dict)
     optimized_metric: str | list[str] = "val/acc_best"  # a list: a multi-objective study (never pruned)
 
-    def write(self, sweep_dir: Path) -> Path:
-        return _write_json(Path(sweep_dir) / STUDY_FILE, asdict(self))
-
-    @staticmethod
-    def read(sweep_dir: Path | None) -> StudySpec | None:
-        raw = _read_json(sweep_dir, STUDY_FILE)
-        return StudySpec(**raw) if raw is not None else None
-
 
 @dataclass(frozen=True)
-class SweepVerdict:
+class SweepVerdict(_StateFile):
     """A sweeper's decision on its sweep's final status (FINISHED or FAILED, with the reason)."""
 
+    FILE: ClassVar[str] = STATUS_FILE
     status: Literal["FINISHED", "FAILED"]
     reason: str = ""
     keep_open: bool = False  # a shared study parent that other workers still use: leave it RUNNING
-
-    def write(self, sweep_dir: Path) -> Path:
-        return _write_json(Path(sweep_dir) / STATUS_FILE, asdict(self))
-
-    @staticmethod
-    def read(sweep_dir: Path | None) -> SweepVerdict | None:
-        raw = _read_json(sweep_dir, STATUS_FILE)
-        return SweepVerdict(**raw) if raw is not None else None
 
 
 def job_config_dict(cfg: Any, resolve: bool = True) -> dict[str, Any]:

@@ -5,13 +5,10 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from typing import Any
-
 from omegaconf import DictConfig
 
 from initsweep import protocol
+from initsweep.tracking import processes
 from initsweep.writer import client as writer
 
 
@@ -19,7 +16,7 @@ def run(cfg: DictConfig) -> float | list[float]:
     """Run one Hydra job and return its optimized metric: a trial when the Optuna sweeper set
     ``$INITSWEEP_TRIAL`` (see :mod:`initsweep.tuning.trial`), else a plain job (:func:`initsweep.jobs.job.run_job`).
     A list of optimized metrics (a multi-objective study) gives a list of values."""
-    install_sigterm_handler()
+    processes.terminate_as_interrupt()  # a terminated job closes its runs, as on Ctrl-C
     writer.prestart()  # MLflow loads in the tracking writer while this process imports torch
     number = protocol.trial_number()
     if number is None:
@@ -29,15 +26,3 @@ def run(cfg: DictConfig) -> float | list[float]:
     from initsweep.tuning.trial import run_trial  # lazy: plain jobs never import optuna
 
     return run_trial(cfg, number)
-
-
-def install_sigterm_handler() -> None:
-    """Make SIGTERM behave like Ctrl-C (KeyboardInterrupt), so a terminated job closes its runs."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def _interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _interrupt)

@@ -10,10 +10,9 @@ directory behind.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,31 +24,6 @@ def fail(message: str) -> NoReturn:
     """Print ``initsweep: message`` to stderr and exit 2."""
     print(f"initsweep: {message}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def close_match(word: str, options: Sequence[str]) -> str | None:
-    """The option closest to ``word`` (difflib ratio >= 0.6, or the only option it is a prefix of)."""
-    prefixed = [o for o in options if o.startswith(word)]
-    if len(prefixed) == 1:
-        return prefixed[0]
-    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
-def _did_you_mean(word: str, options: Sequence[str]) -> str:
-    prefixed = [o for o in options if o.startswith(word) and o != word]
-    match = " or ".join(prefixed[:3]) if len(prefixed) > 1 else close_match(word, options)
-    return f"; did you mean {match}?" if match else ""
-
-
-def flat_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys of every leaf and inner node of a nested mapping."""
-    keys = []
-    for key, value in tree.items():
-        keys.append(f"{prefix}{key}")
-        if isinstance(value, Mapping):
-            keys += flat_keys(value, f"{prefix}{key}.")
-    return keys
 
 
 def _first_values(overrides: list[Any]) -> list[str]:
@@ -78,23 +52,25 @@ def _explain(error: Exception, parsed: list[Any], config_name: str) -> str:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    from initsweep.core.config import did_you_mean, dotted_keys
+
     text = str(error)
     loader = GlobalHydra.instance().config_loader()
     if m := re.search(r"Could not find '([^']+)/([^'/]+)'", text):
         group, value = m.group(1), m.group(2)
         options = loader.get_group_options(group)
-        return f"{group}={value}: no such option{_did_you_mean(value, options)} (options: {', '.join(options)})"
+        return f"{group}={value}: no such option{did_you_mean(value, options)} (options: {', '.join(options)})"
     if m := re.search(r"Could not (?:override|append to config|delete from config)[^']*'([^']+)'", text) or re.search(
         r"full_key: (\S+)", text
     ):
         key = m.group(1).lstrip("+~")
         others = [o.input_line for o in parsed if o.get_key_element().lstrip("+~") != key and not o.is_sweep_override()]
         try:
-            known = flat_keys(OmegaConf.to_container(_compose(others, config_name), resolve=False))  # type: ignore[arg-type]
+            known = dotted_keys(OmegaConf.to_container(_compose(others, config_name), resolve=False))  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001
             known = []
         line = next((o.input_line for o in parsed if o.get_key_element().lstrip("+~") == key), key)
-        hint = _did_you_mean(key, known)
+        hint = did_you_mean(key, known)
         if not hint:
             hint = "; add it with +" + line if "append" not in text else ""
         return f"unknown key {key} (in {line}){hint}"
@@ -149,6 +125,8 @@ def _compose_checked(parsed: list[Any], config_dir: str | Path, config_name: str
 
 def _check_swept_options(parsed: list[Any], loader: Any) -> None:
     """Every value of a swept config group must be one of its options."""
+    from initsweep.core.config import did_you_mean
+
     groups = set(_all_groups(loader))
     for o in parsed:
         group = o.get_key_element().lstrip("+~")
@@ -161,7 +139,7 @@ def _check_swept_options(parsed: list[Any], loader: Any) -> None:
             values = []
         for value in values:
             if value not in options:
-                fail(f"{group}={value}: no such option{_did_you_mean(value, options)} (options: {', '.join(options)})")
+                fail(f"{group}={value}: no such option{did_you_mean(value, options)} (options: {', '.join(options)})")
 
 
 def _validate(cfg: Any) -> None:

@@ -8,7 +8,7 @@ what is allowed.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -25,16 +25,34 @@ EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment name, in characters
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit; torch's take 64 bits
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping -> ``{"a.b.c": "value"}`` (dotted keys, values as strings; lists as their string form)."""
-    flat: dict[str, str] = {}
+def _nodes(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every node of a nested mapping, each before the nodes below it."""
     for key, value in tree.items():
         name = f"{prefix}{key}"
+        yield name, value
         if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
+            yield from _nodes(value, f"{name}.")
+
+
+def flatten(tree: Mapping[str, Any]) -> dict[str, str]:
+    """Nested mapping -> ``{"a.b.c": "value"}`` (dotted keys, values as strings; lists as their string form)."""
+    return {key: str(value) for key, value in _nodes(tree) if not isinstance(value, Mapping)}
+
+
+def dotted_keys(tree: Mapping[str, Any]) -> list[str]:
+    """Dotted keys of every leaf and inner node of a nested mapping."""
+    return [key for key, _ in _nodes(tree)]
+
+
+def did_you_mean(word: str, options: Sequence[str], section: str = "") -> str:
+    """``; did you mean X?`` naming the options ``word`` may stand for (those it begins, at most three, else
+    the closest by difflib, ratio >= 0.6), or "" when none; a ``section`` is shown before each, ``section.X``."""
+    import difflib
+
+    matches = [o for o in options if o.startswith(word) and o != word][:3]
+    matches = matches or difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    names = [f"{section}.{m}" if section else m for m in matches]
+    return f"; did you mean {' or '.join(names)}?" if names else ""
 
 
 class ConfigError(ValueError):
@@ -325,15 +343,12 @@ class Config(_Strict):
 
 def _did_you_mean(key: str, raw: dict[str, Any]) -> str:
     """``; did you mean trainer.lr?`` for an unknown ``trainer.lrr`` whose section has a close key."""
-    import difflib
-
     *parent, last = key.split(".")
     section: Any = raw
     for part in parent:
         section = section.get(part, {}) if isinstance(section, dict) else {}
     siblings = [k for k in section if k != last] if isinstance(section, dict) else []
-    match = difflib.get_close_matches(last, siblings, n=1, cutoff=0.6)
-    return f"; did you mean {'.'.join([*parent, match[0]])}?" if match else ""
+    return did_you_mean(last, siblings, ".".join(parent))
 
 
 def _describe(error: ErrorDetails, raw: dict[str, Any] | None = None) -> str:

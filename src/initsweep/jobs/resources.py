@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import psutil
 import torch
 
 from initsweep.core.config import CNNConfig, ConfigError, ModelConfig, TrainerConfig
@@ -32,17 +33,10 @@ def training_bytes(params: int, trainer: TrainerConfig) -> int:
 
 
 def available_bytes(device: torch.device) -> int:
-    """Free memory of ``device``: CUDA's free memory, else the host's MemAvailable (/proc/meminfo)."""
+    """Free memory of ``device``: CUDA's free memory, else the host's available memory (psutil)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return psutil.virtual_memory().available
 
 
 def check_fits(

@@ -145,43 +145,11 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
     return Estimate(mean, t_quantile(confidence, n - 1) * s / math.sqrt(n), n)
 
 
-def _t_central(x: float, df: int) -> float:
-    """P(|T| <= x) for Student's t with an integer ``df`` (Abramowitz & Stegun 26.7.3-4): with
-    theta = atan(x / sqrt(df)), c = cos(theta), s = sin(theta): df even: s * sum_k a_k c^(2k), a_0 = 1,
-    a_k = a_(k-1) (2k-1) / (2k), k < df/2; df odd: (2/pi) (theta + s * sum_k b_k c^(2k+1)), b_0 = 1,
-    b_k = b_(k-1) 2k / (2k+1), k < (df-1)/2."""
-    theta = math.atan(x / math.sqrt(df))
-    c, s = math.cos(theta), math.sin(theta)
-    if df % 2 == 0:
-        term = total = 1.0
-        for k in range(1, df // 2):
-            term *= (2 * k - 1) / (2 * k) * c * c
-            total += term
-        return s * total
-    if df == 1:
-        return 2 * theta / math.pi
-    term = total = c
-    for k in range(1, (df - 1) // 2):
-        term *= 2 * k / (2 * k + 1) * c * c
-        total += term
-    return 2 / math.pi * (theta + s * total)
-
-
 def t_quantile(confidence: float, df: int) -> float:
-    """The two-sided Student-t quantile t_((1+confidence)/2, df) (bisection on :func:`_t_central`; scipy's
-    ``t.ppf`` to 1e-9, without the seconds that importing scipy.stats costs the end of every sweep)."""
-    low, high = 0.0, 1.0
-    while _t_central(high, df) < confidence:
-        high *= 2
-    for _ in range(200):
-        mid = (low + high) / 2
-        if _t_central(mid, df) < confidence:
-            low = mid
-        else:
-            high = mid
-        if high - low < 1e-12 * high:
-            break
-    return (low + high) / 2
+    """The two-sided Student-t quantile t_((1+confidence)/2, df)."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, (1 + confidence) / 2))
 
 
 def _estimate(values: Sequence[float]) -> Estimate:

@@ -143,13 +143,14 @@ class SweepCallback(Callback):
 
         from initsweep.protocol import TrackingError, resolve_uri
         from initsweep.sweep import launchers
-        from initsweep.tracking import metrics_file as ledger
         from initsweep.tracking import processes
         from initsweep.writer import client as writer
         from initsweep.writer import sweep_runs
 
         launchers.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
-        processes.terminate_as_interrupt()  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
+        processes.terminate_as_interrupt(
+            pass_on=True
+        )  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
         uri = resolve_uri(checked[0].tracking.uri)
         overrides = list(config.hydra.overrides.task)
         run_name = " ".join(["sweep", *overrides]) if overrides else "sweep"
@@ -157,7 +158,7 @@ class SweepCallback(Callback):
         params: dict[str, Any] = {"sweep_dir": str(config.hydra.sweep.dir)}
         if config.hydra.sweeper.get("_target_") in BASIC_SWEEPERS:
             params["n_jobs"] = len(configs)
-        args = (uri, checked[0].experiment_name, run_name, study, overrides, params, ledger.identity())
+        args = (uri, checked[0].experiment_name, run_name, study, overrides, params, processes.identity())
         # A sweep whose process has no MLflow yet (any but a shared study's): the tracking writer imports it and
         # opens the store and the parent run while this process imports torch for the jobs, if they run here
         # (a joblib or SLURM sweep's process never trains: its workers would compete with that import).

@@ -25,6 +25,12 @@ from typing import Any, TypeVar
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+)
 from sqlalchemy.exc import SADeprecationWarning
 
 from initsweep.diagnostics.layer_table import LAYERS_DIR, layer_record, table_file
@@ -41,16 +47,14 @@ from initsweep.protocol import (  # noqa: F401 - TrackingError, resolve_uri, DEF
     resolve_uri,
 )
 from initsweep.tracking import locks, run_logger, ui_view
-from initsweep.tracking.metrics_file import MetricsFile, file_changed, identity, watch_file
+from initsweep.tracking.metrics_file import MetricsFile, file_changed, watch_file
+from initsweep.tracking.processes import identity
 from initsweep.tracking.store_races import create_sqlite_atomically, open_despite_races
 
-# MLflow's limits for one log_batch request.
-_MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 # MLflow's SQLAlchemy store (3.17) declares relationships with the ``noload`` strategy that SQLAlchemy 2.1
 # deprecates; the warning is MLflow's to fix, and would stop a run under PYTHONWARNINGS=error.
 warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy", category=SADeprecationWarning)
 
-_MAX_PARAM_CHARS = 6000
 _T = TypeVar("_T")
 # A remote server that stops answering mid-sweep should fail a job in seconds, not after MLflow's default
 # of 7 retries with exponential backoff (minutes). The user's own settings win.
@@ -205,7 +209,8 @@ class RunLogger:
                 print(f"initsweep: warning: {e}; training goes on", file=sys.stderr)
 
     def flush(self) -> None:
-        """Send buffered metrics (1000 per request, with the heartbeat tag); TrackingError if refused."""
+        """Send buffered metrics (as many per request as MLflow takes, with the heartbeat tag); TrackingError if
+        refused."""
         if self.broken:  # the store already refused this run's metrics
             raise TrackingError(self.broken)
         pending = list(self._pending)  # dropped only once sent: an interrupt mid-send loses nothing
@@ -213,7 +218,8 @@ class RunLogger:
         try:
             if (db := sqlite_path(self.client.tracking_uri)) and (gone := file_changed(db)):
                 raise TrackingError(f"the MLflow store {db} was {gone}")
-            for chunk in _chunks(pending, _MAX_METRICS):
+            size = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(heartbeat))
+            for chunk in _chunks(pending, size):
                 retrying(self.client.log_batch, self.run_id, metrics=chunk, tags=heartbeat)
         except Exception as e:  # noqa: BLE001 - disk full, store removed, server gone: the run cannot finish
             kept = f", kept in {self.local.path}" if self.local is not None and not self.local.error else ""
@@ -240,13 +246,13 @@ class RunLogger:
             _TABLES[(self.run_id, artifact_file)] = obj
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        items = [Param(k, redact(str(v))[:_MAX_PARAM_CHARS]) for k, v in params.items()]
-        for chunk in _chunks(items, _MAX_PARAMS):
+        items = [Param(k, redact(str(v))[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
+        for chunk in _chunks(items, MAX_PARAMS_TAGS_PER_BATCH):
             retrying(self.client.log_batch, self.run_id, params=chunk)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         items = [RunTag(k, redact(str(v))) for k, v in tags.items()]
-        for chunk in _chunks(items, _MAX_TAGS):
+        for chunk in _chunks(items, MAX_PARAMS_TAGS_PER_BATCH):
             retrying(self.client.log_batch, self.run_id, tags=chunk)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
@@ -324,7 +330,7 @@ def start_run(
     who: Mapping[str, str] | None = None,
 ) -> RunLogger:
     """Create a RUNNING run (a child of ``parent_run_id`` when given) and return its logger. ``who`` is the
-    process that trains it (:func:`initsweep.tracking.metrics_file.identity`, default this one), for
+    process that trains it (:func:`initsweep.tracking.processes.identity`, default this one), for
     :mod:`initsweep.tracking.recovery`."""
     all_tags = {k: redact(str(v)) for k, v in (tags or {}).items()}
     run_name = redact(run_name)

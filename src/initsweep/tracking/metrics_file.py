@@ -1,4 +1,4 @@
-"""A job's local, append-only record of its metrics (``metrics.jsonl`` in the job's output dir), and who runs it.
+"""A job's local, append-only record of its metrics (``metrics.jsonl`` in the job's output dir).
 
 The store gets a job's metrics in batches (about once a second, see :class:`initsweep.tracking.client.RunLogger`);
 this file gets every epoch at once, so a process killed at any moment loses at most the epoch in progress,
@@ -18,52 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 FILE_NAME = "metrics.jsonl"
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """The process's state letter and start time in clock ticks after boot (/proc/<pid>/stat fields 3 and
-    22), or None (no /proc, or no such process)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # the fields after "(comm)", from field 3 on
-    return fields[0], fields[19]
-
-
-def _proc_start(pid: int) -> str | None:
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def identity() -> dict[str, str]:
-    """This process: host name, pid and pid start time (so that a reused pid is not taken for it)."""
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": str(pid), "pid_start": _proc_start(pid) or ""}
-
-
-def alive(pid: int, start: str | None) -> bool:
-    """Whether process ``pid`` of this host still runs and is the one that started at ``start`` (when known)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    stat = _proc_stat(pid)
-    if stat is not None and stat[0] in ("Z", "X"):  # a zombie: dead, not yet waited for by its parent
-        return False
-    if not start:
-        return True
-    return stat is None or stat[1] == start
 
 
 _WATCHED: dict[Path, int] = {}  # file -> its inode when first seen

@@ -1,4 +1,5 @@
-"""This process's children and how a sweep's main process passes a SIGTERM on to them (Linux /proc).
+"""Who runs a process (host, pid, start time), whether it still runs, its children (all through psutil),
+and SIGTERM as Ctrl-C, passed on to the children by a sweep's main process.
 
 Kept free of MLflow and torch: the sweep callback installs the handler before either is imported.
 """
@@ -7,38 +8,73 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
-from pathlib import Path
 from typing import Any
+
+import psutil
+
+
+def start_time(pid: int) -> float:
+    """When process ``pid`` started, s since the epoch to 0.01 s (psutil.NoSuchProcess when there is none)."""
+    return round(psutil.Process(pid).create_time(), 2)
+
+
+def identity() -> dict[str, str]:
+    """This process as MLflow tags hold it: host name, pid and start time (so that a reused pid is not
+    taken for it)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": str(pid), "pid_start": f"{start_time(pid):.2f}"}
+
+
+def _seconds(start: float | str) -> float:
+    """A stored start time in s since the epoch. An integer string is what runs tagged before psutil was
+    used hold: clock ticks after boot (/proc/<pid>/stat field 22)."""
+    if isinstance(start, str) and start.isdigit():
+        return psutil.boot_time() + int(start) / os.sysconf("SC_CLK_TCK")
+    return float(start)
+
+
+def alive(pid: int | str, start: float | str | None = None) -> bool:
+    """Whether process ``pid`` of this host still runs (a zombie does not) and is the one that started at
+    ``start`` (within 1 s, the wall clock may be adjusted; None or "": unknown, not compared)."""
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        return start is None or start == "" or abs(proc.create_time() - _seconds(start)) < 1.0
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+    except psutil.AccessDenied:
+        return True  # exists, and cannot be looked at
 
 
 def children(pid: int) -> list[int]:
-    """Pids of the direct children of ``pid`` (Linux /proc; none elsewhere)."""
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            out += [int(p) for p in task.read_text().split()]
-        except OSError:
-            continue
-    return out
+    """Pids of the direct children of ``pid`` (none when it is gone)."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.NoSuchProcess:
+        return []
 
 
-def terminate_as_interrupt() -> None:
-    """In the sweep's main process: SIGTERM stops the sweep as Ctrl-C does (KeyboardInterrupt, so that
-    launchers stop their workers and exit handlers close the runs), after passing it on to this process's
-    children (joblib workers), whose jobs then close their own runs KILLED."""
+def terminate_as_interrupt(pass_on: bool = False) -> None:
+    """SIGTERM stops this process as Ctrl-C does (KeyboardInterrupt, so that a job, or a sweep's launchers and
+    exit handlers, close the runs). With ``pass_on`` (a sweep's main process) it is first passed on, once, to
+    this process's children (joblib workers), whose jobs then close their own runs KILLED. Only from the
+    main thread, and only over SIGTERM's default handler."""
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
         return
 
     def _on_term(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once
-        for pid in children(os.getpid()):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
+        if pass_on:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once
+            for pid in children(os.getpid()):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _on_term)

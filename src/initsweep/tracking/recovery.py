@@ -34,7 +34,7 @@ from mlflow.entities import Metric, RunTag
 from initsweep.protocol import Failure, Tag
 from initsweep.tracking import client as tracking
 from initsweep.tracking import metrics_file as ledger
-from initsweep.tracking.processes import children
+from initsweep.tracking import processes
 
 STALE_S = float(os.environ.get("INITSWEEP_STALE_S", "900"))
 
@@ -45,10 +45,10 @@ def lost_because(run: Any, host: str | None = None, now: float | None = None) ->
     tags = run.data.tags
     if Tag.HOST not in tags or Tag.PID not in tags:
         return None
-    host = host or ledger.identity()["host"]
+    host = host or processes.identity()["host"]
     if tags[Tag.HOST] == host:
         pid = int(tags[Tag.PID])
-        return None if ledger.alive(pid, tags.get(Tag.PID_START)) else f"process {pid} on {host} is gone"
+        return None if processes.alive(pid, tags.get(Tag.PID_START)) else f"process {pid} on {host} is gone"
     age = (now or time.time()) - float(tags.get(Tag.HEARTBEAT) or 0)
     return f"no heartbeat from {tags[Tag.HOST]} for {age:.0f} s" if age > STALE_S else None
 
@@ -110,7 +110,7 @@ def reap(client: MlflowClient) -> list[Any]:
     running = tracking.retrying(
         client.search_runs, exp_ids, filter_string="attributes.status = 'RUNNING'", max_results=10000
     )
-    host = ledger.identity()["host"]
+    host = processes.identity()["host"]
     return [run for run in running if settle(client, run, host)]
 
 
@@ -128,10 +128,10 @@ def stop_children(client: MlflowClient | None, grace_s: float = 15.0, spare: Col
     ``grace_s`` seconds to close the runs they hold (they got the Ctrl-C or the SIGTERM), then SIGKILL every
     child left (idle workers, loky's resource tracker) but those in ``spare`` (the tracking writer), so that no
     worker outlives the sweep. Without a ``client`` (the store is unusable) the children are killed at once."""
-    kids = set(children(os.getpid())) - set(spare)
+    kids = set(processes.children(os.getpid())) - set(spare)
     if client is None:
         grace_s = 0.0
-    host, deadline = ledger.identity()["host"], time.monotonic() + grace_s
+    host, deadline = processes.identity()["host"], time.monotonic() + grace_s
     while client is not None and kids and time.monotonic() < deadline:
         try:
             running = tracking.retrying(

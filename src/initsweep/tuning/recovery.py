@@ -27,11 +27,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import optuna
-import psutil
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from initsweep._compat import optuna as compat
+from initsweep.tracking import processes
 from initsweep.tuning.plan import open_storage
 
 log = logging.getLogger(__name__)
@@ -47,17 +47,7 @@ def process_identity(pid: int | None = None) -> dict[str, Any]:
     """Host name, pid and start time (s since the epoch) of a process: together they name it even after
     the pid is reused."""
     pid = os.getpid() if pid is None else pid
-    return {HOST: socket.gethostname(), PID: pid, PID_START: round(psutil.Process(pid).create_time(), 2)}
-
-
-def process_alive(pid: int, started: float | None) -> bool:
-    """Whether process ``pid`` of this host still runs and is the one that started at ``started``."""
-    try:
-        proc = psutil.Process(int(pid))
-        same = started is None or abs(proc.create_time() - float(started)) < 1.0
-        return same and proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
+    return {HOST: socket.gethostname(), PID: pid, PID_START: processes.start_time(pid)}
 
 
 def owner_label(attrs: Mapping[str, Any]) -> str:
@@ -101,7 +91,7 @@ def _stale_reason(trial: FrozenTrial, me: Mapping[str, Any], now: float, grace_s
     if PID in attrs and attrs.get(HOST) == me[HOST]:
         if (attrs[PID], attrs.get(PID_START)) == (me[PID], me[PID_START]):
             return None  # ours
-        if not process_alive(attrs[PID], attrs.get(PID_START)):
+        if not processes.alive(attrs[PID], attrs.get(PID_START)):
             return f"its process {owner_label(attrs)} is gone"
         return None
     if rdb:

@@ -3,7 +3,6 @@ distributions, and trials' values back as Hydra overrides. Pure functions over H
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSw
 from hydra.errors import HydraException, OverrideParseException
 from optuna.distributions import CategoricalChoiceType, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from initsweep.core.config import ConfigError, flatten
+from initsweep.core.config import ConfigError, did_you_mean, dotted_keys
 
 SETTINGS_KEY = "hydra.sweeper"
 SEARCH_TAGS = ("log", "int")
@@ -213,17 +212,11 @@ def format_override(key: str, value: Any, add: bool = False) -> str:
 
 def check_paths(space: SearchSpace, job_config: Mapping[str, Any]) -> None:
     """Every searched key (except ``+key`` additions) must exist in the job's config."""
-    flat = flatten(job_config)
-    known = set(flat)
-    for key in flat:  # group nodes such as "init" or "model" count too
-        parts = key.split(".")
-        known.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    known = dotted_keys(job_config)  # group nodes such as "init" or "model" count too
     for p in space.params:
         if p.add or p.name in known:
             continue
-        close = difflib.get_close_matches(p.name, sorted(known), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        problem = f"{p.name} is not a key of the config{hint} (use +{p.name} to add a key)"
+        problem = f"{p.name} is not a key of the config{did_you_mean(p.name, known)} (use +{p.name} to add a key)"
         raise _param_error(p.name, p.expression, problem)
 
 

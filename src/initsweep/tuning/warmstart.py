@@ -2,7 +2,8 @@
 
 ``enqueue: [{init.std: 0.088}, {init.std: 0.0625}]`` queues those trials first (the other searched keys are
 sampled); ``enqueue: variance_preserving`` (or that word as an item of the list) queues the He, LeCun and
-Xavier scales of the chosen model, computed from the fan-ins of its layer with the most weights:
+Xavier scales of the chosen model, computed from the fans of its layer with the most weights (the std
+rules of the catalogue's kaiming_normal for ReLU, lecun_normal and xavier_normal with gain 1):
 
     He: std = sqrt(2 / fan_in)    LeCun: std = sqrt(1 / fan_in)    Xavier: std = sqrt(2 / (fan_in + fan_out))
 
@@ -20,15 +21,15 @@ from typing import Any
 
 from initsweep._compat.optuna import distribution_contains
 from initsweep.core.config import ConfigError, validate
+from initsweep.core.initializers import SCHEMES, Site, fan
 from initsweep.tuning.search_space import SETTINGS_KEY, SearchSpace
 
 VARIANCE_PRESERVING = "variance_preserving"
 KEY = f"{SETTINGS_KEY}.enqueue"
 
 
-def dominant_fans(base: Mapping[str, Any]) -> tuple[int, int]:
-    """(fan_in, fan_out) of the weight layer with the most weights of the model that ``base`` (a job config)
-    builds; fan = channels x kernel size for a convolution."""
+def dominant_shape(base: Mapping[str, Any]) -> tuple[int, ...]:
+    """The shape of the weight layer with the most weights of the model that ``base`` (a job config) builds."""
     from initsweep.core import data as datasets  # torch: only when variance-preserving points are asked for
     from initsweep.core.models import build_model
 
@@ -36,33 +37,38 @@ def dominant_fans(base: Mapping[str, Any]) -> tuple[int, int]:
     data = datasets.load(config.data)
     model = build_model(config.model, data.input_shape, data.num_classes)
     weights = [p for name, p in model.named_parameters() if name.endswith("weight") and p.dim() >= 2]
-    w = max(weights, key=lambda p: p.numel())
-    receptive = math.prod(w.shape[2:])
-    return int(w.shape[1] * receptive), int(w.shape[0] * receptive)
+    return tuple(max(weights, key=lambda p: p.numel()).shape)
 
 
-def variance_preserving_stds(fan_in: int, fan_out: int) -> dict[str, float]:
-    """The He, LeCun and Xavier std of a layer (formulas in the module docstring)."""
+def _std(scheme: str, shape: tuple[int, ...], **params: Any) -> float:
+    """The std that ``scheme``'s own rule promises for a weight of ``shape``."""
+    rule = SCHEMES[scheme]
+    std = rule.expected_std(rule.params(**params), Site(shape, "relu"))
+    assert std is not None  # a variance-scaling rule always promises one
+    return std
+
+
+def variance_preserving_stds(shape: tuple[int, ...]) -> dict[str, float]:
+    """The He, LeCun and Xavier std of a weight (the catalogue's kaiming_normal for ReLU, lecun_normal and
+    xavier_normal with gain 1; formulas in the module docstring)."""
     return {
-        "he": math.sqrt(2.0 / fan_in),
-        "lecun": math.sqrt(1.0 / fan_in),
-        "xavier": math.sqrt(2.0 / (fan_in + fan_out)),
+        "he": _std("kaiming_normal", shape, nonlinearity="relu"),
+        "lecun": _std("lecun_normal", shape),
+        "xavier": _std("xavier_normal", shape, gain=1.0),
     }
 
 
-def in_terms_of(key: str, std: float, init: Mapping[str, Any], fans: tuple[int, int]) -> dict[str, float] | None:
+def in_terms_of(key: str, std: float, init: Mapping[str, Any], shape: tuple[int, ...]) -> dict[str, float] | None:
     """The value(s) of searched ``key`` that give weights of ``std`` under ``init``; None for a key it does
     not know."""
-    fan_in, fan_out = fans
     if key == "init.std":
         return {key: std}
     if key in ("init.low", "init.high"):
         return {"init.low": -math.sqrt(3.0) * std, "init.high": math.sqrt(3.0) * std}
     if key == "init.scale" and init.get("name") == "variance_scaling":
-        n = {"fan_in": fan_in, "fan_out": fan_out}.get(str(init.get("mode")), (fan_in + fan_out) / 2)
-        return {key: std**2 * n}
+        return {key: std**2 * fan(shape, str(init.get("mode", "fan_in")))}
     if key == "init.gain" and str(init.get("name", "")).startswith("xavier"):
-        return {key: std / math.sqrt(2.0 / (fan_in + fan_out))}
+        return {key: std / _std("xavier_normal", shape, gain=1.0)}
     return None
 
 
@@ -70,12 +76,12 @@ def variance_preserving_points(space: SearchSpace, base: Mapping[str, Any]) -> l
     """He, LeCun and Xavier points for the searched keys (duplicates dropped, e.g. LeCun = Xavier for a square
     layer); ConfigError when no searched key has a variance-preserving value."""
     searched = {p.name for p in space.params}
-    fans = dominant_fans(base)
+    shape = dominant_shape(base)
     points: list[dict[str, Any]] = []
-    for std in variance_preserving_stds(*fans).values():
+    for std in variance_preserving_stds(shape).values():
         point: dict[str, Any] = {}
         for key in sorted(searched):
-            values = in_terms_of(key, std, base.get("init", {}), fans) or {}
+            values = in_terms_of(key, std, base.get("init", {}), shape) or {}
             point.update({k: round(v, 6) for k, v in values.items() if k in searched})
         if point and point not in points:
             points.append(point)

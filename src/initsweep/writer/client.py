@@ -41,7 +41,8 @@ from typing import Any
 
 from initsweep.diagnostics.layer_table import layer_record
 from initsweep.protocol import Failure, TrackingError
-from initsweep.tracking.metrics_file import MetricsFile, identity
+from initsweep.tracking.metrics_file import MetricsFile
+from initsweep.tracking.processes import identity
 from initsweep.tracking.run_logger import RunLogger
 from initsweep.writer.requests import (
     CallStoreSide,
