@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from initsweep.tracking import metrics_file as ledger
+from initsweep.tracking import processes
 
 
 def _write_run(path: Path, run_id: str, epochs: range, end: str | None) -> None:
@@ -71,7 +72,7 @@ def test_recovery_closes_a_killed_run_of_a_reused_dir_with_its_own_epochs(tmp_pa
     exp = tracking.experiment_id(client, "reused")
     path = tmp_path / "out" / "metrics.jsonl"
     _write_run(path, "earlier-run", range(1, 4), "FINISHED")
-    run = client.create_run(exp, tags={Tag.METRICS_FILE: str(path), Tag.HOST: ledger.identity()["host"]})
+    run = client.create_run(exp, tags={Tag.METRICS_FILE: str(path), Tag.HOST: processes.identity()["host"]})
     client.set_tag(run.info.run_id, Tag.PID, str(_dead_pid()))
     _write_run(path, run.info.run_id, range(1, 12), None)
     with path.open("a") as f:
