@@ -20,6 +20,11 @@ from initsweep.tracking import client as tracking
         ("sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/mlflow.db"),
         ("https://user@host/x", "https://user@host/x"),
         ("mlruns/optuna/journal.log", "mlruns/optuna/journal.log"),
+        ("postgresql://u:pa/ss@h/db", "postgresql://u:***@h/db"),  # a "/" in the password
+        ("postgresql://u@h/db?sslmode=require&password=s3cret", "postgresql://u@h/db?sslmode=require&password=***"),
+        ("postgresql://u@h/db?PASSWORD=s3cret&x=1", "postgresql://u@h/db?PASSWORD=***&x=1"),
+        ("tracking.uri=postgresql\\://u\\:pw@h/db", "tracking.uri=postgresql\\://u\\:***@h/db"),  # Hydra-escaped
+        ("http://127.0.0.1:5001", "http://127.0.0.1:5001"),
     ],
 )
 def test_redact_hides_only_the_password(text: str, shown: str):

@@ -175,8 +175,10 @@ def objective_value(summary: dict[str, float], optimized_metric: str | list[str]
 
 # --- secrets ------------------------------------------------------------------------------------------------
 
-# scheme://user:PASSWORD@host...: the password part of a URL's user info.
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^@\s/]+@")
+# A URL's user:password@ (the password may hold "/", as SQLAlchemy reads it up to the "@"), also in Hydra's
+# escaped form (postgresql\://u\:pw@h/db), and a password given as a query parameter (?password=...).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*\\?://[^/@\s:\\]*\\?:)[^@\s]+@")
+_QUERY_PASSWORD = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd)=)[^&\s]+")
 
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -196,8 +198,10 @@ def resolve_uri(configured: str | None = None) -> str:
 
 def redact(text: str) -> str:
     """``text`` with the password of every URL in it shown as ``***``: ``postgresql://u:pw@h/db`` ->
-    ``postgresql://u:***@h/db``. Used for everything initsweep shows or records (params, tags, results, logs)."""
-    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+    ``postgresql://u:***@h/db``, ``...?password=pw`` -> ``...?password=***``, Hydra's escaped
+    ``postgresql\\://u\\:pw@h/db`` alike. Used for everything initsweep shows or records (params, tags,
+    results, logs)."""
+    return _QUERY_PASSWORD.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>***@", text))
 
 
 # --- sweep-dir state files ----------------------------------------------------------------------------------
