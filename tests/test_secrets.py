@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,19 @@ def test_params_tags_and_run_names_never_store_a_password(tmp_path):
 def test_state_files_that_hold_store_uris_are_private(tmp_path):
     path = Parent("run", "exp", "postgresql://u:pw@h/db", "sweep").write(tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_artifact_texts_and_the_local_metrics_file_never_hold_a_password(tmp_path):
+    from initsweep.tracking import metrics_file
+
+    client = tracking.connect(tracking.resolve_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"))
+    exp = tracking.experiment_id(client, "secrets")
+    url = "postgresql\\://optuna\\:hunter2@db.lab/optuna"  # as Hydra writes the override into config.yaml
+    logger = tracking.start_run(client, exp, "run", {})
+    logger.log_text(f"tracking:\n  uri: {url}\n", "config.yaml")
+    logger.end()
+    config_yaml = client.download_artifacts(logger.run_id, "config.yaml", str(tmp_path))
+    assert "hunter2" not in Path(config_yaml).read_text() and "optuna\\:***@" in Path(config_yaml).read_text()
+    local = metrics_file.MetricsFile(tmp_path / "metrics.jsonl", "run", "postgresql://u:hunter2@h/db")
+    local.end("FINISHED")
+    assert "hunter2" not in (tmp_path / "metrics.jsonl").read_text()

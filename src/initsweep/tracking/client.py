@@ -259,7 +259,8 @@ class RunLogger:
         retrying(self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        retrying(self.client.log_text, self.run_id, text, artifact_file)
+        """An artifact file holding ``text``, passwords of URLs redacted (the run's config.yaml, overrides)."""
+        retrying(self.client.log_text, self.run_id, redact(text), artifact_file)
 
     def move_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """:meth:`log_artifact`, then remove the file, and its directory if that is left empty."""

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from initsweep.protocol import redact
+
 FILE_NAME = "metrics.jsonl"
 
 
@@ -62,7 +64,7 @@ class MetricsFile:
             self._f: Any = self.path.open("a", encoding="utf-8")
         except OSError as e:
             self._f, self.error = None, str(e)
-        self._write({"run_id": run_id, "tracking_uri": tracking_uri})
+        self._write({"run_id": run_id, "tracking_uri": redact(tracking_uri)})  # for people: never read back
 
     def _write(self, event: Mapping[str, Any]) -> None:
         if self._f is None:
