@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -62,7 +63,35 @@ def job_configs(config: DictConfig) -> list[dict[str, Any]]:
     params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
     overrides = OverridesParser.create(config_loader=loader).parse_overrides(params + list(config.hydra.overrides.task))
     jobs = [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-    return compose_jobs(config, jobs, loader)
+    check_job_count(len(jobs), int(config.get("max_jobs", 1000)))
+    return compose_jobs(config, jobs, loader, progress=_checking_progress(len(jobs)))
+
+
+def check_job_count(n_jobs: int, max_jobs: int) -> None:
+    """ConfigError when a multirun has more than ``max_jobs`` jobs: a mistyped range should not start
+    thousands of trainings."""
+    from initsweep.core.config import ConfigError
+
+    if n_jobs > max_jobs:
+        raise ConfigError(
+            f"this multirun has {n_jobs} jobs, more than max_jobs = {max_jobs}; each job trains a model, so it "
+            f"takes about {n_jobs} times as long as one run: to start it, add max_jobs={n_jobs}"
+        )
+
+
+def _checking_progress(n_jobs: int, every_s: float = 10.0) -> Callable[[int], None] | None:
+    """For a multirun of more than 100 jobs: a callback that says how many job configs are checked, at most
+    every ``every_s`` seconds (checking 10,000 configs takes minutes)."""
+    if n_jobs <= 100:
+        return None
+    last = [time.monotonic()]
+
+    def say(done: int) -> None:
+        if time.monotonic() - last[0] >= every_s:
+            last[0] = time.monotonic()
+            print(f"initsweep: checking job configs: {done}/{n_jobs}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def fixed_overrides(overrides: list[str]) -> tuple[str, ...]:

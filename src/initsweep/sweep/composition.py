@@ -57,10 +57,16 @@ def split_choices(overrides: list[Override], group: Callable[[str], bool]) -> tu
     return choices, rest
 
 
-def compose_jobs(config: DictConfig, jobs: list[list[str]], loader: ConfigLoader) -> list[dict[str, Any]]:
+def compose_jobs(
+    config: DictConfig,
+    jobs: list[list[str]],
+    loader: ConfigLoader,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
     """Each job's config (no ``hydra`` node, resolved) as Hydra will compose it, with one full composition per
     distinct combination of group choices; ``hydra.*`` overrides are left out. A copy of a plain dict costs
-    microseconds when every other override sets an existing leaf of an interpolation-free config."""
+    microseconds when every other override sets an existing leaf of an interpolation-free config.
+    ``progress(n)`` is called after each job's config."""
     parser = OverridesParser.create(config_loader=loader)
     group = functools.lru_cache(maxsize=None)(functools.partial(is_group, loader, config))
     bases: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -71,6 +77,8 @@ def compose_jobs(config: DictConfig, jobs: list[list[str]], loader: ConfigLoader
         if key not in bases:
             bases[key] = job_config_dict(loader.load_sweep_config(config, list(key)), resolve=False)
         out.append(_with_overrides(bases[key], [o for o in rest if not o.is_hydra_override()]))
+        if progress is not None:
+            progress(len(out))
     return out
 
 
