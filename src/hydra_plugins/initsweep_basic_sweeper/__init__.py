@@ -1,8 +1,8 @@
 """Hydra's basic sweeper, composing each job's config once per combination of config-group choices:
 ``conf/hydra/sweeper/basic.yaml`` selects it for ``hydra/sweeper=basic``, Hydra's default (see ``sweeper.py``).
 
-Hydra's own class stays one override away:
-``hydra.sweeper._target_=hydra._internal.core_plugins.basic_sweeper.BasicSweeper``.
+Hydra's own class stays one override away: point ``hydra.sweeper._target_`` at Hydra's ``BasicSweeper`` (in
+its internal ``core_plugins.basic_sweeper`` module).
 """
 
 import warnings
