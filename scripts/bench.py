@@ -274,7 +274,7 @@ def bench_steps(args) -> tuple[float, float, float]:
     from initsweep.core import data as datasets
     from initsweep.core.config import validate
     from initsweep.core.initializers import initialize
-    from initsweep.core.models import build_model
+    from initsweep.core.models import build_model, model_activation
     from initsweep.core.trainer import fit
 
     plain = plain_data(args.device)
@@ -286,7 +286,7 @@ def bench_steps(args) -> tuple[float, float, float]:
 
         torch.manual_seed(0)
         model = build_model(config.model, data.input_shape, data.num_classes).to(plain[0].device)
-        initialize(model, config.init, config.model.activation, batch=data.x_train)
+        initialize(model, config.init, model_activation(model), batch=data.x_train)
         t0 = time.perf_counter()
         for _ in fit(model, data, config.trainer, 0):
             pass

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from initsweep.core import data as datasets
 from initsweep.core.config import validate
 from initsweep.core.initializers import initialize
-from initsweep.core.models import build_model
+from initsweep.core.models import build_model, model_activation
 from initsweep.core.trainer import fit
 from initsweep.diagnostics.signal import diagnose, fixed_batch
 from initsweep.report.plots import signal_propagation
@@ -47,7 +47,7 @@ def main() -> None:
     def fresh_model() -> torch.nn.Module:
         torch.manual_seed(0)
         model = build_model(config.model, data.input_shape, data.num_classes)
-        initialize(model, config.init, config.model.activation, batch=data.x_train)
+        initialize(model, config.init, model_activation(model), batch=data.x_train)
         return model
 
     model = fresh_model()

@@ -17,7 +17,7 @@ from conftest import run_train
         (["init=uniform", "init.low=nan"], "init.low = nan: Input should be a finite number"),
         (["trainer.lr=inf"], "trainer.lr = inf: Input should be a finite number"),
         (["experiment_name=" + "x" * 600], "(600 characters): String should have at most 500 characters"),
-        (["model.width=100000"], "model.width = 100000 (model.depth = 2): the model has 10,007,600,010 parameters"),
+        (["model.width=100000"], "model.depth = 2, model.width = 100000: the model has 10,007,600,010 parameters"),
     ],
     ids=["nan", "inf", "long_experiment_name", "huge_model"],
 )

@@ -12,7 +12,12 @@ GROUPS = ("model", "data", "init", "trainer", "tracking")
 
 
 def _validated(overrides):
-    return validate(OmegaConf.to_container(compose(overrides), resolve=True))
+    """The config after every check a command line gets before anything runs (schema, data, model)."""
+    from initsweep.jobs.resources import check_buildable
+
+    config = validate(OmegaConf.to_container(compose(overrides), resolve=True))
+    check_buildable(config)
+    return config
 
 
 @pytest.mark.parametrize(

@@ -70,8 +70,10 @@ def test_cnn_conv_fans_and_forward_on_images_and_signals() -> None:
 
 
 def test_cnn_on_flat_data_is_refused_before_training() -> None:
-    with pytest.raises(ConfigError, match=r"model\.name = 'cnn': data=circles"):
-        _config(["model=cnn", "data=circles"])
+    from initsweep.jobs.resources import check_buildable
+
+    with pytest.raises(ConfigError, match=r"model=cnn: needs .* shape \(2,\) \(flat feature vectors"):
+        check_buildable(_config(["model=cnn", "data=circles"]))
     cfg = _config(["model=cnn"])
     with pytest.raises(ConfigError, match="model=mlp"):
         build_model(cfg.model, (20,), 3)
@@ -81,8 +83,10 @@ def test_cnn_on_flat_data_is_refused_before_training() -> None:
     "bad,key", [(["model.kernel_size=4"], "model.kernel_size"), (["model.channels=[8,0]"], "model.channels")]
 )
 def test_cnn_bad_settings(bad: list[str], key: str) -> None:
+    from initsweep.jobs.resources import check_buildable
+
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        _config(["model=cnn", *bad])
+        check_buildable(_config(["model=cnn", *bad]))
 
 
 def _write_idx_dir(directory: Path, n_train: int = 60, n_test: int = 20, gz: bool = False) -> Path:

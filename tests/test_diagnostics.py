@@ -21,7 +21,7 @@ def batch(n: int, features: int, classes: int = 10, seed: int = 0) -> tuple[torc
 
 def mlp(in_features: int, depth: int, width: int, activation: str = "relu", classes: int = 10) -> MLP:
     torch.manual_seed(0)
-    return MLP(in_features, classes, depth, width, activation)
+    return MLP((in_features,), classes, depth, width, activation=activation)
 
 
 def hidden(model: MLP) -> list[nn.Linear]:

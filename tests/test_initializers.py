@@ -196,7 +196,13 @@ def _spec(
     output_params: dict[str, Any] | None = None,
 ) -> SimpleNamespace:
     return SimpleNamespace(
-        name=name, params=params, bias=bias, bias_value=bias_value, output=output, output_params=output_params or {}
+        name=name,
+        params=params,
+        bias=bias,
+        bias_value=bias_value,
+        output=output,
+        output_params=output_params or {},
+        rules=(),
     )
 
 
@@ -234,8 +240,8 @@ def test_lsuv_reaches_unit_output_variance(activation: str) -> None:
 
     x = torch.randn(512, 1, 8, 8) * 3 + 1
     for model in (
-        MLP(64, 10, depth=4, width=128, activation=activation),
-        CNN((1, 8, 8), 10, (8, 16), 3, True, 32, activation),
+        MLP((64,), 10, depth=4, width=128, activation=activation),
+        CNN((1, 8, 8), 10, (8, 16), None, 3, True, 32, activation),
     ):
         p = {"tol": 0.05, "max_iter": 20, "batch_size": 512}
         stats = initialize(model, _spec("lsuv", p), activation, batch=x)

@@ -143,13 +143,18 @@ def _check_swept_options(parsed: list[Any], loader: Any) -> None:
 
 
 def _validate(cfg: Any) -> None:
-    """The typed schema's check of a single run's config; :func:`fail` with its message."""
+    """The typed schema's check of a single run's config, then whether its data loads and its model builds
+    (:func:`initsweep.jobs.resources.check_buildable`; the job reuses the loaded data); :func:`fail` with the
+    message."""
     from omegaconf import OmegaConf
 
     from initsweep.core.config import ConfigError, validate
 
     try:
-        validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        config = validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        from initsweep.jobs.resources import check_buildable  # torch: the job imports it next anyway
+
+        check_buildable(config)
     except ConfigError as e:
         fail(str(e))
     except Exception as e:  # noqa: BLE001 - e.g. an interpolation that does not resolve

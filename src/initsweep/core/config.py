@@ -63,66 +63,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class MLPConfig(_Strict):
-    """Hidden layers: ``widths`` when given (e.g. [10, 5]), else ``depth`` layers of ``width`` units.
-    ``output``: softmax (C units, cross-entropy) or sigmoid (1 unit, binary cross-entropy, 2 classes only)."""
+class ModelConfig(BaseModel):
+    """Any ``torch.nn.Module``: ``_target_`` (a dotted path to the class or a function returning one) and its
+    keyword arguments (every other key but ``name``, a label for reports). Built and checked by
+    :func:`initsweep.core.models.build_model`, which also passes the data's ``input_shape`` / ``num_classes``."""
 
-    name: Literal["mlp"]
-    depth: int = Field(2, ge=0, description="hidden layers")
-    width: int = Field(256, ge=1, description="units per hidden layer")
-    widths: tuple[int, ...] | None = Field(None, description="units of each hidden layer; overrides depth/width")
-    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
-    output: Literal[OUTPUTS] = "softmax"  # type: ignore[valid-type]
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
-    @field_validator("widths")
-    @classmethod
-    def _positive_widths(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if value is not None and any(w < 1 for w in value):
-            raise ValueError("every hidden width must be >= 1")
-        return value
+    target: str = Field(alias="_target_", pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+    name: str | None = Field(None, description="label of the architecture in reports (default: the target's name)")
 
     @property
-    def hidden(self) -> tuple[int, ...]:
-        """Units of each hidden layer."""
-        return self.widths if self.widths is not None else (self.width,) * self.depth
-
-
-class CNNConfig(_Strict):
-    """Conv net: len(channels) x [conv{i}: Conv(k, same padding) -> act{i} -> pool{i}: MaxPool(2)]
-    -> flatten -> [fc1: Linear(width) -> fc_act1] -> out. Conv2d on (C, H, W) inputs, Conv1d on (C, L)."""
-
-    name: Literal["cnn"]
-    channels: tuple[int, ...] = Field((16, 32), min_length=1, description="output channels of each conv layer")
-    depth: int | None = Field(None, ge=1, description="conv blocks; channels' last entry repeats to fill them")
-    kernel_size: int = Field(3, ge=1, description="odd kernel size")
-    pool: bool = True
-    width: int = Field(64, ge=0, description="units of the hidden Linear layer (0 = none)")
-    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
-    output: Literal[OUTPUTS] = "softmax"  # type: ignore[valid-type]
+    def kwargs(self) -> dict[str, Any]:
+        """The constructor's keyword arguments: every key but ``_target_`` and ``name``."""
+        return dict(self.model_extra or {})
 
     @property
-    def conv_channels(self) -> tuple[int, ...]:
-        """Output channels of each conv block: ``channels``, cut or extended (last entry) to ``depth``."""
-        if self.depth is None:
-            return self.channels
-        return (self.channels + (self.channels[-1],) * self.depth)[: self.depth]
-
-    @field_validator("channels")
-    @classmethod
-    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(c < 1 for c in value):
-            raise ValueError("every channel count must be >= 1")
-        return value
-
-    @field_validator("kernel_size")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError("kernel_size must be odd (same padding keeps the size)")
-        return value
-
-
-ModelConfig = Annotated[Union[MLPConfig, CNNConfig], Field(discriminator="name")]
+    def label(self) -> str:
+        """``name``, else the target's last component in lower case (``initsweep.core.models.MLP`` -> mlp)."""
+        return self.name or self.target.rsplit(".", 1)[-1].lower()
 
 
 class _ValSplit(_Strict):
@@ -211,8 +170,28 @@ class IDXConfig(_Split):
 
 
 DataConfig = Annotated[Union[DigitsConfig, CirclesConfig, MNIST1DConfig, IDXConfig], Field(discriminator="name")]
-# Datasets whose samples are flat feature vectors (no channel / spatial axes): no convolution possible.
-FLAT_DATA = ("circles",)
+
+
+class InitRule(_Strict):
+    """One entry of ``init.rules``: for every module whose path matches the glob ``modules`` (fnmatch, e.g.
+    ``layer*.*.bn2`` or ``blocks.*.fc2``), after the scheme: ``name`` (+ ``params``) re-initializes its weight
+    with another scheme (Linear/Conv only); ``weight`` / ``bias`` set them to a constant (any module, e.g. a
+    norm layer's gamma); ``scale`` multiplies the weight by a factor (Fixup-style). Rules apply in order."""
+
+    modules: str = Field(min_length=1)
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    weight: float | None = None
+    bias: float | None = None
+    scale: float | None = None
+
+    @model_validator(mode="after")
+    def _does_something(self) -> InitRule:
+        if self.name is None and self.weight is None and self.bias is None and self.scale is None:
+            raise ValueError("a rule needs at least one of name, weight, bias, scale")
+        if self.params and self.name is None:
+            raise ValueError("params given without name (the scheme they are for)")
+        return self
 
 
 class InitConfig(BaseModel):
@@ -225,10 +204,11 @@ class InitConfig(BaseModel):
     bias_value: float = 0.0
     output: str | None = None  # scheme of the output layer; None = the same as the other layers
     output_params: dict[str, Any] = Field(default_factory=dict)
+    rules: tuple[InitRule, ...] = ()  # per-module rules by module path, applied in order after the scheme
 
     @property
     def params(self) -> dict[str, Any]:
-        """The scheme's own parameters: everything but name, the bias and the output-layer settings."""
+        """The scheme's own parameters: everything but name, the bias, the output layer's and the rules."""
         return dict(self.model_extra or {})
 
 
@@ -355,7 +335,7 @@ def _did_you_mean(key: str, raw: dict[str, Any]) -> str:
 def _describe(error: ErrorDetails, raw: dict[str, Any] | None = None) -> str:
     loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "MLP", "Digits"))]
     # Discriminated unions put the tag value in the location path ("model.mlp.depth"): drop it.
-    loc = [p for i, p in enumerate(loc) if not (i == 1 and loc[0] in ("model", "data"))]
+    loc = [p for i, p in enumerate(loc) if not (i == 1 and loc[0] == "data")]
     key = ".".join(loc) or "<config>"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key" + _did_you_mean(key, raw or {})
@@ -368,6 +348,15 @@ def _describe(error: ErrorDetails, raw: dict[str, Any] | None = None) -> str:
     if len(shown) > 80:  # e.g. a 600-character experiment_name
         shown = f"{shown[:60]}... ({len(error['input'])} characters)"
     return f"{key} = {shown}: {msg}"
+
+
+def describe_errors(error: ValidationError, section: str) -> list[str]:
+    """One line per error of a pydantic check of ``section``'s keys (a built-in model's arguments)."""
+    out = []
+    for err in error.errors(include_url=False):
+        located = ErrorDetails(**{**err, "loc": (section, *err["loc"])})
+        out.append(_describe(located))
+    return out
 
 
 def validate(raw: dict[str, Any]) -> Config:
@@ -383,13 +372,11 @@ def validate(raw: dict[str, Any]) -> Config:
     init = config.init
     try:
         initializers.check_init(init.name, init.params, init.bias, init.output, init.output_params)
+        for i, rule in enumerate(init.rules):
+            if rule.name is not None:
+                initializers.check_params(rule.name, rule.params, f"init.rules[{i}]")
     except ValueError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
-    if config.model.name == "cnn" and config.data.name in FLAT_DATA:
-        raise ConfigError(
-            f"Invalid configuration:\n  model.name = 'cnn': data={config.data.name} has flat feature vectors, "
-            f"nothing to convolve; use model=mlp, or data=digits / mnist1d / idx"
-        )
     every, evaluated = config.tracking.log_every, config.trainer.eval_every
     if every is not None and every % evaluated:
         raise ConfigError(

@@ -30,7 +30,7 @@ from initsweep.core import data as datasets
 from initsweep.core.cadence import logged_epochs
 from initsweep.core.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
 from initsweep.core.initializers import InitError, LayerStats, initialize
-from initsweep.core.models import build_model
+from initsweep.core.models import build_model, model_activation
 from initsweep.core.overrides import varying  # shared overrides are recognised by value, not by text
 from initsweep.core.trainer import (
     BestState,
@@ -270,7 +270,7 @@ def _build(config: Config, raw: dict[str, Any], ctx: JobContext) -> tuple[datase
     check_fits(config.model, config.trainer, data.input_shape, data.num_classes, device)  # before allocating
     model = build_model(config.model, data.input_shape, data.num_classes).to(device)
     try:
-        stats = initialize(model, config.init, config.model.activation, batch=data.x_train)
+        stats = initialize(model, config.init, model_activation(model), batch=data.x_train)
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
     return data, model, stats

@@ -10,20 +10,15 @@ so a model that passes can still run out of memory with a huge batch; one that f
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import psutil
 import torch
 
-from initsweep.core.config import CNNConfig, ConfigError, ModelConfig, TrainerConfig
-from initsweep.core.models import build_model
+from initsweep.core.config import Config, ConfigError, ModelConfig, TrainerConfig
+from initsweep.core.models import check_model
 
 BYTES_PER_VALUE = 4  # float32
-
-
-def parameter_count(model: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> int:
-    """Number of parameters of the model ``model`` describes, counted on the meta device (nothing allocated)."""
-    with torch.device("meta"):
-        return sum(p.numel() for p in build_model(model, input_shape, num_classes).parameters())
 
 
 def training_bytes(params: int, trainer: TrainerConfig) -> int:
@@ -42,22 +37,46 @@ def available_bytes(device: torch.device) -> int:
 def check_fits(
     model: ModelConfig, trainer: TrainerConfig, input_shape: tuple[int, ...], num_classes: int, device: torch.device
 ) -> None:
-    """ConfigError naming the model's size keys when its parameters alone need more memory than is free."""
-    params = parameter_count(model, input_shape, num_classes)
+    """ConfigError when the config cannot build a model (:func:`initsweep.core.models.check_model`), or when its
+    parameters alone need more memory than is free (naming the model's integer and list keys)."""
+    params = sum(p.numel() for p in check_model(model, input_shape, num_classes).parameters())
     need, free = training_bytes(params, trainer), available_bytes(device)
     if need <= free:
         return
-    if isinstance(model, CNNConfig):
-        key = f"model.channels = {list(model.conv_channels)} / model.width = {model.width}"
-    elif model.widths is not None:
-        key = f"model.widths = {list(model.widths)}"
-    else:
-        key = f"model.width = {model.width} (model.depth = {model.depth})"
+    sizes = [
+        f"model.{k} = {v}" for k, v in model.kwargs.items() if isinstance(v, int | list) and not isinstance(v, bool)
+    ]
+    key = ", ".join(sizes) or f"model._target_ = {model.target!r}"
     raise ConfigError(
         f"Invalid configuration:\n  {key}: the model has {params:,} parameters; training them needs about "
         f"{need / 2**30:.1f} GiB (weights, gradients, optimizer state, best-state copy in float32) but only "
         f"{free / 2**30:.1f} GiB of {device.type} memory is free; choose a smaller model"
     )
+
+
+def check_buildable(config: Config) -> None:
+    """ConfigError when a valid config still cannot run: its data cannot be loaded (:func:`initsweep.core.data.load`,
+    cached), its model cannot be built for that data, or an ``init.rules`` glob matches nothing it can set.
+    Run before anything is tracked (the command line of a single job, every distinct job of a multirun)."""
+    from initsweep.core import data as datasets
+    from initsweep.core.initializers import InitError, check_rules
+
+    data = datasets.load(config.data)
+    model = check_model(config.model, data.input_shape, data.num_classes)
+    try:
+        check_rules(model, config.init.rules)
+    except InitError as e:
+        raise ConfigError(f"Invalid configuration:\n  {e}") from None
+
+
+def check_all_buildable(configs: Sequence[Config]) -> None:
+    """:func:`check_buildable` for each distinct (model, data, init.rules) of a multirun's job configs."""
+    seen: set[str] = set()
+    for config in configs:
+        key = repr((config.model, config.data, config.init.rules))
+        if key not in seen:
+            seen.add(key)
+            check_buildable(config)
 
 
 def use_deterministic_kernels(on: bool) -> None:

@@ -164,6 +164,9 @@ class SweepCallback(Callback):
         try:
             configs = job_configs(config)
             checked = [validate(c) for c in configs]
+            from initsweep.jobs.resources import check_all_buildable  # torch: about 1.7 s, once per sweep
+
+            check_all_buildable(checked)
         except (ConfigError, HydraException) as e:
             locks.abandon_sweep_dir(claimed)
             print(f"initsweep: {e}", file=sys.stderr)

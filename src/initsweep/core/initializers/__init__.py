@@ -29,7 +29,17 @@ from initsweep.core.initializers.fills import (
 from initsweep.core.initializers.validation import check_init, check_params
 
 # apply imports torch; config validation imports this package, so apply's names load on first use (PEP 562).
-_APPLY = ("InitSpec", "Layer", "LayerStats", "init_layers", "initialize", "lsuv_", "output_layer")
+_APPLY = (
+    "InitSpec",
+    "Layer",
+    "LayerStats",
+    "RuleSpec",
+    "check_rules",
+    "init_layers",
+    "initialize",
+    "lsuv_",
+    "output_layer",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -45,6 +55,9 @@ if TYPE_CHECKING:
         InitSpec,
         Layer,
         LayerStats,
+        RuleSpec,
+        apply_rules,
+        check_rules,
         init_layers,
         initialize,
         lsuv_,
@@ -53,14 +66,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMES",
+    "apply_rules",
     "CustomParams",
     "InitError",
     "InitSpec",
     "Layer",
     "LayerStats",
+    "RuleSpec",
     "Scheme",
     "Site",
     "check_init",
+    "check_rules",
     "check_params",
     "constant_",
     "fan",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
 import torch
@@ -26,6 +27,17 @@ class LayerStats:
     weight_std_expected: float
 
 
+class RuleSpec(Protocol):
+    """One per-module rule (``config.InitRule`` is one): glob ``modules`` and what to do to the matches."""
+
+    modules: str
+    name: str | None
+    params: dict[str, Any]
+    weight: float | None
+    bias: float | None
+    scale: float | None
+
+
 class InitSpec(Protocol):
     """What :func:`initialize` needs of an init config (``config.InitConfig`` is one)."""
 
@@ -41,6 +53,9 @@ class InitSpec(Protocol):
 
     @property
     def output_params(self) -> dict[str, Any]: ...
+
+    @property
+    def rules(self) -> Sequence[RuleSpec]: ...
 
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -113,7 +128,81 @@ def initialize(model: nn.Module, init: InitSpec, activation: str, batch: Tensor 
         lsuv_(model, rescaled, batch, p)
         for n, _ in rescaled:
             expected[n] = None  # data-dependent: the measured value
-    return [_stats(n, m.weight, expected[n]) for n, m in layers]
+    expected.update(apply_rules(model, init.rules, activation, expected))
+    modules = dict(model.named_modules())
+    return [_stats(n, modules[n].weight, expected[n]) for n in expected]
+
+
+def _rule_targets(model: nn.Module, rule: RuleSpec, index: int) -> list[tuple[str, nn.Module]]:
+    """The modules a rule acts on: those whose path matches its glob and that hold what it sets."""
+    key = f"init.rules[{index}]"
+    matched = [(n, m) for n, m in model.named_modules() if n and fnmatchcase(n, rule.modules)]
+    if not matched:
+        paths = [n for n, m in model.named_modules() if n and isinstance(getattr(m, "weight", None), Tensor)]
+        shown = ", ".join(paths[:8]) + (", ..." if len(paths) > 8 else "")
+        raise InitError(f"{key}.modules = {rule.modules!r}: matches no module of the model (modules: {shown})")
+    if rule.name is not None:
+        matched = [(n, m) for n, m in matched if isinstance(m, LAYER_TYPES)]
+        what = f"name={rule.name} applies to Linear/Conv layers only"
+    elif rule.weight is not None or rule.scale is not None:
+        matched = [(n, m) for n, m in matched if isinstance(getattr(m, "weight", None), Tensor)]
+        what = "no matching module has a weight"
+    else:
+        matched = [(n, m) for n, m in matched if isinstance(getattr(m, "bias", None), Tensor)]
+        what = "no matching module has a bias"
+    if not matched:
+        raise InitError(f"{key}.modules = {rule.modules!r}: {what}")
+    return matched
+
+
+def check_rules(model: nn.Module, rules: Sequence[RuleSpec]) -> None:
+    """InitError naming the first rule whose glob matches no module of ``model`` holding what it sets."""
+    for index, rule in enumerate(rules):
+        _rule_targets(model, rule, index)
+
+
+def _tensor(module: nn.Module, name: str) -> Tensor | None:
+    value = getattr(module, name, None)
+    return value if isinstance(value, Tensor) else None
+
+
+def _apply_rule(module: nn.Module, rule: RuleSpec, activation: str, key: str, std: float | None) -> float | None:
+    """Apply one rule to one module; returns the std its weight should have now."""
+    w, b = _tensor(module, "weight"), _tensor(module, "bias")
+    if rule.name is not None and w is not None:
+        scheme, p = SCHEMES[rule.name], check_params(rule.name, rule.params, key)
+        site = Site(tuple(w.shape), activation)
+        scheme.fill(w, p, site)
+        std = scheme.expected_std(p, site)
+    if rule.weight is not None and w is not None:
+        constant_(w, rule.weight)
+        std = 0.0
+    if rule.bias is not None and b is not None:
+        constant_(b, rule.bias)
+    if rule.scale is not None and w is not None:
+        w.mul_(rule.scale)
+        std = None if std is None else std * abs(rule.scale)
+    return std
+
+
+@torch.no_grad()
+def apply_rules(
+    model: nn.Module, rules: Sequence[RuleSpec], activation: str, expected: dict[str, float | None]
+) -> dict[str, float | None]:
+    """Apply ``init.rules`` in order and return the std each touched weight should have: a scheme's formula
+    (``name``), 0 (a constant ``weight``), the previous value x ``scale`` (None: the measured one). A rule's
+    glob must match a module that holds what it sets (InitError otherwise, naming the rule)."""
+    out: dict[str, float | None] = {}
+    for index, rule in enumerate(rules):
+        key = f"init.rules[{index}]"
+        for name, module in _rule_targets(model, rule, index):
+            try:
+                std = _apply_rule(module, rule, activation, key, out.get(name, expected.get(name)))
+            except InitError as e:
+                raise InitError(f"{key}, module {name}: {e}") from None
+            if _tensor(module, "weight") is not None:
+                out[name] = std
+    return out
 
 
 @torch.no_grad()
