@@ -153,7 +153,23 @@ def test_explicit_splits_are_kept_and_val_is_split_off_train_when_absent(user_di
         (_user("broken", kind="no_test"), r"keys \['train'\]; expected train, test, val \(optional\)"),
         (_user("broken", kind="no_pair"), r"\['test'\] is a ndarray; expected a pair \(x, y\)"),
     ],
-    ids=lambda v: v.get("kind", v["_target_"].rsplit(".")[-1]) if isinstance(v, dict) else "",
+    ids=[
+        "not_importable",
+        "not_callable",
+        "unknown_key",
+        "missing_key",
+        "raises",
+        "scalar",
+        "triple",
+        "lengths",
+        "not_finite",
+        "float_labels",
+        "negative_labels",
+        "flat_x",
+        "split_shapes",
+        "no_test_split",
+        "no_pair",
+    ],
 )
 def test_bad_user_data_is_one_config_error_naming_the_key(user_dir: Path, node: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
