@@ -28,12 +28,14 @@ def test_every_group_option_composes_and_validates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
     if group == "init" and option == "custom":
         overrides.append("init._target_=torch.nn.init.orthogonal_")
-    if group == "data" and option == "idx":  # needs the user's files: without them, a clear error
+    if group == "data" and option in ("idx", "cifar10", "imagefolder"):  # the user's files: without them, an error
         with pytest.raises(ConfigError, match="data.path"):
             _validated(overrides)
         from test_data_models import _write_idx_dir
+        from test_data_sources import write_cifar_dir, write_image_folder
 
-        overrides.append(f"data.path={_write_idx_dir(tmp_path / 'idx')}")
+        write = {"idx": _write_idx_dir, "cifar10": write_cifar_dir, "imagefolder": write_image_folder}[option]
+        overrides.append(f"data.path={write(tmp_path / option)}")
     config = _validated(overrides)
     assert getattr(config, group) is not None
 

@@ -81,7 +81,10 @@ def test_zero_init_residual_rule_gives_exactly_zero_std_and_the_others_their_for
 
 
 def test_rules_apply_in_order_a_scheme_a_scale_and_a_bias() -> None:
-    rules = "init.rules=[{modules: 'blocks.*.fc2', name: normal, params: {std: 0.5}}, {modules: 'blocks.1.fc2', scale: 0.1, bias: 0.25}]"
+    rules = (
+        "init.rules=[{modules: 'blocks.*.fc2', name: normal, params: {std: 0.5}},"
+        " {modules: 'blocks.1.fc2', scale: 0.1, bias: 0.25}]"
+    )
     cfg = _config(["model=resmlp", "model.width=64", "model.blocks=2", "init=xavier_uniform", rules])
     torch.manual_seed(0)
     model = build_model(cfg.model, (20,), 3)

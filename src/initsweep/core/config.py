@@ -7,15 +7,26 @@ what is allowed.
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
-from initsweep.core import idx, initializers
+from initsweep.core import idx, initializers, targets
 from initsweep.protocol import SUMMARY_METRICS
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "gelu", "selu")
@@ -132,12 +143,22 @@ class MNIST1DConfig(_ValSplit):
     seed: int = Field(42, ge=0, le=SEED_MAX, description="generation seed (42 = the published dataset)")
 
 
+def _existing_directory(value: str | None, what: str) -> str:
+    """``value`` when it names an existing directory; ValueError saying ``what`` is required, or that it is
+    missing."""
+    if value is None or value == "???":
+        raise ValueError(f"required: {what}")
+    if not Path(value).expanduser().is_dir():
+        raise ValueError(f"directory does not exist: {Path(value).expanduser().resolve()}")
+    return value
+
+
 class IDXConfig(_Split):
     """MNIST-format IDX files (optionally .gz) in a local directory. The test files are the test set
     (set them to null to split test_fraction off the training files instead)."""
 
     name: Literal["idx"]
-    path: str | None = Field(None, description="directory holding the IDX files")
+    path: str | None = Field(None, validate_default=True, description="directory holding the IDX files")
     train_images: str = "train-images-idx3-ubyte"
     train_labels: str = "train-labels-idx1-ubyte"
     test_images: str | None = "t10k-images-idx3-ubyte"
@@ -147,11 +168,7 @@ class IDXConfig(_Split):
     @field_validator("path")
     @classmethod
     def _directory_exists(cls, value: str | None) -> str | None:
-        if value is None or value == "???":
-            raise ValueError("required: the directory holding the IDX files, e.g. data.path=/data/mnist")
-        if not Path(value).expanduser().is_dir():
-            raise ValueError(f"directory does not exist: {Path(value).expanduser().resolve()}")
-        return value
+        return _existing_directory(value, "the directory holding the IDX files, e.g. data.path=/data/mnist")
 
     @field_validator("train_images", "train_labels", "test_images", "test_labels")
     @classmethod
@@ -169,7 +186,129 @@ class IDXConfig(_Split):
         return self
 
 
-DataConfig = Annotated[Union[DigitsConfig, CirclesConfig, MNIST1DConfig, IDXConfig], Field(discriminator="name")]
+class CIFAR10Config(_ValSplit):
+    """The CIFAR-10 "python version" batches in a local directory (never downloaded): pickles of a dict with
+    ``b"data"`` (n, 3072) uint8 rows, channel-major 3x32x32, and ``b"labels"``. Samples are (3, 32, 32)
+    images scaled to [0, 1]; ``test_batch`` is the test set, val_fraction of the training batches the
+    validation set."""
+
+    name: Literal["cifar10"]
+    path: str | None = Field(
+        None, validate_default=True, description="directory holding data_batch_1 ... data_batch_5 and test_batch"
+    )
+    train_batches: tuple[str, ...] = Field(
+        tuple(f"data_batch_{i}" for i in range(1, 6)), min_length=1, validate_default=True
+    )
+    test_batch: str = Field("test_batch", validate_default=True)
+    max_train: int | None = Field(None, ge=10, description="use only the first max_train training samples")
+
+    @field_validator("path")
+    @classmethod
+    def _directory_exists(cls, value: str | None) -> str | None:
+        return _existing_directory(value, "the directory holding CIFAR-10's batches, e.g. data.path=/data/cifar")
+
+    @field_validator("train_batches", "test_batch")
+    @classmethod
+    def _files_exist(cls, value: str | tuple[str, ...], info: ValidationInfo) -> str | tuple[str, ...]:
+        directory = info.data.get("path")
+        for name in [value] if isinstance(value, str) else value:
+            where = Path(directory or "").expanduser().resolve() / name
+            if directory is not None and not where.is_file():
+                raise ValueError(f"file not found in data.path: {where}")
+        return value
+
+
+class ImageFolderConfig(_Split):
+    """Images in class folders, ``path/<class>/<image>`` (torchvision's ImageFolder layout), read with Pillow.
+    Classes sorted by folder name are labels 0..C-1; samples are (3, H, W) RGB, or (1, H, W) with
+    ``grayscale``, scaled to [0, 1]. ``size`` [H, W] (or one int: square) resizes every image; without it
+    all images must have one size."""
+
+    name: Literal["imagefolder"]
+    path: str | None = Field(None, validate_default=True, description="root directory: one folder of images per class")
+    grayscale: bool = False
+    size: tuple[int, int] | int | None = Field(None, description="[H, W] or one int: resize every image")
+
+    @field_validator("path")
+    @classmethod
+    def _directory_exists(cls, value: str | None) -> str | None:
+        return _existing_directory(value, "the root directory of the class folders, e.g. data.path=/data/pets")
+
+    @field_validator("size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int] | int | None) -> tuple[int, int] | None:
+        hw = (value, value) if isinstance(value, int) else value
+        if hw is not None and min(hw) < 1:
+            raise ValueError("must be [H, W] or one int, each at least 1 pixel")
+        return hw
+
+
+class CallableDataConfig(_Split):
+    """A user's dataset: ``_target_`` is the dotted path of a callable; every key that is not initsweep's
+    own (name, split_seed, val_fraction, test_fraction, standardize) is passed to it as a keyword argument.
+    It returns ``(x, y)`` (split here like digits) or ``{"train": (x, y), "val": (x, y), "test": (x, y)}``
+    (val optional: then val_fraction of train). ``name`` labels the data; default: the callable's name."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False, populate_by_name=True)
+
+    target: str = Field(alias="_target_", min_length=1, description="dotted path of the data callable")
+    name: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, node: Any) -> Any:
+        if isinstance(node, Mapping) and not node.get("name") and isinstance(node.get("_target_"), str):
+            return {**node, "name": node["_target_"].rsplit(".", 1)[-1]}
+        return node
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The callable's keyword arguments: every key that is not initsweep's own."""
+        return dict(self.model_extra or {})
+
+    def resolve(self) -> Callable[..., Any]:
+        """The callable, checked to accept ``kwargs``; ValueError naming ``data._target_`` or ``data.<kwarg>``."""
+        fn = targets.load_callable(self.target, "data._target_", "returning (x, y) or {'train': (x, y), ...}")
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return fn  # builtins without a signature: checked when called
+        try:
+            sig.bind(**self.kwargs)
+        except TypeError as e:
+            raise ValueError(_refusal(f"{self.target}{sig}", sig, self.kwargs, e)) from None
+        return fn
+
+
+def _refusal(call: str, sig: inspect.Signature, kwargs: Mapping[str, Any], error: TypeError) -> str:
+    """Why ``fn(**kwargs)`` cannot be called, naming the ``data.<key>`` to remove or to add."""
+    params = sig.parameters.values()
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        for key in kwargs:
+            if key not in named:
+                return f"data.{key}: not a parameter of {call}{did_you_mean(key, named, 'data')}"
+    for p in params:
+        if p.name in named and p.default is p.empty and p.name not in kwargs:
+            return f"data.{p.name}: required by {call}; add it with +data.{p.name}=VALUE"
+    return f"data._target_: {call} cannot be called with keyword arguments only: {error}"
+
+
+def _data_kind(node: Any) -> str:
+    """The tag of data's union: ``callable`` for a node with ``_target_``, else ``builtin`` (told by name)."""
+    if isinstance(node, Mapping):
+        return "callable" if "_target_" in node else "builtin"
+    return "callable" if isinstance(node, CallableDataConfig) else "builtin"
+
+
+BuiltinDataConfig = Annotated[
+    Union[DigitsConfig, CirclesConfig, MNIST1DConfig, IDXConfig, CIFAR10Config, ImageFolderConfig],
+    Field(discriminator="name"),
+]
+DataConfig = Annotated[
+    Union[Annotated[BuiltinDataConfig, Tag("builtin")], Annotated[CallableDataConfig, Tag("callable")]],
+    Discriminator(_data_kind),
+]
 
 
 class InitRule(_Strict):
@@ -334,6 +473,8 @@ def _did_you_mean(key: str, raw: dict[str, Any]) -> str:
 
 def _describe(error: ErrorDetails, raw: dict[str, Any] | None = None) -> str:
     loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "MLP", "Digits"))]
+    if loc[:2] == ["data", "builtin"]:  # data's outer tag (built-in or callable); the built-ins' tag follows
+        del loc[1]
     # Discriminated unions put the tag value in the location path ("model.mlp.depth"): drop it.
     loc = [p for i, p in enumerate(loc) if not (i == 1 and loc[0] == "data")]
     key = ".".join(loc) or "<config>"
@@ -377,6 +518,11 @@ def validate(raw: dict[str, Any]) -> Config:
                 initializers.check_params(rule.name, rule.params, f"init.rules[{i}]")
     except ValueError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
+    if isinstance(config.data, CallableDataConfig):  # imports the user's module; its data loads with the job
+        try:
+            config.data.resolve()
+        except ValueError as e:
+            raise ConfigError(f"Invalid configuration:\n  {e}") from None
     every, evaluated = config.tracking.log_every, config.trainer.eval_every
     if every is not None and every % evaluated:
         raise ConfigError(

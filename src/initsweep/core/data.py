@@ -1,21 +1,34 @@
 """Datasets as in-memory tensors, split once into train / val / test.
 
-Nothing is downloaded: every dataset is shipped inside a package or generated. Splits depend only on the
+Nothing is downloaded: every dataset is shipped inside a package, generated, read from a local path
+(IDX, CIFAR-10, image folders) or returned by a user's callable (``data._target_``). Splits depend only on the
 data config (``split_seed``), never on the training seed, so runs with different seeds see the same data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from initsweep.core import idx
-from initsweep.core.config import CirclesConfig, ConfigError, DataConfig, DigitsConfig, IDXConfig, MNIST1DConfig
+from initsweep.core.config import (
+    CallableDataConfig,
+    CIFAR10Config,
+    CirclesConfig,
+    ConfigError,
+    DataConfig,
+    DigitsConfig,
+    IDXConfig,
+    ImageFolderConfig,
+    MNIST1DConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -162,23 +175,186 @@ def _idx(cfg: IDXConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.
     return x, y, xt, yt
 
 
+def checked_arrays(x: Any, y: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` (numpy arrays or torch tensors) as x float (float32 unless x needs float64) of shape
+    (n, *sample_shape) and y int64 labels 0..C-1 (C = max + 1 classes); ConfigError starting with ``where``
+    when x has fewer than 2 dims or non-finite values, y is not 1-D integers >= 0, or their lengths differ."""
+    x, y = (np.asarray(a.detach().cpu()) if isinstance(a, Tensor) else np.asarray(a) for a in (x, y))
+    if x.dtype.kind not in "biuf":
+        raise ConfigError(f"{where} x must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ConfigError(
+            f"{where} x has shape {x.shape}: need (n, features) or (n, channels, ...), at least 2 dims "
+            f"(one feature: x[:, None])"
+        )
+    if y.ndim != 1 or len(y) != len(x) or len(x) == 0:
+        raise ConfigError(
+            f"{where} x and y must hold the same number (>= 1) of samples, y 1-D: got {x.shape}, {y.shape}"
+        )
+    if y.dtype.kind not in "iu" or y.min() < 0:
+        got = f"dtype {y.dtype}" if y.dtype.kind not in "iu" else f"a minimum of {y.min()}"
+        raise ConfigError(f"{where} y must hold integer class labels 0..C-1 (C = max + 1 classes), got {got}")
+    x = x.astype(np.result_type(x.dtype, np.float32), copy=False)
+    if bad := int(np.size(x) - np.count_nonzero(np.isfinite(x))):
+        raise ConfigError(f"{where} x has {bad} NaN or infinite values")
+    return x, y.astype(np.int64, copy=False)
+
+
+_SPLITS = ("train", "val", "test")
+
+
+def _explicit_splits(out: Mapping[Any, Any], where: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"train": (x, y), "val": (x, y), "test": (x, y)}`` (val optional), each checked; the samples of every
+    split must have one shape."""
+    keys = set(out)
+    if not {"train", "test"} <= keys <= set(_SPLITS):
+        raise ConfigError(
+            f"{where} returned a mapping with keys {sorted(map(str, keys))}; expected train, test, val (optional)"
+        )
+    splits = {}
+    for split in (s for s in _SPLITS if s in out):
+        pair = out[split]
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ConfigError(f"{where} [{split!r}] is a {type(pair).__name__}; expected a pair (x, y)")
+        splits[split] = checked_arrays(pair[0], pair[1], f"{where} [{split!r}]:")
+    shapes = {split: x.shape[1:] for split, (x, _) in splits.items()}
+    if len(set(shapes.values())) > 1:
+        raise ConfigError(f"{where} the splits' samples differ in shape: {shapes}")
+    return splits
+
+
+def _user_data(cfg: CallableDataConfig) -> Dataset:
+    """Call ``cfg.target(**cfg.kwargs)`` and split what it returns: ``(x, y)`` like digits (val_fraction,
+    test_fraction, split_seed); a mapping of explicit splits as given, val_fraction of train when val is absent."""
+    where = f"data._target_ = {cfg.target!r}:"
+    try:
+        fn = cfg.resolve()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        out = fn(**cfg.kwargs)
+    except Exception as e:  # noqa: BLE001 - any failure of user code becomes one message naming the key
+        raise ConfigError(f"{where} failed: {type(e).__name__}: {e}") from e
+    if isinstance(out, Mapping):
+        splits = _explicit_splits(out, where)
+        return _as_dataset(cfg.name, *splits["train"], cfg, test=splits["test"], val=splits.get("val"))
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        return _as_dataset(cfg.name, *checked_arrays(out[0], out[1], where), cfg)
+    raise ConfigError(
+        f"{where} returned a {type(out).__name__}; expected (x, y) or "
+        "{'train': (x, y), 'val': (x, y), 'test': (x, y)} (val optional)"
+    )
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch (a pickled dict: b"data" (n, 3072) uint8, channel-major; b"labels") as
+    (n, 3, 32, 32) float32 images in [0, 1] (pixel / 255) and labels. Pickle runs code: read trusted files only."""
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")  # the batches were pickled by Python 2
+        data, labels = batch[b"data"], batch[b"labels"]
+    except Exception as e:  # noqa: BLE001 - a damaged or foreign file fails in many ways
+        raise ConfigError(
+            f"data.path: {path} is not a CIFAR-10 python batch (a pickled dict with b'data' and b'labels'): "
+            f"{type(e).__name__}: {e}"
+        ) from None
+    x, y = checked_arrays(np.asarray(data), np.asarray(labels), f"data.path: {path}:")
+    if x.shape[1:] != (3 * 32 * 32,):
+        raise ConfigError(f"data.path: {path}: b'data' has shape {x.shape}; CIFAR-10 rows hold 3072 = 3x32x32 bytes")
+    return x.reshape(-1, 3, 32, 32) / np.float32(255), y
+
+
+def _cifar10(cfg: CIFAR10Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test): the training batches in order (the first max_train samples), then
+    the test batch."""
+    directory = Path(cfg.path or "").expanduser()
+    parts = [_cifar_batch(directory / name) for name in cfg.train_batches]
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    if cfg.max_train is not None:
+        x, y = x[: cfg.max_train], y[: cfg.max_train]
+    return x, y, *_cifar_batch(directory / cfg.test_batch)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def image_files(root: Path) -> list[tuple[Path, int]]:
+    """(image, label) of ``root/<class>/.../<image>``: class folders sorted by name are labels 0..C-1; images
+    by suffix (IMAGE_SUFFIXES, any case), sorted; hidden entries skipped. ConfigError naming data.path when
+    there are no class folders or one holds no images."""
+    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise ConfigError(f"data.path = {str(root)!r}: no class folders; expected {root}/<class>/<image>")
+    found = []
+    for label, folder in enumerate(classes):
+        images = sorted(
+            p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        if not images:
+            raise ConfigError(
+                f"data.path = {str(root)!r}: class folder {folder.name!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
+        found += [(p, label) for p in images]
+    return found
+
+
+def _image(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+    """One image as (H, W) or (H, W, 3) float32 in [0, 1], in Pillow ``mode`` (L or RGB), resized to ``size``
+    (H, W) bilinearly when given."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert(mode)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"data.path: cannot read image {path}: {e}") from None
+    if size is not None:
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32) / np.float32(255)
+
+
+def _imagefolder(cfg: ImageFolderConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y): images as (3, H, W) (RGB) or (1, H, W) (grayscale) samples and their class labels."""
+    size = cfg.size if isinstance(cfg.size, tuple) else None  # validation made an int [H, W]
+    files = image_files(Path(cfg.path or "").expanduser())
+    images = []
+    for path, _ in files:
+        images.append(_image(path, "L" if cfg.grayscale else "RGB", size))
+        if images[-1].shape != images[0].shape:
+            raise ConfigError(
+                f"data.size = null: {path} is {images[-1].shape[0]}x{images[-1].shape[1]} pixels (H x W), "
+                f"{files[0][0]} {images[0].shape[0]}x{images[0].shape[1]}; set data.size=[H, W] (or one int) "
+                "to resize every image"
+            )
+    x = np.stack(images)
+    return (x[:, None] if cfg.grayscale else x.transpose(0, 3, 1, 2)), np.array([label for _, label in files])
+
+
 def _as_dataset(
     name: str,
     x: np.ndarray,
     y: np.ndarray,
     cfg: DataConfig,
     test: tuple[np.ndarray, np.ndarray] | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Dataset:
-    """Split (x, y) into train/val/test (or train/val when the dataset brings its own ``test``) and, when
-    cfg.standardize, standardize every feature with the training rows' mean and std. Samples keep their
-    shape. With val_fraction = 0 the validation tensors are the training tensors (``val_is_train``)."""
+    """Split (x, y) into train/val/test (train/val when the dataset brings its own ``test``; none when it
+    brings ``val`` too) and, when cfg.standardize, standardize every feature with the training rows' mean and
+    std. Samples keep their shape. With no validation rows the validation tensors are the training tensors
+    (``val_is_train``)."""
     if test is None:
-        if isinstance(cfg, MNIST1DConfig):  # never: load() passes mnist1d's own test split
-            raise ValueError("data.name = 'mnist1d' brings its own test set")
+        if isinstance(cfg, (MNIST1DConfig, CIFAR10Config)):  # never: load() passes their own test split
+            raise ValueError(f"data.name = {cfg.name!r} brings its own test set")
         tr, va, te = stratified_split(y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         x_te, y_te = x[te], y[te]
-    else:
+    elif val is None:
         tr, va, _ = stratified_split(y, cfg.val_fraction, 0.0, cfg.split_seed)
+        x_te, y_te = test
+    else:  # explicit splits: train rows, then val rows
+        tr, va = np.arange(len(x)), np.arange(len(x), len(x) + len(val[0]))
+        x, y = np.concatenate([x, val[0]]), np.concatenate([y, val[1]])
         x_te, y_te = test
     shape = x.shape[1:]
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
@@ -216,4 +392,11 @@ def load(cfg: DataConfig) -> Dataset:
     if isinstance(cfg, IDXConfig):
         x, y, test_x, test_y = _idx(cfg)  # both test arrays, or neither
         return _as_dataset(cfg.name, x, y, cfg, test=None if test_x is None or test_y is None else (test_x, test_y))
+    if isinstance(cfg, CIFAR10Config):
+        x, y, xt, yt = _cifar10(cfg)
+        return _as_dataset(cfg.name, x, y, cfg, test=(xt, yt))
+    if isinstance(cfg, ImageFolderConfig):
+        return _as_dataset(cfg.name, *_imagefolder(cfg), cfg)
+    if isinstance(cfg, CallableDataConfig):
+        return _user_data(cfg)
     raise ValueError(f"data.name = {cfg.name!r}: unknown dataset")  # pragma: no cover

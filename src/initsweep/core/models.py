@@ -24,7 +24,7 @@ from pydantic import ConfigDict, Field, ValidationError, validate_call
 from torch import Tensor, nn
 
 from initsweep.core.config import ACTIVATIONS, OUTPUTS, ConfigError, ModelConfig, describe_errors
-from initsweep.core.initializers import import_target
+from initsweep.core.targets import load_callable
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -272,12 +272,9 @@ class ResNet(nn.Module):
 def _builder(cfg: ModelConfig) -> Callable[..., Any]:
     """The callable ``model._target_`` names; ConfigError when it cannot be imported or called."""
     try:
-        target = import_target(cfg.target)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"model._target_ = {cfg.target!r}: cannot be imported ({type(e).__name__}: {e})") from None
-    if not callable(target):
-        raise ConfigError(f"model._target_ = {cfg.target!r}: not a class or function (a {type(target).__name__})")
-    return target
+        return load_callable(cfg.target, "model._target_", "class or function returning a torch.nn.Module")
+    except ValueError as e:
+        raise ConfigError(f"Invalid configuration:\n  {e}") from None
 
 
 def model_arguments(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ Imports nothing from tracking, tuning, the job, the sweep or ``hydra_plugins``.
 
 from typing import TYPE_CHECKING, Any
 
-from initsweep.core.initializers.catalogue import SCHEMES, CustomParams, InitError, Scheme, Site, import_target
+from initsweep.core.initializers.catalogue import SCHEMES, CustomParams, InitError, Scheme, Site
 from initsweep.core.initializers.fills import (
     constant_,
     fan,
@@ -83,7 +83,6 @@ __all__ = [
     "fans",
     "gain_for",
     "identity_",
-    "import_target",
     "init_layers",
     "initialize",
     "lsuv_",

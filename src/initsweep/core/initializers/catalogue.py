@@ -9,7 +9,6 @@ one row of ``VARIANCE_SCALING``) and one ``conf/init/NAME.yaml`` with the schema
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from initsweep.core.initializers.fills import (
     variance_scaling_std,
 )
 from initsweep.core.lazy import no_grad
+from initsweep.core.targets import import_target
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -299,22 +299,6 @@ def _identity_std(p: IdentityParams, s: Site) -> float | None:
 
 def _no_fill(w: Tensor, p: Any, s: Site) -> None:  # lsuv: applied model-wide by initialize()
     raise InitError("init=lsuv is data-dependent and applies to a whole model, not one tensor")
-
-
-def import_target(path: str) -> Callable[..., Any]:
-    """The object a dotted path such as ``torch.nn.init.orthogonal_`` names (module, then attributes)."""
-    parts = path.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:i]))
-        except ModuleNotFoundError as e:
-            if e.name and not ".".join(parts[:i]).startswith(e.name):
-                raise  # the module exists but an import inside it failed
-            continue
-        for attr in parts[i:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ModuleNotFoundError(f"no module in {path!r} can be imported")
 
 
 @no_grad

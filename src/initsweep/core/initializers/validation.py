@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from initsweep.core.initializers.catalogue import SCHEMES, CustomParams, import_target, output_schemes
+from initsweep.core.initializers.catalogue import SCHEMES, CustomParams, output_schemes
+from initsweep.core.targets import load_callable
 
 
 def _pydantic_message(name: str, error: ValidationError, prefix: str) -> str:
@@ -37,14 +38,7 @@ def _check_custom(p: CustomParams, prefix: str) -> None:
             f"{key}: required with init=custom: the dotted path of a function fn(tensor, **kwargs) that fills "
             f"the tensor in place, e.g. {key}=torch.nn.init.orthogonal_ (extra arguments: +init.NAME=VALUE)"
         )
-    try:
-        fn = import_target(p.target)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"{key} = {p.target!r}: cannot be imported ({e}); is its module on PYTHONPATH?") from None
-    except Exception as e:  # noqa: BLE001 - the user's module itself fails to import (syntax error, ...)
-        raise ValueError(f"{key} = {p.target!r}: importing it failed: {type(e).__name__}: {e}") from None
-    if not callable(fn):
-        raise ValueError(f"{key} = {p.target!r}: is a {type(fn).__name__}, not a callable fn(tensor, **kwargs)")
+    fn = load_callable(p.target, key, "fn(tensor, **kwargs)")
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
