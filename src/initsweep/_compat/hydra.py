@@ -8,17 +8,31 @@
 * ``BasicSweeper`` (``hydra._internal.core_plugins``): its ``split_arguments`` expands a sweep, and the cached
   basic sweeper subclasses it;
 * ``ConfigLoaderImpl.get_group_options`` / ``_parse_overrides_and_create_caching_repo``: see
-  :func:`share_group_listings`.
+  :func:`share_group_listings`;
+* ``create_automatic_config_search_path`` (``hydra._internal.utils``) and ``Hydra.create_main_hydra2``
+  (``hydra._internal.hydra``): the search path ``hydra.main`` builds and the global state it initializes,
+  for the command-line check (:func:`main_search_path`, :func:`initialize_as_main`).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-from hydra._internal.utils import get_args_parser
+from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
+from hydra.core.config_search_path import ConfigSearchPath, SearchPathQuery
 
-__all__ = ["ConfigLoaderImpl", "apply_overrides", "get_args_parser", "get_overrides_dirname"]
+__all__ = [
+    "ConfigLoaderImpl",
+    "apply_overrides",
+    "get_args_parser",
+    "get_overrides_dirname",
+    "initialize_as_main",
+    "main_search_path",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -64,3 +78,34 @@ def share_group_listings() -> None:
 
     get_group_options.shared_listing = True  # type: ignore[attr-defined]
     ConfigLoaderImpl.get_group_options = get_group_options  # type: ignore[method-assign]
+
+
+def main_search_path(task_module: str, config_path: str, config_dir: str | None = None) -> ConfigSearchPath:
+    """The config search path ``hydra.main`` builds for a task function defined in module ``task_module`` with
+    ``config_path`` (Hydra's ``pkg://hydra.conf``, the primary dir, every SearchPathPlugin's, the schema), with
+    ``--config-dir`` (``config_dir``) inserted before the schema as Hydra's ``_run_hydra`` inserts it.
+    ``hydra.searchpath`` is not in it: Hydra's config loader adds it at each composition."""
+    search_path = create_automatic_config_search_path(None, task_module, config_path)
+    if config_dir is not None:
+        search_path.prepend(
+            provider="command-line",
+            path=f"file://{os.path.abspath(config_dir)}",
+            anchor=SearchPathQuery(provider="schema"),
+        )
+    return search_path
+
+
+@contextmanager
+def initialize_as_main(search_path: ConfigSearchPath, task_name: str) -> Iterator[None]:
+    """Hydra's global state initialized as ``hydra.main`` initializes it for ``search_path`` (what
+    ``hydra.initialize_config_dir`` does for a single dir), so that ``hydra.compose`` and
+    ``GlobalHydra.instance().config_loader()`` use that search path; cleared on exit."""
+    from hydra._internal.hydra import Hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    Hydra.create_main_hydra2(task_name=task_name, config_search_path=search_path)
+    try:
+        yield
+    finally:
+        GlobalHydra.instance().clear()

@@ -1,6 +1,7 @@
 """The Hydra task function: decides, in one place, whether a job is a trial of a study or a plain job.
 
-``train.py`` imports this module only inside its task function, so ``--help`` and ``--cfg job`` stay quick.
+The task function of :mod:`initsweep.cli.main` imports this module only when a job runs, so ``--help`` and
+``--cfg job`` stay quick.
 """
 
 from __future__ import annotations

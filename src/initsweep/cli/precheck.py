@@ -5,7 +5,9 @@ and exit 1, and by the time the task function validates a config, Hydra has alre
 output directory. :func:`check_command_line` composes the config the way Hydra will (sweeps replaced by
 their first value, every value of a swept group checked against the group's options) and, for a single
 run, validates it against the schema, so that a rejected command leaves no ``outputs/`` or ``multirun/``
-directory behind.
+directory behind. It composes with the search path Hydra will use: the primary config dir (or ``-cp``), a
+user's ``--config-dir``, and ``hydra.searchpath`` from the command line or the primary config, so a user's
+own group options are accepted and a typo in one is reported with the options listed.
 """
 
 from __future__ import annotations
@@ -41,10 +43,33 @@ def _first_values(overrides: list[Any]) -> list[str]:
     return out
 
 
+def _command() -> str:
+    """How this process was started, for messages: ``initsweep``, ``python -m initsweep`` or ``python train.py``."""
+    name = Path(sys.argv[0]).name
+    if name == "__main__.py":
+        return "python -m initsweep"
+    return f"python {name}" if name.endswith(".py") else name or "initsweep"
+
+
 def _compose(overrides: list[str], config_name: str) -> Any:
     from hydra import compose
 
     return compose(config_name=config_name, overrides=overrides)
+
+
+def _searchpath_overrides(parsed: list[Any]) -> list[str]:
+    """The ``hydra.searchpath=[...]`` overrides of the command line (Hydra's loader honours the first)."""
+    return [o.input_line for o in parsed if o.get_key_element() == "hydra.searchpath"]
+
+
+def _group_options(loader: Any, group: str, parsed: list[Any], config_name: str, subgroups: bool = False) -> list[str]:
+    """The options of config group ``group`` (with ``subgroups``: its subgroups too) in the search path of this
+    composition: the user's ``hydra.searchpath`` (command line, else the primary config's) included. Empty when
+    ``group`` is no config group."""
+    from hydra.core.object_type import ObjectType
+
+    kind = None if subgroups else ObjectType.CONFIG
+    return list(loader.get_group_options(group, kind, config_name=config_name, overrides=_searchpath_overrides(parsed)))
 
 
 def _explain(error: Exception, parsed: list[Any], config_name: str) -> str:
@@ -58,7 +83,7 @@ def _explain(error: Exception, parsed: list[Any], config_name: str) -> str:
     loader = GlobalHydra.instance().config_loader()
     if m := re.search(r"Could not find '([^']+)/([^'/]+)'", text):
         group, value = m.group(1), m.group(2)
-        options = loader.get_group_options(group)
+        options = _group_options(loader, group, parsed, config_name)
         return f"{group}={value}: no such option{did_you_mean(value, options)} (options: {', '.join(options)})"
     if m := re.search(r"Could not (?:override|append to config|delete from config)[^']*'([^']+)'", text) or re.search(
         r"full_key: (\S+)", text
@@ -77,15 +102,22 @@ def _explain(error: Exception, parsed: list[Any], config_name: str) -> str:
     return text.replace("\n", " ").split("Config search path")[0].strip()
 
 
-def check_command_line(argv: Sequence[str], config_dir: str | Path, config_name: str = "config") -> None:
-    """Check ``train.py``'s arguments as Hydra will read them; on any config error, :func:`fail` (exit 2)."""
+def check_command_line(
+    argv: Sequence[str], config_path: str | Path, config_name: str = "config", task_module: str = "initsweep.cli.main"
+) -> None:
+    """Check the arguments of ``@hydra.main(config_path=..., config_name=...)`` (task function in module
+    ``task_module``) as Hydra will read them, ``-cp``/``-cn``/``-cd`` included; on any config error,
+    :func:`fail` (exit 2)."""
     from initsweep._compat.hydra import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(list(argv))
     if any(getattr(args, flag, None) for flag in _NO_RUN_FLAGS):
         return
+    if args.config_dir is not None and not Path(args.config_dir).is_dir():
+        fail(f"--config-dir {args.config_dir}: no such directory ({Path(args.config_dir).resolve()})")
     parsed = _parse_overrides(args.overrides, args.multirun)
-    cfg = _compose_checked(parsed, config_dir, config_name)
+    primary = str(args.config_path if args.config_path is not None else config_path)
+    cfg = _compose_checked(parsed, task_module, primary, args.config_dir, args.config_name or config_name)
     if not args.multirun:  # a multirun: the sweep callback validates every job's config before the first job
         _validate(cfg)
 
@@ -98,41 +130,44 @@ def _parse_overrides(overrides: list[str], multirun: bool) -> list[Any]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as e:
-        fail(f"bad override syntax: {str(e).splitlines()[0]} (see `python train.py --help`; quote values with spaces)")
+        fail(f"bad override syntax: {str(e).splitlines()[0]} (see `{_command()} --help`; quote values with spaces)")
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if sweeps and not multirun:
         fail(f"{sweeps[0]} is a sweep: add -m to run one job per value, or write a list as key=[a,b]")
     return parsed
 
 
-def _compose_checked(parsed: list[Any], config_dir: str | Path, config_name: str) -> Any:
-    """The config of the first job, composed as Hydra will; :func:`fail` on an unknown group option anywhere
-    in a sweep, or on any composition error."""
-    from hydra import initialize_config_dir
+def _compose_checked(
+    parsed: list[Any], task_module: str, config_path: str, config_dir: str | None, config_name: str
+) -> Any:
+    """The config of the first job, composed as Hydra will (same search path); :func:`fail` on an unknown group
+    option anywhere in a sweep, or on any composition error."""
+    from hydra import version
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
-        _check_swept_options(parsed, GlobalHydra.instance().config_loader())
+    from initsweep._compat.hydra import initialize_as_main, main_search_path
+
+    version.setbase("1.3")  # as @hydra.main(version_base="1.3") sets it
+    with initialize_as_main(main_search_path(task_module, config_path, config_dir), task_name="initsweep"):
+        loader = GlobalHydra.instance().config_loader()
         try:
+            _check_swept_options(parsed, loader, config_name)
             cfg = _compose(_first_values(parsed), config_name)
         except (HydraException, Exception) as e:  # noqa: BLE001 - every composition error becomes one line
             fail(_explain(e, parsed, config_name))
-    GlobalHydra.instance().clear()
     return cfg
 
 
-def _check_swept_options(parsed: list[Any], loader: Any) -> None:
+def _check_swept_options(parsed: list[Any], loader: Any, config_name: str) -> None:
     """Every value of a swept config group must be one of its options."""
     from initsweep.core.config import did_you_mean
 
-    groups = set(_all_groups(loader))
     for o in parsed:
         group = o.get_key_element().lstrip("+~")
-        if not (o.is_sweep_override() and group in groups):
+        if not (o.is_sweep_override() and _group_options(loader, group, parsed, config_name, subgroups=True)):
             continue
-        options = loader.get_group_options(group)
+        options = _group_options(loader, group, parsed, config_name)
         try:
             values = list(o.sweep_string_iterator())
         except Exception:  # noqa: BLE001 - glob(): Hydra expands it from the options themselves
@@ -159,13 +194,3 @@ def _validate(cfg: Any) -> None:
         fail(str(e))
     except Exception as e:  # noqa: BLE001 - e.g. an interpolation that does not resolve
         fail(f"invalid configuration: {e}")
-
-
-def _all_groups(loader: Any, parent: str = "") -> list[str]:
-    """Every config group path (``init``, ``hydra/launcher``, ...)."""
-    out = []
-    for name in loader.list_groups(parent):
-        path = f"{parent}/{name}" if parent else name
-        out.append(path)
-        out += _all_groups(loader, path)
-    return out

@@ -83,7 +83,7 @@ def select_runs(experiment: str, sweep: str | None, tracking_uri: str | None) ->
     if db is not None and not db.exists():  # reading must not create an empty store (a notebook's own cwd)
         raise ValueError(
             f"no MLflow store at {db.absolute()}: pass tracking_uri='sqlite:////path/to/mlruns/mlflow.db' "
-            "(or set MLFLOW_TRACKING_URI), or run from the directory where train.py ran"
+            "(or set MLFLOW_TRACKING_URI), or run from the directory where initsweep (or train.py) ran"
         )
     client = tracking.connect(uri)
     exp = tracking.find_experiment(client, experiment)
