@@ -70,11 +70,16 @@ def test_precheck_names_a_typo_in_a_user_group_option_and_lists_the_options(
 ):
     conf = user_conf(tmp_path)
     err = precheck_error([a.format(conf=conf) for a in argv], capsys)
-    assert err == "initsweep: model=mynett: no such option; did you mean mynet? (options: cnn, mlp, mynet, resmlp, resnet)"
+    assert (
+        err == "initsweep: model=mynett: no such option; did you mean mynet? (options: cnn, mlp, mynet, resmlp, resnet)"
+    )
 
 
 def test_precheck_without_the_user_dir_does_not_know_the_user_option(capsys: pytest.CaptureFixture[str]):
-    assert precheck_error(["model=mynet"], capsys) == "initsweep: model=mynet: no such option (options: cnn, mlp, resmlp, resnet)"
+    assert (
+        precheck_error(["model=mynet"], capsys)
+        == "initsweep: model=mynet: no such option (options: cnn, mlp, resmlp, resnet)"
+    )
 
 
 def test_precheck_names_a_missing_config_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -375,6 +375,9 @@ class TrainerConfig(_Strict):
     deterministic: bool = Field(False, description="1 thread unless threads is set, deterministic kernels")
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+    checkpoint_every: int | None = Field(
+        10, ge=0, description="save the training state every k-th epoch (0: only when interrupted; null: never)"
+    )
 
     @field_validator("threads")
     @classmethod

@@ -204,6 +204,55 @@ class BestState:
             model.load_state_dict(current)
 
 
+@dataclass
+class TrainState:
+    """Where :func:`fit` stopped, enough to go on exactly: ``epoch`` epochs trained and ``position`` examples
+    into the next one (0 at an epoch's end); the weights, the optimizer's state, the batch-order generator's
+    state at the start of that next epoch, torch's global RNG state, the running loss sum and example count
+    of the epoch in progress, and the best-val weights (:class:`BestState`)."""
+
+    epoch: int
+    step: int
+    position: int
+    model: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    order_rng: Tensor
+    torch_rng: Tensor
+    loss_sum: float
+    seen: int
+    best_epoch: int | None
+    best_val_acc: float
+    best_state: dict[str, Tensor] | None
+
+
+class Preempted(Exception):
+    """:func:`fit` stopped because ``stop_requested`` said so, after handing its state to ``on_checkpoint``."""
+
+
+def _capture(
+    model: nn.Module, optimizer: torch.optim.Optimizer, order_rng: Tensor, best: BestState | None, **where: Any
+) -> TrainState:
+    """A :class:`TrainState` of copies (training may go on), at ``where`` (epoch, step, position, loss_sum, seen)."""
+    return TrainState(
+        model={k: v.detach().clone() for k, v in model.state_dict().items()},
+        optimizer=copy.deepcopy(optimizer.state_dict()),
+        order_rng=order_rng.clone(),
+        torch_rng=torch.get_rng_state(),
+        best_epoch=best.epoch if best else None,
+        best_val_acc=best.val_acc if best else -math.inf,
+        best_state=best.state if best else None,
+        **where,
+    )
+
+
+def _restore(state: TrainState, model: nn.Module, optimizer: torch.optim.Optimizer, best: BestState | None) -> None:
+    model.load_state_dict(state.model)
+    optimizer.load_state_dict(state.optimizer)
+    torch.set_rng_state(state.torch_rng)
+    if best is not None:
+        best.epoch, best.val_acc, best.state = state.best_epoch, state.best_val_acc, state.best_state
+
+
 def fit(
     model: nn.Module,
     data: Dataset,
@@ -211,6 +260,9 @@ def fit(
     seed: int,
     best: BestState | None = None,
     overlap: bool = False,
+    resume: TrainState | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> Iterator[EpochMetrics]:
     """Train ``model`` on ``data`` for cfg.epochs epochs (or cfg.steps optimizer steps), yielding the
     metrics of every cfg.eval_every-th epoch and of the last one. ``best`` (optional) keeps the weights
@@ -224,9 +276,17 @@ def fit(
     measured, and its epoch_s counts training only. The caller sees the same metrics and, while it holds an
     epoch, the model with that epoch's weights, also when it stops there; stopping costs the one epoch trained
     ahead. Not used for a compiled model.
+
+    Checkpoints: ``on_checkpoint`` gets a :class:`TrainState` after every cfg.checkpoint_every-th evaluated
+    epoch (measured in this thread, once the caller has seen it) and, when ``stop_requested()`` turns true
+    (checked after every optimizer step), at that step, after which fit raises :class:`Preempted`. ``resume``
+    (such a state) goes on from there: the same batches, the same updates, as if never stopped.
     """
     optimizer = make_optimizer(model.parameters(), cfg)
     generator = torch.Generator().manual_seed(seed)
+    if resume is not None:
+        _restore(resume, model, optimizer, best)
+        generator.set_state(resume.order_rng)
     x, y = data.x_train, data.y_train
     n = len(x)
     bs = batch_size_of(cfg, n)
@@ -238,56 +298,103 @@ def fit(
     measure = Measure(data)
     ahead = _Ahead(model, measure, cfg.precision) if overlap and not cfg.compile else None
     model.train()
-    step, t0, since = 0, time.perf_counter(), 0
+    step, t0, since = (resume.step if resume else 0), time.perf_counter(), 0
+    every = (cfg.checkpoint_every or 0) if on_checkpoint is not None else 0
+    stop = stop_requested or (lambda: False)
+
+    def measured_now(epoch: int, loss_sum: Tensor, seen: int) -> EpochMetrics:
+        with autocast(x.device, cfg.precision):
+            train_loss, train_acc, val_loss, val_acc = measure(net)
+        if best is not None:
+            best.update(model, epoch, val_acc)
+        elapsed = time.perf_counter() - t0
+        timing = (elapsed / since, loss_sum.item() / max(seen, 1), optimizer.param_groups[0]["lr"], elapsed)
+        return EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, *timing)
+
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range((resume.epoch if resume else 0) + 1, epochs + 1):
+            order_rng = generator.get_state()
             # Full batch: every step sees all examples in order, no permutation to draw.
             order = torch.randperm(n, generator=generator).to(x.device) if bs < n else None
             # Running sums stay on the device (no .item() per step, which would synchronize a GPU).
-            loss_sum = torch.zeros((), device=x.device)
-            seen = 0
-            for start in range(0, n, bs):
-                if step == total:
-                    break
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * lr_factor(step, per_epoch, total, cfg)
-                if order is None:
-                    xb, yb = x, y
-                else:
-                    idx = order[start : start + bs]
-                    xb, yb = x[idx], y[idx]
-                with autocast(x.device, cfg.precision):  # forward only; backward runs outside autocast
-                    loss = loss_fn(net(xb).float(), yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum.add_(loss.detach(), alpha=len(yb))
-                seen += len(yb)
-                step += 1
+            mid_epoch = resume is not None and resume.position and epoch == resume.epoch + 1
+            loss_sum = torch.full((), resume.loss_sum if mid_epoch else 0.0, device=x.device)  # type: ignore[union-attr]
+            offset = resume.position if mid_epoch else 0  # type: ignore[union-attr]
+            step, seen, stopped = _train_epoch(net, optimizer, cfg, x, y, order, offset, step, total, loss_sum, stop)
+            if stopped is not None:
+                yield from _pending(ahead, best)  # the epoch measured meanwhile is the caller's first
+                if on_checkpoint is not None:
+                    where = dict(epoch=epoch - 1, step=step, position=stopped, loss_sum=loss_sum.item(), seen=seen)
+                    on_checkpoint(_capture(model, optimizer, order_rng, best, **where))
+                raise Preempted(f"stopped at epoch {epoch}, step {step}")
             since += 1
             if epoch % cfg.eval_every and epoch != epochs:
                 continue
-            if ahead is None:
-                with autocast(x.device, cfg.precision):
-                    train_loss, train_acc, val_loss, val_acc = measure(net)
-                if best is not None:
-                    best.update(model, epoch, val_acc)
-                elapsed = time.perf_counter() - t0
-                timing = (elapsed / since, loss_sum.item() / seen, optimizer.param_groups[0]["lr"], elapsed)
-                yield EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, *timing)
+            due = bool(every) and epoch % every == 0 and epoch != epochs
+            if ahead is None or due:
+                yield from _pending(ahead, best)
+                yield measured_now(epoch, loss_sum, seen)
+                if due and on_checkpoint is not None:  # the caller has this epoch: save what comes after it
+                    at = dict(epoch=epoch, step=step, position=0, loss_sum=0.0, seen=0)
+                    on_checkpoint(_capture(model, optimizer, generator.get_state(), best, **at))
             else:
                 elapsed = time.perf_counter() - t0
                 timing = (elapsed / since, loss_sum.item() / seen, optimizer.param_groups[0]["lr"], elapsed)
-                held = ahead.hand_over()  # the previous evaluated epoch, measured meanwhile
-                if held is not None:
-                    yield from ahead.give(held, best)
+                yield from _pending(ahead, best)  # the previous evaluated epoch, measured meanwhile
                 ahead.start(epoch, timing)
             t0, since = time.perf_counter(), 0
-        if ahead is not None and (held := ahead.hand_over()) is not None:  # the last epoch
-            yield from ahead.give(held, best)
+        yield from _pending(ahead, best)  # the last epoch
     finally:
         if ahead is not None:  # a pass still running (the caller stopped early) ends first
             ahead.pool.shutdown()
+
+
+def _pending(ahead: _Ahead | None, best: BestState | None) -> Iterator[EpochMetrics]:
+    """The epoch :class:`_Ahead` measured meanwhile, if any."""
+    if ahead is not None and (held := ahead.hand_over()) is not None:
+        yield from ahead.give(held, best)
+
+
+def _train_epoch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainerConfig,
+    x: Tensor,
+    y: Tensor,
+    order: Tensor | None,
+    offset: int,
+    step: int,
+    total: int,
+    loss_sum: Tensor,
+    stop: Callable[[], bool],
+) -> tuple[int, int, int | None]:
+    """Train on the epoch's batches from example ``offset`` on (slices of ``order``; None: full batch), adding
+    each batch's loss x size to ``loss_sum``, until the epoch ends, ``total`` steps are done, or ``stop()``
+    after a step. Returns (steps done in all, examples seen this epoch, where it stopped early or None)."""
+    n, bs = len(x), batch_size_of(cfg, len(x))
+    per_epoch = math.ceil(n / bs)
+    seen = offset
+    for start in range(offset, n, bs):
+        if step == total:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, per_epoch, total, cfg)
+        if order is None:
+            xb, yb = x, y
+        else:
+            idx = order[start : start + bs]
+            xb, yb = x[idx], y[idx]
+        with autocast(x.device, cfg.precision):  # forward only; backward runs outside autocast
+            loss = loss_fn(net(xb).float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum.add_(loss.detach(), alpha=len(yb))
+        seen += len(yb)
+        step += 1
+        if stop():
+            return step, seen, min(start + bs, n)
+    return step, seen, None
 
 
 class _Ahead:

@@ -7,6 +7,7 @@ Optuna: a study's job side (``initsweep.tuning.trial``) calls :func:`execute` wi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import subprocess
@@ -35,6 +36,8 @@ from initsweep.core.overrides import varying  # shared overrides are recognised 
 from initsweep.core.trainer import (
     BestState,
     EpochMetrics,
+    Preempted,
+    TrainState,
     divergence,
     evaluate,
     fit,
@@ -45,6 +48,7 @@ from initsweep.core.trainer import (
 )
 from initsweep.diagnostics.isometry import isometry_metrics
 from initsweep.diagnostics.signal import Diagnostics, diagnose, fixed_batch
+from initsweep.jobs import resume
 from initsweep.jobs.devices import job_device
 from initsweep.jobs.resources import check_fits, use_deterministic_kernels
 from initsweep.protocol import (
@@ -60,7 +64,7 @@ from initsweep.protocol import (
 )
 from initsweep.report import console
 from initsweep.report import drawing as figures
-from initsweep.tracking import checkpoint
+from initsweep.tracking import checkpoint, processes
 from initsweep.tracking import metrics_file as ledger
 from initsweep.tracking.run_logger import RunLogger
 from initsweep.writer import client as writer
@@ -212,6 +216,7 @@ def execute(
     ctx = ctx or JobContext.from_hydra()
     raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     config = validate(raw)
+    resumable = _Resumable.of(config, raw, ctx, on_epoch)
     parent = Parent.read(ctx.sweep_dir)  # the multirun's parent run, if any
     uri = parent.tracking_uri if parent else resolve_uri(config.tracking.uri)
     writer.warm(uri)  # an existing store opens in the tracking writer while this process builds the job
@@ -233,22 +238,31 @@ def execute(
     diag_batch = diag = None
     if config.diagnostics.enabled:
         diag_batch = fixed_batch(data.x_train, data.y_train, config.diagnostics.batch_size)
-        diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=spare_core)
+        if resumable.point is None:  # a resumed run has its diagnostics at init
+            diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=spare_core)
 
     local = ctx.output_dir / ledger.FILE_NAME if ctx.output_dir is not None else None
     tags = _run_tags(ctx, parent, init_label, local, extra_tags)
-    logger = store.start_run(name, tags, parent.run_id if parent else None)  # waits for the store: TrackingError
+    resuming = resumable.point.run_id if resumable.point else None
+    logger = store.start_run(name, tags, parent.run_id if parent else None, resume_run_id=resuming)  # TrackingError
+    if not resumable.reopened(logger.run_id) and diag_batch is not None and diag is None:  # a new run after all
+        diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=False)
     logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
     if local is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.tracking.metrics_file)
         logger.keep_local(local)
 
     def train() -> _Trained:
-        return _train_and_log(config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch)
+        return _train_and_log(
+            config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch, resumable
+        )
 
     worst = worst_value(config.optimized_metric)
     try:
         trained = _train_recording_crashes(store, logger, config.tracking, train, worst)
-        return trained if isinstance(trained, JobOutcome) else _close_trained(logger, trained, worst)
+        if isinstance(trained, JobOutcome):
+            return trained
+        resume.discard(resumable.path)  # a result (FINISHED or diverged): nothing to resume
+        return _close_trained(logger, trained, worst)
     except TrackingError as e:  # the store refused the run's metrics: FAILED, never FINISHED
         return _tracking_failed(logger, e, worst)
     except Exception as e:  # noqa: BLE001 - the store failed while recording another failure
@@ -308,12 +322,14 @@ def _train_recording_crashes(
             return train()
         finally:
             store.stop_monitor(logger.run_id)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Preempted) as e:
         try:
             logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
             logger.end("KILLED")
-        except Exception as e:  # noqa: BLE001 - the store failed too
-            _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
+        except Exception as failed:  # noqa: BLE001 - the store failed too
+            _tracking_failed(logger, TrackingError(f"{type(failed).__name__}: {failed}"), worst)
+        if isinstance(e, Preempted):  # its state is saved: the job ends as interrupted, resumable
+            raise KeyboardInterrupt(str(e)) from None
         raise
     except TrackingError:
         raise
@@ -365,47 +381,119 @@ def _train_and_log(
     overlap: bool = False,
     diag_at_init: Future[Diagnostics] | None = None,
     diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+    resumable: _Resumable | None = None,
 ) -> _Trained:
     """Train with logging. Every evaluated epoch enters the history (the summary) and the divergence check;
     the logged ones (:func:`initsweep.core.cadence.logged_epochs`, and a diverged one) go to MLflow and to
     ``on_epoch``. Step 0 (the init's weights and diagnostics, the val set) is logged once the diagnostics
-    are done, at the first epoch at the latest; ``overlap`` measures each epoch in a second thread."""
+    are done, at the first epoch at the latest; ``overlap`` measures each epoch in a second thread.
+    ``resumable``: the state is saved as :mod:`initsweep.jobs.resume` says, and a resumed run goes on from
+    its point, logging only the epochs its earlier attempts did not."""
+    resumable = resumable or _Resumable(None, "", None)
+    point = resumable.point
     if config.tracking.log_plots:
         figures.prepare(logger)
-    logger.log_params(flatten(raw))
-    logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
-    logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
-    step_0 = _StepZero(logger, stats, evaluate(model, data.x_val, data.y_val), diag_at_init)
-    if diag_at_init is None or diag_at_init.done():
+    if point is None:
+        logger.log_params(flatten(raw))
+        logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
+        logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
+    val_0 = evaluate(model, data.x_val, data.y_val) if point is None else point.initial_val
+    step_0 = _StepZero(logger, stats, val_0, diag_at_init)
+    if point is not None:  # logged by the first attempt
+        step_0.logged, step_0.snapshots = True, list(point.snapshots)
+    elif diag_at_init is None or diag_at_init.done():
         step_0.log()
 
     every = config.diagnostics.every
     tc = config.tracking
     epochs = planned_epochs(config.trainer, len(data.x_train))
     logged = logged_epochs(epochs, config.trainer.eval_every, tc.log_every, tc.max_points)
-    history: list[EpochMetrics] = []  # every evaluated epoch: the summary is exact whatever is logged
+    # every evaluated epoch: the summary is exact whatever is logged
+    history: list[EpochMetrics] = list(point.history) if point else []
+    done = resumable.logged_through(logger, history)  # the epochs an earlier attempt logged
     diverged = stopped_at = None
     best = BestState()  # the weights at the best val acc, for test/acc_at_best_val
-    for epoch in fit(model, data, config.trainer, config.seed, best, overlap):
-        step_0.log()  # the diagnostics at init ran while the first epoch trained
-        history.append(epoch)
-        reason = divergence(epoch, step_0.val[0], config.trainer.divergence_factor)
-        stop = False
-        if epoch.epoch in logged or reason:  # the tracking cadence; a diverged epoch is always logged
-            logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
-            stop = on_epoch is not None and on_epoch(epoch)
-        if diag_batch is not None and every and epoch.epoch % every == 0:
-            step_0.snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
-            logger.log_layers(step_0.snapshots[-1][1].metrics, step=epoch.epoch)
-        if reason:
-            diverged = (epoch.epoch, reason)
-            break
-        if stop:
-            stopped_at = epoch.epoch
-            break
+    save = resumable.saver(logger.run_id, history, step_0)
+    with processes.deferred_interrupts() if save else contextlib.nullcontext(None) as stop_requested:
+        for epoch in fit(
+            model,
+            data,
+            config.trainer,
+            config.seed,
+            best,
+            overlap,
+            point.train if point else None,
+            save,
+            stop_requested,
+        ):
+            step_0.log()  # the diagnostics at init ran while the first epoch trained
+            history.append(epoch)
+            reason = divergence(epoch, step_0.val[0], config.trainer.divergence_factor)
+            if epoch.epoch <= done:  # measured again after a resume, logged by the earlier attempt
+                continue
+            stop = False
+            if epoch.epoch in logged or reason:  # the tracking cadence; a diverged epoch is always logged
+                logger.log_metrics(epoch.as_metrics(), step=epoch.epoch)
+                stop = on_epoch is not None and on_epoch(epoch)
+            if diag_batch is not None and every and epoch.epoch % every == 0:
+                step_0.snapshots.append((epoch.epoch, run_diagnostics(model, diag_batch, config.diagnostics)))
+                logger.log_layers(step_0.snapshots[-1][1].metrics, step=epoch.epoch)
+            if reason:
+                diverged = (epoch.epoch, reason)
+                break
+            if stop:
+                stopped_at = epoch.epoch
+                break
     step_0.log()  # when no epoch was trained
     value = _finish(config, ctx, data, model, logger, history, step_0, best, diverged is None)
     return _Trained(value, len(history), diverged, stopped_at)
+
+
+@dataclass
+class _Resumable:
+    """A plain job's resume point: its file (None: this job does not checkpoint: no output dir, a study's
+    trial, or ``trainer.checkpoint_every=null``), the config's digest, and the point found there, if any."""
+
+    path: Path | None
+    digest: str
+    point: resume.ResumePoint | None
+
+    @staticmethod
+    def of(config: Config, raw: dict[str, Any], ctx: JobContext, on_epoch: Callable | None) -> _Resumable:
+        if ctx.output_dir is None or on_epoch is not None or config.trainer.checkpoint_every is None:
+            return _Resumable(None, "", None)
+        path, digest = ctx.output_dir / resume.FILE_NAME, resume.config_digest(raw)
+        return _Resumable(path, digest, resume.load(path, digest))
+
+    def reopened(self, run_id: str) -> bool:
+        """Whether the store reopened the point's run; when it could not (gone, finished), the job starts over."""
+        if self.point is not None and self.point.run_id != run_id:
+            print(f"initsweep: run {self.point.run_id} of {self.path} is gone or finished; a new run", file=sys.stderr)
+            self.point = None
+        if self.point is not None:
+            print(
+                f"initsweep: resuming run {run_id} after epoch {self.point.train.epoch} ({self.path})", file=sys.stderr
+            )
+        return self.point is not None
+
+    def logged_through(self, logger: RunLogger, history: list[EpochMetrics]) -> int:
+        """The last epoch an earlier attempt of this run logged (its history's, or its metrics file's)."""
+        if self.point is None:
+            return 0
+        local = logger.local.path if logger.local is not None else None
+        logged = ledger.last_step(local, logger.run_id) if local is not None else 0
+        return max(logged, history[-1].epoch if history else 0)
+
+    def saver(self, run_id: str, history: list[EpochMetrics], step_0: _StepZero) -> Callable[[TrainState], None] | None:
+        """What :func:`~initsweep.core.trainer.fit` calls with each state to save (None: no checkpoints)."""
+        if self.path is None:
+            return None
+        path = self.path
+
+        def save(state: TrainState) -> None:
+            resume.ResumePoint(run_id, self.digest, state, list(history), step_0.val, list(step_0.snapshots)).save(path)
+
+        return save
 
 
 class _StepZero:
@@ -473,7 +561,9 @@ def run_job(cfg: DictConfig) -> float | list[float]:
         print(f"initsweep: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        print("initsweep: interrupted; the run was marked KILLED", file=sys.stderr)
+        saved = ctx.output_dir / resume.FILE_NAME if ctx.output_dir is not None else None
+        again = f"; the same command resumes it from {saved}" if saved is not None and saved.exists() else ""
+        print(f"initsweep: interrupted; the run was marked KILLED{again}", file=sys.stderr)
         raise SystemExit(130) from None
     if isinstance(outcome.error, TrackingError):  # already reported; the sweep exits 1 at its end
         if ctx.sweep_dir is None:

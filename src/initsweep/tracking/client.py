@@ -346,6 +346,33 @@ def start_run(
     return logger
 
 
+def reopen_run(client: MlflowClient, run_id: str, who: Mapping[str, str] | None = None) -> RunLogger | None:
+    """The run ``run_id`` RUNNING again, owned by ``who`` (default this process): a job resumed from its
+    checkpoint goes on logging the run it started. Its failure tags go. None when the run is gone, deleted or
+    FINISHED (the job then starts a new run)."""
+    try:
+        run = retrying(client.get_run, run_id)
+    except MlflowException:
+        return None
+    if run.info.lifecycle_stage != "active" or run.info.status == "FINISHED":
+        return None
+    retrying(client.update_run, run_id, status="RUNNING")
+    for tag in (Tag.FAILURE, Tag.FAILURE_REASON, Tag.FAILURE_EPOCH):
+        if tag in run.data.tags:
+            retrying(client.delete_tag, run_id, tag)
+    me = who or identity()
+    owner = {
+        Tag.HOST: me["host"],
+        Tag.PID: me["pid"],
+        Tag.PID_START: me["pid_start"],
+        Tag.HEARTBEAT: str(int(time.time())),
+    }
+    retrying(client.log_batch, run_id, tags=[RunTag(k, v) for k, v in owner.items()])
+    logger = RunLogger(client, run_id, experiment_id=run.info.experiment_id)
+    logger.run_name = run.info.run_name
+    return logger
+
+
 def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str, tags: Mapping[str, Any] | None = None) -> list:
     """All runs whose parent is ``parent_run_id`` (and that carry ``tags``, if given), oldest first."""
     where = [f"tags.`{Tag.PARENT}` = '{parent_run_id}'", *(f"tags.`{k}` = '{v}'" for k, v in (tags or {}).items())]

@@ -39,12 +39,20 @@ class LocalStore:
         return self._experiment_id
 
     def start_run(
-        self, name: str, tags: Mapping[str, Any], parent_run_id: str | None = None, who: Mapping[str, str] | None = None
+        self,
+        name: str,
+        tags: Mapping[str, Any],
+        parent_run_id: str | None = None,
+        who: Mapping[str, str] | None = None,
+        resume_run_id: str | None = None,
     ) -> tracking.RunLogger:
-        """A RUNNING run of the experiment (see :func:`initsweep.tracking.client.start_run`); TrackingError if
+        """A RUNNING run of the experiment (see :func:`initsweep.tracking.client.start_run`): ``resume_run_id``
+        reopened when it can be (:func:`initsweep.tracking.client.reopen_run`), else a new one; TrackingError if
         refused."""
         exp_id = self.ready()
         try:
+            if resume_run_id and (reopened := tracking.reopen_run(self.client, resume_run_id, who)) is not None:
+                return reopened
             return tracking.start_run(self.client, exp_id, name, tags, parent_run_id, who)
         except Exception as e:  # noqa: BLE001 - e.g. a full disk: one message, no traceback
             raise TrackingError(redact(f"cannot create a run in {self.tracking_uri}: {type(e).__name__}: {e}")) from e

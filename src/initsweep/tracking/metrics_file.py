@@ -126,11 +126,8 @@ def _apply(rec: Record, event: Any) -> Record:
     return rec
 
 
-def read(path: Path, run_id: str | None = None) -> Record:
-    """The part of a ``metrics.jsonl`` that belongs to run ``run_id`` (its last header's; the file's last run
-    when None): a reused output dir holds one part per run, and only a run's own lines ever apply to it.
-    Damaged lines (torn by a kill, not JSON or not UTF-8, a record of the wrong shape) are skipped and
-    numbered in ``skipped``; the good ones are kept. An empty Record when no part is ``run_id``'s."""
+def _parts(path: Path) -> tuple[list[Record], list[int]]:
+    """Every run's part of a ``metrics.jsonl`` in file order, and the numbers of its damaged lines."""
     parts: list[Record] = []
     rec = Record()
     for number, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
@@ -143,7 +140,26 @@ def read(path: Path, run_id: str | None = None) -> Record:
         if new is not rec:
             parts.append(new)
             rec = new
+    return parts, rec.skipped
+
+
+def last_step(path: Path, run_id: str) -> int:
+    """The highest step (epoch) any part of run ``run_id`` in ``path`` logged metrics for; 0 when none (or no
+    file): a resumed run skips the epochs its earlier attempts logged."""
+    try:
+        parts, _ = _parts(path)
+    except OSError:
+        return 0
+    return max((step for p in parts if p.run_id == run_id for step, _, _ in p.metrics), default=0)
+
+
+def read(path: Path, run_id: str | None = None) -> Record:
+    """The part of a ``metrics.jsonl`` that belongs to run ``run_id`` (its last header's; the file's last run
+    when None): a reused output dir holds one part per run, and only a run's own lines ever apply to it.
+    Damaged lines (torn by a kill, not JSON or not UTF-8, a record of the wrong shape) are skipped and
+    numbered in ``skipped``; the good ones are kept. An empty Record when no part is ``run_id``'s."""
+    parts, skipped = _parts(path)
     mine = [p for p in parts if run_id is None or p.run_id == run_id]
     found = mine[-1] if mine else Record()
-    found.skipped = rec.skipped
+    found.skipped = skipped
     return found

@@ -6,10 +6,12 @@ Kept free of MLflow and torch: the sweep callback installs the handler before ei
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
@@ -78,3 +80,37 @@ def terminate_as_interrupt(pass_on: bool = False) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _on_term)
+
+
+# What a resumable job's training takes as "stop and checkpoint": Ctrl-C, SIGTERM, and SIGUSR2 (SLURM's and
+# submitit's warning before a time limit or preemption).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
+@contextlib.contextmanager
+def deferred_interrupts(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Iterator[Callable[[], bool]]:
+    """While active, the first of ``signals`` only sets a flag, whose reader this yields (training checks it
+    after each step, saves its state and stops); a second one interrupts at once (KeyboardInterrupt). Main
+    thread only; a signal that is ignored (SIG_IGN) or handled by someone else (SIGUSR2 under submitit) is
+    left alone. The previous handlers come back on exit."""
+    hit = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield hit.is_set
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if hit.is_set():
+            raise KeyboardInterrupt(f"signal {signum}")
+        hit.set()
+
+    previous = {s: signal.getsignal(s) for s in signals}
+    mine = [
+        s for s, h in previous.items() if h is not signal.SIG_IGN and not (s == signal.SIGUSR2 and h != signal.SIG_DFL)
+    ]
+    for s in mine:
+        signal.signal(s, on_signal)
+    try:
+        yield hit.is_set
+    finally:
+        for s in mine:
+            signal.signal(s, previous[s])

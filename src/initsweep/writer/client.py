@@ -248,11 +248,17 @@ class RemoteStore:
         return self._experiment_id
 
     def start_run(
-        self, name: str, tags: Mapping[str, Any], parent_run_id: str | None = None, who: Mapping[str, str] | None = None
+        self,
+        name: str,
+        tags: Mapping[str, Any],
+        parent_run_id: str | None = None,
+        who: Mapping[str, str] | None = None,
+        resume_run_id: str | None = None,
     ) -> RemoteRunLogger:
         exp_id = self.ready()
         tags = {k: str(v) for k, v in tags.items()}
-        run_id, run_name = self.writer.call(StartRun(self.id, name, tags, parent_run_id, dict(who or identity())))
+        request = StartRun(self.id, name, tags, parent_run_id, dict(who or identity()), resume_run_id)
+        run_id, run_name = self.writer.call(request)
         logger = RemoteRunLogger(self.writer, run_id, run_name, exp_id, self.tracking_uri)
         logger.end_later = parent_run_id is not None and parent_run_id == self.writer.sweep_run_id
         return logger

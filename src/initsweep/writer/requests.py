@@ -29,13 +29,14 @@ class OpenStore:
 
 @dataclass(frozen=True)
 class StartRun:
-    """Create a run in store ``sid``; replies ``(run id, run name)``."""
+    """Create a run in store ``sid`` (or reopen ``resume_run_id`` when it can be); replies ``(run id, run name)``."""
 
     sid: int
     name: str
     tags: Mapping[str, str]
     parent_run_id: str | None
     who: Mapping[str, str]
+    resume_run_id: str | None = None
 
 
 @dataclass(frozen=True)

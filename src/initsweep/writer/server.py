@@ -201,7 +201,7 @@ class Server:
         return self.opened[r.sid].ready()
 
     def start_run(self, r: StartRun) -> tuple[str, str]:
-        logger = self.opened[r.sid].start_run(r.name, r.tags, r.parent_run_id, r.who)
+        logger = self.opened[r.sid].start_run(r.name, r.tags, r.parent_run_id, r.who, r.resume_run_id)
         self.runs[logger.run_id] = logger
         return logger.run_id, logger.run_name
 
