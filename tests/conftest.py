@@ -60,8 +60,12 @@ def run_train(
 
 
 def train_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without MLFLOW_TRACKING_URI (a child's store is its cwd's), plus ``env``."""
-    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
+    """The test's environment without MLFLOW_TRACKING_URI (a child's store is its cwd's), plus ``env``; the
+    entries of PYTHONPATH made absolute (``PYTHONPATH=src pytest``: a child in another cwd imports the same)."""
+    out = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
+    if out.get("PYTHONPATH"):
+        out["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in out["PYTHONPATH"].split(os.pathsep) if p)
+    return out
 
 
 def _default_signal_handlers() -> None:
