@@ -22,7 +22,7 @@ ZERO_INIT_RESIDUAL = "init.rules=[{modules: 'layer*.*.bn2', weight: 0}]"
 def test_resnet20_on_cifar_batches_zero_init_residual_and_he_stds_in_the_logged_table(tmp_path: Path) -> None:
     cifar = write_cifar_dir(tmp_path / "cifar")  # 60 training and 10 test images of 3 x 32 x 32
     args = ["model=resnet", "data=cifar10", f"data.path={cifar}", "init=kaiming_normal", ZERO_INIT_RESIDUAL]
-    proc = run_train([*args, "trainer.epochs=1", "tracking.log_plots=false"], cwd=tmp_path)
+    proc = run_train([*args, "trainer.epochs=1", "diagnostics.enabled=false", "tracking.log_plots=false"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = all_runs(tmp_path)
     assert run.info.status == "FINISHED" and run.data.params["model.depth"] == "20"
