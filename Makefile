@@ -42,8 +42,8 @@ test-fast: setup
 
 # Format and lint (ruff), types (mypy) and the import graph's contracts (import-linter, see pyproject.toml).
 lint: setup
-	$(VENV)/bin/ruff format --check src tests scripts train.py
-	$(VENV)/bin/ruff check src tests scripts train.py
+	$(VENV)/bin/ruff format --check src tests scripts examples train.py
+	$(VENV)/bin/ruff check src tests scripts examples train.py
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 

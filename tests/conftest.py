@@ -4,6 +4,8 @@ throw-away MLflow store, and read that store back."""
 from __future__ import annotations
 
 import os
+import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 TRAIN = ROOT / "train.py"
+PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
 # Small and quick: a few epochs are enough to tell learning from not learning on digits.
 FAST = ("trainer.epochs=3",)
 
@@ -57,8 +60,12 @@ def run_train(
 
 
 def train_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without MLFLOW_TRACKING_URI (a child's store is its cwd's), plus ``env``."""
-    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
+    """The test's environment without MLFLOW_TRACKING_URI (a child's store is its cwd's), plus ``env``; the
+    entries of PYTHONPATH made absolute (``PYTHONPATH=src pytest``: a child in another cwd imports the same)."""
+    out = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
+    if out.get("PYTHONPATH"):
+        out["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in out["PYTHONPATH"].split(os.pathsep) if p)
+    return out
 
 
 def _default_signal_handlers() -> None:
@@ -218,3 +225,61 @@ def new_pg_database() -> Iterator[Callable[[str], str]]:
     with admin() as conn:
         for name in made:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def build_wheel(out: Path, work: Path) -> Path:
+    """A wheel of this clone, built offline from a copy of its sources (no build/ or egg-info left in the
+    clone); returns its path."""
+    source = work / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run(
+        [*PIP, "wheel", "--no-deps", "--no-index", "--no-build-isolation", "-w", str(out), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = out.glob("initsweep-*.whl")
+    return wheel
+
+
+def install_into(target: Path, *sources: Path) -> dict[str, str]:
+    """``pip install --no-deps --target TARGET SOURCES`` offline: a bare directory holding only these packages
+    (wheels, or project directories: build those from a copy, pip builds in their tree). Returns the
+    environment that runs them: the test's, without $MLFLOW_TRACKING_URI, with PYTHONPATH = TARGET only
+    (ahead of the clone's editable install in site-packages)."""
+    subprocess.run(
+        [
+            *PIP,
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            *map(str, sources),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PYTHONPATH")}
+    return {**env, "PYTHONPATH": str(target)}
+
+
+def write_cifar_dir(directory: Path, per_batch: int = 12, n_test: int = 10) -> Path:
+    """Tiny CIFAR-10 python batches (data_batch_1..5, test_batch): rows of 3072 uint8, channel-major 3x32x32;
+    label c brightens channel c % 3."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, n in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", n_test)]:
+        labels = [int(c) for c in rng.integers(0, 10, n)]
+        images = rng.integers(0, 60, size=(n, 3, 32, 32)).astype(np.uint8)
+        images[np.arange(n), np.array(labels) % 3] += 150
+        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": images.reshape(n, 3072)}
+        (directory / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return directory

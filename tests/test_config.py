@@ -31,8 +31,9 @@ def test_every_group_option_composes_and_validates(group, option, tmp_path):
     if group == "data" and option in ("idx", "cifar10", "imagefolder"):  # the user's files: without them, an error
         with pytest.raises(ConfigError, match="data.path"):
             _validated(overrides)
+        from conftest import write_cifar_dir
         from test_data_models import _write_idx_dir
-        from test_data_sources import write_cifar_dir, write_image_folder
+        from test_data_sources import write_image_folder
 
         write = {"idx": _write_idx_dir, "cifar10": write_cifar_dir, "imagefolder": write_image_folder}[option]
         overrides.append(f"data.path={write(tmp_path / option)}")

@@ -16,7 +16,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import all_runs, compose, run_train
+from conftest import all_runs, compose, run_train, write_cifar_dir
 from initsweep.core import data
 from initsweep.core.config import ConfigError, validate
 
@@ -189,20 +189,6 @@ def test_a_target_selects_the_callable_and_the_built_ins_keep_their_messages(use
 
 # --------------------------------------------------------------------------------------------------
 # CIFAR-10's python batches
-
-
-def write_cifar_dir(directory: Path, per_batch: int = 12, n_test: int = 10) -> Path:
-    """Tiny CIFAR-10 python batches (data_batch_1..5, test_batch): rows of 3072 uint8, channel-major 3x32x32;
-    label c brightens channel c % 3."""
-    rng = np.random.default_rng(0)
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, n in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", n_test)]:
-        labels = [int(c) for c in rng.integers(0, 10, n)]
-        images = rng.integers(0, 60, size=(n, 3, 32, 32)).astype(np.uint8)
-        images[np.arange(n), np.array(labels) % 3] += 150
-        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": images.reshape(n, 3072)}
-        (directory / name).write_bytes(pickle.dumps(batch, protocol=2))
-    return directory
 
 
 def _cifar(folder: Path, **keys: Any) -> Any:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,27 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, store_uri
-
-PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
-
-
-def build_wheel(out: Path, work: Path) -> Path:
-    """A wheel of this clone, built offline from a copy of its sources (no build/ or egg-info left in the
-    clone); returns its path."""
-    source = work / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, source / name)
-    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    subprocess.run(
-        [*PIP, "wheel", "--no-deps", "--no-index", "--no-build-isolation", "-w", str(out), str(source)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = out.glob("initsweep-*.whl")
-    return wheel
+from conftest import ROOT, build_wheel, install_into, store_uri
 
 
 @pytest.mark.slow
@@ -48,14 +26,10 @@ def test_installed_wheel_runs_a_sweep_with_a_user_group_outside_the_clone(tmp_pa
     assert "hydra_plugins/initsweep_basic_sweeper/sweeper.py" in names
 
     target = tmp_path / "installed"
-    subprocess.run(
-        [*PIP, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)], check=True, timeout=300
-    )
+    env = install_into(target, wheel)
     work = tmp_path / "project"  # the user's own directory: neither the clone nor a parent of it
     (work / "conf" / "trainer").mkdir(parents=True)
     (work / "conf" / "trainer" / "quick.yaml").write_text("defaults:\n  - default\nepochs: 2\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PYTHONPATH")}
-    env["PYTHONPATH"] = str(target)  # ahead of the clone's editable install in site-packages
 
     where = subprocess.run(
         [sys.executable, "-c", "import initsweep; print(initsweep.__file__)"],

@@ -187,10 +187,12 @@ def checked_arrays(x: Any, y: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
             f"{where} x has shape {x.shape}: need (n, features) or (n, channels, ...), at least 2 dims "
             f"(one feature: x[:, None])"
         )
-    if y.ndim != 1 or len(y) != len(x) or len(x) == 0:
+    if y.ndim != 1:
         raise ConfigError(
-            f"{where} x and y must hold the same number (>= 1) of samples, y 1-D: got {x.shape}, {y.shape}"
+            f"{where} y has shape {y.shape}: need 1-D integer class labels, shape (n,) (one-hot labels: y.argmax(1))"
         )
+    if len(y) != len(x) or len(x) == 0:
+        raise ConfigError(f"{where} x and y must hold the same number (>= 1) of samples: got {x.shape}, {y.shape}")
     if y.dtype.kind not in "iu" or y.min() < 0:
         got = f"dtype {y.dtype}" if y.dtype.kind not in "iu" else f"a minimum of {y.min()}"
         raise ConfigError(f"{where} y must hold integer class labels 0..C-1 (C = max + 1 classes), got {got}")
