@@ -283,3 +283,12 @@ def write_cifar_dir(directory: Path, per_batch: int = 12, n_test: int = 10) -> P
         batch = {b"batch_label": name.encode(), b"labels": labels, b"data": images.reshape(n, 3072)}
         (directory / name).write_bytes(pickle.dumps(batch, protocol=2))
     return directory
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--config-dir`` puts its dirs in $INITSWEEP_CONFIG_DIRS of the process that reads the command line (a
+    test, for in-process prechecks): each test starts without any, and what it set goes with it."""
+    from initsweep.protocol import CONFIG_DIRS_ENV
+
+    monkeypatch.setenv(CONFIG_DIRS_ENV, "")

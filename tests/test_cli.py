@@ -116,3 +116,15 @@ def test_python_m_initsweep_config_error_is_one_line_exit_2(tmp_path: Path):
     assert proc.returncode == 2
     assert proc.stderr == "initsweep: trainer=quik: no such option; did you mean quick? (options: default, quick)\n"
     assert not (tmp_path / "multirun").exists()
+
+
+def test_a_user_option_named_like_a_built_in_one_replaces_it(tmp_path: Path):
+    conf = tmp_path / "conf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "model" / "resmlp.yaml").write_text("_target_: initsweep.core.models.MLP\nname: mine\nwidth: 7\n")
+    proc = run([sys.executable, "-m", "initsweep", "--cfg", "job", "--config-dir", str(conf), "model=resmlp"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "_target_: initsweep.core.models.MLP" in proc.stdout and "width: 7" in proc.stdout
+    assert "ResidualMLP" not in proc.stdout
+    builtin = run([sys.executable, "-m", "initsweep", "--cfg", "job", "model=resmlp"], tmp_path)
+    assert "_target_: initsweep.core.models.ResidualMLP" in builtin.stdout

@@ -25,7 +25,7 @@ EXAMPLE = ROOT / "examples" / "initsweep-example"
 # The example's ResMLP at blocks=2: its 6 Linear layers by module path, and their fan-in (10 features of blobs).
 LAYERS = ["inp", "blocks.0.fc1", "blocks.0.fc2", "blocks.1.fc1", "blocks.1.fc2", "out"]
 FAN_IN = dict.fromkeys(LAYERS, 32) | {"inp": 10}
-SWEEP = ["model=my_resmlp", "data=blobs", "init=zeros,kaiming_normal", "trainer.epochs=4"]
+SWEEP = ["model=resmlp", "data=blobs", "init=zeros,kaiming_normal", "trainer.epochs=4"]
 
 
 @pytest.fixture
@@ -37,8 +37,13 @@ def example_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         del sys.modules[name]
 
 
-def test_the_examples_model_data_and_initializer_plug_into_initsweep(example_on_path: None) -> None:
-    overrides = [f"hydra.searchpath=[file://{EXAMPLE / 'conf'}]", "model=my_resmlp", "data=blobs"]
+def test_the_examples_model_data_and_initializer_plug_into_initsweep(
+    example_on_path: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from initsweep.protocol import CONFIG_DIRS_ENV
+
+    monkeypatch.setenv(CONFIG_DIRS_ENV, str(EXAMPLE / "conf"))  # what --config-dir sets: searched first
+    overrides = ["model=resmlp", "data=blobs"]
     custom = ["init=custom", "init._target_=initsweep_example.inits.rademacher_"]
     config = validate(OmegaConf.to_container(compose([*overrides, *custom]), resolve=True))
     d = data.load(config.data)

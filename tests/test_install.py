@@ -58,7 +58,7 @@ def test_installed_wheel_runs_a_sweep_with_a_user_group_outside_the_clone(tmp_pa
     sources = OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra.runtime.config_sources
     by_provider = {s.provider: Path(s.path) for s in sources}  # the groups the job was composed from
     assert by_provider["main"] == target.resolve() / "initsweep" / "conf"
-    assert by_provider["command-line"] == (work / "conf").resolve()
+    assert by_provider["initsweep-user"] == (work / "conf").resolve()  # --config-dir: searched first
 
     from mlflow import MlflowClient
 

@@ -20,6 +20,9 @@ Direction = Literal["minimize", "maximize"]
 
 # --- environment variables -------------------------------------------------------------------------------
 
+# A user's config dirs (os.pathsep-separated), searched before the package's own (``--config-dir`` sets it):
+# hydra_plugins/initsweep_searchpath reads it in every process of a sweep.
+CONFIG_DIRS_ENV = "INITSWEEP_CONFIG_DIRS"
 TRIAL_ENV = "INITSWEEP_TRIAL"  # set by the Optuna sweeper on each job (hydra.job.env_set): the trial number
 
 # --- Hydra plugins, by their _target_ ----------------------------------------------------------------------

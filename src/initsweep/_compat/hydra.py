@@ -16,14 +16,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
-from hydra.core.config_search_path import ConfigSearchPath, SearchPathQuery
+from hydra.core.config_search_path import ConfigSearchPath
 
 __all__ = [
     "ConfigLoaderImpl",
@@ -80,19 +79,12 @@ def share_group_listings() -> None:
     ConfigLoaderImpl.get_group_options = get_group_options  # type: ignore[method-assign]
 
 
-def main_search_path(task_module: str, config_path: str, config_dir: str | None = None) -> ConfigSearchPath:
+def main_search_path(task_module: str, config_path: str) -> ConfigSearchPath:
     """The config search path ``hydra.main`` builds for a task function defined in module ``task_module`` with
-    ``config_path`` (Hydra's ``pkg://hydra.conf``, the primary dir, every SearchPathPlugin's, the schema), with
-    ``--config-dir`` (``config_dir``) inserted before the schema as Hydra's ``_run_hydra`` inserts it.
-    ``hydra.searchpath`` is not in it: Hydra's config loader adds it at each composition."""
-    search_path = create_automatic_config_search_path(None, task_module, config_path)
-    if config_dir is not None:
-        search_path.prepend(
-            provider="command-line",
-            path=f"file://{os.path.abspath(config_dir)}",
-            anchor=SearchPathQuery(provider="schema"),
-        )
-    return search_path
+    ``config_path`` (Hydra's ``pkg://hydra.conf``, the primary dir, every SearchPathPlugin's, the schema;
+    initsweep's own plugin puts a user's ``--config-dir`` first). ``hydra.searchpath`` is not in it: Hydra's
+    config loader adds it at each composition."""
+    return create_automatic_config_search_path(None, task_module, config_path)
 
 
 @contextmanager

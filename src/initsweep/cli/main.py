@@ -4,7 +4,8 @@ sequence around Hydra's entry point, in one place.
 ``initsweep [overrides]`` trains one job; ``initsweep -m ...`` sweeps. Before Hydra starts, the command line is
 checked (:mod:`initsweep.cli.precheck`): a config error is one ``initsweep:`` line, exit 2, and leaves no
 output directory behind. The config groups are the package's own (``initsweep/conf``); a user's directory
-joins with ``--config-dir DIR`` or ``hydra.searchpath=[file://DIR]`` (docs/projects.md).
+joins with ``--config-dir DIR`` (searched first: its options replace the package's of the same name) or
+``hydra.searchpath=[file://DIR]`` (searched after them) (docs/projects.md).
 
 Import-light: this module loads Hydra and OmegaConf only, so ``--help`` and ``--cfg job`` answer quickly;
 torch and MLflow load inside the task function, when a job runs.
@@ -44,11 +45,14 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     # conf/hydra/launcher/joblib.yaml extends the joblib launcher's own config of the same name on purpose.
     warnings.filterwarnings("ignore", message=r"(?s).*automatic_schema_matching")
     from initsweep._compat.hydra import share_group_listings
-    from initsweep.cli.precheck import check_command_line
+    from initsweep.cli.precheck import check_command_line, take_config_dirs
     from initsweep.report.console import quiet_libraries
 
     quiet_libraries()
     share_group_listings()  # --help and the check below list every config group: one repository copy, not 100
+    sys.argv[1:] = take_config_dirs(
+        sys.argv[1:]
+    )  # a user's config dirs come first (hydra_plugins/initsweep_searchpath)
     check_command_line(sys.argv[1:], CONFIG_DIR, CONFIG_NAME, task_module=task.__module__)
     from initsweep.tracking.fastexit import exit_now
 

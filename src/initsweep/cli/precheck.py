@@ -102,6 +102,33 @@ def _explain(error: Exception, parsed: list[Any], config_name: str) -> str:
     return text.replace("\n", " ").split("Config search path")[0].strip()
 
 
+def take_config_dirs(argv: Sequence[str]) -> list[str]:
+    """``argv`` without ``--config-dir DIR`` / ``--config-dir=DIR`` / ``-cd DIR``, whose directories go to
+    ``$INITSWEEP_CONFIG_DIRS`` (absolute, before any already there): the search-path plugin
+    (hydra_plugins/initsweep_searchpath) puts them before the package's configs in this process and in every
+    worker of a sweep. :func:`fail` for a directory that does not exist."""
+    import os
+
+    from initsweep.protocol import CONFIG_DIRS_ENV
+
+    rest, dirs, items = [], [], list(argv)
+    while items:
+        arg = items.pop(0)
+        if arg in ("--config-dir", "-cd") and items:
+            dirs.append(items.pop(0))
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    for d in dirs:
+        if not Path(d).is_dir():
+            fail(f"--config-dir {d}: no such directory ({Path(d).resolve()})")
+    if dirs:
+        known = [d for d in os.environ.get(CONFIG_DIRS_ENV, "").split(os.pathsep) if d]
+        os.environ[CONFIG_DIRS_ENV] = os.pathsep.join([str(Path(d).resolve()) for d in dirs] + known)
+    return rest
+
+
 def check_command_line(
     argv: Sequence[str], config_path: str | Path, config_name: str = "config", task_module: str = "initsweep.cli.main"
 ) -> None:
@@ -110,14 +137,12 @@ def check_command_line(
     :func:`fail` (exit 2)."""
     from initsweep._compat.hydra import get_args_parser
 
-    args, _ = get_args_parser().parse_known_args(list(argv))
+    args, _ = get_args_parser().parse_known_args(take_config_dirs(argv))
     if any(getattr(args, flag, None) for flag in _NO_RUN_FLAGS):
         return
-    if args.config_dir is not None and not Path(args.config_dir).is_dir():
-        fail(f"--config-dir {args.config_dir}: no such directory ({Path(args.config_dir).resolve()})")
     parsed = _parse_overrides(args.overrides, args.multirun)
     primary = str(args.config_path if args.config_path is not None else config_path)
-    cfg = _compose_checked(parsed, task_module, primary, args.config_dir, args.config_name or config_name)
+    cfg = _compose_checked(parsed, task_module, primary, args.config_name or config_name)
     if not args.multirun:  # a multirun: the sweep callback validates every job's config before the first job
         _validate(cfg)
 
@@ -137,9 +162,7 @@ def _parse_overrides(overrides: list[str], multirun: bool) -> list[Any]:
     return parsed
 
 
-def _compose_checked(
-    parsed: list[Any], task_module: str, config_path: str, config_dir: str | None, config_name: str
-) -> Any:
+def _compose_checked(parsed: list[Any], task_module: str, config_path: str, config_name: str) -> Any:
     """The config of the first job, composed as Hydra will (same search path); :func:`fail` on an unknown group
     option anywhere in a sweep, or on any composition error."""
     from hydra import version
@@ -149,7 +172,7 @@ def _compose_checked(
     from initsweep._compat.hydra import initialize_as_main, main_search_path
 
     version.setbase("1.3")  # as @hydra.main(version_base="1.3") sets it
-    with initialize_as_main(main_search_path(task_module, config_path, config_dir), task_name="initsweep"):
+    with initialize_as_main(main_search_path(task_module, config_path), task_name="initsweep"):
         loader = GlobalHydra.instance().config_loader()
         try:
             _check_swept_options(parsed, loader, config_name)
