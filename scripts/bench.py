@@ -25,6 +25,10 @@ created beforehand (a researcher's store usually exists). Cases (``--only``):
   optuna    a 30-trial normal_std study, median pruner vs no pruner, same best value        <= 0.5 x
   long      (only with --only long) --long-epochs full-batch epochs of a 2-10-10-2 MLP on 300
             circles points vs a plain loop with a val loss/acc per epoch, wall and CPU          <= 1.2 x
+  resnet    one epoch of ResNet-20 on generated CIFAR-10 batches (--cifar-train images, --cifar-test) vs a
+            plain loop over the same data with the same per-epoch measurements (the architecture is
+            initsweep.core.models.ResNet on both sides: the pipeline is what is measured)       <= 1.15 x
+  checkpoint  a --checkpoint-epochs run with trainer.checkpoint_every at its default (10) vs never  <= 1.03 x
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INITS = ("zeros", "ones", "normal", "uniform")
-ALL_CASES = "steps,single,sweep4,sweep16,slope,reject,startup,parallel,memory,optuna"
+ALL_CASES = "steps,single,sweep4,sweep16,slope,reject,startup,parallel,memory,optuna,resnet,checkpoint"
 TINY_CASES = "steps,sweep4,reject,startup"
 STOCK_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hydra's, for the no-op reference
 NOOP_APP = """import hydra
@@ -125,6 +129,67 @@ def plain_worker(args) -> None:
     for item in args.plain.split(","):
         init, _, epochs = item.partition(":")
         plain_train(data, init, args, int(epochs) if epochs else None)
+
+
+# --------------------------------------------------------------------------------------------------
+# ResNet-20 on CIFAR-10-format batches (generated: nothing is downloaded).
+
+
+def write_cifar(directory: Path, n_train: int, n_test: int) -> Path:
+    """CIFAR-10 python batches of random images: data_batch_1 (all training images) and test_batch."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, n in (("data_batch_1", n_train), ("test_batch", n_test)):
+        labels = [int(c) for c in rng.integers(0, 10, n)]
+        batch = {b"labels": labels, b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)}
+        (directory / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return directory
+
+
+def plain_resnet(path: str, batch_size: int) -> None:
+    """One epoch of ResNet-20 on the batches at ``path``: the same 85/15 train/val split sizes, per-feature
+    standardization, SGD (lr 0.01, momentum 0.9), and after the epoch the train and val loss and accuracy in
+    eval mode (what initsweep records per epoch), then the test set's."""
+    import pickle
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from initsweep.core.models import ResNet  # the architecture, not the pipeline
+
+    def batch(name: str):
+        d = pickle.loads((Path(path) / name).read_bytes())
+        return np.asarray(d[b"data"], np.float32).reshape(-1, 3, 32, 32) / 255, np.asarray(d[b"labels"])
+
+    (x, y), (xt, yt) = batch("data_batch_1"), batch("test_batch")
+    order = np.random.default_rng(0).permutation(len(x))
+    n_val = int(round(0.15 * len(x)))
+    tr, va = order[n_val:], order[:n_val]
+    mean, std = x[tr].mean(0), x[tr].std(0) + 1e-12
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    xs = {k: t((v - mean) / std) for k, v in (("train", x[tr]), ("val", x[va]), ("test", xt))}
+    ys = {"train": t(y[tr]), "val": t(y[va]), "test": t(yt)}
+    torch.manual_seed(0)
+    model = ResNet((3, 32, 32), 10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    perm = torch.randperm(len(xs["train"]))
+    model.train()
+    for i in range(0, len(perm), batch_size):
+        idx = perm[i : i + batch_size]
+        loss = nn.functional.cross_entropy(model(xs["train"][idx]), ys["train"][idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        for part in ("train", "val", "test"):
+            logits = torch.cat([model(xs[part][i : i + 1024]) for i in range(0, len(xs[part]), 1024)])
+            nn.functional.cross_entropy(logits, ys[part]).item(), (logits.argmax(1) == ys[part]).float().mean().item()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,9 +422,15 @@ def main() -> None:
     p.add_argument("--plain", help=argparse.SUPPRESS)
     p.add_argument("--plain-long", type=int, help=argparse.SUPPRESS)
     p.add_argument("--long-epochs", default="2000,15000", help="epochs of the `long` cases (comma-separated)")
+    p.add_argument("--cifar-train", type=int, default=5000, help="resnet: generated training images")
+    p.add_argument("--cifar-test", type=int, default=1000, help="resnet: generated test images")
+    p.add_argument("--checkpoint-epochs", type=int, default=60, help="checkpoint: epochs of each run")
+    p.add_argument("--plain-resnet", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.plain:
         return plain_worker(args)
+    if args.plain_resnet:
+        return plain_resnet(args.plain_resnet, args.batch_size)
     if args.plain_long:
         return plain_long(args.plain_long)
     if args.tiny:
@@ -445,6 +516,10 @@ def main() -> None:
         if "optuna" in cases:
             add(*optuna_case(b))
             add(*optuna_floor(b))
+        if "resnet" in cases:
+            add(*resnet_case(b))
+        if "checkpoint" in cases:
+            add(*checkpoint_case(b))
         if "long" in cases:  # issue 17: many tiny full-batch epochs
             for epochs in map(int, args.long_epochs.split(",")):
                 ow, rw, oc, rc = bench_long(args, epochs, b.cwd)
@@ -473,6 +548,40 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for case, ours, ref, ratio, goal, met in rows:
         print(f"| {case} | {ours} | {ref} | {ratio} | {goal} | {'yes' if met else 'no'} |")
+
+
+def resnet_case(b: Bench) -> tuple[str, str, str, float, str, bool]:
+    """One tracked ResNet-20 epoch on generated CIFAR-10 batches vs the plain loop on the same files."""
+    args = b.args
+    data = write_cifar(b.cwd / "cifar", args.cifar_train, args.cifar_test)
+    ours = [
+        *b.train,
+        "model=resnet",
+        "data=cifar10",
+        f"data.path={data}",
+        "data.train_batches=[data_batch_1]",
+        "trainer.epochs=1",
+        f"trainer.batch_size={args.batch_size}",
+        *args.override,
+    ]
+    plain = [sys.executable, __file__, "--plain-resnet", str(data), "--batch-size", str(args.batch_size)]
+    noop = [*b.noop, "model=resnet", "data=cifar10", f"data.path={data}", "~hydra.callbacks.sweep"]
+    o, r, ratio = alternated(args.repeats, lambda: wall(ours, b.cwd), lambda: wall(plain, b.cwd) + wall(noop, b.cwd))
+    n = f"{args.cifar_train} images"
+    return f"k. ResNet-20, 1 epoch, {n}", f"{o:.2f} s", f"{r:.2f} s plain + no-op", ratio, "<= 1.15 x", ratio <= 1.15
+
+
+def checkpoint_case(b: Bench) -> tuple[str, str, str, float, str, bool]:
+    """The default model for --checkpoint-epochs epochs, checkpointing every 10 epochs vs never."""
+    epochs = [f"trainer.epochs={b.args.checkpoint_epochs}"]
+    run = [*b.train, *model_args(b.args), *epochs]
+    o, r, ratio = alternated(
+        b.args.repeats,
+        lambda: wall([*run, "trainer.checkpoint_every=10"], b.cwd),
+        lambda: wall([*run, "trainer.checkpoint_every=null"], b.cwd),
+    )
+    case = f"l. checkpoints every 10 of {b.args.checkpoint_epochs} epochs"
+    return case, f"{o:.2f} s", f"{r:.2f} s without", ratio, "<= 1.03 x", ratio <= 1.03
 
 
 def optuna_case(b: Bench) -> tuple[str, str, str, float, str, bool]:

@@ -452,11 +452,18 @@ def chance_accuracy(y: Tensor) -> float:
     return torch.bincount(y).max().item() / len(y) if len(y) else math.nan
 
 
-def summary_context(model: nn.Module, data: Dataset, best: BestState, cfg: MetricsConfig) -> dict[str, Any]:
-    """The keyword arguments of :func:`summarize` beyond the history: the best-val state's test metrics,
-    the val set's chance accuracy, the chance loss ln C, and the metrics config."""
+def summary_context(
+    model: nn.Module,
+    data: Dataset,
+    best: BestState,
+    cfg: MetricsConfig,
+    at_best: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`summarize` beyond the history: the best-val state's test metrics
+    (``at_best`` when the caller has them: the best epoch was the last, its weights the final ones), the val
+    set's chance accuracy, the chance loss ln C, and the metrics config."""
     return {
-        "at_best": best.evaluate(model, data.x_test, data.y_test),
+        "at_best": at_best if at_best is not None else best.evaluate(model, data.x_test, data.y_test),
         "chance_acc": chance_accuracy(data.y_val),
         "chance_loss": math.log(max(2, data.num_classes)),
         "cfg": cfg,

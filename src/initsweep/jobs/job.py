@@ -135,7 +135,8 @@ def run_diagnostics(
     """:func:`initsweep.diagnostics.signal.diagnose` with the config's settings; adds ``time/diag_s``."""
     t0 = time.perf_counter()
     diag = diagnose(model, *batch, cfg.warn_factor, cfg.duplicate_tol, cfg.saturation_tol)
-    diag.metrics.update(isometry_metrics(model, batch[0]))  # diag/jacobian_sv_*, diag/weight_sv_*
+    # diag/jacobian_sv_*, diag/weight_sv_*: the Jacobian costs a backward pass per output unit, hence fewer examples
+    diag.metrics.update(isometry_metrics(model, batch[0][: cfg.jacobian_batch]))
     diag.metrics["time/diag_s"] = time.perf_counter() - t0
     return diag
 
@@ -540,7 +541,10 @@ def _finish(
         in_process_sweep = ctx.sweep_dir is not None and ctx.parallel_jobs == 1  # the next job can start now
         figures.log_figures(logger, history, step_0.val, step_0.snapshots, out_dir, background=in_process_sweep)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
-    summary = summarize(history, test_loss, test_acc, **summary_context(model, data, best, config.metrics))
+    last = history[-1].epoch if history else None
+    at_best = (test_loss, test_acc) if best.epoch is not None and best.epoch == last else None  # the same weights
+    context = summary_context(model, data, best, config.metrics, at_best)
+    summary = summarize(history, test_loss, test_acc, **context)
     logger.log_metrics(summary, step=0)  # step 0: the UI shows one-value metrics as bars, not one-point lines
     if save and checkpoint.wanted(config.tracking.checkpoint, in_study=trial_number() is not None):
         checkpoint.save(logger, model, best.state, best.epoch, data.input_shape, data.num_classes)
