@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -96,6 +97,25 @@ def test_an_rdb_storage_uses_optunas_heartbeat_and_retries_the_stale_trial(tmp_p
     assert message.startswith("trial 0: no heartbeat")
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[1].params == trials[0].params
+
+
+@pytest.mark.parametrize("storage", ["journal", "rdb"])
+def test_a_trial_never_claimed_is_failed_and_retried_on_any_storage(tmp_path, monkeypatch, storage):
+    """The asker was killed between creating the trial and recording itself as its owner."""
+    if storage == "journal":
+        study = journal_study(tmp_path)
+    else:
+        rdb = sr.sweeper_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=60, grace_s=120)
+        study = optuna.create_study(study_name="s", storage=rdb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Optuna's "Heartbeat ... study.optimize" on the RDB
+        study.ask(SPACE.distributions)  # and no claim
+    assert sr.recover_stale_trials(study, study._storage, grace_s=600) == []  # just asked: maybe being claimed
+    monkeypatch.setattr(sr, "UNCLAIMED_S", 0.2)
+    time.sleep(0.3)
+    (message,) = sr.recover_stale_trials(study, study._storage, grace_s=600)  # long before the heartbeat grace
+    assert message.startswith("trial 0: never claimed")
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "WAITING"]
 
 
 def test_the_keeper_claims_trials_and_renews_their_heartbeat(tmp_path):

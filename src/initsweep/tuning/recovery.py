@@ -41,6 +41,9 @@ HOST, PID, PID_START, HEARTBEAT = (f"{PREFIX}{k}" for k in ("host", "pid", "pid_
 FAILED_BY = f"{PREFIX}failed_by"  # "host:pid" of the invocation that marked a stale trial FAIL
 RETRY_HISTORY = "retry_history"  # Optuna's name (RetryHeartbeatStaleTrialCallback): numbers of the ancestors
 MAX_RETRY = 1
+# A trial is claimed (owner attrs) right after it is asked for; one still unclaimed this long after it started
+# was asked for by a process killed in between, on any storage and host.
+UNCLAIMED_S = 10.0
 
 
 def process_identity(pid: int | None = None) -> dict[str, Any]:
@@ -85,9 +88,13 @@ def retry_once(study: optuna.Study, trial: FrozenTrial) -> int | None:
 
 
 def _stale_reason(trial: FrozenTrial, me: Mapping[str, Any], now: float, grace_s: float, rdb: bool) -> str | None:
-    """Why a RUNNING trial is stale, or None when its owner may still run it. On an RDB storage only a dead
-    owner on this host is decided here; Optuna's heartbeat decides the rest."""
+    """Why a RUNNING trial is stale, or None when its owner may still run it: never claimed
+    (:data:`UNCLAIMED_S` after it started), its owner on this host dead, or (journal) its heartbeat older than
+    ``grace_s``. On an RDB storage Optuna's heartbeat decides for owners on other hosts."""
     attrs = trial.system_attrs
+    started = trial.datetime_start.timestamp() if trial.datetime_start is not None else None
+    if PID not in attrs and HEARTBEAT not in attrs and started is not None and now - started > UNCLAIMED_S:
+        return f"never claimed: its process died {now - started:.0f} s ago between creating and claiming it"
     if PID in attrs and attrs.get(HOST) == me[HOST]:
         if (attrs[PID], attrs.get(PID_START)) == (me[PID], me[PID_START]):
             return None  # ours
@@ -97,8 +104,6 @@ def _stale_reason(trial: FrozenTrial, me: Mapping[str, Any], now: float, grace_s
     if rdb:
         return None
     beat = attrs.get(HEARTBEAT)
-    if beat is None and trial.datetime_start is not None:
-        beat = trial.datetime_start.timestamp()  # no owner recorded (e.g. killed between ask and claim)
     if beat is not None and now - float(beat) > grace_s:
         return f"no heartbeat from {owner_label(attrs)} for {now - float(beat):.0f} s (grace {grace_s:.0f} s)"
     return None
