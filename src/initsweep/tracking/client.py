@@ -346,6 +346,24 @@ def start_run(
     return logger
 
 
+def reopen_run(client: MlflowClient, run_id: str, who: Mapping[str, str] | None = None) -> RunLogger | None:
+    """Set an ended run RUNNING again for the process ``who`` (default this one), without the ``failure`` tags of
+    its last end, and return its logger; None when the store has no such run (or it was deleted)."""
+    run = find_run(client, run_id)
+    if run is None or run.info.lifecycle_stage != "active":
+        return None
+    for key in (Tag.FAILURE, Tag.FAILURE_REASON):
+        if key in run.data.tags:
+            retrying(client.delete_tag, run_id, key)
+    me = who or identity()
+    owner = {Tag.HOST: me["host"], Tag.PID: me["pid"], Tag.PID_START: me["pid_start"], Tag.HEARTBEAT: int(time.time())}
+    retrying(client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in owner.items()])  # before RUNNING: recovery
+    retrying(client.update_run, run_id, status="RUNNING")
+    logger = RunLogger(client, run_id, experiment_id=run.info.experiment_id)
+    logger.run_name = run.info.run_name or ""
+    return logger
+
+
 def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str, tags: Mapping[str, Any] | None = None) -> list:
     """All runs whose parent is ``parent_run_id`` (and that carry ``tags``, if given), oldest first."""
     where = [f"tags.`{Tag.PARENT}` = '{parent_run_id}'", *(f"tags.`{k}` = '{v}'" for k, v in (tags or {}).items())]
