@@ -2,9 +2,10 @@
 
 ``on_multirun_start`` (main process, before any job) validates every job's config, creates the store once,
 and opens the parent run; jobs find it through a small JSON file in the sweep dir, which works for the
-basic launcher (same process) and for joblib or submitit workers alike. ``on_multirun_end`` prints the
-summary table and writes the comparison report (src/initsweep/report/comparison.py), logs both to the parent run and
-closes it.
+basic launcher (same process) and for joblib or submitit workers alike. A basic sweep run again into its dir
+continues under the same parent run, its jobs with a result skipped (:mod:`initsweep.sweep.resume`).
+``on_multirun_end`` prints the summary table and writes the comparison report
+(src/initsweep/report/comparison.py), logs both to the parent run and closes it.
 """
 
 from __future__ import annotations
@@ -133,14 +134,6 @@ def shared_study_name(config: DictConfig) -> str | None:
     return plan_for(config).study_name
 
 
-def timestamped_sweep_dir(config: DictConfig) -> bool:
-    """Whether ``hydra.sweep.dir`` is a new dir per sweep (the default ``multirun/${now:...}``)."""
-    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False)
-    if not isinstance(raw, dict):
-        raise TypeError(f"hydra.sweep is a mapping, not {type(raw).__name__}")
-    return "${now:" in str(raw["dir"])
-
-
 def sweep_to_continue(config: DictConfig, sweep_dir: Path, jobs: list[list[str]] | None) -> SweepJobs | None:
     """The sweep recorded in ``sweep_dir`` that this basic sweep continues (:func:`initsweep.sweep.resume.continued`),
     or None: a new sweep (another sweeper, ``resume=false``, nothing recorded). SweepChanged when the dir holds a
@@ -159,7 +152,10 @@ def claim_sweep_dir(config: DictConfig) -> Path:
     :func:`initsweep.tracking.locks.claim_sweep_dir`): a timestamped dir gets a ``_2``, ``_3``, ... suffix when another
     sweep started in the same second; a fixed dir is refused while a live sweep holds it. The claimed dir
     replaces ``hydra.sweep.dir`` in ``config`` and in the Hydra overrides every job's config is composed from."""
-    timestamped = timestamped_sweep_dir(config)
+    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False)
+    if not isinstance(raw, dict):
+        raise TypeError(f"hydra.sweep is a mapping, not {type(raw).__name__}")
+    timestamped = "${now:" in str(raw["dir"])
     wanted = Path(str(config.hydra.sweep.dir))
     claimed = locks.claim_sweep_dir(wanted, unique=timestamped)
     if claimed != wanted:
@@ -225,8 +221,9 @@ class SweepCallback(Callback):
         params: dict[str, Any] = {"sweep_dir": str(config.hydra.sweep.dir)}
         if jobs is not None:
             params["n_jobs"] = len(jobs)
-        args = (uri, checked[0].experiment_name, run_name, shared_study_name(config), overrides, params)
-        self.logger = self._open_parent(config, claimed, (*args, processes.identity(), before and before.run_id))
+        study = shared_study_name(config)
+        args = (uri, checked[0].experiment_name, run_name, study, overrides, params, processes.identity())
+        self.logger = self._open_parent(config, claimed, study, (*args, before and before.run_id))
         run_id, exp_id = self.logger.run_id, str(self.logger.experiment_id)
         self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -245,8 +242,9 @@ class SweepCallback(Callback):
 
         atexit.register(self._close_if_open)
 
-    def _open_parent(self, config: DictConfig, claimed: Path, args: tuple) -> Any:
-        """:func:`initsweep.writer.sweep_runs.open_parent` ``(*args)``; a store that fails: one line, exit 2."""
+    def _open_parent(self, config: DictConfig, claimed: Path, study: str | None, args: tuple) -> Any:
+        """:func:`initsweep.writer.sweep_runs.open_parent` ``(*args)`` (``study``: its study argument); a store
+        that fails: one line, exit 2."""
         from initsweep.protocol import TrackingError
         from initsweep.sweep import launchers
         from initsweep.writer import client as writer
@@ -255,7 +253,6 @@ class SweepCallback(Callback):
         # A sweep whose process has no MLflow yet (any but a shared study's): the tracking writer imports it and
         # opens the store and the parent run while this process imports torch for the jobs, if they run here
         # (a joblib or SLURM sweep's process never trains: its workers would compete with that import).
-        study = args[3]
         self.writer = writer.writer() if study is None and writer.wanted() else None
         launcher = config.hydra.launcher.get("_target_")
         try:
