@@ -135,3 +135,21 @@ def test_a_completed_sweep_run_again_trains_nothing_and_a_changed_command_is_ref
     assert len(children(tmp_path, new_parent[0].info.run_id)) == 4
     old = {r.info.run_id: r.info.status for r in all_runs(tmp_path) if r.info.run_id in runs}
     assert old == runs  # the old sweep untouched
+
+
+def test_a_recorded_sweep_is_continued_by_the_same_jobs_only(tmp_path: Path):
+    """The comparison alone, on a real record file: control keys (resume, max_jobs) are no difference; another
+    job list names what was added and removed; another store is named too."""
+    from initsweep.sweep import resume
+
+    command = ["init=zeros,normal", "seed=0,1", "max_jobs=10"]
+    jobs = [[f"init={i}", f"seed={s}", "max_jobs=10"] for i in ("zeros", "normal") for s in (0, 1)]
+    resume.record("run1", "sqlite:///a.db", command, jobs, [0, 2]).write(tmp_path)
+    same = resume.continued(tmp_path, "sqlite:///a.db", [*command[:2], "resume=false"], [j[:2] for j in jobs])
+    assert same is not None and same.run_id == "run1" and same.done == (0, 2)
+    with pytest.raises(resume.SweepChanged, match=r"\(added: seed=0,1,2; removed: seed=0,1\)"):
+        resume.continued(tmp_path, "sqlite:///a.db", ["init=zeros,normal", "seed=0,1,2"], [*jobs, ["seed=2"]])
+    with pytest.raises(resume.SweepChanged, match=r"tracked in sqlite:///a.db, this command tracks in sqlite:///b"):
+        resume.continued(tmp_path, "sqlite:///b.db", command, jobs)
+    assert resume.continued(tmp_path / "new", "sqlite:///a.db", command, jobs) is None
+    assert resume.remaining(tmp_path, range(4)) == [1, 3]
