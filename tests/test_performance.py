@@ -14,7 +14,7 @@ from omegaconf import open_dict
 
 from conftest import CONF, ROOT
 from initsweep.protocol import job_config_dict
-from initsweep.sweep.callback import job_configs
+from initsweep.sweep.callback import basic_jobs, job_configs
 
 
 @pytest.mark.slow
@@ -49,7 +49,7 @@ def test_job_configs_equal_one_composition_per_job(overrides: list[str]):
         cfg = compose(config_name="config", overrides=fixed, return_hydra_config=True)
         with open_dict(cfg):
             cfg.hydra.overrides.task = overrides
-        fast = job_configs(cfg)
+        fast = job_configs(cfg, basic_jobs(cfg))
         loader = GlobalHydra.instance().config_loader()
         parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
         jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]

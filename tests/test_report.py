@@ -81,11 +81,11 @@ def test_comparison_uses_results_leaves_out_crashes_and_keeps_job_order():
 def test_seed_study_overlay_sweeps_four_inits_times_three_seeds():
     from hydra import compose, initialize_config_dir
 
-    from initsweep.sweep.callback import job_configs
+    from initsweep.sweep.callback import basic_jobs, job_configs
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["experiment=seed_study"], return_hydra_config=True)
-        jobs = job_configs(cfg)
+        jobs = job_configs(cfg, basic_jobs(cfg))
     assert sorted((j["init"]["name"], j["seed"]) for j in jobs) == sorted(
         (i, s) for i in ("zeros", "ones", "normal", "uniform") for s in (0, 1, 2)
     )

@@ -44,9 +44,10 @@ STATUS_FILE = "initsweep_status.json"  # the sweeper's verdict on the sweep (swe
 LOST_FILE = "initsweep_lost_jobs.txt"  # a line per job without a result when a worker died (launcher -> sweep)
 RESULTS_FILE = "optimization_results.yaml"  # a study's results, for people
 PLOTS_DIR = "optuna_plots"
+JOBS_FILE = "initsweep_jobs.json"  # a grid or list sweep's job list, to resume it (SweepCallback -> sweeper)
 LOCK_FILE = "initsweep.lock"  # held (flock) by the live sweep that owns the dir; names its pid and host
 # Files of the state above: a sweep that reuses a dir removes the ones an earlier sweep left there.
-STATE_FILES = (PARENT_FILE, STUDY_FILE, PROGRESS_FILE, STATUS_FILE)
+STATE_FILES = (PARENT_FILE, STUDY_FILE, PROGRESS_FILE, STATUS_FILE, LOST_FILE, JOBS_FILE)
 
 
 class Tag:
@@ -271,6 +272,25 @@ class SweepVerdict(_StateFile):
     status: Literal["FINISHED", "FAILED"]
     reason: str = ""
     keep_open: bool = False  # a shared study parent that other workers still use: leave it RUNNING
+
+
+@dataclass(frozen=True)
+class SweepJobs(_StateFile):
+    """A grid or list sweep, recorded to be resumed (:mod:`initsweep.sweep.resume`): its parent run and store, the
+    command's overrides and each job's, in job-number order (``resume`` and ``max_jobs`` left out); ``done``: the
+    jobs that had a result under the parent when this invocation started, which it does not launch again."""
+
+    FILE: ClassVar[str] = JOBS_FILE
+    run_id: str
+    tracking_uri: str
+    command: tuple[str, ...]
+    jobs: tuple[tuple[str, ...], ...]
+    done: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:  # JSON lists when read
+        object.__setattr__(self, "command", tuple(self.command))
+        object.__setattr__(self, "jobs", tuple(tuple(job) for job in self.jobs))
+        object.__setattr__(self, "done", tuple(self.done))
 
 
 def job_config_dict(cfg: Any, resolve: bool = True) -> dict[str, Any]:

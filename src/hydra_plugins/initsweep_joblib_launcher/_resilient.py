@@ -24,8 +24,9 @@ def _indexed(idx: int, *args: Any) -> Any:
     return idx, execute_job(*args)
 
 
-def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-    """The stock launch, but jobs without a result (their worker died) are launched once more."""
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], numbers: Sequence[int]) -> Sequence[JobReturn]:
+    """The stock launch of the jobs numbered ``numbers``, but jobs without a result (their worker died) are
+    launched once more."""
     setup_globals()
     assert launcher.config is not None and launcher.task_function is not None and launcher.hydra_context is not None
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -35,7 +36,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     log.info(
         f"Joblib.Parallel({','.join(f'{k}={v}' for k, v in joblib_cfg.items())}) is launching {len(job_overrides)} jobs"
     )
-    for idx, overrides in enumerate(job_overrides):
+    for idx, overrides in zip(numbers, job_overrides, strict=True):
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
 
     if failed := finish_warm_up():  # the workers started early have imported what the first jobs need
@@ -47,7 +48,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             jobs = Parallel(**joblib_cfg, return_as="generator_unordered")(
                 delayed(_indexed)(
                     i,
-                    initial_job_idx + i,
+                    numbers[i],
                     job_overrides[i],
                     launcher.hydra_context,
                     launcher.config,
@@ -62,12 +63,12 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         except (TerminatedWorkerError, BrokenProcessPool) as e:
             todo = [i for i in todo if i not in results]
             with (sweep_dir / LOST_FILE).open("a") as f:  # the sweep exits 1 naming them (SweepCallback)
-                f.writelines(f"#{initial_job_idx + i} ({' '.join(job_overrides[i])})\n" for i in todo)
+                f.writelines(f"#{numbers[i]} ({' '.join(job_overrides[i])})\n" for i in todo)
             again = "; running them once more" if attempt < ATTEMPTS else ""
-            jobs_left = ", ".join(f"#{initial_job_idx + i}" for i in todo)
+            jobs_left = ", ".join(f"#{numbers[i]}" for i in todo)
             log.error(f"initsweep: a worker died ({type(e).__name__}); jobs without a result: {jobs_left}{again}")
     for i in todo:
         if i not in results:  # lost twice: a failed job, reported at the sweep's end
-            error = RuntimeError(f"job #{initial_job_idx + i} lost its worker {ATTEMPTS} times")
+            error = RuntimeError(f"job #{numbers[i]} lost its worker {ATTEMPTS} times")
             results[i] = JobReturn(overrides=list(job_overrides[i]), status=JobStatus.FAILED, _return_value=error)
     return [results[i] for i in range(len(job_overrides))]

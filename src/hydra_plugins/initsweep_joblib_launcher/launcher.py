@@ -16,4 +16,10 @@ class ResilientJoblibLauncher(JoblibLauncher):
         # joblib (and numpy with it) loads only when a sweep launches, not on every start-up of train.py
         from hydra_plugins.initsweep_joblib_launcher import _resilient
 
-        return _resilient.launch(self, job_overrides, initial_job_idx)
+        return _resilient.launch(self, job_overrides, range(initial_job_idx, initial_job_idx + len(job_overrides)))
+
+    def launch_numbered(self, job_overrides: Sequence[Sequence[str]], numbers: Sequence[int]) -> Sequence[JobReturn]:
+        """:meth:`launch` of jobs numbered ``numbers`` (a resumed sweep's remaining jobs, initsweep.sweep.resume)."""
+        from hydra_plugins.initsweep_joblib_launcher import _resilient
+
+        return _resilient.launch(self, job_overrides, numbers)

@@ -449,6 +449,7 @@ class Config(_Strict):
     seed: int = Field(0, ge=0, le=SEED_MAX, description="training seed (weights, batch order)")
     experiment_name: str = Field("initsweep", min_length=1, max_length=EXPERIMENT_NAME_MAX)
     max_jobs: int = Field(1000, ge=1, description="a multirun of more jobs is refused before it starts")
+    resume: bool = Field(True, description="a multirun into a sweep dir holding the same sweep continues it")
     # One summary metric, or a list of them (a multi-objective study: the job returns one value per metric).
     optimized_metric: str | list[str] = "val/acc_best"
 

@@ -2,9 +2,10 @@
 
 ``on_multirun_start`` (main process, before any job) validates every job's config, creates the store once,
 and opens the parent run; jobs find it through a small JSON file in the sweep dir, which works for the
-basic launcher (same process) and for joblib or submitit workers alike. ``on_multirun_end`` prints the
-summary table and writes the comparison report (src/initsweep/report/comparison.py), logs both to the parent run and
-closes it.
+basic launcher (same process) and for joblib or submitit workers alike. A basic sweep run again into its dir
+continues under the same parent run, its jobs with a result skipped (:mod:`initsweep.sweep.resume`).
+``on_multirun_end`` prints the summary table and writes the comparison report
+(src/initsweep/report/comparison.py), logs both to the parent run and closes it.
 """
 
 from __future__ import annotations
@@ -23,18 +24,22 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from initsweep.protocol import (
     BASIC_LAUNCHER,
+    BASIC_SWEEPER,
     BASIC_SWEEPERS,
     JOBLIB_LAUNCHER,
+    JOBS_FILE,
     LOST_FILE,
     OPTUNA_SWEEPER,
     STATE_FILES,
     Failure,
     Parent,
+    SweepJobs,
     SweepVerdict,
     Tag,
     job_config_dict,
 )
 from initsweep.report import console
+from initsweep.sweep import resume
 from initsweep.tracking import locks
 from initsweep.tracking.locks import SweepDirInUse
 from initsweep.tracking.run_logger import RunLogger
@@ -43,27 +48,44 @@ from initsweep.tracking.run_logger import RunLogger
 # torch, MLflow or optuna (validation, tracking, tuning, report) are imported inside the callback's methods.
 
 
-def job_configs(config: DictConfig) -> list[dict[str, Any]]:
+def sweep_command(config: DictConfig) -> list[str]:
+    """The overrides a basic sweeper expands into jobs: its ``params`` (from the config), then the command's."""
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    return params + list(config.hydra.overrides.task)
+
+
+def basic_jobs(config: DictConfig) -> list[list[str]] | None:
+    """Each job's overrides, in job-number order, when the basic sweeper runs the multirun; else None."""
+    if config.hydra.sweeper.get("_target_") not in BASIC_SWEEPERS or not GlobalHydra.instance().is_initialized():
+        return None
+    from initsweep._compat.hydra import BasicSweeper  # its split_arguments has no public twin
+
+    # The loader expands glob(...) sweeps (e.g. init=glob(*,exclude=custom)) into the group's options.
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    jobs = [
+        list(job)
+        for batch in BasicSweeper.split_arguments(parser.parse_overrides(sweep_command(config)), None)
+        for job in batch
+    ]
+    check_job_count(len(jobs), int(config.get("max_jobs", 1000)))
+    return jobs
+
+
+def job_configs(config: DictConfig, jobs: list[list[str]] | None) -> list[dict[str, Any]]:
     """Every job config a multirun will run, for validation before the parent run exists: each job of the
-    basic sweeper; the base config and the search space's corners for the Optuna sweeper (whose checked
-    plan this makes, see ``initsweep.tuning.plan.plan_for``); the base config for any other sweeper."""
-    target = config.hydra.sweeper.get("_target_")
-    if target == OPTUNA_SWEEPER:
+    basic sweeper (``jobs``, from :func:`basic_jobs`); the base config and the search space's corners for the
+    Optuna sweeper (whose checked plan this makes, see ``initsweep.tuning.plan.plan_for``); the base config for
+    any other sweeper."""
+    if config.hydra.sweeper.get("_target_") == OPTUNA_SWEEPER:
         from initsweep.tuning.plan import plan_for  # optuna: only for studies
 
         plan = plan_for(config)
         return [plan.base, *plan.checked_configs]
-    if target not in BASIC_SWEEPERS or not GlobalHydra.instance().is_initialized():
+    if jobs is None:
         return [job_config_dict(config)]
-    from initsweep._compat.hydra import BasicSweeper  # its split_arguments has no public twin
     from initsweep.sweep.composition import compose_jobs
 
     loader = GlobalHydra.instance().config_loader()
-    # The loader expands glob(...) sweeps (e.g. init=glob(*,exclude=custom)) into the group's options.
-    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-    overrides = OverridesParser.create(config_loader=loader).parse_overrides(params + list(config.hydra.overrides.task))
-    jobs = [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-    check_job_count(len(jobs), int(config.get("max_jobs", 1000)))
     return compose_jobs(config, jobs, loader, progress=_checking_progress(len(jobs)))
 
 
@@ -112,21 +134,30 @@ def shared_study_name(config: DictConfig) -> str | None:
     return plan_for(config).study_name
 
 
+def sweep_to_continue(config: DictConfig, sweep_dir: Path, jobs: list[list[str]] | None) -> SweepJobs | None:
+    """The sweep recorded in ``sweep_dir`` that this basic sweep continues (:func:`initsweep.sweep.resume.continued`),
+    or None: a new sweep (another sweeper, ``resume=false``, nothing recorded). SweepChanged when the dir holds a
+    sweep of another command."""
+    if jobs is None or config.hydra.sweeper.get("_target_") != BASIC_SWEEPER or not config.get("resume", True):
+        return None
+    from initsweep.protocol import resolve_uri
+
+    return resume.continued(
+        sweep_dir, resolve_uri(OmegaConf.select(config, "tracking.uri")), sweep_command(config), jobs
+    )
+
+
 def claim_sweep_dir(config: DictConfig) -> Path:
     """Make ``hydra.sweep.dir`` this sweep's own before anything is written there (see
     :func:`initsweep.tracking.locks.claim_sweep_dir`): a timestamped dir gets a ``_2``, ``_3``, ... suffix when another
-    sweep started in the same second; a fixed dir is refused while a live sweep holds it, and state files an
-    earlier sweep left in it are removed. The claimed dir replaces ``hydra.sweep.dir`` in ``config`` and in
-    the Hydra overrides every job's config is composed from."""
+    sweep started in the same second; a fixed dir is refused while a live sweep holds it. The claimed dir
+    replaces ``hydra.sweep.dir`` in ``config`` and in the Hydra overrides every job's config is composed from."""
     raw = OmegaConf.to_container(config.hydra.sweep, resolve=False)
     if not isinstance(raw, dict):
         raise TypeError(f"hydra.sweep is a mapping, not {type(raw).__name__}")
     timestamped = "${now:" in str(raw["dir"])
     wanted = Path(str(config.hydra.sweep.dir))
     claimed = locks.claim_sweep_dir(wanted, unique=timestamped)
-    if not timestamped:
-        for name in STATE_FILES:
-            (claimed / name).unlink(missing_ok=True)
     if claimed != wanted:
         quoted = str(claimed).replace("\\", "\\\\").replace("'", "\\'")
         with read_write(config.hydra), open_dict(config.hydra):
@@ -162,22 +193,23 @@ class SweepCallback(Callback):
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         try:
-            configs = job_configs(config)
+            jobs = basic_jobs(config)
+            before = sweep_to_continue(config, claimed, jobs)
+            configs = job_configs(config, jobs)
             checked = [validate(c) for c in configs]
             from initsweep.jobs.resources import check_all_buildable  # torch: about 1.7 s, once per sweep
 
             check_all_buildable(checked)
-        except (ConfigError, HydraException) as e:
+        except (ConfigError, HydraException, resume.SweepChanged) as e:
             locks.abandon_sweep_dir(claimed)
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
-        from omegaconf import OmegaConf
-
-        from initsweep.protocol import TrackingError, resolve_uri
+        for name in STATE_FILES:  # what an earlier sweep left in a reused dir, but the record of the one continued
+            if before is None or name != JOBS_FILE:
+                (claimed / name).unlink(missing_ok=True)
+        from initsweep.protocol import resolve_uri
         from initsweep.sweep import launchers
         from initsweep.tracking import processes
-        from initsweep.writer import client as writer
-        from initsweep.writer import sweep_runs
 
         launchers.install_slurm_watcher(OmegaConf.to_container(config.hydra.launcher, resolve=True))  # type: ignore[arg-type]
         processes.terminate_as_interrupt(
@@ -186,45 +218,84 @@ class SweepCallback(Callback):
         uri = resolve_uri(checked[0].tracking.uri)
         overrides = list(config.hydra.overrides.task)
         run_name = " ".join(["sweep", *overrides]) if overrides else "sweep"
-        study = shared_study_name(config)
         params: dict[str, Any] = {"sweep_dir": str(config.hydra.sweep.dir)}
-        if config.hydra.sweeper.get("_target_") in BASIC_SWEEPERS:
-            params["n_jobs"] = len(configs)
+        if jobs is not None:
+            params["n_jobs"] = len(jobs)
+        study = shared_study_name(config)
         args = (uri, checked[0].experiment_name, run_name, study, overrides, params, processes.identity())
-        # A sweep whose process has no MLflow yet (any but a shared study's): the tracking writer imports it and
-        # opens the store and the parent run while this process imports torch for the jobs, if they run here
-        # (a joblib or SLURM sweep's process never trains: its workers would compete with that import).
-        self.writer = writer.writer() if study is None and writer.wanted() else None
-        launcher = config.hydra.launcher.get("_target_")
-        try:
-            if self.writer is not None:
-                opening = self.writer.run_function(sweep_runs.open_parent, *args)
-                if launcher == BASIC_LAUNCHER:
-                    import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
-                elif launcher == JOBLIB_LAUNCHER:  # the workers start and import torch meanwhile
-                    launcher_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
-                    launchers.warm_up_joblib_workers(launcher_cfg, launchers.warm_worker)  # type: ignore[arg-type]
-
-                self.logger = self.writer.value(opening)
-                self.writer.sweep_run_id = self.logger.run_id  # its jobs' ends are confirmed later
-            else:  # MLflow: imported only once every job's config is valid
-                self.logger = sweep_runs.open_parent(*args)
-        except TrackingError as e:
-            launchers.stop_warm_workers()
-            locks.abandon_sweep_dir(claimed)
-            print(f"initsweep: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
+        self.logger = self._open_parent(config, claimed, study, (*args, before and before.run_id))
         run_id, exp_id = self.logger.run_id, str(self.logger.experiment_id)
         self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
         sweep_dir = Path(config.hydra.sweep.dir)
         self.parent.write(sweep_dir)
-        total = len(configs) if params.get("n_jobs") else config.hydra.sweeper.get("n_trials")
+        total = config.hydra.sweeper.get("n_trials")
+        if jobs is not None:
+            done = self._done_before(before, len(jobs), sweep_dir)
+            resume.record(run_id, uri, sweep_command(config), jobs, done).write(sweep_dir)
+            total = len(jobs) - len(done)
+            if not total:
+                launchers.stop_warm_workers()
         console.start_progress(sweep_dir, total)
         # MLflow, imported at exit by _close_if_open when the writer holds the parent, imports the thread pool,
         # whose exit hook threading refuses once it has shut down: import it now (torch would have).
         import concurrent.futures.thread  # noqa: F401
 
         atexit.register(self._close_if_open)
+
+    def _open_parent(self, config: DictConfig, claimed: Path, study: str | None, args: tuple) -> Any:
+        """:func:`initsweep.writer.sweep_runs.open_parent` ``(*args)`` (``study``: its study argument); a store
+        that fails: one line, exit 2."""
+        from initsweep.protocol import TrackingError
+        from initsweep.sweep import launchers
+        from initsweep.writer import client as writer
+        from initsweep.writer import sweep_runs
+
+        # A sweep whose process has no MLflow yet (any but a shared study's): the tracking writer imports it and
+        # opens the store and the parent run while this process imports torch for the jobs, if they run here
+        # (a joblib or SLURM sweep's process never trains: its workers would compete with that import).
+        self.writer = writer.writer() if study is None and writer.wanted() else None
+        launcher = config.hydra.launcher.get("_target_")
+        try:
+            if self.writer is None:  # MLflow: imported only once every job's config is valid
+                return sweep_runs.open_parent(*args)
+            opening = self.writer.run_function(sweep_runs.open_parent, *args)
+            if launcher == BASIC_LAUNCHER:
+                import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
+            elif launcher == JOBLIB_LAUNCHER:  # the workers start and import torch meanwhile
+                launcher_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
+                launchers.warm_up_joblib_workers(launcher_cfg, launchers.warm_worker)  # type: ignore[arg-type]
+            logger = self.writer.value(opening)
+            self.writer.sweep_run_id = logger.run_id  # its jobs' ends are confirmed later
+            return logger
+        except TrackingError as e:
+            launchers.stop_warm_workers()
+            locks.abandon_sweep_dir(claimed)
+            print(f"initsweep: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def _done_before(self, before: SweepJobs | None, n_jobs: int, sweep_dir: Path) -> list[int]:
+        """The jobs of the sweep this one continues (``before``) that have a result under its parent, said in
+        one line; none for a new sweep."""
+        from initsweep.writer import sweep_runs
+
+        assert self.parent is not None
+        if before is None:
+            return []
+        if before.run_id != self.parent.run_id:
+            print(
+                f"initsweep: the parent run {before.run_id} of the sweep in {sweep_dir} is no longer in the store; "
+                "starting a new sweep there",
+                file=sys.stderr,
+            )
+            return []
+        p = self.parent
+        done: list[int] = self._store(sweep_runs.finished_jobs, p.tracking_uri, p.experiment_id, p.run_id)
+        print(
+            f"initsweep: resuming {sweep_dir}: {len(done)} of {n_jobs} jobs already finished; "
+            f"running {n_jobs - len(done)}",
+            file=sys.stderr,
+        )
+        return done
 
     def _close_if_open(self) -> None:
         """At exit without on_multirun_end (interrupted or crashed sweep): never leave the parent RUNNING."""

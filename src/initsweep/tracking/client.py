@@ -346,30 +346,25 @@ def start_run(
     return logger
 
 
-def reopen_run(client: MlflowClient, run_id: str, who: Mapping[str, str] | None = None) -> RunLogger | None:
-    """The run ``run_id`` RUNNING again, owned by ``who`` (default this process): a job resumed from its
-    checkpoint goes on logging the run it started. Its failure tags go. None when the run is gone, deleted or
-    FINISHED (the job then starts a new run)."""
-    try:
-        run = retrying(client.get_run, run_id)
-    except MlflowException:
+def reopen_run(
+    client: MlflowClient, run_id: str, who: Mapping[str, str] | None = None, finished: bool = False
+) -> RunLogger | None:
+    """Set an ended run RUNNING again for the process ``who`` (default this one), without the ``failure`` tags of
+    its last end, and return its logger: a resumed sweep's parent, a job resumed from its checkpoint. None when
+    the store has no such run, it was deleted, or it is FINISHED and ``finished`` is false (a job's finished run
+    is a result: the job then starts a new run)."""
+    run = find_run(client, run_id)
+    if run is None or run.info.lifecycle_stage != "active" or (run.info.status == "FINISHED" and not finished):
         return None
-    if run.info.lifecycle_stage != "active" or run.info.status == "FINISHED":
-        return None
-    retrying(client.update_run, run_id, status="RUNNING")
-    for tag in (Tag.FAILURE, Tag.FAILURE_REASON, Tag.FAILURE_EPOCH):
-        if tag in run.data.tags:
-            retrying(client.delete_tag, run_id, tag)
+    for key in (Tag.FAILURE, Tag.FAILURE_REASON, Tag.FAILURE_EPOCH):
+        if key in run.data.tags:
+            retrying(client.delete_tag, run_id, key)
     me = who or identity()
-    owner = {
-        Tag.HOST: me["host"],
-        Tag.PID: me["pid"],
-        Tag.PID_START: me["pid_start"],
-        Tag.HEARTBEAT: str(int(time.time())),
-    }
-    retrying(client.log_batch, run_id, tags=[RunTag(k, v) for k, v in owner.items()])
+    owner = {Tag.HOST: me["host"], Tag.PID: me["pid"], Tag.PID_START: me["pid_start"], Tag.HEARTBEAT: int(time.time())}
+    retrying(client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in owner.items()])  # before RUNNING: recovery
+    retrying(client.update_run, run_id, status="RUNNING")
     logger = RunLogger(client, run_id, experiment_id=run.info.experiment_id)
-    logger.run_name = run.info.run_name
+    logger.run_name = run.info.run_name or ""
     return logger
 
 

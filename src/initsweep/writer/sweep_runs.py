@@ -35,12 +35,17 @@ def open_parent(
     overrides: list[str],
     params: Mapping[str, Any],
     who: Mapping[str, str] | None = None,
+    resume: str | None = None,
 ) -> tracking.RunLogger:
-    """Open the store (closing the runs of dead processes) and the sweep's parent run: a new one, or the
-    study's shared one (``study``: found or created by name, per-invocation ``params`` then as tags)."""
+    """Open the store (closing the runs of dead processes) and the sweep's parent run: the run ``resume`` reopened
+    (a resumed sweep; a new one when the store no longer has it), a new one, or the study's shared one
+    (``study``: found or created by name, per-invocation ``params`` then as tags)."""
     client = tracking.connect(uri)  # creates the store once, before any worker starts
     recovery.reap(client)
     exp_id = tracking.experiment_id(client, experiment)
+    reopened = tracking.reopen_run(client, resume, who, finished=True) if resume else None
+    if reopened is not None:
+        return reopened  # its tags and params are this sweep's already
     if study is None:
         logger = tracking.start_run(client, exp_id, run_name, {Tag.ROLE: ROLE_SWEEP}, who=who)
     else:  # many workers, one study: its one parent run, found or created by study name
@@ -59,9 +64,32 @@ def open_parent(
 _CHILDREN: dict[str, list[Any]] = {}
 
 
-def _job(run: Any) -> tuple[str, str | None]:
-    """The job a run is of: (run name, job number), the same for a job launched again after its worker died."""
-    return run.info.run_name, run.data.tags.get(Tag.JOB_NUM)
+def _job(run: Any) -> tuple[str, str | None, str | None]:
+    """The job a run is of: (run name, job number, trial number), the same for a job launched again after its
+    worker died or in a resumed sweep."""
+    return run.info.run_name, run.data.tags.get(Tag.JOB_NUM), run.data.tags.get(Tag.TRIAL_NUMBER)
+
+
+def _is_result(run: Any) -> bool:
+    """Whether a run is a result of the experiment: FINISHED, or diverged."""
+    return run.info.status == "FINISHED" or run.data.tags.get(Tag.FAILURE) == Failure.DIVERGED.value
+
+
+def one_per_job(runs: Sequence[Any]) -> list[Any]:
+    """Each job's run, oldest job first (``runs`` oldest first): its last result, else its last run. A job run
+    again (its worker died, or the sweep was resumed) is one row of the summary and one sample of the report."""
+    chosen: dict[tuple[str, str | None, str | None], Any] = {}
+    for run in runs:
+        job = _job(run)
+        if job not in chosen or _is_result(run) or not _is_result(chosen[job]):
+            chosen[job] = run
+    return list(chosen.values())
+
+
+def finished_jobs(uri: str, experiment_id: str, run_id: str) -> list[int]:
+    """The numbers of the sweep's jobs that have a result (:func:`_is_result`) under its parent run."""
+    runs = tracking.child_runs(tracking.connect(uri), experiment_id, run_id)
+    return sorted({int(r.data.tags[Tag.JOB_NUM]) for r in runs if Tag.JOB_NUM in r.data.tags and _is_result(r)})
 
 
 def summarize(uri: str, experiment_id: str, run_id: str, sweep_dir: str) -> tuple[str, int, list[str]]:
@@ -70,15 +98,16 @@ def summarize(uri: str, experiment_id: str, run_id: str, sweep_dir: str) -> tupl
     launched again after its worker died crashed only when no run of it finished)."""
     client = tracking.connect(uri)
     recovery.reap_quietly(client)  # a job whose worker died, or whose end the store did not take
-    runs = _CHILDREN[run_id] = tracking.child_runs(client, experiment_id, run_id)
+    every = tracking.child_runs(client, experiment_id, run_id)
+    runs = _CHILDREN[run_id] = one_per_job(every)
     table = report.summary_table(runs)
     path = Path(sweep_dir) / "summary.md"
     path.write_text(table + "\n")
     tracking.RunLogger(client, run_id).log_artifact(path)
     errors = (Failure.EXCEPTION.value, Failure.TRACKING.value, Failure.LOST.value)
-    finished = {_job(r) for r in runs if r.info.status == "FINISHED"}
-    crashed = [r.info.run_name for r in runs if r.data.tags.get(Tag.FAILURE) in errors and _job(r) not in finished]
-    return table, len(runs), crashed
+    finished = {_job(r) for r in every if r.info.status == "FINISHED"}
+    crashed = [r.info.run_name for r in every if r.data.tags.get(Tag.FAILURE) in errors and _job(r) not in finished]
+    return table, len(runs), list(dict.fromkeys(crashed))
 
 
 def write_report(uri: str, experiment_id: str, run_id: str, sweep_dir: str, run_name: str, experiment: str) -> str:
