@@ -64,24 +64,27 @@ def test_a_killed_sweep_run_again_trains_only_the_missing_jobs(tmp_path: Path, l
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the sweep, its tracking writer and its workers: no exit hook runs
     proc.communicate(timeout=60)
-    before = {r.info.run_id for r in all_runs(tmp_path)}
+    before = {r.info.run_id: r.info.status for r in all_runs(tmp_path)}
     (parent,) = parents(tmp_path)
 
     again = run_train(args, tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert_complete(tmp_path, parent.info.run_id)
     after = children(tmp_path, parent.info.run_id)
-    # Jobs whose run the dead sweep had closed, or whose metrics.jsonl recorded the end (the re-run's recovery
-    # closes such a run as recorded), were done; the re-run trained exactly the others, once each.
-    done = {r.data.tags[Tag.JOB_NUM] for r in after if r.info.run_id in before and r.info.status == "FINISHED"}
+    # A job in progress with a checkpoint (trainer.checkpoint_every) resumes its own run (one line says so);
+    # jobs whose run the dead sweep had closed, or whose metrics.jsonl recorded the end (the re-run's recovery
+    # closes such a run as recorded), were done; the re-run trained exactly the others, once each, in new runs.
+    resumed = {r.data.tags[Tag.JOB_NUM] for r in after if f"initsweep: resuming run {r.info.run_id}" in again.stderr}
+    old = [r for r in after if r.info.run_id in before]
+    done = {r.data.tags[Tag.JOB_NUM] for r in old if r.info.status == "FINISHED"} - resumed
     assert 3 <= len(done) < 8, done
     line = f"initsweep: resuming {sweep_dir}: {len(done)} of 8 jobs already finished; running {8 - len(done)}"
     assert line in again.stderr.splitlines()
     trained = sorted(r.data.tags[Tag.JOB_NUM] for r in after if r.info.run_id not in before)
-    assert trained == sorted({str(n) for n in range(8)} - done)
-    killed = [r for r in after if r.info.run_id in before and r.info.status != "FINISHED"]
-    assert killed, "no job was in progress when the sweep was killed"
-    for run in killed:  # what the dead sweep left RUNNING: closed KILLED by recovery, its job trained again
+    assert trained == sorted({str(n) for n in range(8)} - done - resumed)
+    killed = [r for r in old if r.info.status != "FINISHED"]
+    assert killed or resumed, "no job was in progress when the sweep was killed"
+    for run in killed:  # what the dead sweep left RUNNING without a checkpoint: closed KILLED, trained again
         assert run.info.status == "KILLED" and run.data.tags[Tag.FAILURE] == "lost"
         assert run.data.tags[Tag.JOB_NUM] in trained
     # The summary and the report count each job once, the killed twin left out.
