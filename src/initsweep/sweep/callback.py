@@ -173,6 +173,9 @@ class SweepCallback(Callback):
         self.parent: Parent | None = None
         self.logger: RunLogger | None = None  # the parent run's
         self.writer: Any = None  # the tracking writer that holds the parent run, if one does
+        self.claimed: Path | None = None  # the sweep dir, from its claim until the parent run exists
+        self.opening: Any = None  # the writer's request that opens the parent run, until it has replied
+        self.uri = ""  # the store's
 
     def __getstate__(self) -> dict[str, Any]:
         """What a launcher ships to its workers (joblib, submitit pickle the callbacks): not the main process's
@@ -192,6 +195,8 @@ class SweepCallback(Callback):
         except SweepDirInUse as e:
             print(f"initsweep: {e}", file=sys.stderr)
             raise SystemExit(2) from None
+        self.claimed = claimed
+        atexit.register(self._close_if_open)  # from here on, an interrupt at any moment leaves nothing RUNNING
         try:
             jobs = basic_jobs(config)
             before = sweep_to_continue(config, claimed, jobs)
@@ -215,7 +220,7 @@ class SweepCallback(Callback):
         processes.terminate_as_interrupt(
             pass_on=True
         )  # SIGTERM stops the workers too and closes the runs, as Ctrl-C does
-        uri = resolve_uri(checked[0].tracking.uri)
+        uri = self.uri = resolve_uri(checked[0].tracking.uri)
         overrides = list(config.hydra.overrides.task)
         run_name = " ".join(["sweep", *overrides]) if overrides else "sweep"
         params: dict[str, Any] = {"sweep_dir": str(config.hydra.sweep.dir)}
@@ -226,6 +231,7 @@ class SweepCallback(Callback):
         self.logger = self._open_parent(config, claimed, study, (*args, before and before.run_id))
         run_id, exp_id = self.logger.run_id, str(self.logger.experiment_id)
         self.parent = Parent(run_id, exp_id, uri, run_id, fixed_overrides(overrides))
+        self.claimed = None
         sweep_dir = Path(config.hydra.sweep.dir)
         self.parent.write(sweep_dir)
         total = config.hydra.sweeper.get("n_trials")
@@ -240,8 +246,6 @@ class SweepCallback(Callback):
         # whose exit hook threading refuses once it has shut down: import it now (torch would have).
         import concurrent.futures.thread  # noqa: F401
 
-        atexit.register(self._close_if_open)
-
     def _open_parent(self, config: DictConfig, claimed: Path, study: str | None, args: tuple) -> Any:
         """:func:`initsweep.writer.sweep_runs.open_parent` ``(*args)`` (``study``: its study argument); a store
         that fails: one line, exit 2."""
@@ -254,17 +258,21 @@ class SweepCallback(Callback):
         # opens the store and the parent run while this process imports torch for the jobs, if they run here
         # (a joblib or SLURM sweep's process never trains: its workers would compete with that import).
         self.writer = writer.writer() if study is None and writer.wanted() else None
+        # Again, now that the writer exists: atexit runs the last registered first, so this runs before the
+        # writer's own exit hook closes it, while the parent run can still be closed through it.
+        atexit.register(self._close_if_open)
         launcher = config.hydra.launcher.get("_target_")
         try:
             if self.writer is None:  # MLflow: imported only once every job's config is valid
                 return sweep_runs.open_parent(*args)
-            opening = self.writer.run_function(sweep_runs.open_parent, *args)
+            self.opening = opening = self.writer.run_function(sweep_runs.open_parent, *args)
             if launcher == BASIC_LAUNCHER:
                 import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
             elif launcher == JOBLIB_LAUNCHER:  # the workers start and import torch meanwhile
                 launcher_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
                 launchers.warm_up_joblib_workers(launcher_cfg, launchers.warm_worker)  # type: ignore[arg-type]
             logger = self.writer.value(opening)
+            self.opening = None
             self.writer.sweep_run_id = logger.run_id  # its jobs' ends are confirmed later
             return logger
         except TrackingError as e:
@@ -298,7 +306,15 @@ class SweepCallback(Callback):
         return done
 
     def _close_if_open(self) -> None:
-        """At exit without on_multirun_end (interrupted or crashed sweep): never leave the parent RUNNING."""
+        """At exit without on_multirun_end (interrupted or crashed sweep): never leave the parent RUNNING; a
+        sweep interrupted before its parent run existed leaves no lock-only dir behind."""
+        if self.logger is None and self.opening is not None:  # interrupted while the writer opened the parent
+            try:
+                self.logger = self.writer.value(self.opening)
+            except BaseException:  # noqa: BLE001 - the writer failed or was interrupted too: nothing to close
+                pass
+        if self.logger is not None and self.parent is None:  # the parent run exists, its record does not yet
+            self.parent = Parent(self.logger.run_id, str(self.logger.experiment_id), self.uri, "", ())
         if self.logger is not None and not self.logger.ended and self.parent is not None:
             from initsweep.tracking import client as tracking
             from initsweep.tracking import recovery
@@ -320,6 +336,9 @@ class SweepCallback(Callback):
                 self.logger.end("KILLED")
             except Exception as e:  # noqa: BLE001 - the store failed: no traceback on the way out
                 self.logger.fail_tracking(f"{type(e).__name__}: {e}")
+        if self.claimed is not None:  # the sweep never got to write its records: no lock-only dir left
+            locks.abandon_sweep_dir(self.claimed)
+            self.claimed = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent is None or self.logger is None:
