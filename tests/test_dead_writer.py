@@ -108,3 +108,32 @@ def test_kill_9_of_the_writer_of_a_joblib_study_the_study_goes_on(tmp_path: Path
     assert proc.returncode == 0, stderr
     took_over(stderr, times=2)
     assert_every_run_closed_with_every_epoch(tmp_path, jobs=4)
+
+
+def test_sigkill_of_a_joblib_worker_mid_trial_files_each_trial_once(tmp_path: Path):
+    """Issue 31 item 2: the relaunched trial has one FINISHED run; the killed attempt keeps its own epochs under
+    its own (KILLED) run, which the relaunch never reuses; nothing stays RUNNING."""
+    args = ["-m", "hparams_search=normal_std", "hydra.sweeper.n_trials=2", "hydra/launcher=joblib"]
+    args += ["hydra.launcher.n_jobs=2", "trainer.epochs=30", "hydra.sweeper.pruner=none", *FAST]
+    proc = start_train(args, tmp_path)
+    running: list = []
+    while not running:  # a trial's run that has trained 3 epochs and still runs
+        files = wait_until(proc, tmp_path, epochs=3)
+        ids = {p.run_id for p in map(ledger.read, files) if p.end is None and len(p.metrics) >= 3}
+        running = [r for r in all_runs(tmp_path) if r.info.run_id in ids and r.info.status == "RUNNING"]
+    run = running[0]
+    victim = run.info.run_id
+    os.kill(int(run.data.tags[Tag.PID]), signal.SIGKILL)  # the worker, as the OOM killer would
+    _, stderr = proc.communicate(timeout=300)
+    assert "already reported" not in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr
+    runs = [r for r in all_runs(tmp_path) if Tag.PARENT in r.data.tags]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    finished = sorted(r.data.tags[Tag.TRIAL_NUMBER] for r in runs if r.info.status == "FINISHED")
+    assert finished == sorted(set(finished)) and len(finished) == 2, [(r.info.status, r.data.tags) for r in runs]
+    client = client_for(tmp_path)
+    for r in runs:  # every run holds exactly the epochs its own attempt measured, one value per step
+        stored = [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")]
+        assert stored == epochs_of(Path(r.data.tags[Tag.METRICS_FILE]), r.info.run_id) == sorted(set(stored)) != []
+    killed = [r for r in runs if r.info.run_id == victim]
+    assert killed[0].info.status == "KILLED" and killed[0].data.tags["failure"] == "lost", stderr[-4000:]
