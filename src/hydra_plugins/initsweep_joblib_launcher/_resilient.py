@@ -14,7 +14,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from hydra_plugins.hydra_joblib_launcher._core import execute_job
 from initsweep.protocol import LOST_FILE
-from initsweep.sweep.launchers import finish_warm_up, joblib_args
+from initsweep.sweep.launchers import finish_warm_up, joblib_args, workers_close_their_runs_on_interrupt
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 2  # a job whose worker died is run once more
@@ -42,6 +42,24 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], numbers: Seque
     if failed := finish_warm_up():  # the workers started early have imported what the first jobs need
         log.warning(f"initsweep: a worker failed to start ({failed}); the launch starts another")
     results: dict[int, JobReturn] = {}
+    with workers_close_their_runs_on_interrupt(sweep_dir):
+        todo = _launch(launcher, job_overrides, numbers, joblib_cfg, sweep_dir, results)
+    for i in todo:
+        if i not in results:  # lost twice: a failed job, reported at the sweep's end
+            error = RuntimeError(f"job #{numbers[i]} lost its worker {ATTEMPTS} times")
+            results[i] = JobReturn(overrides=list(job_overrides[i]), status=JobStatus.FAILED, _return_value=error)
+    return [results[i] for i in range(len(job_overrides))]
+
+
+def _launch(
+    launcher: Any,
+    job_overrides: Sequence[Sequence[str]],
+    numbers: Sequence[int],
+    joblib_cfg: dict[str, Any],
+    sweep_dir: Path,
+    results: dict[int, JobReturn],
+) -> list[int]:
+    """Run the jobs into ``results``, those whose worker died once more; returns the last attempt's jobs."""
     todo = list(range(len(job_overrides)))
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -67,8 +85,4 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], numbers: Seque
             again = "; running them once more" if attempt < ATTEMPTS else ""
             jobs_left = ", ".join(f"#{numbers[i]}" for i in todo)
             log.error(f"initsweep: a worker died ({type(e).__name__}); jobs without a result: {jobs_left}{again}")
-    for i in todo:
-        if i not in results:  # lost twice: a failed job, reported at the sweep's end
-            error = RuntimeError(f"job #{numbers[i]} lost its worker {ATTEMPTS} times")
-            results[i] = JobReturn(overrides=list(job_overrides[i]), status=JobStatus.FAILED, _return_value=error)
-    return [results[i] for i in range(len(job_overrides))]
+    return todo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -567,7 +568,8 @@ def run_job(cfg: DictConfig) -> float | list[float]:
     except KeyboardInterrupt:
         saved = ctx.output_dir / resume.FILE_NAME if ctx.output_dir is not None else None
         again = f"; the same command resumes it from {saved}" if saved is not None and saved.exists() else ""
-        print(f"initsweep: interrupted; the run was marked KILLED{again}", file=sys.stderr)
+        if multiprocessing.parent_process() is None:  # a joblib worker's job: the sweep's process says it
+            print(f"initsweep: interrupted; the run was marked KILLED{again}", file=sys.stderr)
         raise SystemExit(130) from None
     if isinstance(outcome.error, TrackingError):  # already reported; the sweep exits 1 at its end
         if ctx.sweep_dir is None:

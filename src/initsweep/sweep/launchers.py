@@ -9,11 +9,18 @@ early-started workers, and a SLURM job watcher for clusters without accounting.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from initsweep._compat.submitit import install_job_watcher, queue_watcher_class
+from initsweep.tracking import metrics_file as ledger
+from initsweep.tracking import processes
 
 
 def batch_size(launcher_cfg: Mapping[str, Any] | None, cpu_count: int | None = None) -> int:
@@ -96,3 +103,49 @@ def warm_worker() -> None:
 
     writer.prestart()
     import torch._dynamo  # noqa: F401
+
+
+@contextlib.contextmanager
+def workers_close_their_runs_on_interrupt(sweep_dir: Path, grace_s: float = 15.0) -> Iterator[None]:
+    """While a joblib batch runs in this (the sweep's main) process: Ctrl-C or SIGTERM (passed on to the
+    workers; Ctrl-C reaches them from the terminal) interrupts this process only once the workers' jobs have
+    closed their runs KILLED, ``failure=interrupted`` (each running job's ``metrics.jsonl`` in ``sweep_dir``
+    records its end), or after ``grace_s`` seconds: joblib kills its workers as soon as the interrupt reaches
+    it. A second signal interrupts at once. Main thread only; an ignored signal stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in stops}
+
+    def on_stop(signum: int, frame: Any) -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if signum == signal.SIGTERM:
+            for pid in processes.children(os.getpid()):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+        running = [f for f in sweep_dir.glob("**/" + ledger.FILE_NAME) if _open_part(f)]
+        deadline = time.monotonic() + grace_s
+        while running and time.monotonic() < deadline:
+            time.sleep(0.1)
+            running = [f for f in running if _open_part(f)]
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    mine = [s for s, h in previous.items() if h is not signal.SIG_IGN]
+    for s in mine:
+        signal.signal(s, on_stop)
+    try:
+        yield
+    finally:
+        for s in mine:
+            signal.signal(s, previous[s])
+
+
+def _open_part(path: Path) -> bool:
+    """Whether the last run of a job's metrics file has not recorded its end yet."""
+    try:
+        last = ledger.read(path)
+    except OSError:
+        return False
+    return last.run_id is not None and last.end is None

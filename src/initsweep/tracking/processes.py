@@ -114,3 +114,12 @@ def deferred_interrupts(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> I
     finally:
         for s in mine:
             signal.signal(s, previous[s])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time process ``pid`` has used so far (user + system, its own threads), None when it is gone."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return times.user + times.system

@@ -54,22 +54,25 @@ def lost_because(run: Any, host: str | None = None, now: float | None = None) ->
 
 
 def _record(run: Any) -> ledger.Record | None:
-    """The run's own part of its local metrics file (never another run's of a reused dir), or None; damaged
-    lines are skipped and said once, and an unreadable file is None: recovery never stops at a bad file."""
+    """The run's own part of the local metrics file its tag names, or None (see :func:`local_record`)."""
     path = run.data.tags.get(Tag.METRICS_FILE)
-    if not path or not Path(path).is_file():
+    return local_record(path, run.info.run_id) if path else None
+
+
+def local_record(path: str | Path, run_id: str) -> ledger.Record | None:
+    """Run ``run_id``'s own part of the metrics file ``path`` (never another run's of a reused dir), or None;
+    damaged lines are skipped and said once, and an unreadable file is None: recovery never stops at a bad file."""
+    if not Path(path).is_file():
         return None
     try:
-        rec = ledger.read(Path(path), run.info.run_id)
+        rec = ledger.read(Path(path), run_id)
     except OSError as e:
-        print(
-            f"initsweep: warning: cannot read {path} ({e}); closing run {run.info.run_id} without it", file=sys.stderr
-        )
+        print(f"initsweep: warning: cannot read {path} ({e}); closing run {run_id} without it", file=sys.stderr)
         return None
     if rec.skipped:
         lines = ", ".join(map(str, rec.skipped[:5])) + (" ..." if len(rec.skipped) > 5 else "")
         print(f"initsweep: warning: {path}: skipped {len(rec.skipped)} damaged line(s) ({lines})", file=sys.stderr)
-    return rec if rec.run_id == run.info.run_id else None
+    return rec if rec.run_id == run_id else None
 
 
 def upload(client: MlflowClient, run_id: str, rec: ledger.Record) -> int:

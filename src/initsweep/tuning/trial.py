@@ -9,7 +9,7 @@ per-epoch callback is an :class:`EpochReporter`. This module calls the job; the 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import optuna
@@ -40,9 +40,10 @@ class EpochReporter:
     metrics (a multi-objective study, which Optuna cannot prune) reports nothing.
     """
 
-    def __init__(self, trial: optuna.Trial, metric: str | list[str]):
+    def __init__(self, trial: optuna.Trial, metric: str | list[str], reported: Collection[int] = ()):
         self.trial = trial
         self.metric = metric
+        self.reported = set(reported)  # steps an earlier attempt of the trial (its worker died) reported
         self.history: list[EpochMetrics] = []
         self.last_value: float | None = None
 
@@ -53,13 +54,15 @@ class EpochReporter:
         value = intermediate_value(self.metric, self.history)
         if not all(map(math.isfinite, (value, epoch.train_loss, epoch.val_loss))):
             return False
-        self.trial.report(value, epoch.epoch)
+        if epoch.epoch not in self.reported:  # Optuna keeps the first value of a step and warns at a second
+            self.trial.report(value, epoch.epoch)
         self.last_value = value
         return bool(self.trial.should_prune())
 
 
-def load_trial(spec: StudySpec, number: int) -> optuna.Trial:
-    """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner.
+def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, list[int]]:
+    """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner; and the steps it
+    reported already (an attempt whose worker died).
 
     The sampler is a RandomSampler: the job never samples (its values come as overrides), and a
     GridSampler here would re-register the grid point.
@@ -73,7 +76,7 @@ def load_trial(spec: StudySpec, number: int) -> optuna.Trial:
     )
     study_id = storage.get_study_id_from_name(spec.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-    return optuna.trial.Trial(study, trial_id)
+    return optuna.trial.Trial(study, trial_id), list(storage.get_trial(trial_id).intermediate_values)
 
 
 class TrialConfigError(RuntimeError):
@@ -95,8 +98,8 @@ def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> fl
     spec = StudySpec.read(ctx.sweep_dir)
     if spec is None:
         raise RuntimeError(f"{TRIAL_ENV}={number} but no {STUDY_FILE} in the sweep dir {ctx.sweep_dir}")
-    trial = load_trial(spec, number)
-    reporter = EpochReporter(trial, spec.optimized_metric)
+    trial, reported = load_trial(spec, number)
+    reporter = EpochReporter(trial, spec.optimized_metric, reported)
     tags: dict[str, Any] = {Tag.TRIAL_NUMBER: number, Tag.STUDY_NAME: spec.study_name}
     try:
         outcome = execute(cfg, ctx, on_epoch=reporter, extra_tags=tags)

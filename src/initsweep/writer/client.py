@@ -33,8 +33,10 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -42,9 +44,10 @@ from typing import Any
 from initsweep.diagnostics.layer_table import layer_record
 from initsweep.protocol import Failure, TrackingError
 from initsweep.tracking.metrics_file import MetricsFile
-from initsweep.tracking.processes import identity
+from initsweep.tracking.processes import cpu_seconds, identity
 from initsweep.tracking.run_logger import RunLogger
 from initsweep.writer.requests import (
+    Adopt,
     CallStoreSide,
     Close,
     DrawFigures,
@@ -61,6 +64,9 @@ from initsweep.writer.requests import (
 
 MODE_ENV = "INITSWEEP_TRACKING_WRITER"
 _CLOSE_TIMEOUT_S = 120.0
+TIMEOUT_ENV = "INITSWEEP_WRITER_TIMEOUT_S"
+_TIMEOUT_S = float(os.environ.get(TIMEOUT_ENV, "60"))  # see TrackingWriter
+_TAKEOVERS = 3
 _writer: TrackingWriter | None = None
 _store_ids = itertools.count(1)  # names this process's stores in its writer
 
@@ -82,17 +88,17 @@ def prestart() -> None:
 
 
 def writer() -> TrackingWriter:
-    """This process's writer, started on first use (and again if it died)."""
+    """This process's writer, started on first use (a writer that dies is replaced by the next request)."""
     global _writer
-    if _writer is None or _writer.proc.poll() is not None:
+    if _writer is None or _writer.closed:
         _writer = TrackingWriter()
         atexit.register(_writer.close)
     return _writer
 
 
 def current() -> TrackingWriter | None:
-    """This process's writer, if it was started and still runs."""
-    return _writer if _writer is not None and _writer.proc.poll() is None else None
+    """This process's writer, if it was started and not closed."""
+    return _writer if _writer is not None and not _writer.closed else None
 
 
 def store_side(w: TrackingWriter | None, function: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
@@ -133,9 +139,31 @@ class TrackingWriter:
     """The writer process and the two pipes to it: requests ``(id or None, request, later)``
     (:mod:`initsweep.writer.requests`), replies ``(id, ok, value or error message)``. A request without id
     (:meth:`post`) gets no reply; see :meth:`initsweep.writer.server.Server.loop` for the order the writer
-    serves them in."""
+    serves them in.
+
+    A writer that dies (SIGKILL, the OOM killer) or stalls (stopped, hung: this process waits on it for
+    ``$INITSWEEP_WRITER_TIMEOUT_S`` seconds, default 60, while it uses no CPU; it is then killed) is replaced
+    (:meth:`_take_over`): a new writer reopens the stores, adopts the runs whose end was not confirmed (their
+    job's ``metrics.jsonl`` gives it every epoch the dead one did not store) and gets again the requests whose
+    reply did not come. Training goes on; one ``initsweep:`` line says so. After 3 replacements the next
+    request fails with TrackingError (the run then ends FAILED, ``failure=tracking``, its metrics kept locally)."""
 
     def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._replies: dict[int, tuple[bool, Any]] = {}
+        self._later: dict[int, Callable[[bool, Any], None]] = {}  # request id -> what to do with its reply
+        self._waiting: dict[int, tuple[Request, bool]] = {}  # sent, reply not read: sent again to a new writer
+        self._stores: dict[int, OpenStore] = {}  # reopened by a new writer
+        self.runs: dict[str, RemoteRunLogger] = {}  # runs whose end is not confirmed: a new writer adopts them
+        self.sweep_run_id: str | None = None  # the parent run of the sweep this writer serves to its end
+        self.refused: list[str] = []  # names of runs whose end the store refused, learnt from later replies
+        self.takeovers = 0
+        self._waiting_since = 0.0  # monotonic time this process began to wait on the writer (0: not waiting)
+        self._stalled = False
+        self._start()
+        threading.Thread(target=self._watch, name="initsweep-writer-watch", daemon=True).start()
+
+    def _start(self) -> None:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         env = dict(os.environ)
@@ -148,14 +176,57 @@ class TrackingWriter:
         os.close(req_r)
         os.close(rep_w)
         self._out, self._in = Connection(req_w, readable=False), Connection(rep_r, writable=False)
-        self._ids = itertools.count(1)
-        self._replies: dict[int, tuple[bool, Any]] = {}
-        self._later: dict[int, Callable[[bool, Any], None]] = {}  # request id -> what to do with its reply
-        self.sweep_run_id: str | None = None  # the parent run of the sweep this writer serves to its end
-        self.refused: list[str] = []  # names of runs whose end the store refused, learnt from later replies
+        self._stalled = False
 
-    def _died(self) -> TrackingError:
-        return TrackingError(f"the tracking writer process {self.proc.pid} died (exit status {self.proc.poll()})")
+    @property
+    def closed(self) -> bool:
+        return self._out.closed
+
+    def _watch(self) -> None:
+        """Kill the writer when this process has waited on it for the timeout while it used no CPU."""
+        last: tuple[float, float | None, float] | None = None  # (waiting since, writer's CPU s, seen at)
+        while not self.closed:
+            time.sleep(min(1.0, _TIMEOUT_S / 4))
+            since = self._waiting_since
+            if not since:
+                last = None
+                continue
+            cpu = cpu_seconds(self.proc.pid)
+            if last is None or last[:2] != (since, cpu):
+                last = (since, cpu, time.monotonic())
+            elif time.monotonic() - last[2] >= _TIMEOUT_S:
+                self._stalled = True
+                self.proc.kill()  # the wait fails at once; a new writer takes over
+
+    def _take_over(self) -> None:
+        """Replace a writer that died or stalled (see the class docstring); TrackingError after 3 times."""
+        while True:
+            old = self.proc
+            old.kill()
+            old.wait()
+            what = f"answered nothing for {_TIMEOUT_S:g} s" if self._stalled else f"died (exit status {old.returncode})"
+            for end in (self._out, self._in):
+                end.close()
+            self.takeovers += 1
+            if self.takeovers > _TAKEOVERS:
+                raise TrackingError(f"the tracking writer process {old.pid} {what}, the {_TAKEOVERS + 1}th to fail")
+            self._start()
+            print(
+                f"initsweep: the tracking writer process {old.pid} {what}; process {self.proc.pid} took over its "
+                f"{len(self.runs)} open run(s), training goes on",
+                file=sys.stderr,
+            )
+            again: list[tuple[int | None, Request, bool]] = [
+                (None, replace(store, reap=False), False) for store in self._stores.values()
+            ]
+            again += [(None, run.adoption(), False) for run in self.runs.values()]
+            again += [(rid, request, later) for rid, (request, later) in self._waiting.items()]
+            try:
+                for message in again:
+                    self._out.send(message)
+                return
+            except OSError:
+                continue
 
     def post(self, request: Request) -> None:
         """Send a request and go on."""
@@ -165,6 +236,9 @@ class TrackingWriter:
         """Send a request whose reply :meth:`result` waits for; returns its id."""
         rid = next(self._ids)
         self._send((rid, request, later))
+        self._waiting[rid] = (request, later)
+        if isinstance(request, OpenStore):
+            self._stores[request.sid] = request
         return rid
 
     def request_later(self, then: Callable[[bool, Any], None], request: Request) -> None:
@@ -182,10 +256,16 @@ class TrackingWriter:
         return value
 
     def _receive(self) -> None:
-        try:
-            got, ok, value = self._in.recv()
-        except (EOFError, OSError):
-            raise self._died() from None
+        while True:
+            self._waiting_since = time.monotonic()
+            try:
+                got, ok, value = self._in.recv()
+                break
+            except (EOFError, OSError):
+                self._take_over()
+            finally:
+                self._waiting_since = 0.0
+        self._waiting.pop(got, None)
         if got in self._later:
             self._later.pop(got)(ok, value)
         else:
@@ -206,13 +286,18 @@ class TrackingWriter:
         return got
 
     def _send(self, message: tuple[int | None, Request, bool]) -> None:
-        try:
-            self._out.send(message)
-        except (BrokenPipeError, OSError):
-            raise self._died() from None
+        while True:
+            self._waiting_since = time.monotonic()  # a full pipe to a stopped writer blocks
+            try:
+                self._out.send(message)
+                return
+            except OSError:  # BrokenPipeError: it died
+                self._take_over()
+            finally:
+                self._waiting_since = 0.0
 
     def close(self) -> None:
-        """Let the writer finish what it was sent and exit (killed after 120 s)."""
+        """Let the writer finish what it was sent and exit (killed once it stalls, or after 120 s)."""
         if self._out.closed:
             return
         try:
@@ -224,11 +309,13 @@ class TrackingWriter:
             self._out.send((None, Close(), False))
         except OSError:
             pass
-        self._out.close()
+        self._waiting_since = time.monotonic()
         try:
             self.proc.wait(timeout=_CLOSE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self._waiting_since = 0.0
+        self._out.close()
         self._in.close()
 
 
@@ -285,6 +372,12 @@ class RemoteRunLogger:
         self.ended = False
         self.end_later = False  # see end
         self.on_end: Callable[[RunLogger, str], None] | None = None  # called once the run is closed
+        w.runs[run_id] = self  # until its end is confirmed
+
+    def adoption(self) -> Adopt:
+        """What a new writer needs to hold this run (see :class:`TrackingWriter`)."""
+        local = str(self.local.path) if self.local is not None else None
+        return Adopt(self.run_id, self.run_name, self.experiment_id, self.tracking_uri, local)
 
     def _post(self, method: str, *args: Any) -> None:
         self.writer.post(RunCall(self.run_id, method, args))
@@ -388,6 +481,7 @@ class RemoteRunLogger:
 
     def _record_end(self, status: str, failure: str | None = None) -> None:
         self.ended, self.broken = True, failure
+        self.writer.runs.pop(self.run_id, None)
         if self.local is not None:
             self.local.end(status, *((Failure.TRACKING.value, failure[:2000]) if failure else ()))
 

@@ -87,6 +87,18 @@ class RunCall:
 
 
 @dataclass(frozen=True)
+class Adopt:
+    """Hold run ``run_id``, which a writer that died held: first send the store what its job's local metrics
+    file (``metrics_file``, its part for this run) holds, since the dead writer may not have sent all of it."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str | None
+    tracking_uri: str
+    metrics_file: str | None
+
+
+@dataclass(frozen=True)
 class Close:
     """The trainer's goodbye: serve what was sent, then exit."""
 
@@ -101,6 +113,7 @@ Request = (
     | PrepareFigures
     | DrawFigures
     | RunCall
+    | Adopt
     | Close
 )
 

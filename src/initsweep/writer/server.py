@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from initsweep.core.lazy import LazyModule
 from initsweep.protocol import TrackingError
 from initsweep.writer.requests import (
+    Adopt,
     CallStoreSide,
     Close,
     DrawFigures,
@@ -41,7 +42,7 @@ else:  # MLflow: imported by serve(), once the signals are set and the libraries
     recovery = LazyModule("initsweep.tracking.recovery")
 
 # Requests served as they arrive, even before the deferred ones: they do not depend on what was sent before.
-_AT_ONCE = (Warm, OpenStore, StartRun)
+_AT_ONCE = (Warm, OpenStore, StartRun, Adopt)
 
 
 class Drawer:
@@ -118,9 +119,14 @@ def _draw_loop(todo: Connection, done: Connection) -> None:
         except Exception as e:  # noqa: BLE001 - reported by the writer, which goes on
             got = e
         try:
-            done.send((run_id, got))
-        except Exception as e:  # noqa: BLE001 - an error that does not pickle: its text
-            done.send((run_id, RuntimeError(f"{type(got).__name__}: {got} ({e})")))
+            try:
+                done.send((run_id, got))
+            except OSError:
+                raise
+            except Exception as e:  # noqa: BLE001 - an error that does not pickle: its text
+                done.send((run_id, RuntimeError(f"{type(got).__name__}: {got} ({e})")))
+        except OSError:  # the writer died (a new one draws what is left): no traceback
+            return
 
 
 class Server:
@@ -234,6 +240,14 @@ class Server:
         """An ended run still takes artifacts (the sweep's figures)."""
         return getattr(self.runs[r.run_id], r.method)(*r.args)
 
+    def adopt(self, r: Adopt) -> None:
+        """Hold a run a writer that died held, after sending what its job's metrics file has for it."""
+        logger = tracking.RunLogger(tracking.connect(r.tracking_uri), r.run_id, experiment_id=r.experiment_id)
+        logger.run_name = r.run_name
+        self.runs[r.run_id] = logger
+        if r.metrics_file is not None and (rec := recovery.local_record(r.metrics_file, r.run_id)) is not None:
+            recovery.upload(logger.client, r.run_id, rec)
+
     HANDLERS: ClassVar[dict[type, Callable[[Server, Any], Any]]] = {
         Warm: warm,
         OpenStore: open_store,
@@ -244,6 +258,7 @@ class Server:
         PrepareFigures: prepare_figures,
         DrawFigures: draw_figures,
         RunCall: run_call,
+        Adopt: adopt,
     }
 
     def shut_down(self, left: bool) -> None:
