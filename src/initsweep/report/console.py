@@ -44,11 +44,12 @@ def run_url(experiment_id: str, run_id: str) -> str:
     return f"{UI_BASE}/#/experiments/{experiment_id}/runs/{run_id}?{_MODEL_TRAINING}"
 
 
-def runs_url(experiment_id: str, charts: bool = False) -> str:
-    """The experiment's runs page in Model training mode, opened on initsweep's saved view (learning curves
-    first, summary metrics as columns; see :mod:`initsweep.tracking.ui_view`): the table, or the chart view."""
+def runs_url(experiment_id: str, charts: bool = False, view: str = VIEW_ID) -> str:
+    """The experiment's runs page in Model training mode, opened on one of initsweep's saved views (learning
+    curves first, summary metrics as columns; see :mod:`initsweep.tracking.ui_view`): the experiment's, or a
+    sweep's (``sweep_view_id(parent run id)``); the table, or the chart view."""
     mode = "&compareRunsMode=CHART" if charts else ""
-    return f"{UI_BASE}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_ID}&{_MODEL_TRAINING}{mode}"
+    return f"{UI_BASE}/#/experiments/{experiment_id}/runs?viewStateShareKey={view}&{_MODEL_TRAINING}{mode}"
 
 
 def _fmt(metrics: Mapping[str, float], key: str, spec: str) -> str:
