@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from initsweep.protocol import Failure, Tag
+from initsweep.report.console import round_numbers
 from initsweep.tracking import client as tracking
 
 # (column title, metric key, format)
@@ -83,14 +84,6 @@ def summary_table(runs: Sequence[Any]) -> str:
         cells.append(_state(run))
         rows.append(cells)
     return markdown_table(["run", *(title for title, _, _ in columns), "status"], rows)
-
-
-_LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{4,}(?:e[-+]?\d+)?")
-
-
-def round_numbers(text: str) -> str:
-    """Floats with many digits shown with 3 significant digits: ``init.std=0.08096384`` -> ``init.std=0.081``."""
-    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.3g}", text)
 
 
 # ---------------------------------------------------------------------------------------------------

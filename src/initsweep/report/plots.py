@@ -193,8 +193,8 @@ def _categories(series: Sequence[Sequence[Any]]) -> list:
     whose model has layers the others lack); none when the x values are numbers."""
     if not any(x and isinstance(x[0], str) for x in series):
         return []
-    names = list(max(series, key=len))
-    for x in series:
+    names: list = []
+    for x in sorted(series, key=len, reverse=True):  # stable: the first of the longest leads
         names += [v for v in x if v not in names]
     return names
 
