@@ -155,6 +155,22 @@ def test_mlflow_ui_in_a_browser_shows_runs_metrics_charts_and_report(tmp_path: P
         report,
     )
     assert width >= 1000
+    # The report page itself in MLflow's artifact viewer (an HTML artifact in a sandboxed frame): its figures
+    # are embedded, so they load there, decoded at full size.
+    listed = _get(f"{base}/api/2.0/mlflow/artifacts/list?run_id={parent.info.run_id}&path=report").get("files", [])
+    assert "report/report.html" in {f["path"] for f in listed}, listed
+    browser.get("about:blank")  # a new page load: the artifact viewer opens on the file of its URL
+    browser.get(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}/artifacts/report/report.html?{ML}")
+    _wait_for(browser, "return document.querySelector('iframe.mlflow-html-iframe')", "the report page")
+    browser.switch_to.frame(browser.find_element("css selector", "iframe.mlflow-html-iframe"))
+    images = _wait_for(
+        browser,
+        "const i=[...document.images]; return i.length && i.every(e=>e.complete) && i.map(e=>[e.naturalWidth, e.alt])",
+        "the report's images",
+    )
+    assert [alt for _, alt in images] == ["learning curves", "signal at initialization"], images
+    assert all(w >= 1000 for w, _ in images), images
+    browser.switch_to.default_content()
 
 
 # The names of the runs the page lists (runs table or chart view's run list), its group rows, and the
@@ -183,6 +199,7 @@ def test_printed_links_show_only_their_sweep_grouped_by_configuration(tmp_path: 
     study = run_train(["-m", "hparams_search=normal_std", "hydra.sweeper.n_trials=2", *quick], cwd=tmp_path)
     for proc in (grid, other, study):
         assert proc.returncode == 0, proc.stderr
+    assert "INITSWEEP_TRIAL" not in study.stdout and "#1 : hparams_search=normal_std" in study.stdout  # launch lines
     base = mlflow_ui(tmp_path)
     grid_names = {f"init={i} seed={s}" for i in ("zeros", "normal") for s in range(3)}
     for label in ("Compare runs", "Learning curves"):
