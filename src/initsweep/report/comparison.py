@@ -394,8 +394,8 @@ def _section(client: Any, runs: Sequence[Any], out_dir: Path, prefix: str, lines
         lines += [
             f"{h} Signal propagation at initialization",
             "",
-            "Measured on one fixed batch of training data before the first step (`diag/<layer>/...`). "
-            "On the log axes, an x at the bottom edge marks a std of 0.",
+            "Measured on one fixed batch of training data before the first step (columns `diag/...` of each "
+            "run's `layers/step_0000.json`). On the log axes, an x at the bottom edge marks a std of 0.",
             "",
             init_table(client, stats),
             "",
