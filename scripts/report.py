@@ -7,6 +7,8 @@
 A sweep's report goes to <sweep dir>/report/ (or reports/<run id>/ when the sweep dir is not here) and is
 logged to the parent run under report/; an experiment's goes to reports/<experiment>/. --out overrides
 the directory. The store: $MLFLOW_TRACKING_URI, else --tracking-uri, else sqlite:///mlruns/mlflow.db.
+Runs of several architectures (param model.name) get a section each. A request that cannot be met (no
+store, no such run or experiment, nothing to report) is one `initsweep:` line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -17,7 +19,19 @@ import sys
 from pathlib import Path
 
 
+class Impossible(Exception):
+    """A request the store cannot answer: its message is the one line printed."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return report(argv)
+    except Impossible as e:
+        print(f"initsweep: {e}", file=sys.stderr)
+        return 2
+
+
+def report(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", nargs="?", help="parent run id or experiment name (default: the latest sweep)")
     parser.add_argument("--out", type=Path, help="directory to write report.md and its PNGs into")
@@ -30,24 +44,27 @@ def main(argv: list[str] | None = None) -> int:
     from initsweep.tracking import client as tracking
 
     uri = tracking.resolve_uri(args.tracking_uri)
-    client = tracking.connect(uri)
+    db = tracking.sqlite_path(uri)
+    if db is not None and not db.exists():  # reading must not create an empty store
+        raise Impossible(f"no MLflow store at {db.absolute()}: pass --tracking-uri, or run where train.py ran")
+    try:
+        client = tracking.connect(uri)
+    except tracking.TrackingError as e:
+        raise Impossible(str(e)) from None
     parent = None
     if args.target is None:
         parent = tracking.latest_sweep(client)
         if parent is None:
-            print(f"report: no sweep in {uri}; run `python train.py -m ...` first", file=sys.stderr)
-            return 1
+            raise Impossible(f"no sweep in {uri}; run `python train.py -m ...` first")
     elif re.fullmatch(r"[0-9a-f]{32}", args.target):
         parent = tracking.find_run(client, args.target)
         if parent is None:
-            print(f"report: no run {args.target} in {uri}", file=sys.stderr)
-            return 1
+            raise Impossible(f"no run {args.target} in {uri}")
 
     if parent is not None:
         runs = tracking.child_runs(client, parent.info.experiment_id, parent.info.run_id)
         if not runs:
-            print(f"report: run {parent.info.run_id} has no child runs (is it a sweep's parent run?)", file=sys.stderr)
-            return 1
+            raise Impossible(f"run {parent.info.run_id} has no child runs (is it a sweep's parent run?)")
         sweep_dir = parent.data.params.get("sweep_dir")
         local = sweep_dir if sweep_dir and Path(sweep_dir).is_dir() else None
         out = args.out or (Path(local) / "report" if local else Path("reports") / parent.info.run_id)
@@ -56,11 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runs = tracking.job_runs(client, args.target, trials=args.trials)
         if runs is None:
-            print(f"report: {args.target!r} is neither a run id nor an experiment name in {uri}", file=sys.stderr)
-            return 1
+            names = ", ".join(map(repr, tracking.experiment_names(client))) or "none"
+            raise Impossible(
+                f"{args.target!r} is neither a run id nor an experiment name in {uri}; experiments: {names}"
+            )
         if not runs:
-            print(f"report: experiment {args.target!r} has no runs", file=sys.stderr)
-            return 1
+            raise Impossible(
+                f"experiment {args.target!r} has no job runs" + ("" if args.trials else " (--trials: its trials)")
+            )
         out = args.out or Path("reports") / args.target
         title, source = f"Report: experiment {args.target}", f"Every job run of MLflow experiment `{args.target}`."
 

@@ -155,3 +155,65 @@ def test_mlflow_ui_in_a_browser_shows_runs_metrics_charts_and_report(tmp_path: P
         report,
     )
     assert width >= 1000
+    # The report page itself in MLflow's artifact viewer (an HTML artifact in a sandboxed frame): its figures
+    # are embedded, so they load there, decoded at full size.
+    listed = _get(f"{base}/api/2.0/mlflow/artifacts/list?run_id={parent.info.run_id}&path=report").get("files", [])
+    assert "report/report.html" in {f["path"] for f in listed}, listed
+    browser.get("about:blank")  # a new page load: the artifact viewer opens on the file of its URL
+    browser.get(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}/artifacts/report/report.html?{ML}")
+    _wait_for(browser, "return document.querySelector('iframe.mlflow-html-iframe')", "the report page")
+    browser.switch_to.frame(browser.find_element("css selector", "iframe.mlflow-html-iframe"))
+    images = _wait_for(
+        browser,
+        "const i=[...document.images]; return i.length && i.every(e=>e.complete) && i.map(e=>[e.naturalWidth, e.alt])",
+        "the report's images",
+    )
+    assert [alt for _, alt in images] == ["learning curves", "signal at initialization"], images
+    assert all(w >= 1000 for w, _ in images), images
+    browser.switch_to.default_content()
+
+
+# The names of the runs the page lists (runs table or chart view's run list), its group rows, and the
+# legend entries of the val/acc chart ("<group> (val/acc)").
+LISTED = (
+    "const lines=document.body.innerText.split('\\n').map(l=>l.trim());"
+    "return {runs: lines.filter(l=>/^(init=\\S+ seed=\\d+|trial \\d+ .*)$/.test(l)),"
+    "groups: lines.filter(l=>l.startsWith('Group: ')), legend: lines.filter(l=>l.endsWith(' (val/acc)'))}"
+)
+
+
+def _listed(driver, url: str, runs: int, charts: bool = False) -> dict:
+    """What the page at ``url`` lists once ``runs`` runs (and, in the chart view, the legend) are shown."""
+    driver.get(url)
+    ready = f"const l=(()=>{{{LISTED}}})(); return l.runs.length>={runs} && (!{str(charts).lower()} || l.legend.length)"
+    _wait_for(driver, ready, f"{runs} runs at {url}", timeout_s=180)
+    time.sleep(2)  # a page that would list more (another sweep's runs) has them by now
+    return driver.execute_script(LISTED)
+
+
+def test_printed_links_show_only_their_sweep_grouped_by_configuration(tmp_path: Path, browser, mlflow_ui):
+    quick = ["trainer.epochs=1", "model.width=8", "diagnostics.enabled=false", "tracking.log_plots=false"]
+    quick += ["tracking.system_metrics=false"]
+    grid = run_train(["-m", "init=zeros,normal", "seed=0,1,2", *quick], cwd=tmp_path)
+    other = run_train(["-m", "init=ones", *quick], cwd=tmp_path)
+    study = run_train(["-m", "hparams_search=normal_std", "hydra.sweeper.n_trials=2", *quick], cwd=tmp_path)
+    for proc in (grid, other, study):
+        assert proc.returncode == 0, proc.stderr
+    assert "INITSWEEP_TRIAL" not in study.stdout and "#1 : hparams_search=normal_std" in study.stdout  # launch lines
+    base = mlflow_ui(tmp_path)
+    grid_names = {f"init={i} seed={s}" for i in ("zeros", "normal") for s in range(3)}
+    for label in ("Compare runs", "Learning curves"):
+        charts = label == "Learning curves"
+        shown = _listed(browser, _printed_url(grid.stdout, label, base), 6, charts)
+        assert set(shown["runs"]) == grid_names and len(shown["runs"]) == 6, shown
+        assert sorted(g.split()[1] for g in shown["groups"]) == ["init=normal", "init=zeros"], shown  # seeds aggregated
+        if charts:  # the curves: one line (mean over the 3 seeds, with its band) per configuration
+            assert sorted(e.split()[0] for e in shown["legend"]) == ["init=normal", "init=zeros"], shown
+        shown = _listed(browser, _printed_url(other.stdout, label, base), 1, charts)
+        assert shown["runs"] == ["init=ones seed=0"], shown
+        shown = _listed(browser, _printed_url(study.stdout, label, base), 2, charts)
+        assert sorted(r.split()[:2] for r in shown["runs"]) == [["trial", "0"], ["trial", "1"]], shown
+    # The experiment's own view (the views menu): every sweep's runs, the study's trials apart.
+    exp_id = re.search(r"/experiments/(\d+)/", grid.stdout)[1]
+    shown = _listed(browser, f"{base}/#/experiments/{exp_id}/runs?viewStateShareKey={ui_view.VIEW_ID}&{ML}", 7)
+    assert set(shown["runs"]) == grid_names | {"init=ones seed=0"}, shown

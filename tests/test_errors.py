@@ -10,7 +10,7 @@ import pytest
 from conftest import run_train
 from initsweep.core.config import did_you_mean
 from initsweep.report.comparison import round_numbers
-from initsweep.report.console import job_line, progress_prefix, start_progress
+from initsweep.report.console import job_line, progress_prefix, quiet_libraries, start_progress
 
 
 @pytest.mark.slow
@@ -19,6 +19,7 @@ from initsweep.report.console import job_line, progress_prefix, start_progress
     [
         (["trainer.lrr=0.1"], "unknown key trainer.lrr (in trainer.lrr=0.1); did you mean trainer.lr?"),
         (["+trainer.lrr=0.1"], "trainer.lrr: unknown key; did you mean trainer.lr?"),
+        (["init=custom", "init.factor=2"], "unknown key init.factor (in init.factor=2); add it with +init.factor=2\n"),
         (["init=xavier"], "init=xavier: no such option; did you mean xavier_normal or xavier_uniform?"),
         (["-m", "init=zeros,xavier"], "init=xavier: no such option"),
         (["trainer.lr=[0.1"], "bad override syntax"),
@@ -57,3 +58,32 @@ def test_job_line_and_sweep_progress(tmp_path: Path):
     start_progress(tmp_path, 3)
     assert progress_prefix(tmp_path).startswith("[1/3, ETA ")
     assert progress_prefix(tmp_path).startswith("[2/3, ETA ")
+
+
+def test_launch_lines_are_short(caplog: pytest.LogCaptureFixture):
+    """Hydra's launchers log a line per job and joblib's a line per batch: without Hydra plumbing, with short
+    numbers, and without joblib's eleven settings."""
+    import logging
+
+    quiet_libraries()
+    basic, joblib = (
+        logging.getLogger(n)
+        for n in ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher._core")
+    )
+    with caplog.at_level(logging.INFO):
+        basic.info(
+            "\t#3 : hparams_search=normal_std init.std=0.08096384026619578 ++hydra.job.env_set.INITSWEEP_TRIAL=3"
+        )
+        joblib.info(
+            "Joblib.Parallel({}) is launching {} jobs".format(
+                "n_jobs=2,backend=loky,prefer=processes,require=None,verbose=0,timeout=None,pre_dispatch=2*n_jobs", 4
+            )
+        )
+        joblib.info("\t#{} : {}".format(0, "init=zeros seed=0"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "\t#3 : hparams_search=normal_std init.std=0.081",
+        "joblib: launching 4 jobs, n_jobs=2",
+        "\t#0 : init=zeros seed=0",
+    ]
+    line = job_line("init.std=0.08096384026619578 seed=0", "FINISHED", {}, "abc", "1")
+    assert line.startswith("init.std=0.081 seed=0: best val acc -")

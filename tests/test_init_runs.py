@@ -12,6 +12,7 @@ import pytest
 from conftest import all_runs, client_for, compose, layer_values, run_train
 from initsweep.core.config import ConfigError
 from initsweep.core.initializers import SCHEMES
+from initsweep.core.trainer import resolve_device
 from initsweep.jobs.job import JobContext, execute
 
 QUICK = ["trainer.epochs=1", "tracking.log_plots=false"]
@@ -53,6 +54,15 @@ def test_logged_init_metrics_match_the_formula_on_the_cnn(store: Path) -> None:
         tol = 6 / math.sqrt(2 * n) * expected + 1e-12  # 6 standard errors of a normal sample's std
         assert abs(m[f"init/{layer}/weight_std"] - expected) <= tol, layer
         assert abs(m[f"init/{layer}/weight_mean"]) <= 6 * expected / math.sqrt(n) + 1e-12, layer
+
+
+def test_params_say_what_auto_stood_for(store: Path) -> None:
+    _job(store, ["init=xavier_uniform", "init.gain=auto", "model.activation=tanh", "diagnostics.enabled=false"])
+    params = max(all_runs(store), key=lambda r: r.info.start_time).data.params
+    assert params["init.gain"] == "auto" and params["init.gain_used"] == "1.66667"  # tanh's 5/3
+    assert params["trainer.device"] == "auto"
+    assert params["trainer.device_used"].split(":")[0] == resolve_device("auto").type  # cpu, cuda:0, ...
+    assert "init.nonlinearity_used" not in params and "tracking.checkpoint_used" not in params
 
 
 def test_logged_init_metrics_for_lsuv_are_the_measured_values(store: Path) -> None:

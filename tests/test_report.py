@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import CONF, ROOT, all_runs, client_for, run_train, store_uri
+from conftest import CONF, ROOT, all_runs, client_for, run_train, store_uri, train_env
 from initsweep.report.comparison import Estimate, comparison, comparison_table, group_of, mean_ci, short_labels
 
 
@@ -110,6 +109,45 @@ def _numbers(cell: str) -> tuple[float, float]:
     return float(mean), float(half)
 
 
+def _report_cli(directory: Path, *args: str, store: str | None = None) -> subprocess.CompletedProcess:
+    """``scripts/report.py ARGS`` on the store under ``directory``."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "report.py"), *args, "--tracking-uri", store or store_uri(directory)],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=train_env(),  # this checkout's initsweep, whatever the cwd
+    )
+
+
+@pytest.mark.slow
+def test_report_of_an_experiment_of_several_architectures_has_a_section_each(tmp_path):
+    quick = ["trainer.epochs=1", "model.width=8", "tracking.log_plots=false", "tracking.system_metrics=false"]
+    result = run_train(["-m", "model=mlp,cnn,resmlp", "init=zeros,normal", *quick], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = _report_cli(tmp_path, "initsweep", "--out", "by_experiment")
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "by_experiment" / "report.md").read_text()
+    sections = re.findall(r"^## Architecture: (\S+)$", text, re.MULTILINE)
+    assert sections == ["mlp", "cnn", "resmlp"]
+    for name, section in zip(sections, text.split("## Architecture: ")[1:]):
+        # each its own configurations and figures; the layer profile names the architecture's own layers
+        assert [r[0] for r in _table(section, "configuration")] == ["init=zeros", "init=normal"], name
+        profile = _table(section.split("### Signal propagation")[1], "configuration")[1][2]
+        assert ("conv1" in profile) == (name == "cnn") and profile.count("→") >= 2, (name, profile)
+        for png in ("learning_curves.png", "init_signal.png"):
+            assert f"]({name}_{png})" in section and (tmp_path / "by_experiment" / f"{name}_{png}").stat().st_size
+    page = (tmp_path / "by_experiment" / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 6 and page.count("<h2>Architecture: ") == 3
+    # requests that cannot be met: one line each, exit 2
+    for args, store in ((["nosuch"], None), (["0" * 32], None), (["initsweep"], store_uri(tmp_path / "none"))):
+        out = _report_cli(tmp_path, *args, store=store)
+        assert out.returncode == 2 and out.stderr.startswith("initsweep: "), (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "none").exists()
+
+
 @pytest.mark.slow
 def test_report_of_a_two_by_two_sweep_matches_mlflow(tmp_path):
     from scipy.stats import t
@@ -158,18 +196,11 @@ def test_report_of_a_two_by_two_sweep_matches_mlflow(tmp_path):
 
     client = client_for(tmp_path)
     logged = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert logged == {"report.md", "learning_curves.png", "init_signal.png"}
+    assert logged == {"report.md", "report.html", "learning_curves.png", "init_signal.png"}
 
     # the command line: by default the latest sweep, into its sweep dir; by experiment name, every job run
     def report_cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "report.py"), *args, "--tracking-uri", store_uri(tmp_path)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
-        )
+        return _report_cli(tmp_path, *args)
 
     report_md.unlink()
     out = report_cli()

@@ -95,9 +95,13 @@ def _explain(error: Exception, parsed: list[Any], config_name: str) -> str:
         except Exception:  # noqa: BLE001
             known = []
         line = next((o.input_line for o in parsed if o.get_key_element().lstrip("+~") == key), key)
-        hint = did_you_mean(key, known)
+        # A close key of the same section (trainer.lrr: trainer.lr), else a new key (init.factor on a custom
+        # init), which Hydra takes with a +.
+        section, _, last = key.rpartition(".")
+        siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == section]
+        hint = did_you_mean(last, siblings, section)
         if not hint:
-            hint = "; add it with +" + line if "append" not in text else ""
+            hint = "; add it with +" + line.lstrip("+~") if "Could not append" not in text else ""
         return f"unknown key {key} (in {line}){hint}"
     return text.replace("\n", " ").split("Config search path")[0].strip()
 

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from initsweep.core import data as datasets
 from initsweep.core.cadence import logged_epochs
 from initsweep.core.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
-from initsweep.core.initializers import InitError, LayerStats, initialize
+from initsweep.core.initializers import InitError, LayerStats, gain_for, initialize
 from initsweep.core.models import build_model, model_activation
 from initsweep.core.overrides import varying  # shared overrides are recognised by value, not by text
 from initsweep.core.trainer import (
@@ -222,7 +222,7 @@ def execute(
     parent = Parent.read(ctx.sweep_dir)  # the multirun's parent run, if any
     uri = parent.tracking_uri if parent else resolve_uri(config.tracking.uri)
     writer.warm(uri)  # an existing store opens in the tracking writer while this process builds the job
-    data, model, stats = _build(config, raw, ctx)  # everything that can fail because of the config, before a run
+    data, model, stats, used = _build(config, raw, ctx)  # all that can fail because of the config, before a run
 
     # The config is valid: open the store (in the tracking writer, while the diagnostics run here); a single
     # run first closes what dead processes left RUNNING in it.
@@ -255,7 +255,7 @@ def execute(
 
     def train() -> _Trained:
         return _train_and_log(
-            config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch, resumable
+            config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch, resumable, used
         )
 
     worst = worst_value(config.optimized_metric)
@@ -271,9 +271,12 @@ def execute(
         return _tracking_failed(logger, TrackingError(f"{type(e).__name__}: {e}"), worst)
 
 
-def _build(config: Config, raw: dict[str, Any], ctx: JobContext) -> tuple[datasets.Dataset, torch.nn.Module, list]:
+def _build(
+    config: Config, raw: dict[str, Any], ctx: JobContext
+) -> tuple[datasets.Dataset, torch.nn.Module, list, dict[str, str]]:
     """Threads, seed, device, data, the model and its initialization: ConfigError when the config cannot run.
-    Records the effective thread count in ``raw`` (logged as the param and in config.yaml, never null)."""
+    Records the effective thread count in ``raw`` (logged as the param and in config.yaml, never null); returns
+    the values the config's ``auto`` settings stood for (:func:`resolved_autos`) last."""
     threads = intra_op_threads(config.trainer.threads, ctx.parallel_jobs, config.trainer.deterministic)
     torch.set_num_threads(threads)
     raw["trainer"]["threads"] = threads
@@ -289,7 +292,19 @@ def _build(config: Config, raw: dict[str, Any], ctx: JobContext) -> tuple[datase
         stats = initialize(model, config.init, model_activation(model), batch=data.x_train)
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
-    return data, model, stats
+    return data, model, stats, resolved_autos(flatten(raw), model_activation(model), str(device))
+
+
+def resolved_autos(params: dict[str, str], activation: str, device: str) -> dict[str, str]:
+    """What each ``auto`` setting stood for in this job, as params ``<key>_used`` beside ``<key>=auto``:
+    ``init.gain_used`` (PyTorch's gain for the model's activation), ``init.nonlinearity_used``,
+    ``trainer.device_used``."""
+    meaning = {
+        "init.gain": lambda: f"{gain_for(activation):.6g}",
+        "init.nonlinearity": lambda: activation,
+        "trainer.device": lambda: device,
+    }
+    return {f"{key}_used": meaning[key]() for key, value in params.items() if value == "auto" and key in meaning}
 
 
 def _run_tags(
@@ -384,19 +399,20 @@ def _train_and_log(
     diag_at_init: Future[Diagnostics] | None = None,
     diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
     resumable: _Resumable | None = None,
+    used: dict[str, str] | None = None,
 ) -> _Trained:
     """Train with logging. Every evaluated epoch enters the history (the summary) and the divergence check;
     the logged ones (:func:`initsweep.core.cadence.logged_epochs`, and a diverged one) go to MLflow and to
     ``on_epoch``. Step 0 (the init's weights and diagnostics, the val set) is logged once the diagnostics
     are done, at the first epoch at the latest; ``overlap`` measures each epoch in a second thread.
     ``resumable``: the state is saved as :mod:`initsweep.jobs.resume` says, and a resumed run goes on from
-    its point, logging only the epochs its earlier attempts did not."""
+    its point, logging only the epochs its earlier attempts did not. ``used``: params beside the config's."""
     resumable = resumable or _Resumable(None, "", None)
     point = resumable.point
     if config.tracking.log_plots:
         figures.prepare(logger)
     if point is None:
-        logger.log_params(flatten(raw))
+        logger.log_params({**flatten(raw), **(used or {})})
         logger.log_text(OmegaConf.to_yaml(OmegaConf.create(raw)), "config.yaml")
         logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
     val_0 = evaluate(model, data.x_val, data.y_val) if point is None else point.initial_val

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from initsweep.protocol import Failure, Tag
+from initsweep.report.console import round_numbers
 from initsweep.tracking import client as tracking
 
 # (column title, metric key, format)
@@ -83,14 +84,6 @@ def summary_table(runs: Sequence[Any]) -> str:
         cells.append(_state(run))
         rows.append(cells)
     return markdown_table(["run", *(title for title, _, _ in columns), "status"], rows)
-
-
-_LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{4,}(?:e[-+]?\d+)?")
-
-
-def round_numbers(text: str) -> str:
-    """Floats with many digits shown with 3 significant digits: ``init.std=0.08096384`` -> ``init.std=0.081``."""
-    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.3g}", text)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -320,22 +313,54 @@ def init_table(client: Any, stats: Sequence[GroupStats]) -> str:
     return markdown_table(["configuration", loss_title, "activation std per layer", "warning"], rows)
 
 
+ARCHITECTURE_PARAMS = ("model.name", "model._target_")  # what names a run's layer set
+
+
+def architecture(run: Any) -> str:
+    """The model a run trained (``model.name``, else ``model._target_``; "?" when it logged neither): runs of
+    different architectures have different layers and are reported apart."""
+    return next((v for k in ARCHITECTURE_PARAMS if (v := run.data.params.get(k))), "?")
+
+
 def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, source: str = "") -> list[Path]:
-    """Write ``report.md`` and its PNGs into ``out_dir``; return the written paths (report.md first).
+    """Write ``report.md``, the same page as self-contained ``report.html`` (figures embedded) and their
+    PNGs into ``out_dir``; return the written paths (report.md first).
 
     The report compares configurations (runs grouped by configuration minus the seed): mean ± 95% CI over
     seeds of the summary metrics, learning curves (mean and 95% CI band), and the activation and gradient
-    std per layer at initialization.
+    std per layer at initialization; with a section per architecture when the runs trained several.
     """
-    from initsweep.report.plots import Panel, band_panels  # lazy: matplotlib only when drawing
+    from initsweep.report.html import write_html
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stats = comparison(runs)
-    paths: list[Path] = []
+    by_model: dict[str, list[Any]] = {}
+    for run in runs:
+        by_model.setdefault(architecture(run), []).append(run)
     lines = [f"# {title}", ""]
     if source:
         lines += [source, ""]
+    paths: list[Path] = []
+    if len(by_model) == 1:
+        paths += _section(client, runs, out_dir, "", lines)
+    else:
+        lines += [f"{len(runs)} runs of {len(by_model)} architectures (param `model.name`), reported apart.", ""]
+        for name, members in by_model.items():
+            lines += [f"## Architecture: {name}", ""]
+            prefix = re.sub(r"[^\w.-]+", "_", name) + "_"  # file names: initsweep.core.models.CNN_...
+            paths += _section(client, members, out_dir, prefix, lines, "###")
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return [report, write_html(report), *paths]
+
+
+def _section(client: Any, runs: Sequence[Any], out_dir: Path, prefix: str, lines: list[str], h: str = "##"):
+    """Append the comparison of ``runs`` (one architecture) to ``lines``; returns its figures' paths (their
+    names start with ``prefix``)."""
+    from initsweep.report.plots import Panel, band_panels  # lazy: matplotlib only when drawing
+
+    stats = comparison(runs)
+    paths: list[Path] = []
     lines += [
         f"{len(runs)} runs in {len(stats)} configurations. Each cell: mean ± 95% confidence interval over "
         "seeds (Student t, n - 1 degrees of freedom); a single seed shows the value alone.",
@@ -347,11 +372,11 @@ def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, so
     if any(curves.values()):
         path = band_panels(
             [Panel("val accuracy", curves["val/acc"], ylim=(0, 1)), Panel("train loss", curves["train/loss"], "log")],
-            out_dir / "learning_curves.png",
+            out_dir / f"{prefix}learning_curves.png",
         )
         paths.append(path)
         lines += [
-            "## Learning curves",
+            f"{h} Learning curves",
             "",
             "Mean over seeds; shaded: 95% confidence interval.",
             "",
@@ -362,24 +387,22 @@ def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, so
     if any(act.values()):
         path = band_panels(
             [Panel("activation std at init", act, "log"), Panel("grad std at init (dLoss/d output)", grad, "log")],
-            out_dir / "init_signal.png",
+            out_dir / f"{prefix}init_signal.png",
             xlabel="layer",
         )
         paths.append(path)
         lines += [
-            "## Signal propagation at initialization",
+            f"{h} Signal propagation at initialization",
             "",
-            "Measured on one fixed batch of training data before the first step (`diag/<layer>/...`). "
-            "On the log axes, an x at the bottom edge marks a std of 0.",
+            "Measured on one fixed batch of training data before the first step (columns `diag/...` of each "
+            "run's `layers/step_0000.json`). On the log axes, an x at the bottom edge marks a std of 0.",
             "",
             init_table(client, stats),
             "",
             f"![signal at initialization]({path.name})",
             "",
         ]
-    report = out_dir / "report.md"
-    report.write_text("\n".join(lines))
-    return [report, *paths]
+    return paths
 
 
 def sweep_heading(run_name: str, run_id: str, experiment: str, sweep_dir: str | Path | None) -> tuple[str, str]:

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,10 +33,46 @@ _QUIET = {
 }
 
 
+_LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{4,}(?:e[-+]?\d+)?")
+
+
+def round_numbers(text: str) -> str:
+    """Floats with many digits shown with 3 significant digits: ``init.std=0.08096384`` -> ``init.std=0.081``."""
+    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.3g}", text)
+
+
+# The loggers of Hydra's launchers (basic, joblib): a line per job (``#0 : overrides``), and joblib's
+# ``Joblib.Parallel(n_jobs=2,backend=loky,prefer=processes,...11 settings) is launching 4 jobs`` per batch.
+_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher._core")
+_JOBLIB_LINE = re.compile(r"^Joblib\.Parallel\((?P<settings>.*)\) is launching (?P<n>\d+) jobs$")
+
+
+class _LaunchLines(logging.Filter):
+    """Launch lines a person reads: a job's overrides without Hydra plumbing (the Optuna sweeper's
+    ``++hydra.job.env_set.INITSWEEP_TRIAL=3``) and with short numbers (``init.std=0.081``, not 17 digits);
+    joblib's batch line as ``joblib: launching 4 jobs, n_jobs=2``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if m := _JOBLIB_LINE.match(text):
+            n_jobs = re.search(r"\bn_jobs=([^,]+)", m["settings"])
+            record.msg, record.args = f"joblib: launching {m['n']} jobs, n_jobs={n_jobs[1] if n_jobs else '?'}", ()
+        elif text.lstrip().startswith("#") and " : " in text:
+            head, overrides = text.split(" : ", 1)
+            kept = [o for o in overrides.split() if not o.lstrip("+~").startswith("hydra.")]
+            record.msg, record.args = f"{head} : {round_numbers(' '.join(kept))}", ()
+        return True
+
+
 def quiet_libraries() -> None:
-    """Lower the first-run chatter of MLflow (database creation) and matplotlib (font cache)."""
+    """Lower the first-run chatter of MLflow (database creation) and matplotlib (font cache); shorten the
+    launch lines of Hydra's launchers (:class:`_LaunchLines`)."""
     for name, level in _QUIET.items():
         logging.getLogger(name).setLevel(level)
+    for name in _LAUNCHERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _LaunchLines) for f in logger.filters):
+            logger.addFilter(_LaunchLines())
 
 
 def run_url(experiment_id: str, run_id: str) -> str:
@@ -44,11 +81,12 @@ def run_url(experiment_id: str, run_id: str) -> str:
     return f"{UI_BASE}/#/experiments/{experiment_id}/runs/{run_id}?{_MODEL_TRAINING}"
 
 
-def runs_url(experiment_id: str, charts: bool = False) -> str:
-    """The experiment's runs page in Model training mode, opened on initsweep's saved view (learning curves
-    first, summary metrics as columns; see :mod:`initsweep.tracking.ui_view`): the table, or the chart view."""
+def runs_url(experiment_id: str, charts: bool = False, view: str = VIEW_ID) -> str:
+    """The experiment's runs page in Model training mode, opened on one of initsweep's saved views (learning
+    curves first, summary metrics as columns; see :mod:`initsweep.tracking.ui_view`): the experiment's, or a
+    sweep's (``sweep_view_id(parent run id)``); the table, or the chart view."""
     mode = "&compareRunsMode=CHART" if charts else ""
-    return f"{UI_BASE}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_ID}&{_MODEL_TRAINING}{mode}"
+    return f"{UI_BASE}/#/experiments/{experiment_id}/runs?viewStateShareKey={view}&{_MODEL_TRAINING}{mode}"
 
 
 def _fmt(metrics: Mapping[str, float], key: str, spec: str) -> str:
@@ -60,7 +98,7 @@ def job_line(name: str, status: str, metrics: Mapping[str, float], run_id: str, 
     """``init=normal seed=0: best val acc 0.974, test acc 0.981, best val loss 0.0912 | run ID | URL``."""
     state = "" if status == "FINISHED" else f" [{status}]"
     return (
-        f"{name}{state}: best val acc {_fmt(metrics, 'val/acc_best', '.3f')}"
+        f"{round_numbers(name)}{state}: best val acc {_fmt(metrics, 'val/acc_best', '.3f')}"
         f", test acc {_fmt(metrics, 'test/acc', '.3f')}"
         f", best val loss {_fmt(metrics, 'val/loss_best', '.4g')} | run {run_id} | {run_url(experiment_id, run_id)}"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from initsweep.core.cadence import logged_epochs
 
@@ -188,6 +188,17 @@ def _positive(values: Sequence[float]) -> list[float]:
     return [v if 0 < v < float("inf") else float("nan") for v in values]
 
 
+def _categories(series: Sequence[Sequence[Any]]) -> list:
+    """The x categories of a panel (layer names): the longest series' in its order, then any others' (a group
+    whose model has layers the others lack); none when the x values are numbers."""
+    if not any(x and isinstance(x[0], str) for x in series):
+        return []
+    names: list = []
+    for x in sorted(series, key=len, reverse=True):  # stable: the first of the longest leads
+        names += [v for v in x if v not in names]
+    return names
+
+
 def _layer_ticks(ax, names: Sequence[str]) -> None:
     """Layer names as x ticks at 0, 1, ...; with many layers, only every k-th name and the last."""
     step = max(1, -(-len(names) // 16))
@@ -259,11 +270,10 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
     width = max(1000 / dpi, 6.0 * len(panels))
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.4), dpi=dpi, squeeze=False)
     for ax, panel in zip(axes[0], panels):
-        names: list = []
+        names = _categories([b[0] for b in panel.bands.values()])
         for i, (label, (x, mean, lo, hi)) in enumerate(panel.bands.items()):
             categorical = bool(x) and isinstance(x[0], str)
             if categorical:
-                names = names if len(names) >= len(x) else list(x)
                 xs = [names.index(v) for v in x]
             else:
                 xs = list(x)

@@ -43,6 +43,7 @@ from initsweep.sweep import resume
 from initsweep.tracking import locks
 from initsweep.tracking.locks import SweepDirInUse
 from initsweep.tracking.run_logger import RunLogger
+from initsweep.tracking.ui_view import sweep_view_id
 
 # Hydra imports this module on every start (conf/config.yaml names the callback): the modules that import
 # torch, MLflow or optuna (validation, tracking, tuning, report) are imported inside the callback's methods.
@@ -358,6 +359,7 @@ class SweepCallback(Callback):
 
         figures.finish()  # the last jobs' figures, drawn in the background
         p = self.parent
+        view = sweep_view_id(p.run_id)  # the sweep's own runs, grouped by configuration
         sweep_dir = Path(config.hydra.sweep.dir)
         args = (p.tracking_uri, p.experiment_id, p.run_id, str(sweep_dir))
         table, n_runs, crashed = self._store(sweep_runs.summarize, *args)
@@ -366,8 +368,8 @@ class SweepCallback(Callback):
         print(
             f"\nSweep {p.sweep_id} ({n_runs} runs) in MLflow experiment {p.experiment_id}:\n{table}\n"
             f"Parent run: {console.run_url(p.experiment_id, p.run_id)}\n"
-            f"Compare runs: {console.runs_url(p.experiment_id)}\n"
-            f"Learning curves: {console.runs_url(p.experiment_id, charts=True)}"
+            f"Compare runs: {console.runs_url(p.experiment_id, view=view)}\n"
+            f"Learning curves: {console.runs_url(p.experiment_id, charts=True, view=view)}"
         )
         try:
             experiment = str(config.get("experiment_name", p.experiment_id))

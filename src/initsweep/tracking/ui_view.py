@@ -10,6 +10,13 @@ search facets and UI state (the fields of MLflow's ``ExperimentPageUIState``). T
 
 With ``isAccordionReordered`` set, MLflow keeps the sections in the order given and appends sections for
 prefixes it does not know; metrics without a chart get one in the section of their prefix.
+
+Two kinds of view: the experiment's (``initsweep``: every run but Optuna trials, which a study's own view
+shows) and one per sweep or study (``sweep-<parent run id>``: only the parent's child runs, grouped by
+``initsweep.group`` with the seeds of a configuration drawn as their mean and min-max band). The page
+applies a view only when its URL carries no search facet (``searchFilter``, ``orderByKey``, ...): the filter
+lives in the view. The UI sends a filter to the server only when a part of it reads like
+``tags.x = ...``; any other text it searches as a run name (``IS NULL`` alone is such text).
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ import json
 import time
 from typing import Any
 
+from initsweep.protocol import Tag
+
 VIEW_ID = "initsweep"
-VIEW_TAG = f"mlflow.sharedViewState.{VIEW_ID}"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+VIEW_TAG = f"{VIEW_TAG_PREFIX}{VIEW_ID}"
 VIEW_NAME = "initsweep: learning curves and summary"
 CURVES_SECTION = "Learning curves"
 # Line charts of the first section, in this order (per-epoch metrics of every job).
@@ -29,6 +39,10 @@ SECTIONS = ("val", "test", "train", "time", "diag", "init", "Model metrics", "Sy
 # Columns of the runs table (MLflow orders them by name in a shared view), and its sort key (descending).
 COLUMNS = ("val/acc_best", "test/acc", "val/loss_best", "test/loss", "val/epochs_to_learn")
 SORT_METRIC = "val/acc_best"
+# The experiment's view leaves Optuna trials out (tagged trial_number; the second clause makes the UI take
+# the text as a filter, see above). A sweep's view shows its parent's children, grouped by configuration.
+NO_TRIALS = f"tags.{Tag.TRIAL_NUMBER} IS NULL AND attributes.run_name LIKE '%'"
+SWEEP_FILTER = f"tags.`{Tag.PARENT}` = '{{run_id}}'"
 
 
 def _metric_key(name: str) -> str:
@@ -59,12 +73,24 @@ def _line_chart(metric: str, section: str) -> dict[str, Any]:
     }
 
 
-def view_state() -> dict[str, Any]:
-    """The runs page's state the view restores (search facets and UI state, as MLflow serializes them)."""
+def sweep_view_id(run_id: str) -> str:
+    """The id of the view of the sweep (or study) whose parent run is ``run_id``."""
+    return f"sweep-{run_id}"
+
+
+def sweep_view(run_id: str, name: str) -> tuple[str, str]:
+    """(experiment tag, value) of the view of one sweep's runs, grouped by configuration."""
+    state = view_state(SWEEP_FILTER.format(run_id=run_id), grouped=True)
+    return f"{VIEW_TAG_PREFIX}{sweep_view_id(run_id)}", envelope(f"initsweep: {name}", state)
+
+
+def view_state(search_filter: str = NO_TRIALS, grouped: bool = False) -> dict[str, Any]:
+    """The runs page's state the view restores (search facets and UI state, as MLflow serializes them):
+    the runs ``search_filter`` selects; ``grouped``: by ``initsweep.group``, the mean over its runs."""
     sections = [{"uuid": "initsweep-curves", "name": CURVES_SECTION}]
     sections += [{"uuid": f"initsweep-{name.replace(' ', '-')}", "name": name} for name in SECTIONS]
     return {
-        "searchFilter": "",
+        "searchFilter": search_filter,
         "orderByKey": _metric_key(SORT_METRIC),
         "orderByAsc": False,
         "startTime": "ALL",
@@ -78,7 +104,9 @@ def view_state() -> dict[str, Any]:
         "runsHiddenMode": "SHOW_ALL",
         "hideEmptyCharts": True,
         "useGroupedValuesInCharts": True,
-        "groupBy": None,
+        "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": Tag.GROUP}]}
+        if grouped
+        else None,
         "groupsExpanded": {},
         "viewMaximized": False,
         "runListHidden": False,
@@ -88,11 +116,16 @@ def view_state() -> dict[str, Any]:
     }
 
 
-def view_tag_value(now_ms: int | None = None) -> str:
-    """The experiment tag's value: MLflow's saved-view envelope around :func:`view_state`."""
+def envelope(name: str, state: dict[str, Any], now_ms: int | None = None) -> str:
+    """An experiment tag's value: MLflow's saved-view envelope around a view's ``state``."""
     stamp = int(time.time() * 1000) if now_ms is None else now_ms
-    state = json.dumps(view_state(), separators=(",", ":"))
-    return json.dumps({"name": VIEW_NAME, "createdAt": stamp, "updatedAt": stamp, "state": state})
+    text = json.dumps(state, separators=(",", ":"))
+    return json.dumps({"name": name, "createdAt": stamp, "updatedAt": stamp, "state": text})
+
+
+def view_tag_value(now_ms: int | None = None) -> str:
+    """The experiment view's tag value (:func:`view_state` in its envelope)."""
+    return envelope(VIEW_NAME, view_state(), now_ms)
 
 
 def is_current(tag_value: str | None) -> bool:

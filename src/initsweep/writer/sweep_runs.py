@@ -18,11 +18,12 @@ from initsweep.protocol import ROLE_SWEEP, Failure, Parent, Tag, TrialOutcome
 if TYPE_CHECKING:
     from initsweep.report import comparison as report
     from initsweep.tracking import client as tracking
-    from initsweep.tracking import recovery
+    from initsweep.tracking import recovery, ui_view
 else:
     report = LazyModule("initsweep.report.comparison")
     tracking = LazyModule("initsweep.tracking.client")
     recovery = LazyModule("initsweep.tracking.recovery")
+    ui_view = LazyModule("initsweep.tracking.ui_view")
 
 STUDY_PARENT_TAG = "initsweep.study_parent"  # value: the study name; marks the study-level parent run
 
@@ -52,6 +53,7 @@ def open_parent(
         found = study_parent_run(client, exp_id, study, run_name, {Tag.ROLE: ROLE_SWEEP})
         logger = tracking.RunLogger(client, found, experiment_id=exp_id)
     logger.set_tags({Tag.SWEEP_ID: logger.run_id, Tag.OVERRIDES: " ".join(overrides)})
+    client.set_experiment_tag(exp_id, *ui_view.sweep_view(logger.run_id, study or run_name))  # its printed links
     if study is None:
         logger.log_params(params)
     else:  # a shared run's params cannot change
