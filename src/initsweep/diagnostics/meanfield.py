@@ -116,7 +116,7 @@ def chi_c(activation: str, sigma_w2: float, q: float, c: float) -> float:
 
 
 def mean_field(activation: str, sigma_w2: float, sigma_b2: float) -> MeanField:
-    """q*, χ1, c*, χ_c and ξ_c (module docstring); c* by Brent's method on c_{l+1}(c) - c over [-1, 1).
+    """q*, χ1, c*, χ_c and ξ_c (module docstring); c* by Brent's method on c_{l+1}(c) - c over [0, 1).
     Where q* is infinite, χ1 is that at q = ``Q_MAX`` (exact for the scale-free relu and linear), the rest NaN."""
     q = q_star(activation, sigma_w2, sigma_b2)
     q_eval = min(q, Q_MAX) if q > 0 else 1e-300
@@ -129,7 +129,8 @@ def mean_field(activation: str, sigma_w2: float, sigma_b2: float) -> MeanField:
     c, slope = 1.0, chi1
     gap = lambda c: correlation_map(activation, sigma_w2, sigma_b2, q_eval, c) - c  # noqa: E731
     if chi1 > 1 + 1e-9 and gap(C_NEAR_1) < 0:  # chaotic: c = 1 is unstable, the stable fixed point lies below
-        c = brentq(gap, -1.0, C_NEAR_1, xtol=1e-12)
+        # c_{l+1}(0) = (σw² E[φ]² + σb²) / q* >= 0, so c* is in [0, 1): 0 for an odd φ without biases
+        c = brentq(gap, 0.0, C_NEAR_1, xtol=1e-12) if gap(0.0) > 1e-12 else 0.0
         slope = chi_c(activation, sigma_w2, q_eval, c)
     xi = -1.0 / math.log(slope) if 0 < slope < 1 else math.inf
     return MeanField(q, chi1, c, slope, xi)
