@@ -151,23 +151,27 @@ class CNN(nn.Sequential):
 
 
 class ResidualBlock(nn.Module):
-    """Pre-LN residual block: x + fc2(act(fc1(norm(x)))), norm = LayerNorm (or nothing)."""
+    """Pre-LN residual block: x + fc2(act(fc1(norm(x)))), norm = LayerNorm (or nothing). ``rezero``: the branch
+    is multiplied by a learnable scalar ``alpha`` that starts at 0, x + alpha * fc2(...) (Bachlechner et al. 2020)."""
 
-    def __init__(self, width: int, hidden: int, activation: str, layer_norm: bool):
+    def __init__(self, width: int, hidden: int, activation: str, layer_norm: bool, rezero: bool = False):
         super().__init__()
         self.norm = nn.LayerNorm(width) if layer_norm else nn.Identity()
         self.fc1 = nn.Linear(width, hidden)
         self.act = ACTIVATION_MODULES[activation]()
         self.fc2 = nn.Linear(hidden, width)
+        self.alpha = nn.Parameter(torch.zeros(())) if rezero else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.fc2(self.act(self.fc1(self.norm(x))))
+        branch = self.fc2(self.act(self.fc1(self.norm(x))))
+        return x + (branch if self.alpha is None else self.alpha * branch)
 
 
 class ResidualMLP(nn.Module):
     """Pre-LN residual MLP: flatten -> inp: Linear(width) -> blocks.{i}: ``blocks`` x :class:`ResidualBlock`
     (hidden units ``hidden``, default ``width``) -> norm: LayerNorm -> act -> out: Linear(outputs).
-    ``layer_norm=false`` drops every LayerNorm (a plain residual MLP, e.g. for SkipInit/Fixup studies)."""
+    ``layer_norm=false`` drops every LayerNorm (a plain residual MLP, e.g. for SkipInit/Fixup studies);
+    ``rezero=true`` gives each block a learnable branch scalar ``blocks.{i}.alpha`` = 0 (ReZero, SkipInit)."""
 
     @_checked
     def __init__(
@@ -178,6 +182,7 @@ class ResidualMLP(nn.Module):
         blocks: Annotated[int, Field(ge=0)] = 4,
         hidden: Annotated[int, Field(ge=1)] | None = None,
         layer_norm: bool = True,
+        rezero: bool = False,
         activation: Activation = "relu",
         output: Output = "softmax",
     ):
@@ -185,7 +190,7 @@ class ResidualMLP(nn.Module):
         self.flatten = nn.Flatten()
         self.inp = nn.Linear(math.prod(input_shape), width)
         self.blocks = nn.Sequential(
-            *(ResidualBlock(width, hidden or width, activation, layer_norm) for _ in range(blocks))
+            *(ResidualBlock(width, hidden or width, activation, layer_norm, rezero) for _ in range(blocks))
         )
         self.norm = nn.LayerNorm(width) if layer_norm else nn.Identity()
         self.act = ACTIVATION_MODULES[activation]()

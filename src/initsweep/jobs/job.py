@@ -48,6 +48,7 @@ from initsweep.core.trainer import (
     summary_context,
 )
 from initsweep.diagnostics.isometry import isometry_metrics
+from initsweep.diagnostics.meanfield import meanfield_metrics
 from initsweep.diagnostics.signal import Diagnostics, diagnose, fixed_batch
 from initsweep.jobs import resume
 from initsweep.jobs.devices import job_device
@@ -175,12 +176,14 @@ def git_commit() -> str | None:
 
 
 def init_metrics(stats: list[LayerStats]) -> dict[str, float]:
-    """``init/<layer>/weight_std``, ``.../weight_mean`` and ``.../weight_std_expected`` of every layer."""
+    """``init/<layer>/weight_std``, ``.../weight_mean``, ``.../weight_std_expected`` of every layer, and the same
+    ``bias_*`` of every layer with a bias."""
     out: dict[str, float] = {}
     for s in stats:
-        out[f"init/{s.layer}/weight_std"] = s.weight_std
-        out[f"init/{s.layer}/weight_mean"] = s.weight_mean
-        out[f"init/{s.layer}/weight_std_expected"] = s.weight_std_expected
+        for part in ("weight", "bias"):
+            for stat in ("std", "mean", "std_expected"):
+                if (value := getattr(s, f"{part}_{stat}")) is not None:
+                    out[f"init/{s.layer}/{part}_{stat}"] = value
     return out
 
 
@@ -417,6 +420,7 @@ def _train_and_log(
         logger.log_text("\n".join(ctx.overrides) + "\n", "overrides.txt")
     val_0 = evaluate(model, data.x_val, data.y_val) if point is None else point.initial_val
     step_0 = _StepZero(logger, stats, val_0, diag_at_init)
+    step_0.extra = meanfield_metrics(config.init.name, config.init.params, model_activation(model))
     if point is not None:  # logged by the first attempt
         step_0.logged, step_0.snapshots = True, list(point.snapshots)
     elif diag_at_init is None or diag_at_init.done():
@@ -524,13 +528,14 @@ class _StepZero:
         self.logger, self.stats, self.val, self.diag = logger, stats, val, diag
         self.snapshots: list[tuple[int, Diagnostics]] = []
         self.logged = False
+        self.extra: dict[str, float] = {}  # more step-0 metrics (the mean-field quantities)
 
     def log(self) -> None:
         if self.logged:
             return
         self.logged = True
         diag = self.diag.result() if self.diag is not None else None
-        metrics = {**init_metrics(self.stats), **(diag.metrics if diag else {})}
+        metrics = {**init_metrics(self.stats), **self.extra, **(diag.metrics if diag else {})}
         self.logger.log_layers({**metrics, "val/loss": self.val[0], "val/acc": self.val[1]}, 0)
         if diag is not None:
             self.snapshots.append((0, diag))

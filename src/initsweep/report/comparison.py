@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,10 @@ COMPARISON_COLUMNS = (
     ("collapsed runs", "val/collapsed", "{:.2f}"),
 )
 COMPARISON_KEYS = tuple(k for _, k, _ in COMPARISON_COLUMNS)
+RATE_KEYS = ("val/collapsed",)  # 0/1 per run: a rate with a binomial interval, not a mean ± t
+# Resolved-config keys that do not change what is trained: runs that differ only in these are one configuration.
+PLUMBING = ("seed", "trainer.threads", "trainer.checkpoint_every", "tracking.", "diagnostics.", "hydra.",
+            "experiment_name", "max_jobs", "resume", "optimized_metric")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,65 @@ class Estimate:
         return f"{text} (never: {self.never})" if self.never else text
 
 
+@dataclass(frozen=True)
+class Median:
+    """Median of a speed (epochs to reach a target) over n runs, a run that never got there counting as inf."""
+
+    mean: float  # the median (named as Estimate's centre, which tables and figures read)
+    n: int
+    never: int = 0
+
+    def format(self, fmt: str) -> str:
+        """``4.0``, ``4.0 (never: 1/3)``, ``never (2/3)`` (the median run never got there), ``-`` (no run)."""
+        if self.n == 0:
+            return "-"
+        if math.isinf(self.mean):
+            return f"never ({self.never}/{self.n})"
+        return fmt.format(self.mean) + (f" (never: {self.never}/{self.n})" if self.never else "")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """k of n runs (e.g. collapsed) with its Clopper-Pearson interval [low, high]."""
+
+    k: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def mean(self) -> float:
+        return self.k / self.n if self.n else math.nan
+
+    def format(self, fmt: str) -> str:
+        """``1/3 [0.01, 0.91]``; ``-`` without runs."""
+        return f"{self.k}/{self.n} [{self.low:.2f}, {self.high:.2f}]" if self.n else "-"
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> Rate:
+    """The exact binomial interval of k successes in n: [B(a; k, n-k+1), B(1-a; k+1, n-k)], a = (1-c)/2, B the
+    beta quantile (0 when k = 0, 1 when k = n)."""
+    from scipy.stats import beta
+
+    if n == 0:
+        return Rate(0, 0, math.nan, math.nan)
+    a = (1 - confidence) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return Rate(k, n, low, high)
+
+
+def median_speed(values: Sequence[float]) -> Median:
+    """Median with NaN ("never got there") counted as inf, and how many never did."""
+    ordered = sorted(math.inf if v != v else v for v in values)
+    n = len(ordered)
+    if n == 0:
+        return Median(math.nan, 0)
+    mid = ordered[(n - 1) // 2 : n // 2 + 1]
+    median = math.inf if math.inf in mid else sum(mid) / len(mid)
+    return Median(median, n, sum(v == math.inf for v in ordered))
+
+
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
     """Mean and Student-t confidence interval: mean ± t_{(1+c)/2, n-1} * s / sqrt(n), s with ddof=1."""
     n = len(values)
@@ -145,10 +208,22 @@ def t_quantile(confidence: float, df: int) -> float:
     return float(stdtrit(df, (1 + confidence) / 2))
 
 
-def _estimate(values: Sequence[float]) -> Estimate:
-    """mean_ci of the values that are not NaN; the NaN ones ("never") are counted."""
+def _estimate(key: str, values: Sequence[float]) -> Estimate | Median | Rate:
+    """A rate (``RATE_KEYS``: k/n, Clopper-Pearson), a speed (``epochs_to``: median, never = inf), else mean_ci
+    of the values that are not NaN, the NaN ones counted."""
+    if key in RATE_KEYS:
+        return clopper_pearson(sum(v == 1.0 for v in values), len(values))
+    if "epochs_to" in key:
+        return median_speed(values)
     kept = [v for v in values if v == v]
     return replace(mean_ci(kept), never=len(values) - len(kept))
+
+
+def config_key(run: Any) -> str:
+    """A run's resolved configuration without its seed and plumbing (``PLUMBING``: threads, tracking, plots,
+    diagnostics, ...) from its params; :func:`group_of` for a run without such params."""
+    kept = sorted((k, v) for k, v in run.data.params.items() if not k.startswith(PLUMBING))
+    return repr(kept) if kept else group_of(run)
 
 
 def group_of(run: Any) -> str:
@@ -174,7 +249,8 @@ class GroupStats:
     label: str
     runs: list[Any]
     finished: list[Any]
-    estimates: dict[str, Estimate]
+    estimates: dict[str, Estimate | Median | Rate]
+    by_seed: dict[str, Any] = field(default_factory=dict)  # the latest finished run of each seed
 
     @property
     def seeds(self) -> list[str]:
@@ -187,10 +263,15 @@ class GroupStats:
 
 
 def group_runs(runs: Sequence[Any]) -> dict[str, list[Any]]:
-    """Runs by configuration (seed left out), groups in the job order of their first run."""
-    groups: dict[str, list[Any]] = {}
+    """Runs by resolved configuration (:func:`config_key`), named by their first run's :func:`group_of`, groups in
+    the job order of their first run: re-stating an overlay's own value or changing plumbing joins a group."""
+    by_key: dict[str, list[Any]] = {}
     for run in sorted(runs, key=_job_order):
-        groups.setdefault(group_of(run), []).append(run)
+        by_key.setdefault(config_key(run), []).append(run)
+    groups: dict[str, list[Any]] = {}
+    for members in by_key.values():
+        name = group_of(members[0])
+        groups[name if name not in groups else f"{name} ({len(groups)})"] = members
     return groups
 
 
@@ -205,11 +286,42 @@ def comparison(runs: Sequence[Any], keys: Sequence[str] = COMPARISON_KEYS) -> li
         finished = [
             r for r in members if r.info.status == "FINISHED" or r.data.tags.get(Tag.FAILURE) == Failure.DIVERGED.value
         ]
-        # One value per seed (its latest run): reruns of a seed are not independent samples.
-        latest = list({r.data.params.get("seed", r.info.run_id): r for r in finished}.values())
-        estimates = {k: _estimate([r.data.metrics[k] for r in latest if k in r.data.metrics]) for k in keys}
-        out.append(GroupStats(group, labels[group], members, finished, estimates))
+        # One value per seed (its latest run by start time): reruns of a seed are not independent samples.
+        ordered = sorted(finished, key=lambda r: r.info.start_time or 0)
+        by_seed = {r.data.params.get("seed", r.info.run_id): r for r in ordered}
+        latest = list(by_seed.values())
+        estimates = {k: _estimate(k, [r.data.metrics[k] for r in latest if k in r.data.metrics]) for k in keys}
+        out.append(GroupStats(group, labels[group], members, finished, estimates, by_seed))
     return out
+
+
+def paired_difference(a: GroupStats, b: GroupStats, key: str, confidence: float = 0.95) -> tuple[Estimate, str]:
+    """b - a of ``key`` per seed both have (their latest runs): mean ± Student-t CI of the differences, and
+    "resolved" when the interval excludes 0 ("not resolved" when it includes 0 or fewer than 2 seeds pair)."""
+    seeds = [s for s in a.by_seed if s in b.by_seed]
+    diffs = [
+        b.by_seed[s].data.metrics[key] - a.by_seed[s].data.metrics[key]
+        for s in seeds
+        if key in a.by_seed[s].data.metrics and key in b.by_seed[s].data.metrics
+    ]
+    est = mean_ci([d for d in diffs if math.isfinite(d)], confidence)
+    resolved = est.n >= 2 and abs(est.mean) > est.half_width
+    return est, "resolved" if resolved else "not resolved"
+
+
+def paired_lines(stats: Sequence[GroupStats], keys: Sequence[str] = ("test/acc", "val/acc_best")) -> list[str]:
+    """One line per configuration and key against the first configuration, where they share 2 or more seeds."""
+    lines = []
+    for g in stats[1:]:
+        for key in keys:
+            est, verdict = paired_difference(stats[0], g, key)
+            if est.n >= 2:
+                lo, hi = est.mean - est.half_width, est.mean + est.half_width
+                lines.append(
+                    f"- {key}: {g.label} - {stats[0].label} = {est.mean:+.4f} (95% CI [{lo:.4f}, {hi:.4f}], "
+                    f"{est.n} paired seeds): {verdict} at 95%"
+                )
+    return lines
 
 
 def comparison_table(stats: Sequence[GroupStats]) -> str:
@@ -367,7 +479,12 @@ def _section(client: Any, runs: Sequence[Any], out_dir: Path, prefix: str, lines
         "",
         comparison_table(stats),
         "",
+        "Collapsed runs: k/n with the Clopper-Pearson 95% interval; epochs to a target: the median over seeds, a "
+        "run that never got there counting as infinite (never: k/n).",
+        "",
     ]
+    if paired := paired_lines(stats):
+        lines += ["## Paired differences over seeds", "", *paired, ""]
     curves = {k: curve_bands(client, stats, k) for k in ("val/acc", "train/loss")}
     if any(curves.values()):
         path = band_panels(

@@ -19,12 +19,15 @@ from initsweep.core.initializers.validation import check_params
 
 @dataclass(frozen=True)
 class LayerStats:
-    """Statistics of one layer's weight right after initialization."""
+    """Statistics of one layer's weight (and bias, None without one) right after initialization."""
 
     layer: str
     weight_mean: float
     weight_std: float
     weight_std_expected: float
+    bias_mean: float | None = None
+    bias_std: float | None = None
+    bias_std_expected: float | None = None
 
 
 class RuleSpec(Protocol):
@@ -73,20 +76,41 @@ def output_layer(layers: Sequence[tuple[str, nn.Module]]) -> str | None:
     return "out" if "out" in names else (names[-1] if names else None)
 
 
-def _stats(layer: str, w: Tensor, expected: float | None) -> LayerStats:
-    std = w.std().item() if w.numel() > 1 else 0.0
-    return LayerStats(layer, w.mean().item(), std, std if expected is None else float(expected))
+def _mean_std(t: Tensor) -> tuple[float, float]:
+    return t.mean().item(), t.std().item() if t.numel() > 1 else 0.0
+
+
+def _stats(layer: str, module: nn.Module, expected: float | None, bias_expected: float | None) -> LayerStats:
+    """Measured mean and std of the weight and bias next to the std their formulas promise (None: measured)."""
+    w = _tensor(module, "weight")
+    assert w is not None  # a Linear/Conv, or a module a rule set the weight of
+    mean, std = _mean_std(w)
+    b = _tensor(module, "bias")
+    if b is None:
+        return LayerStats(layer, mean, std, std if expected is None else float(expected))
+    b_mean, b_std = _mean_std(b)
+    return LayerStats(
+        layer, mean, std, std if expected is None else float(expected),
+        b_mean, b_std, b_std if bias_expected is None else float(bias_expected),
+    )  # fmt: skip
 
 
 @torch.no_grad()
-def _fill_bias(module: nn.Module, scheme: Scheme, p: Any, site: Site, bias: str, value: float) -> None:
-    b = getattr(module, "bias", None)
-    if not isinstance(b, Tensor):  # None: a layer without bias
-        return
+def _fill_bias(module: nn.Module, scheme: Scheme, p: Any, site: Site, bias: str, value: float) -> float | None:
+    """Fill the layer's bias (the scheme's own rule, else ``init.bias``); returns the std its rule promises
+    (None: only a measurement can tell)."""
+    b = _tensor(module, "bias")
+    if b is None:  # a layer without bias
+        return None
+    if scheme.bias_std is not None:
+        std = scheme.bias_std(p)
+        b.normal_(0.0, std)
+        return std
     if bias == "weight":
         scheme.fill(b, p, site)  # iid: the weight's distribution (custom: fn(bias, **kwargs))
-    else:
-        constant_(b, value if bias == "constant" else 0.0)
+        return scheme.expected_std(p, site)
+    constant_(b, value if bias == "constant" else 0.0)
+    return 0.0
 
 
 def initialize(model: nn.Module, init: InitSpec, activation: str, batch: Tensor | None = None) -> list[LayerStats]:
@@ -113,6 +137,7 @@ def initialize(model: nn.Module, init: InitSpec, activation: str, batch: Tensor 
             plan[layer_name] = (SCHEMES[init.name], p)
 
     expected: dict[str, float | None] = {}
+    bias_expected: dict[str, float | None] = {}
     for layer_name, module in layers:
         scheme, sp = plan[layer_name]
         site = Site(tuple(module.weight.shape), activation)
@@ -120,7 +145,7 @@ def initialize(model: nn.Module, init: InitSpec, activation: str, batch: Tensor 
             scheme.fill(module.weight, sp, site)
         except InitError as e:
             raise InitError(f"layer {layer_name}: {e}") from None
-        _fill_bias(module, scheme, sp, site, init.bias, init.bias_value)
+        bias_expected[layer_name] = _fill_bias(module, scheme, sp, site, init.bias, init.bias_value)
         expected[layer_name] = scheme.expected_std(sp, site)
 
     if init.name == "lsuv":
@@ -129,8 +154,11 @@ def initialize(model: nn.Module, init: InitSpec, activation: str, batch: Tensor 
         for n, _ in rescaled:
             expected[n] = None  # data-dependent: the measured value
     expected.update(apply_rules(model, init.rules, activation, expected))
+    for index, rule in enumerate(init.rules):  # a constant bias
+        if rule.bias is not None:
+            bias_expected.update((n, 0.0) for n, _ in _rule_targets(model, rule, index))
     modules = dict(model.named_modules())
-    return [_stats(n, modules[n].weight, expected[n]) for n in expected]
+    return [_stats(n, modules[n], expected[n], bias_expected.get(n)) for n in expected]
 
 
 def _rule_targets(model: nn.Module, rule: RuleSpec, index: int) -> list[tuple[str, nn.Module]]:

@@ -152,6 +152,11 @@ class SparseParams(_Params):
     std: float = Field(0.01, ge=0, description="std of the non-zero entries")
 
 
+class MeanFieldParams(_Params):
+    sigma_w2: float = Field(1.76, ge=0, description="weight variance times fan_in, σw²")
+    sigma_b2: float = Field(0.05, ge=0, description="bias variance, σb²")
+
+
 class LSUVParams(_Params):
     tol: float = Field(0.1, gt=0, description="stop when |Var(output) - 1| < tol")
     max_iter: int = Field(10, ge=1, description="rescaling rounds per layer")
@@ -196,7 +201,8 @@ class Scheme:
     ``fill(w, params, site)`` fills ``w`` in place; for ``iid`` schemes every entry is drawn from one
     distribution that depends only on the site's fans, so a bias can be drawn from it too
     (``init.bias=weight``). ``expected_std(params, site)`` is None where only a measurement can tell
-    (lsuv, custom).
+    (lsuv, custom). ``bias_std(params)``, when set, is the scheme's own bias rule: biases ~ N(0, bias_std²),
+    in place of ``init.bias`` (mean_field).
     """
 
     name: str
@@ -206,6 +212,7 @@ class Scheme:
     expected_std: Callable[[Any, Site], float | None]
     iid: bool = True
     summary: str = ""
+    bias_std: Callable[[Any], float] | None = None
 
 
 StdRule = Callable[[Any, Site], float]
@@ -350,6 +357,10 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
     Scheme("pytorch_default", "W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); std = 1 / sqrt(3 fan_in)", NoParams,
            lambda w, p, s: pytorch_default_(w, s.fan_in), lambda p, s: 1.0 / math.sqrt(3 * s.fan_in),
            summary="nn.Linear/ConvNd reset_parameters (kaiming_uniform_, a = sqrt(5))"),
+    Scheme("mean_field", "W ~ N(0, sigma_w2 / fan_in), b ~ N(0, sigma_b2); std = sqrt(sigma_w2 / fan_in)",
+           MeanFieldParams, lambda w, p, s: normal_(w, 0.0, math.sqrt(p.sigma_w2 / s.fan_in)),
+           lambda p, s: math.sqrt(p.sigma_w2 / s.fan_in), bias_std=lambda p: math.sqrt(p.sigma_b2),
+           summary="Poole et al. 2016, Schoenholz et al. 2017: logs q*, chi1, xi_c"),
     Scheme("lsuv", "orthogonal pre-init, then per layer (in forward order) W /= sqrt(Var(layer output)) on "
            "a training batch until |Var - 1| < tol or max_iter; expected std = measured", LSUVParams,
            _no_fill, lambda p, s: None, iid=False, summary="Mishkin & Matas 2016, data-dependent"),

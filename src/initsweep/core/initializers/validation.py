@@ -86,6 +86,11 @@ def check_init(
         check_params(output, output_params, prefix="init.output_params")
     elif output_params:
         raise ValueError("init.output_params: given but init.output is null; set init.output=SCHEME as well")
+    if SCHEMES[name].bias_std is not None and bias != "zeros":
+        raise ValueError(
+            f"init.bias = {bias!r}: init={name} draws the biases itself (init.sigma_b2; 0 gives zero biases); "
+            f"leave init.bias at zeros"
+        )
     if bias == "weight":
         for scheme in {name, output or name}:
             if not SCHEMES[scheme].iid and scheme != "custom":
