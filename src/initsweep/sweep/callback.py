@@ -277,6 +277,7 @@ class SweepCallback(Callback):
             self.writer.sweep_run_id = logger.run_id  # its jobs' ends are confirmed later
             return logger
         except TrackingError as e:
+            self.opening = None  # answered (with the error): nothing to wait for at exit
             launchers.stop_warm_workers()
             locks.abandon_sweep_dir(claimed)
             print(f"initsweep: {e}", file=sys.stderr)
