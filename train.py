@@ -14,6 +14,6 @@ only until a job runs), so that `--help` and `--cfg job` answer quickly.
 """
 
 if __name__ == "__main__":
-    from initsweep.cli.main import main
+    from initsweep.cli import command
 
-    main()
+    command()

@@ -1,6 +1,6 @@
-"""``python -m initsweep [overrides]``: the ``initsweep`` command (:func:`initsweep.cli.main.main`)."""
+"""``python -m initsweep [overrides]``: the ``initsweep`` command (:func:`initsweep.cli.command`)."""
 
-from initsweep.cli.main import main
+from initsweep.cli import command
 
 if __name__ == "__main__":
-    main()
+    command()

@@ -37,7 +37,23 @@ def task(cfg: DictConfig) -> float | list[float]:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the command with ``argv`` (default: ``sys.argv[1:]``) and end the process with its exit status:
-    0, 2 for a config error, 130 after Ctrl-C (or SIGTERM), Hydra's own status otherwise."""
+    0, 2 for a config error, 130 after Ctrl-C (or SIGTERM) at any moment, Hydra's own status otherwise."""
+    from initsweep.cli import INTERRUPTED
+    from initsweep.tracking.fastexit import exit_now
+
+    try:
+        _start(argv)
+        task()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM of a sweep's main process: exit handlers close its runs
+        print("initsweep: interrupted; the running runs are marked KILLED", file=sys.stderr)
+        exit_now(INTERRUPTED)
+    except SystemExit as e:
+        exit_now(e.code)
+    exit_now(0)  # no interpreter teardown: about 1.2 s saved per process (src/initsweep/tracking/fastexit.py)
+
+
+def _start(argv: Sequence[str] | None) -> None:
+    """Everything before Hydra's entry point: argv, warnings, config dirs and the command-line check."""
     import warnings
 
     if argv is not None:
@@ -50,17 +66,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
     quiet_libraries()
     share_group_listings()  # --help and the check below list every config group: one repository copy, not 100
-    sys.argv[1:] = take_config_dirs(
-        sys.argv[1:]
-    )  # a user's config dirs come first (hydra_plugins/initsweep_searchpath)
+    # A user's config dirs come first (hydra_plugins/initsweep_searchpath).
+    sys.argv[1:] = take_config_dirs(sys.argv[1:])
     check_command_line(sys.argv[1:], CONFIG_DIR, CONFIG_NAME, task_module=task.__module__)
-    from initsweep.tracking.fastexit import exit_now
-
-    try:
-        task()
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM of a sweep's main process: exit handlers close its runs
-        print("initsweep: interrupted; the running runs are marked KILLED", file=sys.stderr)
-        exit_now(130)
-    except SystemExit as e:
-        exit_now(e.code)
-    exit_now(0)  # no interpreter teardown: about 1.2 s saved per process (src/initsweep/tracking/fastexit.py)

@@ -491,8 +491,8 @@ def _describe(error: ErrorDetails, raw: dict[str, Any] | None = None) -> str:
     if isinstance(error.get("input"), dict):  # a whole-section check: the message names the keys
         return f"{key}: {msg}"
     shown = repr(error.get("input"))
-    if len(shown) > 80:  # e.g. a 600-character experiment_name
-        shown = f"{shown[:60]}... ({len(error['input'])} characters)"
+    if len(shown) > 240:  # e.g. a 600-character experiment_name; a deep path (data.path) stays whole
+        shown = f"{shown[:80]}... ({len(error['input'])} characters)"
     return f"{key} = {shown}: {msg}"
 
 
