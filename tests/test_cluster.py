@@ -15,6 +15,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,6 +146,40 @@ def test_missing_driver_is_one_message_exit_2(tmp_path):
     r = run_train(["-m", "hparams_search=normal_std", "hydra.sweeper.storage=mysql+pymysql://u:p@h/db"], tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "initsweep: hydra.sweeper.storage" in r.stderr and "Traceback" not in r.stderr
+
+
+def _set_view_tags(uri: str, experiment_id: str, start: Any) -> None:
+    """One study worker's share of the race: the same large tags set on one experiment (as its view)."""
+    from mlflow import MlflowClient
+
+    from initsweep.tracking.client import set_experiment_tag
+
+    client = MlflowClient(tracking_uri=uri)
+    start.wait(60)
+    for i in range(40):
+        set_experiment_tag(client, experiment_id, f"view-{i}", "state" * 800)
+
+
+@pytest.mark.cluster
+def test_workers_setting_one_experiment_tag_at_once_all_succeed(mlflow_server):
+    """Study workers that open their shared parent at once all set its view tag; MLflow's SQL store reads
+    then inserts, so without a retry some of 4 such processes fail on the key's unique constraint."""
+    import multiprocessing as mp
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    exp = client.create_experiment(f"tag-race-{uuid.uuid4().hex[:8]}")
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(4)
+    procs = [ctx.Process(target=_set_view_tags, args=(mlflow_server, exp, start)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    tags = client.get_experiment(exp).tags
+    assert all(tags[f"view-{i}"] == "state" * 800 for i in range(40))
 
 
 @pytest.mark.cluster

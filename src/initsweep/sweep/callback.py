@@ -185,8 +185,19 @@ class SweepCallback(Callback):
         return {**self.__dict__, "logger": None, "writer": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # Hydra turns exceptions raised by callbacks into warnings and goes on, so every failure here
-        # must end the process itself, with one clear message.
+        # Hydra turns exceptions raised by callbacks into warnings and goes on (its jobs would then run without
+        # a parent run), so every failure here ends the process itself, with one clear message; the exit hooks
+        # registered by _start close what it opened.
+        try:
+            self._start(config)
+        except Exception as e:  # noqa: BLE001 - the expected failures are one line already (SystemExit)
+            from initsweep.protocol import redact
+
+            first = str(e).splitlines()[0] if str(e) else ""
+            print(redact(f"initsweep: the sweep could not start: {type(e).__name__}: {first}"), file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def _start(self, config: DictConfig) -> None:
         from hydra.errors import HydraException
 
         from initsweep.core.config import ConfigError, validate

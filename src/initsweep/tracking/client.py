@@ -154,10 +154,19 @@ def experiment_id(client: MlflowClient, name: str) -> str:
             if exp is None:
                 raise
     if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-        retrying(client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        set_experiment_tag(client, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     if not ui_view.is_current(exp.tags.get(ui_view.VIEW_TAG)):
-        retrying(client.set_experiment_tag, exp.experiment_id, ui_view.VIEW_TAG, ui_view.view_tag_value())
+        set_experiment_tag(client, exp.experiment_id, ui_view.VIEW_TAG, ui_view.view_tag_value())
     return exp.experiment_id
+
+
+def set_experiment_tag(client: MlflowClient, experiment_id: str, key: str, value: str) -> None:
+    """Set an experiment tag that other clients may be setting at the same moment (the workers of one study set
+    its view): MLflow's SQL store reads, then inserts a missing tag, so the slower of two first writers fails on
+    the key's unique constraint; set again, it updates the row the other inserted."""
+    open_despite_races(
+        lambda: retrying(client.set_experiment_tag, experiment_id, key, value), f"experiment tag {key}", budget_s=20
+    )
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:

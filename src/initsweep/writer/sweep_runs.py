@@ -53,7 +53,7 @@ def open_parent(
         found = study_parent_run(client, exp_id, study, run_name, {Tag.ROLE: ROLE_SWEEP})
         logger = tracking.RunLogger(client, found, experiment_id=exp_id)
     logger.set_tags({Tag.SWEEP_ID: logger.run_id, Tag.OVERRIDES: " ".join(overrides)})
-    client.set_experiment_tag(exp_id, *ui_view.sweep_view(logger.run_id, study or run_name))  # its printed links
+    tracking.set_experiment_tag(client, exp_id, *ui_view.sweep_view(logger.run_id, study or run_name))  # its links
     if study is None:
         logger.log_params(params)
     else:  # a shared run's params cannot change
