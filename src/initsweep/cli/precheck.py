@@ -214,7 +214,10 @@ def _validate(cfg: Any) -> None:
 
     try:
         config = validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-        from initsweep.jobs.resources import check_buildable  # torch: the job imports it next anyway
+        from initsweep.tracking.processes import import_uninterrupted
+
+        import_uninterrupted("torch")  # the job imports it next anyway
+        from initsweep.jobs.resources import check_buildable
 
         check_buildable(config)
     except ConfigError as e:

@@ -214,7 +214,14 @@ class SweepCallback(Callback):
             before = sweep_to_continue(config, claimed, jobs)
             configs = job_configs(config, jobs)
             checked = [validate(c) for c in configs]
-            from initsweep.jobs.resources import check_all_buildable  # torch: about 1.7 s, once per sweep
+            if shared_study_name(config) is None:  # the writer imports MLflow while this process imports torch
+                from initsweep.writer import client as writer
+
+                writer.prestart()
+            from initsweep.tracking.processes import import_uninterrupted
+
+            import_uninterrupted("torch")  # about 1.7 s, once per sweep
+            from initsweep.jobs.resources import check_all_buildable
 
             check_all_buildable(checked)
         except (ConfigError, HydraException, resume.SweepChanged) as e:
@@ -279,7 +286,9 @@ class SweepCallback(Callback):
                 return sweep_runs.open_parent(*args)
             self.opening = opening = self.writer.run_function(sweep_runs.open_parent, *args)
             if launcher == BASIC_LAUNCHER:
-                import torch._dynamo  # noqa: F401 - torch and what the first optimizer step imports (1-2 s each)
+                from initsweep.tracking.processes import import_uninterrupted
+
+                import_uninterrupted("torch._dynamo")  # what the first optimizer step imports (1-2 s)
             elif launcher == JOBLIB_LAUNCHER:  # the workers start and import torch meanwhile
                 launcher_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
                 launchers.warm_up_joblib_workers(launcher_cfg, launchers.warm_worker)  # type: ignore[arg-type]

@@ -7,11 +7,13 @@ Kept free of MLflow and torch: the sweep callback installs the handler before ei
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import psutil
@@ -114,6 +116,17 @@ def deferred_interrupts(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> I
     finally:
         for s in mine:
             signal.signal(s, previous[s])
+
+
+def import_uninterrupted(module: str) -> ModuleType:
+    """``importlib.import_module(module)`` with the first Ctrl-C or SIGTERM deferred until it is done, then
+    raised as KeyboardInterrupt. For torch: an interrupt inside its C++ initialization aborts the process
+    (pybind11's terminate, exit -6) or leaves numpy half-imported (torch catches the error of its own import)."""
+    with deferred_interrupts() as stopped:
+        imported = importlib.import_module(module)
+    if stopped():
+        raise KeyboardInterrupt(f"interrupted while importing {module}")
+    return imported
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -47,6 +48,7 @@ from initsweep.tracking.metrics_file import MetricsFile
 from initsweep.tracking.processes import cpu_seconds, identity
 from initsweep.tracking.run_logger import RunLogger
 from initsweep.writer.requests import (
+    IGNORED_SIGNALS,
     Adopt,
     CallStoreSide,
     Close,
@@ -172,7 +174,13 @@ class TrackingWriter:
         )
         code = "from initsweep.writer.server import serve; serve()"
         argv = [sys.executable, "-c", code, str(req_r), str(rep_w)]
-        self.proc = subprocess.Popen(argv, pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, env=env)
+        # Started with Ctrl-C and SIGTERM blocked (the mask survives exec), so a Ctrl-C of the process group
+        # while it imports cannot interrupt it before serve() ignores both; here they stay pending, not lost.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, IGNORED_SIGNALS)
+        try:
+            self.proc = subprocess.Popen(argv, pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, env=env)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(req_r)
         os.close(rep_w)
         self._out, self._in = Connection(req_w, readable=False), Connection(rep_r, writable=False)

@@ -4,9 +4,14 @@ request, later)`` by :class:`initsweep.writer.client.TrackingWriter` and served 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# The signals the writer ignores (Ctrl-C and SIGTERM are the trainer's to handle); the client starts it with
+# them blocked, so it is never interrupted before it ignores them.
+IGNORED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 @dataclass(frozen=True)

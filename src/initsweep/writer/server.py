@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from initsweep.core.lazy import LazyModule
 from initsweep.protocol import TrackingError
 from initsweep.writer.requests import (
+    IGNORED_SIGNALS,
     Adopt,
     CallStoreSide,
     Close,
@@ -284,6 +285,7 @@ def serve() -> None:
     """The writer's main: ``python -c ... REQUEST_FD REPLY_FD`` (see :class:`TrackingWriter`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the trainer, which closes its runs through us
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, IGNORED_SIGNALS)  # blocked by the client from the start: now ignored
     requests = Connection(int(sys.argv[1]), writable=False)
     replies = Connection(int(sys.argv[2]), readable=False)
     from initsweep.report.console import quiet_libraries
