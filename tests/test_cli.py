@@ -128,3 +128,10 @@ def test_a_user_option_named_like_a_built_in_one_replaces_it(tmp_path: Path):
     assert "ResidualMLP" not in proc.stdout
     builtin = run([sys.executable, "-m", "initsweep", "--cfg", "job", "model=resmlp"], tmp_path)
     assert "_target_: initsweep.core.models.ResidualMLP" in builtin.stdout
+
+
+def test_a_sweep_over_nested_group_options_is_accepted_and_a_wrong_one_named(capsys: pytest.CaptureFixture[str]):
+    check_command_line(["-m", "init=variants/normal_x10,kaiming_normal"], CONFIG_DIR)  # conf/init/variants/
+    err = precheck_error(["-m", "init=variants/normal_x11,zeros"], capsys)
+    assert err.startswith("initsweep: init=variants/normal_x11: no such option; did you mean variants/normal_x10")
+    assert "variants/orthogonal_relu" in err

@@ -200,8 +200,11 @@ def _check_swept_options(parsed: list[Any], loader: Any, config_name: str) -> No
         except Exception:  # noqa: BLE001 - glob(): Hydra expands it from the options themselves
             values = []
         for value in values:
-            if value not in options:
-                fail(f"{group}={value}: no such option{did_you_mean(value, options)} (options: {', '.join(options)})")
+            sub, _, name = value.rpartition("/")  # init=variants/normal_x10: option normal_x10 of init/variants
+            known = _group_options(loader, f"{group}/{sub}", parsed, config_name) if sub else options
+            if name not in known:
+                shown = [f"{sub}/{o}" for o in known] if sub and known else options
+                fail(f"{group}={value}: no such option{did_you_mean(value, shown)} (options: {', '.join(shown)})")
 
 
 def _validate(cfg: Any) -> None:
