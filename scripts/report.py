@@ -3,11 +3,14 @@
     python scripts/report.py                  # the latest sweep of the store
     python scripts/report.py PARENT_RUN_ID    # that sweep
     python scripts/report.py EXPERIMENT_NAME  # every job run of that experiment, across sweeps
+    python scripts/report.py --heatmap val/acc_best --over init.sigma_w2 init.sigma_b2   # also a heatmap
 
 A sweep's report goes to <sweep dir>/report/ (or reports/<run id>/ when the sweep dir is not here) and is
 logged to the parent run under report/; an experiment's goes to reports/<experiment>/. --out overrides
 the directory. The store: $MLFLOW_TRACKING_URI, else --tracking-uri, else sqlite:///mlruns/mlflow.db.
-Runs of several architectures (param model.name) get a section each. A request that cannot be met (no
+Runs of several architectures (param model.name) get a section each. --heatmap METRIC --over X Y also draws
+METRIC as a heatmap over the params X and Y (initsweep.report.heatmap: the mean over seeds; with the
+mean-field χ1 = 1 and 6 ξ_c = depth when they are init.sigma_w2 and init.sigma_b2). A request that cannot be met (no
 store, no such run or experiment, nothing to report) is one `initsweep:` line on stderr, exit status 2.
 """
 
@@ -38,7 +41,11 @@ def report(argv: list[str] | None) -> int:
     parser.add_argument("--tracking-uri", help="MLflow store (default: sqlite:///mlruns/mlflow.db)")
     parser.add_argument("--trials", action="store_true", help="with an experiment name: include Optuna trials")
     parser.add_argument("--no-log", action="store_true", help="do not log the report to the parent run")
+    parser.add_argument("--heatmap", metavar="METRIC", help="also draw METRIC as a heatmap over the --over keys")
+    parser.add_argument("--over", nargs=2, metavar=("X", "Y"), help="the two swept params of the heatmap")
     args = parser.parse_args(argv)
+    if bool(args.heatmap) != bool(args.over):
+        raise Impossible("--heatmap METRIC and --over X Y go together")
 
     from initsweep.report import comparison as report
     from initsweep.tracking import client as tracking
@@ -85,12 +92,27 @@ def report(argv: list[str] | None) -> int:
         title, source = f"Report: experiment {args.target}", f"Every job run of MLflow experiment `{args.target}`."
 
     written = report.write_report(client, runs, out, title, source)
+    if args.heatmap:
+        written.append(_heatmap(runs, args.heatmap, *args.over, out, title))
     if parent is not None and not args.no_log:
         logger = tracking.RunLogger(client, parent.info.run_id)
         for path in written:
             logger.log_artifact(path, "report")
     print(written[0])
     return 0
+
+
+def _heatmap(runs: list, metric: str, x_key: str, y_key: str, out: Path, title: str) -> Path:
+    from initsweep.report import heatmap
+
+    try:
+        g = heatmap.grid(runs, metric, x_key, y_key)
+    except heatmap.HeatmapError as e:
+        raise Impossible(str(e)) from None
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"heatmap_{metric}_{x_key}_{y_key}")
+    path = heatmap.draw(g, out / f"{name}.png", f"{title}: {metric}", runs)
+    print(path)
+    return path
 
 
 if __name__ == "__main__":

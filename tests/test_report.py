@@ -217,3 +217,32 @@ def test_report_of_a_two_by_two_sweep_matches_mlflow(tmp_path):
     assert re.search(
         r"Every job run of MLflow experiment `initsweep`", (tmp_path / "by_experiment" / "report.md").read_text()
     )
+
+
+def test_the_edge_of_chaos_line_is_where_the_paper_puts_it():
+    from initsweep.report.heatmap import critical_sigma_w2
+
+    # Schoenholz et al. 2017, tanh: critical sigma_w2 1.00, 1.76, 2.29 for sigma_b2 0, 0.05, 0.2
+    assert [round(critical_sigma_w2("tanh", b), 2) for b in (0.0, 0.05, 0.2)] == pytest.approx(
+        [1.0, 1.76, 2.29], abs=0.01
+    )
+
+
+@pytest.mark.slow
+def test_report_draws_a_metric_as_a_heatmap_over_two_swept_keys(tmp_path: Path):
+    sweep = ["-m", "init=mean_field", "init.sigma_w2=0.5,2.0", "init.sigma_b2=0.0,0.05", "model.activation=tanh"]
+    small = ["model.depth=3", "model.width=8", "trainer.epochs=1", "tracking.log_plots=false"]
+    assert run_train([*sweep, *small], cwd=tmp_path, timeout=300).returncode == 0
+    from initsweep.report.heatmap import grid
+
+    runs = [r for r in all_runs(tmp_path) if "init.sigma_w2" in r.data.params]  # the jobs, not the parent
+    g = grid(runs, "val/acc_best", "init.sigma_w2", "init.sigma_b2")
+    assert (g.xs, g.ys, g.counts) == ([0.5, 2.0], [0.0, 0.05], [[1, 1], [1, 1]])
+    by_cell = {(float(r.data.params["init.sigma_w2"]), float(r.data.params["init.sigma_b2"])): r for r in runs}
+    assert g.values[1][0] == by_cell[(0.5, 0.05)].data.metrics["val/acc_best"]
+    proc = _report_cli(tmp_path, "--heatmap", "val/acc_best", "--over", "init.sigma_w2", "init.sigma_b2", "--no-log")
+    assert proc.returncode == 0, proc.stderr
+    (path,) = [tmp_path / line for line in proc.stdout.splitlines() if "heatmap_val_acc_best" in line]
+    assert path.is_file() and path.stat().st_size > 10_000 and path.parent.name == "report"  # the sweep's
+    bad = _report_cli(tmp_path, "--heatmap", "val/acc_best", "--over", "model.nothing", "init.sigma_b2", "--no-log")
+    assert bad.returncode == 2 and bad.stderr.startswith("initsweep: no run has numeric params model.nothing")

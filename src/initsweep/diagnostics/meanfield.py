@@ -115,13 +115,23 @@ def chi_c(activation: str, sigma_w2: float, q: float, c: float) -> float:
     return sigma_w2 * float((w2 * _slope(activation, u1) * _slope(activation, u2)).sum())
 
 
+def _chi1(activation: str, sigma_w2: float, q: float) -> float:
+    z, w = _gauss_hermite(NODES)
+    return sigma_w2 * float((w * _slope(activation, math.sqrt(q) * z) ** 2).sum())
+
+
+def chi1(activation: str, sigma_w2: float, sigma_b2: float) -> float:
+    """χ1 = σw² E[φ'(√q* z)²] alone (no c*, ξ_c: a few ms), e.g. to trace the edge of chaos χ1 = 1."""
+    q = q_star(activation, sigma_w2, sigma_b2)
+    return _chi1(activation, sigma_w2, min(q, Q_MAX) if q > 0 else 1e-300)
+
+
 def mean_field(activation: str, sigma_w2: float, sigma_b2: float) -> MeanField:
     """q*, χ1, c*, χ_c and ξ_c (module docstring); c* by Brent's method on c_{l+1}(c) - c over [0, 1).
     Where q* is infinite, χ1 is that at q = ``Q_MAX`` (exact for the scale-free relu and linear), the rest NaN."""
     q = q_star(activation, sigma_w2, sigma_b2)
     q_eval = min(q, Q_MAX) if q > 0 else 1e-300
-    z, w = _gauss_hermite(NODES)
-    chi1 = sigma_w2 * float((w * _slope(activation, math.sqrt(q_eval) * z) ** 2).sum())
+    chi1 = _chi1(activation, sigma_w2, q_eval)
     from scipy.optimize import brentq  # lazy: a job imports this module, few runs use it
 
     if math.isinf(q):  # no fixed length: correlations are not defined by this map
