@@ -246,3 +246,16 @@ def test_report_draws_a_metric_as_a_heatmap_over_two_swept_keys(tmp_path: Path):
     assert path.is_file() and path.stat().st_size > 10_000 and path.parent.name == "report"  # the sweep's
     bad = _report_cli(tmp_path, "--heatmap", "val/acc_best", "--over", "model.nothing", "init.sigma_b2", "--no-log")
     assert bad.returncode == 2 and bad.stderr.startswith("initsweep: no run has numeric params model.nothing")
+
+
+def test_a_loss_panel_of_runs_that_all_diverged_is_drawn_linear_and_says_so(tmp_path: Path):
+    """Every loss NaN (a diverged run): a log axis has nothing to scale to (matplotlib raised)."""
+    from initsweep.report.plots import Panel, band_panels
+
+    nan = [math.nan, math.nan]
+    panels = [
+        Panel("val accuracy", {"init=normal": ([0, 1], [0.2, 0.1], [0.2, 0.1], [0.2, 0.1])}),
+        Panel("train loss", {"init=normal": ([0, 1], nan, nan, nan)}, yscale="log"),
+    ]
+    path = band_panels(panels, tmp_path / "curves.png")
+    assert path.is_file() and path.stat().st_size > 5_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +272,11 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.4), dpi=dpi, squeeze=False)
     for ax, panel in zip(axes[0], panels):
         names = _categories([b[0] for b in panel.bands.values()])
+        finite = [v for b in panel.bands.values() for v in b[1] if math.isfinite(v)]
+        # A log axis needs a positive value (every run diverged: all NaN): linear then, saying so.
+        log = panel.yscale == "log" and any(v > 0 for v in finite)
+        if not finite:
+            ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center", color="0.4")
         for i, (label, (x, mean, lo, hi)) in enumerate(panel.bands.items()):
             categorical = bool(x) and isinstance(x[0], str)
             if categorical:
@@ -289,7 +295,7 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
                 alpha=0.9,
                 label=label,
             )
-            if panel.yscale == "log":
+            if log:
                 _log_line(ax, xs, mean, **style)
                 lo = _positive(lo)
             else:
@@ -297,10 +303,10 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
             ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
         if names:
             _layer_ticks(ax, names)
-        ax.set(xlabel=xlabel, ylabel=panel.ylabel, yscale=panel.yscale)
+        ax.set(xlabel=xlabel, ylabel=panel.ylabel, yscale="log" if log else "linear")
         if not names:
             _epoch_axis(ax, max((max(b[0], default=0) for b in panel.bands.values()), default=0))
-        if panel.yscale == "log":
+        if log:
             _short_log_ticks(ax)
         if panel.ylim:
             ax.set_ylim(*panel.ylim)
