@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PG, ROOT, all_runs, run_train
+from conftest import PG, ROOT, all_runs, client_for, run_train, start_train
 from initsweep.core.config import ConfigError
 from initsweep.jobs.devices import device_for_worker, job_device, worker_rank
 from initsweep.sweep.launchers import batch_size, finish_warm_up, joblib_args, warm_up_joblib_workers
@@ -268,6 +268,33 @@ def test_init_sweep_as_slurm_jobs_under_one_parent(tmp_path, slurm):
     assert all(x.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for x in children)
     assert all(x.info.status == "FINISHED" for x in children)
     assert len(list((tmp_path / "multirun").rglob(".submitit/*/*_result.pkl"))) == 4  # each job ran under SLURM
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_requeued_slurm_job_resumes_its_run_from_its_checkpoint(tmp_path, slurm):
+    """`scontrol requeue` (what preemption does): SLURM sends SIGTERM, the job saves its state and exits; SLURM
+    runs it again, and it continues the same MLflow run, every epoch logged once."""
+    sweep = ["-m", "hydra/launcher=submitit_slurm", "init=kaiming_normal", "model.width=256", "trainer.epochs=16"]
+    proc = start_train([*sweep, "diagnostics.enabled=false", "hydra.sweep.dir=sweep"], tmp_path, env=_env())
+    metrics = tmp_path / "sweep" / "0" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):  # a header, epochs 0-3
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.5)
+    (job,) = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    while "PENDING" not in subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout:
+        time.sleep(0.5)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)  # not SLURM's 2-min delay
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.err"))
+    assert "initsweep: resuming run" in logs, logs[-3000:]
+    (child,) = [r for r in all_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
+    assert child.info.status == "FINISHED"
+    steps = [m.step for m in client_for(tmp_path).get_metric_history(child.info.run_id, "train/loss")]
+    assert steps == list(range(1, 17)), steps  # each epoch once, in the one run
 
 
 @pytest.mark.cluster
