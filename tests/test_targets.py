@@ -147,3 +147,31 @@ def test_reading_runs_back_never_imports_a_target_they_name(side_effect_module, 
     assert (out / "report.md").exists() and f"{name}" in (out / "report.md").read_text() + proc.stdout
     assert not marker.exists()
     assert name not in sys.modules
+
+
+def test_load_model_imports_only_the_model_target(side_effect_module, tmp_path):
+    """A stored run's ``config.yaml`` whose data and init ``_target_`` name a module with a side effect: its
+    model is rebuilt from ``model._target_`` alone, and that module is never imported."""
+    import torch
+
+    from initsweep.core.models import MLP
+    from initsweep.tracking import client as tracking
+    from initsweep.tracking.checkpoint import ARTIFACT_DIR, FILE_NAME, load_model
+
+    name, _, marker = side_effect_module
+    uri = store_uri(tmp_path)
+    client = tracking.connect(tracking.resolve_uri(uri))
+    logger = tracking.start_run(client, tracking.experiment_id(client, "targets"), "run", {})
+    config = (
+        "model:\n  _target_: initsweep.core.models.MLP\n  depth: 1\n  width: 8\n"
+        f"data:\n  _target_: {name}.Net\ninit:\n  name: custom\n  _target_: {name}.fill_\n"
+    )
+    logger.log_text(config, "config.yaml")
+    weights = MLP((4,), 3, depth=1, width=8).state_dict()
+    path = tmp_path / FILE_NAME
+    torch.save({"state_dict": weights, "input_shape": [4], "num_classes": 3, "epoch": 0}, path)
+    logger.log_artifact(path, ARTIFACT_DIR)
+    logger.end()
+    model = load_model(logger.run_id, uri)
+    assert type(model).__name__ == "MLP" and torch.equal(model.state_dict()["out.weight"], weights["out.weight"])
+    assert not marker.exists() and name not in sys.modules
