@@ -65,3 +65,36 @@ def test_artifact_texts_and_the_local_metrics_file_never_hold_a_password(tmp_pat
     local = metrics_file.MetricsFile(tmp_path / "metrics.jsonl", "run", "postgresql://u:hunter2@h/db")
     local.end("FINISHED")
     assert "hunter2" not in (tmp_path / "metrics.jsonl").read_text()
+
+
+def test_launch_lines_study_names_and_experiment_tags_never_show_a_password(caplog, tmp_path):
+    """What the acceptance test (tests/test_secrets_acceptance.py) found leaking, each checked on its own:
+    Hydra's per-job launch line, the study name derived from the overrides, an experiment tag (a sweep's view
+    is named after its command line) and the comparison report."""
+    import logging
+
+    from initsweep.report.comparison import write_report
+    from initsweep.report.console import quiet_libraries
+    from initsweep.tuning.plan import default_study_name
+    from initsweep.tuning.search_space import SearchSpace
+
+    quiet_libraries()
+    with caplog.at_level(logging.INFO):
+        for launcher in ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher._core"):
+            logging.getLogger(launcher).info("\t#0 : init=zeros tracking.uri=postgresql\\://u\\:pa/ss@h\\:5432/db")
+    assert len(caplog.messages) == 2 and not [m for m in caplog.messages if "pa/ss" in m]
+    assert "u\\:***@h" in caplog.messages[0]
+
+    name = default_study_name("initsweep", SearchSpace((), ("tracking.uri=postgresql://u:hunter2@h/db",)))
+    assert name == "initsweep tracking.uri=postgresql://u:***@h/db"
+
+    client = tracking.connect(tracking.resolve_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"))
+    exp = tracking.experiment_id(client, "secrets")
+    tracking.set_experiment_tag(client, exp, "view", '{"name": "sweep tracking.uri=postgresql://u:hunter2@h/db"}')
+    assert client.get_experiment(exp).tags["view"] == '{"name": "sweep tracking.uri=postgresql://u:***@h/db"}'
+
+    logger = tracking.start_run(client, exp, "run", {})
+    logger.end()
+    run = client.get_run(logger.run_id)
+    paths = write_report(client, [run], tmp_path / "report", "Report: sweep tracking.uri=postgresql://u:hunter2@h/db")
+    assert "u:***@h" in paths[0].read_text() and not [p for p in paths[:2] if "hunter2" in p.read_text()]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from initsweep.protocol import Failure, Tag
+from initsweep.protocol import Failure, Tag, redact
 from initsweep.report.console import round_numbers
 from initsweep.tracking import client as tracking
 
@@ -462,7 +462,7 @@ def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, so
             prefix = re.sub(r"[^\w.-]+", "_", name) + "_"  # file names: initsweep.core.models.CNN_...
             paths += _section(client, members, out_dir, prefix, lines, "###")
     report = out_dir / "report.md"
-    report.write_text("\n".join(lines))
+    report.write_text(redact("\n".join(lines)))  # run labels come from overrides: a store URL's password
     return [report, write_html(report), *paths]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from initsweep.protocol import PROGRESS_FILE
+from initsweep.protocol import PROGRESS_FILE, redact
 from initsweep.tracking.run_logger import RunLogger
 from initsweep.tracking.ui_view import VIEW_ID
 
@@ -41,19 +41,28 @@ def round_numbers(text: str) -> str:
     return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.3g}", text)
 
 
-# The loggers of Hydra's launchers (basic, joblib): a line per job (``#0 : overrides``), and joblib's
+# The loggers of Hydra's launchers (basic, joblib, initsweep's joblib, submitit): a line per job
+# (``#0 : overrides``), and joblib's
 # ``Joblib.Parallel(n_jobs=2,backend=loky,prefer=processes,...11 settings) is launching 4 jobs`` per batch.
-_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher._core")
+_LAUNCHERS = (
+    "hydra._internal.core_plugins.basic_launcher",
+    "hydra_plugins.hydra_joblib_launcher._core",
+    "hydra_plugins.initsweep_joblib_launcher._resilient",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+)
 _JOBLIB_LINE = re.compile(r"^Joblib\.Parallel\((?P<settings>.*)\) is launching (?P<n>\d+) jobs$")
 
 
 class _LaunchLines(logging.Filter):
     """Launch lines a person reads: a job's overrides without Hydra plumbing (the Optuna sweeper's
     ``++hydra.job.env_set.INITSWEEP_TRIAL=3``) and with short numbers (``init.std=0.081``, not 17 digits);
-    joblib's batch line as ``joblib: launching 4 jobs, n_jobs=2``."""
+    joblib's batch line as ``joblib: launching 4 jobs, n_jobs=2``; a password in a store URL among the
+    overrides (``tracking.uri=postgresql\\://u\\:pw@h/db``) shown as ``***``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        if (shown := redact(text)) != text:
+            record.msg, record.args, text = shown, (), shown
         if m := _JOBLIB_LINE.match(text):
             n_jobs = re.search(r"\bn_jobs=([^,]+)", m["settings"])
             record.msg, record.args = f"joblib: launching {m['n']} jobs, n_jobs={n_jobs[1] if n_jobs else '?'}", ()

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 from omegaconf import OmegaConf
+from pydantic import ValidationError
 
-from initsweep.core.config import validate
+from initsweep.core.config import ConfigError, ModelConfig
 from initsweep.core.models import build_model
 from initsweep.protocol import Tag
 from initsweep.tracking.run_logger import RunLogger
@@ -57,7 +58,8 @@ def save(
 
 
 def load_model(run_id: str, tracking_uri: str | None = None) -> torch.nn.Module:
-    """The model of run ``run_id`` (built from its ``config.yaml`` artifact) with its checkpointed weights."""
+    """The model of run ``run_id`` (built from its ``config.yaml`` artifact) with its checkpointed weights.
+    Imports the module its ``model._target_`` names (and no other ``_target_`` of the run)."""
     from initsweep.tracking import client as tracking  # MLflow: only to read runs back
 
     client = tracking.connect(tracking.resolve_uri(tracking_uri))
@@ -66,8 +68,13 @@ def load_model(run_id: str, tracking_uri: str | None = None) -> torch.nn.Module:
         weights_path = client.download_artifacts(run_id, ARTIFACT, tmp)
         raw: Any = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
         payload = torch.load(weights_path, map_location="cpu", weights_only=True)
-    config = validate(raw)
-    model = build_model(config.model, tuple(payload["input_shape"]), payload["num_classes"])
+    # Only the model section: building the model imports its ``model._target_`` (that is what was asked
+    # for); the run's data and init targets are never imported to read it back.
+    try:
+        model_config = ModelConfig.model_validate(raw["model"])
+    except (KeyError, TypeError, ValidationError) as e:
+        raise ConfigError(f"run {run_id}: its config.yaml has no usable model section ({e})") from None
+    model = build_model(model_config, tuple(payload["input_shape"]), payload["num_classes"])
     model.load_state_dict(payload["state_dict"])
     return model.eval()
 

@@ -163,7 +163,9 @@ def experiment_id(client: MlflowClient, name: str) -> str:
 def set_experiment_tag(client: MlflowClient, experiment_id: str, key: str, value: str) -> None:
     """Set an experiment tag that other clients may be setting at the same moment (the workers of one study set
     its view): MLflow's SQL store reads, then inserts a missing tag, so the slower of two first writers fails on
-    the key's unique constraint; set again, it updates the row the other inserted."""
+    the key's unique constraint; set again, it updates the row the other inserted. A password in a store URL
+    in ``value`` (a sweep's view is named after its command line) is stored as ``***``."""
+    value = redact(value)
     open_despite_races(
         lambda: retrying(client.set_experiment_tag, experiment_id, key, value), f"experiment tag {key}", budget_s=20
     )

@@ -183,9 +183,11 @@ def trial_storage(spec: str) -> optuna.storages.BaseStorage:
 def default_study_name(experiment_name: str, space: SearchSpace) -> str:
     """The experiment, the command's plain overrides and the search space, e.g.
     ``initsweep hparams_search=normal_std init.std=tag(log, interval(0.001, 3.0))``: the same command finds
-    the same study again, and a different model, range or overlay gets a study of its own."""
+    the same study again, and a different model, range or overlay gets a study of its own. A password in a
+    store URL among the overrides (``tracking.uri=postgresql://u:pw@h/db``) is ``***``: the name is stored in
+    the study, shown in log lines and recorded in MLflow."""
     searched = sorted(f"{p.name}={p.expression}" for p in space.params)
-    return " ".join([experiment_name, *sorted(space.fixed), *searched])
+    return redact(" ".join([experiment_name, *sorted(space.fixed), *searched]))
 
 
 def existing_study_directions(storage: optuna.storages.BaseStorage | str, study_name: str) -> list[str] | None:
