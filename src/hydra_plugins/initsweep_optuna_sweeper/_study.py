@@ -33,7 +33,7 @@ from initsweep.protocol import (
     redact,
 )
 from initsweep.sweep.launchers import batch_size
-from initsweep.tuning import objectives, warmstart
+from initsweep.tuning import objectives, pruning, warmstart
 from initsweep.tuning import recovery as study_recovery
 from initsweep.tuning.plan import FINITE_SAMPLERS, Plan, make_sampler, share_storage, study_plots
 from initsweep.tuning.search_space import grid_points
@@ -118,7 +118,7 @@ class Study:
             f"Study {self.plan.study_name!r} ({self.plan.direction} {self.plan.metric}) "
             f"in {redact(self.plan.storage)}: "
             f"{len(self.study.trials)} earlier trials; running {s.n_trials} with sampler={s.sampler} "
-            f"pruner={s.pruner}, {self.batch} at a time"
+            f"pruner={s.pruner}{pruning.describe(self.plan.pruner_kwargs)}, {self.batch} at a time"
         )
         warmstart.enqueue(self.study, self.plan.enqueue)  # after the counts above: queued trials are new ones
         stop_reason = ""

@@ -27,6 +27,7 @@ from initsweep.protocol import job_config_dict, metric_names, redact
 from initsweep.tracking.drivers import check_storage_driver
 from initsweep.tracking.store_races import open_despite_races
 from initsweep.tuning.objectives import check_pruner, pareto_plot, resolve_directions
+from initsweep.tuning.pruning import pruner_kwargs_for
 from initsweep.tuning.search_space import SETTINGS_KEY, SearchSpace, check_paths, format_override, parse_search_space
 from initsweep.tuning.settings import SweeperSettings
 from initsweep.tuning.warmstart import enqueue_points
@@ -211,7 +212,7 @@ class Plan:
     directions: list[str]  # one per optimized metric
     storage: str
     study_name: str
-    pruner_kwargs: dict[str, Any]
+    pruner_kwargs: dict[str, Any]  # the user's, on top of initsweep.tuning.pruning's defaults
     base: dict[str, Any]  # the job config without sweep values
     checked_configs: list[dict[str, Any]] = field(default_factory=list)
     enqueue: list[dict[str, Any]] = field(default_factory=list)  # points evaluated first (initsweep.tuning.warmstart)
@@ -262,10 +263,9 @@ def make_plan(config: DictConfig, config_loader: Any = None, check_configs: bool
     check_pruner(s.pruner, metrics)
 
     make_sampler(s.sampler, s.sampler_kwargs, s.seed, space)
-    pruner_kwargs = dict(s.pruner_kwargs)
     searched = {p.name for p in space.params}
-    if s.pruner == "hyperband" and "max_resource" not in pruner_kwargs and "trainer.epochs" not in searched:
-        pruner_kwargs["max_resource"] = int(base["trainer"]["epochs"])  # one resource unit = one epoch
+    epochs = None if "trainer.epochs" in searched else int(base["trainer"]["epochs"])  # one step = one epoch
+    pruner_kwargs = pruner_kwargs_for(s.pruner, s.pruner_kwargs, epochs)
     make_pruner(s.pruner, pruner_kwargs)
 
     storage = resolve_storage(s.storage)

@@ -28,7 +28,8 @@ class SweeperSettings:
     seed: Optional[int] = None
     # median | percentile | successive_halving | hyperband | threshold | none, or a {_target_: ...} node.
     pruner: Any = "median"
-    # Passed to the pruner's constructor, e.g. {n_startup_trials: 5, n_warmup_steps: 2} for median.
+    # Passed to the pruner's constructor, e.g. {n_warmup_steps: 2} for median; keys left out get warm-up
+    # defaults derived from trainer.epochs (initsweep.tuning.pruning).
     pruner_kwargs: dict[str, Any] = field(default_factory=dict)
     # null = Optuna journal file <cwd>/mlruns/optuna/journal.log (safe for several processes on one
     # machine); any other path = a journal file there; an RDB URL (sqlite:///x.db, postgresql://...).

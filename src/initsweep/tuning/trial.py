@@ -20,6 +20,7 @@ from initsweep.core.trainer import EpochMetrics, summarize
 from initsweep.jobs.job import JobContext, execute
 from initsweep.protocol import STUDY_FILE, TRIAL_ENV, JobStatus, StudySpec, Tag
 from initsweep.tuning.plan import make_pruner, trial_storage
+from initsweep.tuning.pruning import may_prune
 
 
 def intermediate_value(metric: str, history: Sequence[EpochMetrics]) -> float:
@@ -35,14 +36,22 @@ class EpochReporter:
     at every logged epoch (every epoch of an ordinary run; ``tracking.max_points`` of a long one), so a
     15000-epoch trial makes at most that many reports, each summarizing the epochs it has seen.
 
-    Returns True (stop training) when the trial should be pruned. An epoch with a non-finite loss is not
-    reported (the job then stops on divergence, decided by :func:`initsweep.core.trainer.divergence`). A list of
-    metrics (a multi-objective study, which Optuna cannot prune) reports nothing.
+    Returns True (stop training) when the trial should be pruned; never at ``last_epoch``
+    (:func:`initsweep.tuning.pruning.may_prune`). An epoch with a non-finite loss is not reported (the job
+    then stops on divergence, decided by :func:`initsweep.core.trainer.divergence`). A list of metrics (a
+    multi-objective study, which Optuna cannot prune) reports nothing.
     """
 
-    def __init__(self, trial: optuna.Trial, metric: str | list[str], reported: Collection[int] = ()):
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        metric: str | list[str],
+        reported: Collection[int] = (),
+        last_epoch: int | None = None,
+    ):
         self.trial = trial
         self.metric = metric
+        self.last_epoch = last_epoch
         self.reported = set(reported)  # steps an earlier attempt of the trial (its worker died) reported
         self.history: list[EpochMetrics] = []
         self.last_value: float | None = None
@@ -57,7 +66,7 @@ class EpochReporter:
         if epoch.epoch not in self.reported:  # Optuna keeps the first value of a step and warns at a second
             self.trial.report(value, epoch.epoch)
         self.last_value = value
-        return bool(self.trial.should_prune())
+        return may_prune(epoch.epoch, self.last_epoch) and bool(self.trial.should_prune())
 
 
 def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, list[int]]:
@@ -99,7 +108,7 @@ def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> fl
     if spec is None:
         raise RuntimeError(f"{TRIAL_ENV}={number} but no {STUDY_FILE} in the sweep dir {ctx.sweep_dir}")
     trial, reported = load_trial(spec, number)
-    reporter = EpochReporter(trial, spec.optimized_metric, reported)
+    reporter = EpochReporter(trial, spec.optimized_metric, reported, last_epoch=int(cfg.trainer.epochs))
     tags: dict[str, Any] = {Tag.TRIAL_NUMBER: number, Tag.STUDY_NAME: spec.study_name}
     try:
         outcome = execute(cfg, ctx, on_epoch=reporter, extra_tags=tags)
