@@ -53,7 +53,7 @@ def test_zeros_job_logs_diagnostics_at_step_0_and_tags_the_warning(tmp_path, tmp
     # zeros: h_1 = 0, relu'(0) = 0, so the hidden Jacobian fc1 -> fc2 is 0: every singular value 0
     assert m["diag/hidden_sv_max"] == 0.0 and m["diag/hidden_q"] == 0.0
     spectrum = json.loads(Path(client.download_artifacts(found.info.run_id, "isometry/step_0000.json")).read_text())
-    assert spectrum["histogram"]["counts"][0] == len(spectrum["singular_values"]) == 64 * 256
+    assert spectrum["histogram"]["counts"][0] == len(spectrum["singular_values"]) == 8 * 256
 
 
 def test_diagnostics_repeat_every_k_epochs_without_changing_training(tmp_path, tmp_store):

@@ -142,7 +142,7 @@ def run_diagnostics(
     # diag/jacobian_sv_*, diag/weight_sv_*: the Jacobian costs a backward pass per output unit, hence fewer examples
     diag.metrics.update(isometry_metrics(model, batch[0][: cfg.jacobian_batch]))
     # diag/hidden_*: the hidden-to-hidden Jacobian at q* (models with a chain of equal hidden widths only)
-    hidden, spectrum = hidden_isometry(model, batch[0][: cfg.jacobian_batch], model_activation(model))
+    hidden, spectrum = hidden_isometry(model, batch[0][: cfg.hidden_jacobian_batch], model_activation(model))
     diag.metrics.update(hidden)
     diag.metrics["time/diag_s"] = time.perf_counter() - t0
     return dataclasses.replace(diag, spectrum=spectrum) if spectrum else diag
