@@ -110,3 +110,18 @@ def test_the_spectrum_figure_is_a_png_and_figure_args_carry_the_step_0_spectrum(
     snapshots = [(0, Diagnostics({}, spectrum=[1.0, 2.0])), (3, Diagnostics({}, spectrum=[9.0]))]
     assert figure_args([], (2.3, 0.1), snapshots, tmp_path, "run")[5] == [1.0, 2.0]
     assert figure_args([], (2.3, 0.1), [], tmp_path, "run")[5] == []
+
+
+def test_without_a_settled_fixed_point_the_measured_length_is_used():
+    """relu with sigma_w^2 = 2.2 > 2: the length map grows without bound, so there is no q* to rescale to; the
+    inputs keep the batch's own mean square of h_1 (logged as diag/hidden_q)."""
+    model = _mlp("relu", 6, 128, "gaussian", 2.2, 0.0)
+    chain = hidden_chain(model)
+    assert chain is not None and fixed_point_q(chain, "relu") is None
+    x = torch.randn(4, 64)
+    metrics, _ = hidden_isometry(model, x, "relu")
+    measured = model.fc1(x).double().pow(2).mean().item()
+    assert metrics["diag/hidden_q"] == pytest.approx(measured, rel=1e-5)
+    at_two = _mlp("relu", 6, 128, "orthogonal", 2.0, 0.0)  # sigma_w^2 = 2, no bias: every length is a fixed point
+    chain = hidden_chain(at_two)
+    assert chain is not None and fixed_point_q(chain, "relu") == pytest.approx(1.0, rel=1e-4)

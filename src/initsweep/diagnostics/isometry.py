@@ -126,13 +126,22 @@ def hidden_chain(model: nn.Module) -> HiddenChain | None:
     )
 
 
+def _f64_device(t: Tensor) -> torch.device:
+    """Where float64 work on ``t`` runs: its own device, except MPS (which has no float64): the CPU."""
+    return torch.device("cpu") if t.device.type == "mps" else t.device
+
+
+def _f64(t: Tensor) -> Tensor:
+    return t.detach().to(_f64_device(t), torch.float64)
+
+
 def chain_variances(chain: HiddenChain) -> tuple[float, float]:
     """(sigma_w^2, sigma_b^2) of the layers the Jacobian runs through, measured on their weights:
     sigma_w^2 = mean over layers of fan_in * mean(W^2), sigma_b^2 = mean over layers of mean(b^2) (0 without
     biases). For a Gaussian init they estimate the mean-field parameters; an orthogonal W of gain g gives g^2."""
     with torch.no_grad():
-        sw = [m.in_features * m.weight.double().pow(2).mean().item() for m in chain.layers]
-        sb = [m.bias.double().pow(2).mean().item() if m.bias is not None else 0.0 for m in chain.layers]
+        sw = [m.in_features * _f64(m.weight).pow(2).mean().item() for m in chain.layers]
+        sb = [_f64(m.bias).pow(2).mean().item() if m.bias is not None else 0.0 for m in chain.layers]
     return sum(sw) / len(sw), sum(sb) / len(sb)
 
 
@@ -152,8 +161,8 @@ def fixed_point_q(chain: HiddenChain, activation: str) -> float | None:
 
 def _first_preactivation(chain: HiddenChain, x: Tensor) -> Tensor:
     """h_1 = W_1 x + b_1 in float64."""
-    first = copy.deepcopy(chain.first).double()
-    return first(x.flatten(1).double())
+    first = copy.deepcopy(chain.first).to(_f64_device(x), torch.float64)
+    return first(_f64(x.flatten(1)))
 
 
 def hidden_jacobian(model: nn.Module, x: Tensor, q: float | None = None) -> Tensor | None:
@@ -173,8 +182,8 @@ def hidden_jacobian(model: nn.Module, x: Tensor, q: float | None = None) -> Tens
         if q is not None:
             ms = h1.pow(2).mean(dim=1, keepdim=True)
             h1 = torch.where(ms > 0, h1 * torch.sqrt(q / ms.clamp_min(1e-300)), h1)
-        act = copy.deepcopy(chain.activation).double().eval()
-        rest = copy.deepcopy(chain.rest).double().eval()
+        act = copy.deepcopy(chain.activation).to(h1.device, torch.float64).eval()
+        rest = copy.deepcopy(chain.rest).to(h1.device, torch.float64).eval()
         a1 = act(h1)
     for p in rest.parameters():
         p.requires_grad_(False)
