@@ -12,6 +12,14 @@ well conditioned: all singular values near 1. :func:`isometry_metrics` measures,
 - ``diag/weight_sv_mean``, ``diag/weight_sv_std``: over all layers, the mean of each weight's (viewed as
   out x fan_in) singular-value mean and std; ``diag/weight_sv_max_min_ratio``: its largest
   sigma_max / sigma_min over the layers (1 for orthogonal square weights).
+
+That J includes the rectangular input and output layers (an orthogonal linear net of width 256 measures a mean
+of about 0.5). The isometry of the hidden layers is :func:`hidden_isometry`: the singular values of
+J_h = d a_L / d a_1 (last hidden post-activation w.r.t. the first), with each example's first pre-activations
+rescaled to the mean-field fixed point q* of the model's own weight and bias variances:
+``diag/hidden_q``, ``diag/hidden_sv_mean``, ``_std``, ``_max``, ``_min``, ``diag/hidden_sq_sv_mean``, and the
+whole spectrum as the artifact :func:`spectrum_file` (:func:`spectrum_table`). Models without a chain of two or
+more hidden Linear layers of one width (:func:`hidden_chain`) have none.
 """
 
 from __future__ import annotations
@@ -171,9 +179,9 @@ def hidden_jacobian(model: nn.Module, x: Tensor, q: float | None = None) -> Tens
 
     The inputs: ``x`` through the first hidden layer, h_1 = W_1 x + b_1, each sample's h_1 rescaled to a mean
     square of ``q`` (mean over units), as in the mean-field analysis whose fixed point q* is the length every
-    layer's pre-activations keep; ``q`` None: as measured. Computed in float64 on a copy of the chain (an
-    isometry is then exact to ~1e-12 at any depth); the model is left untouched. None without a
-    :func:`hidden_chain`."""
+    layer's pre-activations keep; ``q`` None: as measured. Computed in float64 on a copy of the chain (the
+    arithmetic adds ~1e-12 at any depth; float32 weights bring their own ~1e-7); the model is left untouched.
+    None without a :func:`hidden_chain`."""
     chain = hidden_chain(model)
     if chain is None:
         return None
@@ -194,8 +202,7 @@ def hidden_jacobian(model: nn.Module, x: Tensor, q: float | None = None) -> Tens
 def hidden_isometry(model: nn.Module, x: Tensor, activation: str) -> tuple[dict[str, float], list[float]]:
     """The ``diag/hidden_*`` metrics and the pooled singular values (ascending) of :func:`hidden_jacobian` at
     q* (:func:`fixed_point_q`; where q* is not positive and finite, the batch's mean square of h_1), logged as
-    ``diag/hidden_q``; ({}, []) for a model
-    without a :func:`hidden_chain`."""
+    ``diag/hidden_q``; ({}, []) for a model without a :func:`hidden_chain`."""
     chain = hidden_chain(model)
     if chain is None:
         return {}, []
