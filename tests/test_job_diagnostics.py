@@ -128,3 +128,17 @@ def test_group_is_the_configuration_without_the_seed():
     assert group_name(overrides, "normal") == "init=normal model.width=64"
     assert run_name(overrides, "normal", 2) == "init=normal model.width=64 seed=2"
     assert group_name(("seed=1",), "zeros") == "init=zeros"
+
+
+def test_an_orthogonal_deep_linear_job_logs_hidden_singular_values_of_1(tmp_path, tmp_store):
+    """Issue 33's acceptance, through a job: width 256 (not the 64 inputs), depth 32, linear, orthogonal."""
+    overrides = ["trainer.epochs=1", "tracking.log_plots=false", "model.activation=linear", "model.depth=32"]
+    execute(compose([*overrides, "init=orthogonal", f"tracking.uri={tmp_store}"]), ctx=JobContext())
+    client, found = _only_run(tmp_path)
+    step_0 = {k: client.get_metric_history(found.info.run_id, k)[0] for k in found.data.metrics}
+    hidden = {k: h.value for k, h in step_0.items() if k.startswith("diag/hidden_") and h.step == 0}
+    assert 1 - 1e-5 <= hidden["diag/hidden_sv_min"] <= hidden["diag/hidden_sv_max"] <= 1 + 1e-5, hidden
+    assert hidden["diag/hidden_q"] == pytest.approx(1.0, abs=1e-3)  # linear, sigma_w^2 = 1: q* = 1
+    assert found.data.metrics["diag/jacobian_sv_mean"] < 0.7  # end to end (10 x 64) it is no isometry
+    spectrum = json.loads(Path(client.download_artifacts(found.info.run_id, "isometry/step_0000.json")).read_text())
+    assert len(spectrum["singular_values"]) == 8 * 256 and spectrum["summary"] == pytest.approx(hidden)
