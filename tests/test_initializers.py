@@ -84,6 +84,11 @@ def _init_weight(layer: nn.Module, name: str, params: dict[str, Any], activation
 @pytest.mark.parametrize("name,params", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
 def test_empirical_std_matches_formula(name: str, params: dict[str, Any], layer: str) -> None:
     torch.manual_seed(0)
+    shape = tuple(LAYERS[layer]().weight.shape)
+    if name == "identity" and "fallback" not in params and len(shape) > 2 and shape[0] > shape[1]:
+        with pytest.raises(InitError, match="init.fallback=delta_orthogonal"):  # no identity: refused
+            _init_weight(LAYERS[layer](), name, params)
+        return
     w, expected = _init_weight(LAYERS[layer](), name, params)
     n = w.numel()
     std, mean = w.std().item(), w.mean().item()
@@ -372,3 +377,56 @@ def test_custom_target_whose_module_fails_to_import(tmp_path, monkeypatch) -> No
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ValueError, match=r"init\._target_ = 'broken_inits\.fill_': importing it failed: SyntaxError"):
         check_params("custom", {"_target_": "broken_inits.fill_"})
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("gain", [1.0, 1.5])
+def test_delta_orthogonal_centre_tap_is_orthogonal_and_the_other_taps_zero(layer: str, gain: float) -> None:
+    torch.manual_seed(0)
+    module = LAYERS[layer]()
+    _, expected = _init_weight(module, "delta_orthogonal", {"gain": gain})
+    w = module.weight.detach().double()
+    if w.dim() == 2:  # Linear: orthogonal
+        centre = w
+    else:
+        index = (slice(None), slice(None), *(k // 2 for k in w.shape[2:]))
+        centre = w[index].clone()
+        w[index] = 0
+        assert torch.count_nonzero(w) == 0  # every other tap
+    gram = centre @ centre.T if centre.shape[0] <= centre.shape[1] else centre.T @ centre
+    assert torch.allclose(gram, gain**2 * torch.eye(len(gram), dtype=torch.float64), atol=1e-5)
+    rms = module.weight.detach().double().pow(2).mean().sqrt().item()
+    assert expected == pytest.approx(rms, rel=1e-5)
+
+
+def test_a_delta_orthogonal_conv_net_preserves_norms() -> None:
+    """Six 3x3 convs 3 -> 16 -> 16 -> ... -> 32 (out >= in, same padding), no nonlinearity: |f(x)| = |x| for
+    every input, circular padding included; the flattened orthogonal init of the same net does not."""
+    torch.manual_seed(0)
+    channels = [3, 16, 16, 16, 32, 32, 32]
+    for mode in ("zeros", "circular"):
+        net = nn.Sequential(
+            *(nn.Conv2d(a, b, 3, padding=1, bias=False, padding_mode=mode) for a, b in zip(channels, channels[1:]))
+        )
+        initialize(net, _spec("delta_orthogonal", {}), "linear")
+        x = torch.randn(5, 3, 9, 9, dtype=torch.float64)
+        y = net.double()(x)
+        assert torch.allclose(y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), rtol=1e-6)
+    initialize(net, _spec("orthogonal", {}), "linear")
+    ratios = net.double()(x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+    assert (ratios - 1).abs().max() > 0.1
+
+
+def test_identity_on_convs_is_a_dirac_without_duplicate_units_or_a_refusal_naming_the_layer() -> None:
+    from initsweep.diagnostics.signal import duplicate_units
+
+    fewer = nn.Conv2d(8, 4, 3, padding=1)  # out < in: output channel i copies input channel i
+    _init_weight(fewer, "identity", {})
+    nn.init.zeros_(fewer.bias)
+    img = torch.randn(2, 8, 5, 5)
+    assert torch.allclose(fewer(img), img[:, :4], atol=1e-6) and duplicate_units(fewer) == 0
+    model = nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Conv2d(4, 12, 3), nn.Flatten(), nn.Linear(12, 2))
+    with pytest.raises(InitError, match=r"^layer 2: .*4 -> 12.*8 of its 12 filters all zero"):
+        initialize(model, _spec("identity", {}), "relu")
+    initialize(model, _spec("identity", {"fallback": "delta_orthogonal"}), "relu")
+    assert duplicate_units(model[2]) == 0 and torch.equal(model[0].weight[:, :, 1, 1], torch.eye(4))

@@ -37,9 +37,10 @@ def test_zeros_job_logs_diagnostics_at_step_0_and_tags_the_warning(tmp_path, tmp
     assert [h.step for h in client.get_metric_history(found.info.run_id, "diag/act_std_first")] == [0]
     # Compact: no per-layer metric keys, a few dozen keys at most.
     # Depth-independent: per-layer values live in the layers/ table artifact; ~47 scalar keys of ours, plus
-    # MLflow's fixed set of system/* metrics (CPU, memory, disk, network) in their own chart section.
+    # MLflow's fixed set of system/* metrics (CPU, memory, disk, network) in their own chart section; 6 of the
+    # ~53 are the hidden Jacobian's summaries (diag/hidden_*), whose full spectrum is the isometry/ artifact.
     ours = sorted(k for k in m if not k.startswith("system/"))
-    assert not [k for k in m if k.count("/") > 1] and len(ours) <= 50, ours
+    assert not [k for k in m if k.count("/") > 1] and len(ours) <= 56, ours
     assert len(m) - len(ours) <= 12, sorted(set(m) - set(ours))
     assert found.data.tags["diag/warning"].startswith("symmetry not broken: duplicate units in fc1 256/256")
     assert found.data.tags["initsweep.group"] == "init=zeros"
@@ -48,7 +49,11 @@ def test_zeros_job_logs_diagnostics_at_step_0_and_tags_the_warning(tmp_path, tmp
         f"initsweep: warning: init=zeros seed=0: {found.data.tags['diag/warning']}"
     ]
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
-    assert "signal_propagation.png" in artifacts
+    assert "signal_propagation.png" in artifacts and "isometry_spectrum.png" in artifacts
+    # zeros: h_1 = 0, relu'(0) = 0, so the hidden Jacobian fc1 -> fc2 is 0: every singular value 0
+    assert m["diag/hidden_sv_max"] == 0.0 and m["diag/hidden_q"] == 0.0
+    spectrum = json.loads(Path(client.download_artifacts(found.info.run_id, "isometry/step_0000.json")).read_text())
+    assert spectrum["histogram"]["counts"][0] == len(spectrum["singular_values"]) == 8 * 256
 
 
 def test_diagnostics_repeat_every_k_epochs_without_changing_training(tmp_path, tmp_store):
@@ -123,3 +128,17 @@ def test_group_is_the_configuration_without_the_seed():
     assert group_name(overrides, "normal") == "init=normal model.width=64"
     assert run_name(overrides, "normal", 2) == "init=normal model.width=64 seed=2"
     assert group_name(("seed=1",), "zeros") == "init=zeros"
+
+
+def test_an_orthogonal_deep_linear_job_logs_hidden_singular_values_of_1(tmp_path, tmp_store):
+    """Issue 33's acceptance, through a job: width 256 (not the 64 inputs), depth 32, linear, orthogonal."""
+    overrides = ["trainer.epochs=1", "tracking.log_plots=false", "model.activation=linear", "model.depth=32"]
+    execute(compose([*overrides, "init=orthogonal", f"tracking.uri={tmp_store}"]), ctx=JobContext())
+    client, found = _only_run(tmp_path)
+    step_0 = {k: client.get_metric_history(found.info.run_id, k)[0] for k in found.data.metrics}
+    hidden = {k: h.value for k, h in step_0.items() if k.startswith("diag/hidden_") and h.step == 0}
+    assert 1 - 1e-5 <= hidden["diag/hidden_sv_min"] <= hidden["diag/hidden_sv_max"] <= 1 + 1e-5, hidden
+    assert hidden["diag/hidden_q"] == pytest.approx(1.0, abs=1e-3)  # linear, sigma_w^2 = 1: q* = 1
+    assert found.data.metrics["diag/jacobian_sv_mean"] < 0.7  # end to end (10 x 64) it is no isometry
+    spectrum = json.loads(Path(client.download_artifacts(found.info.run_id, "isometry/step_0000.json")).read_text())
+    assert len(spectrum["singular_values"]) == 8 * 256 and spectrum["summary"] == pytest.approx(hidden)

@@ -80,7 +80,7 @@ atexit.register(lambda: sys.stderr.write(
 @pytest.mark.parametrize("sweep", [False, True], ids=["single run", "sweep"])
 def test_the_writer_draws_the_figures_and_never_imports_torch(tmp_path, sweep):
     """The job's process never imports matplotlib, the writer (and its drawing process) never imports torch;
-    every run gets both PNGs."""
+    every run gets its three PNGs (the MLP has a hidden Jacobian's spectrum)."""
     probe_dir = tmp_path / "probe"
     probe_dir.mkdir()
     (probe_dir / "sitecustomize.py").write_text(PROBE)  # reports each process's imports at its exit
@@ -97,7 +97,7 @@ def test_the_writer_draws_the_figures_and_never_imports_torch(tmp_path, sweep):
     client = client_for(tmp_path)
     for run in runs:
         pngs = {a.path for a in client.list_artifacts(run.info.run_id) if a.path.endswith(".png")}
-        assert pngs == {"learning_curves.png", "signal_propagation.png"}, run.info.run_name
+        assert pngs == {"learning_curves.png", "signal_propagation.png", "isometry_spectrum.png"}, run.info.run_name
 
 
 @pytest.mark.slow

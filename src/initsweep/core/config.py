@@ -432,6 +432,9 @@ class DiagnosticsConfig(_Strict):
     enabled: bool = True
     batch_size: int = Field(default=512, ge=1, description="examples in the fixed diagnostic batch")
     jacobian_batch: int = Field(default=64, ge=1, description="examples of that batch for the Jacobian's spectrum")
+    hidden_jacobian_batch: int = Field(
+        default=8, ge=1, description="examples for the hidden-to-hidden Jacobian (width x width, one per example)"
+    )
     every: int = Field(default=0, ge=0, description="0: at initialization only; k: also after every k-th epoch")
     warn_factor: float = Field(default=100.0, gt=1, description="warn when activation std changes more than this")
     duplicate_tol: float = Field(default=1e-6, ge=0)

@@ -12,14 +12,27 @@ well conditioned: all singular values near 1. :func:`isometry_metrics` measures,
 - ``diag/weight_sv_mean``, ``diag/weight_sv_std``: over all layers, the mean of each weight's (viewed as
   out x fan_in) singular-value mean and std; ``diag/weight_sv_max_min_ratio``: its largest
   sigma_max / sigma_min over the layers (1 for orthogonal square weights).
+
+That J includes the rectangular input and output layers (an orthogonal linear net of width 256 measures a mean
+of about 0.5). The isometry of the hidden layers is :func:`hidden_isometry`: the singular values of
+J_h = d a_L / d a_1 (last hidden post-activation w.r.t. the first), with each example's first pre-activations
+rescaled to the mean-field fixed point q* of the model's own weight and bias variances:
+``diag/hidden_q``, ``diag/hidden_sv_mean``, ``_std``, ``_max``, ``_min``, ``diag/hidden_sq_sv_mean``, and the
+whole spectrum as the artifact :func:`spectrum_file` (:func:`spectrum_table`). Models without a chain of two or
+more hidden Linear layers of one width (:func:`hidden_chain`) have none.
 """
 
 from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from initsweep.core.initializers import init_layers
+from initsweep.core.initializers.apply import LAYER_TYPES
 
 
 def singular_values(matrices: Tensor) -> Tensor:
@@ -71,3 +84,157 @@ def isometry_metrics(model: nn.Module, x: Tensor) -> dict[str, float]:
     out["diag/jacobian_sv_max_min_ratio"] = _ratio(sv).mean().item()
     out["diag/jacobian_sq_norm"] = sv.pow(2).mean().item()
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The hidden-to-hidden Jacobian at the fixed point q*
+
+SPECTRUM_DIR = "isometry"
+
+
+def spectrum_file(step: int) -> str:
+    """The artifact of a run's hidden-Jacobian singular values at ``step``: ``isometry/step_<4 digits>.json``."""
+    return f"{SPECTRUM_DIR}/step_{step:04d}.json"
+
+
+@dataclass(frozen=True)
+class HiddenChain:
+    """The part of a model the hidden Jacobian runs through: ``first`` (the first hidden layer), ``activation``
+    (what follows it up to the second hidden layer: a_1 = activation(h_1)), ``rest`` (the second hidden layer to
+    the last hidden layer's activation: a_L = rest(a_1)) and the layers of ``rest`` (for sigma_w^2, sigma_b^2)."""
+
+    first: nn.Linear
+    activation: nn.Sequential
+    rest: nn.Sequential
+    layers: tuple[nn.Linear, ...]
+    width: int
+
+
+def hidden_chain(model: nn.Module) -> HiddenChain | None:
+    """The chain of hidden layers of equal width of an ``nn.Sequential`` model (the MLP), or None where there is
+    none: not a Sequential, fewer than two hidden layers, a hidden layer that is not Linear, widths that differ,
+    or parameters outside the layers between them (a norm layer)."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    children = list(model.children())
+    at = [i for i, m in enumerate(children) if isinstance(m, LAYER_TYPES)]
+    hidden = at[:-1]  # the last layer is the output layer
+    layers = [m for m in (children[i] for i in hidden) if isinstance(m, nn.Linear)]
+    if len(hidden) < 2 or len(layers) < len(hidden):
+        return None
+    width = layers[0].out_features
+    if any(m.out_features != width or m.in_features != width for m in layers[1:]):
+        return None
+    between = children[hidden[0] + 1 : at[-1]]
+    if any(next(m.parameters(), None) is not None for m in between if not isinstance(m, nn.Linear)):
+        return None
+    split = hidden[1] - hidden[0] - 1
+    return HiddenChain(
+        layers[0], nn.Sequential(*between[:split]), nn.Sequential(*between[split:]), tuple(layers[1:]), width
+    )
+
+
+def _f64_device(t: Tensor) -> torch.device:
+    """Where float64 work on ``t`` runs: its own device, except MPS (which has no float64): the CPU."""
+    return torch.device("cpu") if t.device.type == "mps" else t.device
+
+
+def _f64(t: Tensor) -> Tensor:
+    return t.detach().to(_f64_device(t), torch.float64)
+
+
+def chain_variances(chain: HiddenChain) -> tuple[float, float]:
+    """(sigma_w^2, sigma_b^2) of the layers the Jacobian runs through, measured on their weights:
+    sigma_w^2 = mean over layers of fan_in * mean(W^2), sigma_b^2 = mean over layers of mean(b^2) (0 without
+    biases). For a Gaussian init they estimate the mean-field parameters; an orthogonal W of gain g gives g^2."""
+    with torch.no_grad():
+        sw = [m.in_features * _f64(m.weight).pow(2).mean().item() for m in chain.layers]
+        sb = [_f64(m.bias).pow(2).mean().item() if m.bias is not None else 0.0 for m in chain.layers]
+    return sum(sw) / len(sw), sum(sb) / len(sb)
+
+
+def fixed_point_q(chain: HiddenChain, activation: str) -> float | None:
+    """q* of the mean-field length map (:func:`initsweep.diagnostics.meanfield.q_star`) for the activation and
+    :func:`chain_variances`; None where it is not a positive finite number (a diverging length map, or one
+    that contracts to 0, or one that has not settled: |map(q) - q| > 1e-6 q)."""
+    from initsweep.diagnostics.meanfield import length_map, q_star
+
+    sigma_w2, sigma_b2 = chain_variances(chain)
+    q = q_star(activation, sigma_w2, sigma_b2)
+    if not (math.isfinite(q) and q > 1e-12):
+        return None
+    # q_star stops after its iterations even where the map still drifts (relu with sigma_w^2 a bit above 2)
+    return q if abs(length_map(activation, sigma_w2, sigma_b2, q) - q) <= 1e-6 * q else None
+
+
+def _first_preactivation(chain: HiddenChain, x: Tensor) -> Tensor:
+    """h_1 = W_1 x + b_1 in float64."""
+    first = copy.deepcopy(chain.first).to(_f64_device(x), torch.float64)
+    return first(_f64(x.flatten(1)))
+
+
+def hidden_jacobian(model: nn.Module, x: Tensor, q: float | None = None) -> Tensor | None:
+    """J of shape (n, width, width): d a_L / d a_1 for every sample, where a_l is the post-activation of hidden
+    layer l (a_1 of the first, a_L of the last), so J = D_L W_L ... D_2 W_2 with D_l = diag(phi'(h_l)).
+
+    The inputs: ``x`` through the first hidden layer, h_1 = W_1 x + b_1, each sample's h_1 rescaled to a mean
+    square of ``q`` (mean over units), as in the mean-field analysis whose fixed point q* is the length every
+    layer's pre-activations keep; ``q`` None: as measured. Computed in float64 on a copy of the chain (the
+    arithmetic adds ~1e-12 at any depth; float32 weights bring their own ~1e-7); the model is left untouched.
+    None without a :func:`hidden_chain`."""
+    chain = hidden_chain(model)
+    if chain is None:
+        return None
+    with torch.no_grad():
+        h1 = _first_preactivation(chain, x)
+        if q is not None:
+            ms = h1.pow(2).mean(dim=1, keepdim=True)
+            h1 = torch.where(ms > 0, h1 * torch.sqrt(q / ms.clamp_min(1e-300)), h1)
+        act = copy.deepcopy(chain.activation).to(h1.device, torch.float64).eval()
+        rest = copy.deepcopy(chain.rest).to(h1.device, torch.float64).eval()
+        a1 = act(h1)
+    for p in rest.parameters():
+        p.requires_grad_(False)
+    with torch.enable_grad():
+        return torch.func.vmap(torch.func.jacrev(rest))(a1)
+
+
+def hidden_isometry(model: nn.Module, x: Tensor, activation: str) -> tuple[dict[str, float], list[float]]:
+    """The ``diag/hidden_*`` metrics and the pooled singular values (ascending) of :func:`hidden_jacobian` at
+    q* (:func:`fixed_point_q`; where q* is not positive and finite, the batch's mean square of h_1), logged as
+    ``diag/hidden_q``; ({}, []) for a model without a :func:`hidden_chain`."""
+    chain = hidden_chain(model)
+    if chain is None:
+        return {}, []
+    q = fixed_point_q(chain, activation)
+    if q is None:  # no fixed point to rescale to: the batch's own mean square of h_1
+        with torch.no_grad():
+            q = _first_preactivation(chain, x).pow(2).mean().item()
+    jac = hidden_jacobian(model, x, q)
+    assert jac is not None
+    sv = singular_values(jac)
+    out = {
+        "diag/hidden_q": q,
+        "diag/hidden_sv_mean": sv.mean().item(),
+        "diag/hidden_sv_std": sv.std(unbiased=False).item(),
+        "diag/hidden_sv_max": sv.max().item(),
+        "diag/hidden_sv_min": sv.min().item(),
+        "diag/hidden_sq_sv_mean": sv.pow(2).mean().item(),
+    }
+    return out, sorted(sv.flatten().tolist())
+
+
+def spectrum_table(values: list[float], metrics: dict[str, float], bins: int = 40) -> dict[str, object]:
+    """The spectrum artifact (:func:`spectrum_file`): the summaries (``diag/hidden_*``), a histogram of the
+    singular values (``bins`` equal bins from 0 to the largest; ``edges`` has bins + 1 entries) and the values
+    themselves (pooled over the samples, ascending, 6 significant digits)."""
+    finite = [v for v in values if math.isfinite(v)]
+    top = max(finite, default=0.0) or 1.0
+    counts = [0] * bins
+    for v in finite:
+        counts[min(int(v / top * bins), bins - 1)] += 1
+    return {
+        "summary": {k: v for k, v in metrics.items() if k.startswith("diag/hidden_")},
+        "histogram": {"edges": [top * i / bins for i in range(bins + 1)], "counts": counts},
+        "singular_values": [float(f"{v:.6g}") for v in values],
+    }

@@ -55,6 +55,7 @@ class Diagnostics:
     layers: list[str] = field(default_factory=list)
     act_std: list[float] = field(default_factory=list)
     grad_std: list[float] = field(default_factory=list)
+    spectrum: list[float] = field(default_factory=list)  # hidden-Jacobian singular values (diagnostics.isometry)
 
     @property
     def warning(self) -> str | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import json
 import multiprocessing
 import os
 import subprocess
@@ -47,7 +49,7 @@ from initsweep.core.trainer import (
     summarize,
     summary_context,
 )
-from initsweep.diagnostics.isometry import isometry_metrics
+from initsweep.diagnostics.isometry import hidden_isometry, isometry_metrics, spectrum_file, spectrum_table
 from initsweep.diagnostics.meanfield import meanfield_metrics
 from initsweep.diagnostics.signal import Diagnostics, diagnose, fixed_batch
 from initsweep.jobs import resume
@@ -139,8 +141,11 @@ def run_diagnostics(
     diag = diagnose(model, *batch, cfg.warn_factor, cfg.duplicate_tol, cfg.saturation_tol)
     # diag/jacobian_sv_*, diag/weight_sv_*: the Jacobian costs a backward pass per output unit, hence fewer examples
     diag.metrics.update(isometry_metrics(model, batch[0][: cfg.jacobian_batch]))
+    # diag/hidden_*: the hidden-to-hidden Jacobian at q* (models with a chain of equal hidden widths only)
+    hidden, spectrum = hidden_isometry(model, batch[0][: cfg.hidden_jacobian_batch], model_activation(model))
+    diag.metrics.update(hidden)
     diag.metrics["time/diag_s"] = time.perf_counter() - t0
-    return diag
+    return dataclasses.replace(diag, spectrum=spectrum) if spectrum else diag
 
 
 def diagnose_at_init(
@@ -539,6 +544,9 @@ class _StepZero:
         self.logger.log_layers({**metrics, "val/loss": self.val[0], "val/acc": self.val[1]}, 0)
         if diag is not None:
             self.snapshots.append((0, diag))
+            if diag.spectrum:
+                table = spectrum_table(diag.spectrum, diag.metrics)
+                self.logger.log_text(json.dumps(table), spectrum_file(0))
             if diag.warning:
                 print(f"initsweep: warning: {self.logger.run_name}: {diag.warning}", file=sys.stderr)
                 self.logger.set_tags({Tag.DIAG_WARNING: diag.warning})

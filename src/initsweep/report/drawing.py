@@ -1,4 +1,5 @@
-"""A run's two PNGs (learning curves, signal propagation), drawn off the training's critical path.
+"""A run's PNGs (learning curves, signal propagation, the hidden Jacobian's spectrum where measured), drawn off
+the training's critical path.
 
 Drawing them costs about 0.2 s of CPU per job with matplotlib (whose import costs another 0.5-1 s once), as
 much as a short job's training. A job that tracks through the tracking writer (:mod:`initsweep.writer.client`: single
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from initsweep.report.plots import (  # matplotlib: imported when drawing
+    SPECTRUM_PNG,
     Point,
     drawn,
+    isometry_spectrum,
     learning_curves,
     signal_propagation,
 )
@@ -37,17 +40,27 @@ def figure_args(
 ) -> tuple:
     """What :func:`draw` needs, picklable without torch: the drawn epochs of ``history`` as :class:`Point`s,
     the initial val (loss, acc), per-snapshot layer profiles ``(label, layers, act_std, grad_std)``, the
-    output dir and the title."""
+    output dir, the title, and the hidden-Jacobian singular values at initialization (empty where not measured)."""
     points = [Point(h.epoch, h.train_loss, h.train_acc, h.val_loss, h.val_acc) for h in drawn(history)]
     profiles = [(f"epoch {e}", list(d.layers), list(d.act_std), list(d.grad_std)) for e, d in snapshots]
-    return points, tuple(initial_val), profiles, Path(out_dir), title
+    spectrum = next((list(getattr(d, "spectrum", [])) for e, d in snapshots if e == 0), [])
+    return points, tuple(initial_val), profiles, Path(out_dir), title, spectrum
 
 
-def draw(points: Sequence[Point], initial_val: tuple[float, float], profiles: list, out_dir: Path, title: str):
+def draw(
+    points: Sequence[Point],
+    initial_val: tuple[float, float],
+    profiles: list,
+    out_dir: Path,
+    title: str,
+    spectrum: Sequence[float] = (),
+):
     """Write the PNGs of :func:`figure_args`' values into ``out_dir``; returns their paths."""
     paths = [learning_curves(points, initial_val, out_dir / "learning_curves.png", title)]
     if profiles:
         paths.append(signal_propagation(profiles, out_dir / "signal_propagation.png"))
+    if spectrum:
+        paths.append(isometry_spectrum(spectrum, out_dir / SPECTRUM_PNG))
     return paths
 
 
@@ -89,6 +102,7 @@ def log_figures(
         child = multiprocessing.get_context("fork").Process(target=_draw_in_child, args=args, daemon=False)
         child.start()
         paths = [out_dir / "learning_curves.png"] + ([out_dir / "signal_propagation.png"] if snapshots else [])
+        paths += [out_dir / SPECTRUM_PNG] if args[5] else []
         _pending.append((child, logger, paths, args))
         return
     for path in draw(*args):

@@ -318,3 +318,25 @@ def band_panels(panels: Sequence[Panel], path: Path, xlabel: str = "epoch", dpi:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+SPECTRUM_PNG = "isometry_spectrum.png"
+
+
+def isometry_spectrum(values: Sequence[float], path: Path, bins: int = 40) -> Path:
+    """Histogram of the hidden-to-hidden Jacobian's singular values at initialization (pooled over the
+    samples), with a dashed line at 1, where all of them sit for an isometry."""
+    from matplotlib.figure import Figure
+
+    pyplot()  # the Agg backend
+    fig: Any = Figure(figsize=(5, 3.2), dpi=80)
+    ax = fig.subplots()
+    finite = [v for v in values if v == v and abs(v) != float("inf")]
+    ax.hist(finite, bins=bins, color="C0")
+    ax.axvline(1.0, color="k", linestyle="--", linewidth=1, label="isometry (1)")
+    ax.set(xlabel="singular value of d a_L / d a_1 (at q*)", ylabel="count", title="hidden Jacobian spectrum")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, **PNG)
+    return path

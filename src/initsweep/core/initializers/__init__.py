@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from initsweep.core.initializers.catalogue import SCHEMES, CustomParams, InitError, Scheme, Site
 from initsweep.core.initializers.fills import (
     constant_,
+    delta_orthogonal_,
     fan,
     fans,
     gain_for,
@@ -79,6 +80,7 @@ __all__ = [
     "check_rules",
     "check_params",
     "constant_",
+    "delta_orthogonal_",
     "fan",
     "fans",
     "gain_for",

@@ -19,6 +19,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from initsweep.core.initializers.fills import (
     NONLINEARITIES,
     constant_,
+    delta_orthogonal_,
+    delta_orthogonal_std,
     fan,
     fans,
     gain_for,
@@ -284,6 +286,15 @@ def _orthogonal_std(p: OrthogonalParams, s: Site) -> float:
 
 
 def _identity_fill(w: Tensor, p: IdentityParams, s: Site) -> None:
+    if p.fallback == "eye" and len(s.shape) > 2 and s.shape[0] > s.shape[1]:
+        # A Dirac with more output than input channels copies each input channel once and leaves the other
+        # out - in filters all zero: identical units, which stay identical in training.
+        raise InitError(
+            f"init=identity: a conv with more output than input channels ({s.shape[1]} -> {s.shape[0]}) has no "
+            f"identity; the Dirac delta would leave {s.shape[0] - s.shape[1]} of its {s.shape[0]} filters all zero "
+            f"(duplicate units). Set init.fallback=delta_orthogonal (an orthogonal centre tap, Xiao et al. 2018), "
+            f"another scheme name, or use init=delta_orthogonal"
+        )
     if is_square(s.shape) or p.fallback == "eye":
         identity_(w, resolve_gain(p.gain, s.activation))
     elif p.fallback is None:
@@ -347,8 +358,14 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (
            "std ~ gain / sqrt(max(out, in*k))", OrthogonalParams,
            lambda w, p, s: orthogonal_(w, resolve_gain(p.gain, s.activation)), _orthogonal_std,
            iid=False, summary="Saxe et al. 2014"),
+    Scheme("delta_orthogonal", "Conv: W[:, :, centre] = gain * H, H (out x in) with orthonormal rows or columns, "
+           "every other tap 0; Linear: orthogonal. std ~ gain * sqrt(min(out, in) / numel)", OrthogonalParams,
+           lambda w, p, s: delta_orthogonal_(w, resolve_gain(p.gain, s.activation)),
+           lambda p, s: delta_orthogonal_std(s.shape, resolve_gain(p.gain, s.activation)),
+           iid=False, summary="Xiao et al. 2018"),
     Scheme("identity", "W = gain * I (Conv: Dirac delta at the kernel centre); non-square weights: "
-           "fallback (eye = rectangular identity, a scheme, or null = error)", IdentityParams,
+           "fallback (eye = rectangular identity: a Conv with out > in channels is refused, a scheme, or "
+           "null = error)", IdentityParams,
            _identity_fill, _identity_std, iid=False, summary="torch eye_ / dirac_; Le et al. 2015"),
     Scheme("sparse", "each column: ceil(sparsity * out) zeros, the rest ~ N(0, std^2); "
            "std(W) = std * sqrt(1 - ceil(sparsity * out) / out)", SparseParams,

@@ -196,6 +196,33 @@ def orthogonal_(w: Tensor, gain: float = 1.0) -> Tensor:
     return w.copy_((gain * q).reshape(w.shape).to(w.dtype))
 
 
+@no_grad
+def delta_orthogonal_(w: Tensor, gain: float = 1.0) -> Tensor:
+    """Conv ``(out, in, *kernel)``: every spatial tap 0 except the kernel centre (index k // 2 per axis), which is
+    gain * H with H an out x in matrix of orthonormal columns (out >= in) or rows (out < in), drawn as in
+    :func:`orthogonal_` (Xiao et al. 2018, "Dynamical isometry and a mean field theory of CNNs"). With
+    out >= in and padding that keeps the size, the conv maps every input to one of gain times its norm.
+    Linear weights get :func:`orthogonal_`. Mean square entry gain^2 min(out, in) / numel: :func:`delta_orthogonal_std`.
+
+    Differs from torch, which has no delta-orthogonal init (``orthogonal_`` on a conv makes the flattened
+    out x in*k matrix orthogonal, which spreads each filter over all taps).
+    """
+    if w.dim() == 2:
+        return orthogonal_(w, gain)
+    centre = torch.empty(w.shape[0], w.shape[1], dtype=w.dtype, device=w.device)
+    orthogonal_(centre, gain)
+    w.zero_()
+    index: tuple[slice | int, ...] = (slice(None), slice(None), *(k // 2 for k in w.shape[2:]))
+    w[index] = centre
+    return w
+
+
+def delta_orthogonal_std(shape: tuple[int, ...], gain: float) -> float:
+    """Root mean square entry of :func:`delta_orthogonal_`: gain * sqrt(min(out, in) / numel) (its mean is ~0);
+    for a Linear weight the same number as orthogonal's gain / sqrt(max(out, in))."""
+    return gain * math.sqrt(min(shape[0], shape[1]) / math.prod(shape))
+
+
 def is_square(shape: tuple[int, ...]) -> bool:
     """An identity fits: out == in (Conv: out_channels == in_channels; odd kernel has a centre)."""
     return shape[0] == shape[1]
