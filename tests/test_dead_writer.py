@@ -132,8 +132,12 @@ def test_sigkill_of_a_joblib_worker_mid_trial_files_each_trial_once(tmp_path: Pa
     finished = sorted(r.data.tags[Tag.TRIAL_NUMBER] for r in runs if r.info.status == "FINISHED")
     assert finished == sorted(set(finished)) and len(finished) == 2, [(r.info.status, r.data.tags) for r in runs]
     client = client_for(tmp_path)
+    stored: dict[str, list[int]] = {}
     for r in runs:  # every run holds exactly the epochs its own attempt measured, one value per step
-        stored = [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")]
-        assert stored == epochs_of(Path(r.data.tags[Tag.METRICS_FILE]), r.info.run_id) == sorted(set(stored)) != []
+        steps = stored[r.info.run_id] = [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")]
+        assert steps == epochs_of(Path(r.data.tags[Tag.METRICS_FILE]), r.info.run_id) == sorted(set(steps))
+    # The victim had trained 3 epochs; the other trial's attempt may have none: loky stops every worker when
+    # one dies, and on a loaded machine that one can still have been at its start.
+    assert len(stored[victim]) >= 3, stored
     killed = [r for r in runs if r.info.run_id == victim]
     assert killed[0].info.status == "KILLED" and killed[0].data.tags["failure"] == "lost", stderr[-4000:]
