@@ -99,22 +99,21 @@ def test_reporter_asks_the_pruner_before_the_last_epoch_but_not_at_it():
 # --- the plan -------------------------------------------------------------------------------------------
 
 
-def test_a_plan_derives_the_warmup_from_trainer_epochs(tmp_path, monkeypatch):
-    plan = plan_for(["hparams_search=normal_std", "trainer.epochs=5"], tmp_path, monkeypatch)
-    assert plan.pruner_kwargs == {"n_startup_trials": 5, "n_min_trials": 5, "n_warmup_steps": 3}
-    assert plan.pruner()._n_warmup_steps == 3
-
-
-def test_a_plan_keeps_the_users_pruner_kwargs(tmp_path, monkeypatch):
-    overrides = [
-        "hparams_search=normal_std",
-        "trainer.epochs=5",
-        "+hydra.sweeper.pruner_kwargs.n_warmup_steps=1",
-        "+hydra.sweeper.pruner_kwargs.n_startup_trials=2",
-    ]
-    plan = plan_for(overrides, tmp_path, monkeypatch)
-    assert plan.pruner_kwargs == {"n_startup_trials": 2, "n_min_trials": 2, "n_warmup_steps": 1}
-    assert plan.pruner()._n_warmup_steps == 1
+@pytest.mark.parametrize(
+    "given, used",
+    [
+        ([], {"n_startup_trials": 5, "n_min_trials": 5, "n_warmup_steps": 3}),  # derived from trainer.epochs
+        (  # the user's pruner_kwargs win
+            ["+hydra.sweeper.pruner_kwargs.n_warmup_steps=1", "+hydra.sweeper.pruner_kwargs.n_startup_trials=2"],
+            {"n_startup_trials": 2, "n_min_trials": 2, "n_warmup_steps": 1},
+        ),
+    ],
+    ids=["derived", "given"],
+)
+def test_a_plan_derives_the_warmup_from_trainer_epochs_unless_given(tmp_path, monkeypatch, given, used):
+    plan = plan_for(["hparams_search=normal_std", "trainer.epochs=5", *given], tmp_path, monkeypatch)
+    assert plan.pruner_kwargs == used
+    assert plan.pruner()._n_warmup_steps == used["n_warmup_steps"]
 
 
 def test_a_plan_with_searched_epochs_sets_no_epoch_warmup(tmp_path, monkeypatch):
