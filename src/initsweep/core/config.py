@@ -395,6 +395,15 @@ class TrainerConfig(_Strict):
         return value
 
 
+class ParametrizationConfig(_Strict):
+    """How init scale and per-layer lr change with width (src/initsweep/core/parametrization.py,
+    docs/parametrizations.md): sp (standard, as the init scheme and trainer.lr say), ntk or mup; ``base_width``:
+    the width at which ntk and mup equal sp (width multiplier m = width / base_width)."""
+
+    name: Literal["sp", "ntk", "mup"] = "sp"
+    base_width: int = Field(default=64, ge=1, description="units of a hidden layer at which ntk and mup equal sp")
+
+
 class MetricsConfig(_Strict):
     """How the summary judges learning (src/initsweep/core/trainer.py: summarize).
 
@@ -446,6 +455,7 @@ class Config(_Strict):
     data: DataConfig
     init: InitConfig
     trainer: TrainerConfig
+    parametrization: ParametrizationConfig = ParametrizationConfig()
     tracking: TrackingConfig = TrackingConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     metrics: MetricsConfig = MetricsConfig()

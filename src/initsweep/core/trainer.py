@@ -11,7 +11,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -76,8 +76,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def param_groups(model: nn.Module, lr: float, multipliers: Mapping[str, float] | None = None) -> Iterable[Any]:
+    """The optimizer's parameters: ``model.parameters()`` (one group) without ``multipliers``; else one group
+    per distinct multiplier (parameters by name; a missing name: 1), each with ``lr_mult`` and its lr = lr x
+    lr_mult (:mod:`initsweep.core.parametrization`)."""
+    if not multipliers:
+        return model.parameters()
+    groups: dict[float, list[Tensor]] = {}
+    for name, p in model.named_parameters():
+        groups.setdefault(multipliers.get(name, 1.0), []).append(p)
+    return [{"params": ps, "lr": lr * mult, "lr_mult": mult} for mult, ps in groups.items()]
+
+
+def base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """trainer.lr x the schedule's factor now: the first group's lr over its ``lr_mult``."""
+    group = optimizer.param_groups[0]
+    return group["lr"] / group.get("lr_mult", 1.0)
+
+
 def make_optimizer(params, cfg: TrainerConfig) -> torch.optim.Optimizer:
-    """SGD (with momentum) or Adam, with the config's lr and weight decay."""
+    """SGD (with momentum) or Adam, with the config's lr and weight decay (``params``: tensors or groups)."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -263,6 +281,7 @@ def fit(
     resume: TrainState | None = None,
     on_checkpoint: Callable[[TrainState], None] | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    lr_multipliers: Mapping[str, float] | None = None,
 ) -> Iterator[EpochMetrics]:
     """Train ``model`` on ``data`` for cfg.epochs epochs (or cfg.steps optimizer steps), yielding the
     metrics of every cfg.eval_every-th epoch and of the last one. ``best`` (optional) keeps the weights
@@ -281,8 +300,11 @@ def fit(
     epoch (measured in this thread, once the caller has seen it) and, when ``stop_requested()`` turns true
     (checked after every optimizer step), at that step, after which fit raises :class:`Preempted`. ``resume``
     (such a state) goes on from there: the same batches, the same updates, as if never stopped.
+
+    ``lr_multipliers`` (parameter name -> factor, :mod:`initsweep.core.parametrization`): each parameter's lr is
+    cfg.lr x its factor x the schedule's; the metrics' lr is cfg.lr x the schedule's.
     """
-    optimizer = make_optimizer(model.parameters(), cfg)
+    optimizer = make_optimizer(param_groups(model, cfg.lr, lr_multipliers), cfg)
     generator = torch.Generator().manual_seed(seed)
     if resume is not None:
         _restore(resume, model, optimizer, best)
@@ -308,7 +330,7 @@ def fit(
         if best is not None:
             best.update(model, epoch, val_acc)
         elapsed = time.perf_counter() - t0
-        timing = (elapsed / since, loss_sum.item() / max(seen, 1), optimizer.param_groups[0]["lr"], elapsed)
+        timing = (elapsed / since, loss_sum.item() / max(seen, 1), base_lr(optimizer), elapsed)
         return EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, *timing)
 
     try:
@@ -339,7 +361,7 @@ def fit(
                     on_checkpoint(_capture(model, optimizer, generator.get_state(), best, **at))
             else:
                 elapsed = time.perf_counter() - t0
-                timing = (elapsed / since, loss_sum.item() / seen, optimizer.param_groups[0]["lr"], elapsed)
+                timing = (elapsed / since, loss_sum.item() / seen, base_lr(optimizer), elapsed)
                 yield from _pending(ahead, best)  # the previous evaluated epoch, measured meanwhile
                 ahead.start(epoch, timing)
             t0, since = time.perf_counter(), 0
@@ -378,7 +400,7 @@ def _train_epoch(
         if step == total:
             break
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, per_epoch, total, cfg)
+            group["lr"] = cfg.lr * group.get("lr_mult", 1.0) * lr_factor(step, per_epoch, total, cfg)
         if order is None:
             xb, yb = x, y
         else:

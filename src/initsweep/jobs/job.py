@@ -31,6 +31,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from initsweep.core import data as datasets
+from initsweep.core import parametrization
 from initsweep.core.cadence import logged_epochs
 from initsweep.core.config import Config, ConfigError, DiagnosticsConfig, flatten, validate
 from initsweep.core.initializers import InitError, LayerStats, gain_for, initialize
@@ -230,7 +231,7 @@ def execute(
     parent = Parent.read(ctx.sweep_dir)  # the multirun's parent run, if any
     uri = parent.tracking_uri if parent else resolve_uri(config.tracking.uri)
     writer.warm(uri)  # an existing store opens in the tracking writer while this process builds the job
-    data, model, stats, used = _build(config, raw, ctx)  # all that can fail because of the config, before a run
+    data, model, stats, used, lr_mults = _build(config, raw, ctx)  # all that can fail because of the config
 
     # The config is valid: open the store (in the tracking writer, while the diagnostics run here); a single
     # run first closes what dead processes left RUNNING in it.
@@ -263,7 +264,7 @@ def execute(
 
     def train() -> _Trained:
         return _train_and_log(
-            config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch, resumable, used
+            config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch, resumable, used, lr_mults
         )
 
     worst = worst_value(config.optimized_metric)
@@ -281,10 +282,11 @@ def execute(
 
 def _build(
     config: Config, raw: dict[str, Any], ctx: JobContext
-) -> tuple[datasets.Dataset, torch.nn.Module, list, dict[str, str]]:
-    """Threads, seed, device, data, the model and its initialization: ConfigError when the config cannot run.
-    Records the effective thread count in ``raw`` (logged as the param and in config.yaml, never null); returns
-    the values the config's ``auto`` settings stood for (:func:`resolved_autos`) last."""
+) -> tuple[datasets.Dataset, torch.nn.Module, list, dict[str, str], dict[str, float]]:
+    """Threads, seed, device, data, the model, its initialization and parametrization: ConfigError when the
+    config cannot run. Records the effective thread count in ``raw`` (logged as the param and in config.yaml,
+    never null); returns the params beside the config's (what its ``auto`` settings stood for,
+    :func:`resolved_autos`, and the parametrization's multipliers) and each parameter's lr multiplier last."""
     threads = intra_op_threads(config.trainer.threads, ctx.parallel_jobs, config.trainer.deterministic)
     torch.set_num_threads(threads)
     raw["trainer"]["threads"] = threads
@@ -300,7 +302,11 @@ def _build(
         stats = initialize(model, config.init, model_activation(model), batch=data.x_train)
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
-    return data, model, stats, resolved_autos(flatten(raw), model_activation(model), str(device))
+    plan = parametrization.plan(model, config.parametrization)
+    stats = parametrization.scale_init(model, plan, stats)
+    optimizer = config.trainer.optimizer
+    used = {**resolved_autos(flatten(raw), model_activation(model), str(device)), **plan.params(optimizer)}
+    return data, model, stats, used, plan.lr_multipliers(optimizer)
 
 
 def resolved_autos(params: dict[str, str], activation: str, device: str) -> dict[str, str]:
@@ -408,13 +414,15 @@ def _train_and_log(
     diag_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
     resumable: _Resumable | None = None,
     used: dict[str, str] | None = None,
+    lr_multipliers: dict[str, float] | None = None,
 ) -> _Trained:
     """Train with logging. Every evaluated epoch enters the history (the summary) and the divergence check;
     the logged ones (:func:`initsweep.core.cadence.logged_epochs`, and a diverged one) go to MLflow and to
     ``on_epoch``. Step 0 (the init's weights and diagnostics, the val set) is logged once the diagnostics
     are done, at the first epoch at the latest; ``overlap`` measures each epoch in a second thread.
     ``resumable``: the state is saved as :mod:`initsweep.jobs.resume` says, and a resumed run goes on from
-    its point, logging only the epochs its earlier attempts did not. ``used``: params beside the config's."""
+    its point, logging only the epochs its earlier attempts did not. ``used``: params beside the config's;
+    ``lr_multipliers``: each parameter's lr multiplier (the parametrization's)."""
     resumable = resumable or _Resumable(None, "", None)
     point = resumable.point
     if config.tracking.log_plots:
@@ -452,6 +460,7 @@ def _train_and_log(
             point.train if point else None,
             save,
             stop_requested,
+            lr_multipliers,
         ):
             step_0.log()  # the diagnostics at init ran while the first epoch trained
             history.append(epoch)
