@@ -4,13 +4,16 @@
     python scripts/report.py PARENT_RUN_ID    # that sweep
     python scripts/report.py EXPERIMENT_NAME  # every job run of that experiment, across sweeps
     python scripts/report.py --heatmap val/acc_best --over init.sigma_w2 init.sigma_b2   # also a heatmap
+    python scripts/report.py mup_transfer --lr-transfer      # also the loss against lr per width
 
 A sweep's report goes to <sweep dir>/report/ (or reports/<run id>/ when the sweep dir is not here) and is
 logged to the parent run under report/; an experiment's goes to reports/<experiment>/. --out overrides
 the directory. The store: $MLFLOW_TRACKING_URI, else --tracking-uri, else sqlite:///mlruns/mlflow.db.
 Runs of several architectures (param model.name) get a section each. --heatmap METRIC --over X Y also draws
 METRIC as a heatmap over the params X and Y (initsweep.report.heatmap: the mean over seeds; with the
-mean-field χ1 = 1 and 6 ξ_c = depth when they are init.sigma_w2 and init.sigma_b2). A request that cannot be met (no
+mean-field χ1 = 1 and 6 ξ_c = depth when they are init.sigma_w2 and init.sigma_b2). --lr-transfer [METRIC]
+(default train/loss_final) draws METRIC against trainer.lr, a line per model.width, a panel per
+parametrization, and prints each width's best lr (initsweep.report.lr_transfer). A request that cannot be met (no
 store, no such run or experiment, nothing to report) is one `initsweep:` line on stderr, exit status 2.
 """
 
@@ -43,6 +46,9 @@ def report(argv: list[str] | None) -> int:
     parser.add_argument("--no-log", action="store_true", help="do not log the report to the parent run")
     parser.add_argument("--heatmap", metavar="METRIC", help="also draw METRIC as a heatmap over the --over keys")
     parser.add_argument("--over", nargs=2, metavar=("X", "Y"), help="the two swept params of the heatmap")
+    parser.add_argument(
+        "--lr-transfer", nargs="?", const="train/loss_final", metavar="METRIC", help="also METRIC against lr per width"
+    )
     args = parser.parse_args(argv)
     if bool(args.heatmap) != bool(args.over):
         raise Impossible("--heatmap METRIC and --over X Y go together")
@@ -94,6 +100,8 @@ def report(argv: list[str] | None) -> int:
     written = report.write_report(client, runs, out, title, source)
     if args.heatmap:
         written.append(_heatmap(runs, args.heatmap, *args.over, out, title))
+    if args.lr_transfer:
+        written.append(_lr_transfer(runs, args.lr_transfer, out, title))
     if parent is not None and not args.no_log:
         logger = tracking.RunLogger(client, parent.info.run_id)
         for path in written:
@@ -111,6 +119,20 @@ def _heatmap(runs: list, metric: str, x_key: str, y_key: str, out: Path, title: 
         raise Impossible(str(e)) from None
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"heatmap_{metric}_{x_key}_{y_key}")
     path = heatmap.draw(g, out / f"{name}.png", f"{title}: {metric}", runs)
+    print(path)
+    return path
+
+
+def _lr_transfer(runs: list, metric: str, out: Path, title: str) -> Path:
+    from initsweep.report import heatmap, lr_transfer
+
+    try:
+        ts = lr_transfer.transfers(runs, metric)
+    except heatmap.HeatmapError as e:
+        raise Impossible(str(e)) from None
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"lr_transfer_{metric}")
+    path = lr_transfer.draw(ts, out / f"{name}.png", f"{title}: {metric}")
+    print(lr_transfer.table(ts))
     print(path)
     return path
 
