@@ -56,9 +56,11 @@ def check_fits(
 
 def check_buildable(config: Config) -> None:
     """ConfigError when a valid config still cannot run: its data cannot be loaded (:func:`initsweep.core.data.load`,
-    cached), its model cannot be built for that data, or an ``init.rules`` glob matches nothing it can set.
-    Run before anything is tracked (the command line of a single job, every distinct job of a multirun)."""
+    cached), its model cannot be built for that data, an ``init.rules`` glob matches nothing it can set, or the
+    parametrization cannot classify the model's parameters. Run before anything is tracked (the command line of a
+    single job, every distinct job of a multirun)."""
     from initsweep.core import data as datasets
+    from initsweep.core import parametrization
     from initsweep.core.initializers import InitError, check_rules
 
     data = datasets.load(config.data)
@@ -67,13 +69,15 @@ def check_buildable(config: Config) -> None:
         check_rules(model, config.init.rules)
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
+    parametrization.plan(model, config.parametrization)
 
 
 def check_all_buildable(configs: Sequence[Config]) -> None:
-    """:func:`check_buildable` for each distinct (model, data, init.rules) of a multirun's job configs."""
+    """:func:`check_buildable` for each distinct (model, data, init.rules, parametrization) of a multirun's job
+    configs."""
     seen: set[str] = set()
     for config in configs:
-        key = repr((config.model, config.data, config.init.rules))
+        key = repr((config.model, config.data, config.init.rules, config.parametrization))
         if key not in seen:
             seen.add(key)
             check_buildable(config)

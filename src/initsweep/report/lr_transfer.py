@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from initsweep.protocol import direction
-from initsweep.report.heatmap import Grid, grid
+from initsweep.report.heatmap import Grid, HeatmapError, grid
 from initsweep.report.plots import PNG, pyplot
 
 LR_KEY, WIDTH_KEY, BY_KEY = "trainer.lr", "model.width", "parametrization.name"
@@ -46,6 +46,8 @@ def transfers(runs: Sequence[Any], metric: str) -> list[Transfer]:
     by: dict[str, list[Any]] = {}
     for run in runs:
         by.setdefault(run.data.params.get(BY_KEY, "sp"), []).append(run)
+    if not by:
+        raise HeatmapError(f"no runs: sweep {LR_KEY} and {WIDTH_KEY} to draw {metric} over them")
     order = sorted(by, key=lambda n: ("sp", "ntk", "mup").index(n) if n in ("sp", "ntk", "mup") else 3)
     out = []
     for name in order:
