@@ -100,9 +100,9 @@ def _digits():
     return datasets.load(config.data)
 
 
-def _trained(data, width: int, cfg: TrainerConfig, p: ParametrizationConfig | None, on_checkpoint=None):
-    """(model, epochs) of an MLP on ``data`` initialized (kaiming_normal) and trained as a job does; ``p`` None:
-    the trainer as it was before parametrizations (no plan, no multipliers)."""
+def _trained(data, width: int, cfg: TrainerConfig, p: ParametrizationConfig | None, on_checkpoint=None, resume=None):
+    """(model, epochs) of an MLP on ``data`` initialized (kaiming_normal) and trained as a job does (``resume``: from
+    that state); ``p`` None: the trainer as it was before parametrizations (no plan, no multipliers)."""
     torch.manual_seed(0)
     model = MLP(data.input_shape, data.num_classes, width=width)
     spec = validate(OmegaConf.to_container(compose(["init=kaiming_normal"]), resolve=True)).init
@@ -112,7 +112,7 @@ def _trained(data, width: int, cfg: TrainerConfig, p: ParametrizationConfig | No
         plan = P.plan(model, p)
         P.scale_init(model, plan, [])
         multipliers = plan.lr_multipliers(cfg.optimizer)
-    epochs = list(fit(model, data, cfg, 0, on_checkpoint=on_checkpoint, lr_multipliers=multipliers))
+    epochs = list(fit(model, data, cfg, 0, resume=resume, on_checkpoint=on_checkpoint, lr_multipliers=multipliers))
     return model, epochs
 
 
@@ -130,11 +130,12 @@ def test_sp_leaves_the_weights_and_the_optimizer_exactly_as_before():
     assert make_optimizer(param_groups(after, cfg.lr, planned), cfg).state_dict() == plain  # one group, no lr_mult
 
 
-def test_a_schedule_scales_every_parameter_group():
+def test_a_schedule_scales_every_parameter_group_and_a_resumed_run_keeps_them():
     data = _digits()
     cfg = TrainerConfig(optimizer="adam", lr=0.01, epochs=2, schedule="cosine", warmup_epochs=0.5, checkpoint_every=1)
+    mup = ParametrizationConfig(name="mup")
     states = []
-    _, hist = _trained(data, 256, cfg, ParametrizationConfig(name="mup"), on_checkpoint=states.append)
+    model, hist = _trained(data, 256, cfg, mup, on_checkpoint=states.append)
     (state,) = states  # after epoch 1
     groups = state.optimizer["param_groups"]
     assert sorted(g["lr_mult"] for g in groups) == [0.25, 1.0]  # hidden and output; input and vectors
@@ -146,6 +147,9 @@ def test_a_schedule_scales_every_parameter_group():
         assert g["lr"] == pytest.approx(cfg.lr * g["lr_mult"] * factor, rel=1e-12)
     assert hist[0].lr == pytest.approx(cfg.lr * factor, rel=1e-12)  # the metric is the base lr
     assert hist[-1].val_acc > 0.9  # and it learns
+    resumed, rest = _trained(data, 256, cfg, mup, resume=state)  # from the state after epoch 1: the same run
+    assert [e.epoch for e in rest] == [2] and rest[0].train_loss == hist[-1].train_loss
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed.state_dict().values()))
 
 
 def _one_step(width: int, name: str, optimizer: str, lr: float) -> tuple[float, float, float]:
