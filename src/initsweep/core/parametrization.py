@@ -8,16 +8,15 @@ scheme) and one lr multiplier per optimizer parameter group. Every multiplier is
 (at which ntk and mup equal sp): ``m = width / base_width``, with ``m_in`` the fan-in and ``m_out`` the fan-out
 multiplier of a layer. The table (docs/parametrizations.md):
 
-============  ==================  ==========  ==============  ================
-parametr.     role                init std    SGD lr          Adam lr
-============  ==================  ==========  ==============  ================
-ntk           hidden, output W    1           1 / m_in        1 / sqrt(m_in)
-mup           input W             1           m_out           1
-mup           hidden W            1           m_out / m_in    1 / m_in
-mup           output W   1 / sqrt(m_in)   1 / m_in        1 / m_in
-mup           vector (biases,     1           m               1
-              norm params)
-============  ==================  ==========  ==============  ================
+=========  =========================  ==============  ============  ==============
+parametr.  role                       init std        SGD lr        Adam lr
+=========  =========================  ==============  ============  ==============
+ntk        hidden, output W           1               1 / m_in      1 / sqrt(m_in)
+mup        input W                    1               m_out         1
+mup        hidden W                   1               m_out / m_in  1 / m_in
+mup        output W                   1 / sqrt(m_in)  1 / m_in      1 / m_in
+mup        vector (bias, norm param)  1               m             1
+=========  =========================  ==============  ============  ==============
 
 Everything not listed is 1 (all of sp; ntk's input weights and vectors; the output layer's bias, whose size
 does not grow with width). Roles: the first Linear is the input layer, the output layer (``out``, else the
