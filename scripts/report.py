@@ -4,13 +4,16 @@
     python scripts/report.py PARENT_RUN_ID    # that sweep
     python scripts/report.py EXPERIMENT_NAME  # every job run of that experiment, across sweeps
     python scripts/report.py --heatmap val/acc_best --over init.sigma_w2 init.sigma_b2   # also a heatmap
+    python scripts/report.py --format pdf --column single   # also vector figures, 3.5 in wide
 
 A sweep's report goes to <sweep dir>/report/ (or reports/<run id>/ when the sweep dir is not here) and is
 logged to the parent run under report/; an experiment's goes to reports/<experiment>/. --out overrides
 the directory. The store: $MLFLOW_TRACKING_URI, else --tracking-uri, else sqlite:///mlruns/mlflow.db.
 Runs of several architectures (param model.name) get a section each. --heatmap METRIC --over X Y also draws
 METRIC as a heatmap over the params X and Y (initsweep.report.heatmap: the mean over seeds; with the
-mean-field χ1 = 1 and 6 ξ_c = depth when they are init.sigma_w2 and init.sigma_b2). A request that cannot be met (no
+mean-field χ1 = 1 and 6 ξ_c = depth when they are init.sigma_w2 and init.sigma_b2). --format pdf|svg also
+writes each comparison figure as a vector file at a paper's column width (--column single: 3.5 in, double: 7 in;
+docs/figures.md); the report pages keep their PNGs. A request that cannot be met (no
 store, no such run or experiment, nothing to report) is one `initsweep:` line on stderr, exit status 2.
 """
 
@@ -20,6 +23,8 @@ import argparse
 import re
 import sys
 from pathlib import Path
+
+COLUMN_IN = {"single": 3.5, "double": 7.0}  # a paper's column widths, inches (two-column journals and proceedings)
 
 
 class Impossible(Exception):
@@ -43,6 +48,8 @@ def report(argv: list[str] | None) -> int:
     parser.add_argument("--no-log", action="store_true", help="do not log the report to the parent run")
     parser.add_argument("--heatmap", metavar="METRIC", help="also draw METRIC as a heatmap over the --over keys")
     parser.add_argument("--over", nargs=2, metavar=("X", "Y"), help="the two swept params of the heatmap")
+    parser.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="pdf, svg: also vector figures")
+    parser.add_argument("--column", choices=tuple(COLUMN_IN), default="double", help="vector figure width: 3.5 or 7 in")
     args = parser.parse_args(argv)
     if bool(args.heatmap) != bool(args.over):
         raise Impossible("--heatmap METRIC and --over X Y go together")
@@ -91,7 +98,9 @@ def report(argv: list[str] | None) -> int:
         out = args.out or Path("reports") / args.target
         title, source = f"Report: experiment {args.target}", f"Every job run of MLflow experiment `{args.target}`."
 
-    written = report.write_report(client, runs, out, title, source)
+    vector = None if args.format == "png" else args.format
+    figures = report.Figures(vector=vector, width_in=COLUMN_IN[args.column])
+    written = report.write_report(client, runs, out, title, source, figures)
     if args.heatmap:
         written.append(_heatmap(runs, args.heatmap, *args.over, out, title))
     if parent is not None and not args.no_log:
