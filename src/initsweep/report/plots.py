@@ -250,15 +250,18 @@ ZERO_MARK, NAN_MARK = "x", "^"
 MARK_NOTES = {ZERO_MARK: "x at the bottom edge: {} 0", NAN_MARK: "triangle at the top edge: {} NaN or inf"}
 
 
-def _log_line(ax, xs: Sequence[float], values: Sequence[float], log: bool = True, **style) -> set[str]:
+def _log_line(
+    ax, xs: Sequence[float], values: Sequence[float], log: bool = True, mark_ms: float = 7.0, **style
+) -> set[str]:
     """Plot ``values``; on a log axis a value <= 0 is marked with ZERO_MARK at the bottom edge, on any axis NaN or
-    inf with NAN_MARK at the top edge (both in axes height, at their x). Returns the marks drawn."""
+    inf with NAN_MARK at the top edge (both in axes height, at their x; ``mark_ms`` points). Returns the marks
+    drawn."""
     ax.plot(xs, _positive(values) if log else values, **style)
     drawn = set()
     for mark, y, hit in ((ZERO_MARK, 0.03, lambda v: log and v <= 0), (NAN_MARK, 0.97, lambda v: not v < math.inf)):
         at = [x for x, v in zip(xs, values) if hit(v)]
         if at:
-            ax.plot(at, [y] * len(at), mark, color=style.get("color"), ms=7, transform=ax.get_xaxis_transform(),
+            ax.plot(at, [y] * len(at), mark, color=style.get("color"), ms=mark_ms, transform=ax.get_xaxis_transform(),
                     clip_on=False)  # fmt: skip
             drawn.add(mark)
     return drawn
@@ -389,7 +392,7 @@ def band_figure(
     rows, columns = _grid(len(panels))
     font = _font(width_in)
     width = 1000 / dpi if width_in is None else width_in
-    panel_h, scale = (3.2, 1.0) if width_in is None else (width_in / columns * 0.62, font / 12)
+    panel_h, scale = (3.2, 1.0) if width_in is None else (width_in / columns * 0.7, font / 12)
     fig = Figure(figsize=(width, 1.0), dpi=dpi)
     axes = list(fig.subplots(rows, columns, squeeze=False).flat)
     marks: set[str] = set()
@@ -405,8 +408,12 @@ def band_figure(
     title = textwrap.fill(title, int(width * 72 / (0.6 * (font + 1))))
     layer_names = [_categories([b[0] for b in p.bands.values()]) for p in panels]
     rotated = max((max(map(len, n)) for n in layer_names if len(n) > 8), default=0)  # _layer_ticks turns them
-    margins = _fixed_layout(fig, font, panel_h, (rows, columns), title.count("\n") + 1 if title else 0,
-                            len(notes) + -(-len(labels) // ncol), 0.6 * (font - 1) * rotated)  # fmt: skip
+    fits = int(panel_h * 72 / (0.6 * font))  # characters of a y label along its panel
+    long = [ax for ax in axes if len(ax.get_ylabel()) > fits]
+    for ax in long:
+        ax.set_ylabel(textwrap.fill(ax.get_ylabel(), fits))
+    lines = (title.count("\n") + 1 if title else 0, len(notes) + -(-len(labels) // ncol), 2 if long else 1)
+    margins = _fixed_layout(fig, font, panel_h, (rows, columns), lines, 0.6 * (font - 1) * rotated)
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, margins[1]), ncol=ncol, fontsize=font - 1,
                frameon=False, title="\n".join(notes) or None, title_fontsize=font - 1)  # fmt: skip
     if title:
@@ -415,16 +422,18 @@ def band_figure(
 
 
 def _fixed_layout(
-    fig, font: float, panel_h: float, grid: tuple[int, int], title_lines: int, legend_lines: int, rotated_pt: float
+    fig, font: float, panel_h: float, grid: tuple[int, int], lines: tuple[int, int, int], rotated_pt: float
 ) -> tuple[float, float]:
     """Set the figure's height (``panel_h`` inches per row of panels) and its margins and gaps, in points from
-    the font size (pt): left of each panel 7 characters of tick label and the y label; below each its tick labels
-    (``rotated_pt`` more for turned layer names) and x label; the title's lines above; the legend's lines below.
+    the font size (pt); ``lines``: of the title, the legend, the y labels. Left of each panel 7 characters of tick
+    label and the y label; below each its tick labels (``rotated_pt`` more for turned layer names) and x label;
+    the title above; the legend below.
     No layout engine: constrained layout took 40 % of a report figure's drawing time. Returns the figure
     fractions (title top, legend bottom)."""
     rows, columns = grid
+    title_lines, legend_lines, ylabel_lines = lines
     line = 1.4 * font
-    left, right = 0.6 * (font - 1) * 7 + line + 0.6 * font, font
+    left, right = 0.6 * (font - 1) * 7 + ylabel_lines * line + 0.6 * font, font
     below = 3 * font + 12 + rotated_pt  # ticks and paddings 11 pt, tick labels and x label, the next row's top label
     top = title_lines * line + 0.6 * font if title_lines else font
     bottom = below + legend_lines * line + 0.6 * font
@@ -466,7 +475,7 @@ def _band_panel(ax, panel: Panel, xlabel: str, on: dict[tuple[str, str], list[st
             depth = [k for k, v in lies_on.items() if v == lies_on[label]].index(label) + 1
             style.update(mfc="none", ms=(5 + 3 * depth) * scale, mew=1.2 * scale)
             on.setdefault((label, lies_on[label]), []).append(panel.ylabel)
-        marks |= _log_line(ax, xs, mean, log=log, **style)
+        marks |= _log_line(ax, xs, mean, log=log, mark_ms=7 * scale, **style)
         if list(lo) != list(hi):  # a band of no width (one seed, or seeds that agree) is not drawn
             ax.fill_between(xs, _positive(lo) if log else lo, hi, color=color, alpha=0.2, linewidth=0)
     if names:
