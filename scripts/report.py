@@ -5,6 +5,7 @@
     python scripts/report.py EXPERIMENT_NAME  # every job run of that experiment, across sweeps
     python scripts/report.py --heatmap val/acc_best --over init.sigma_w2 init.sigma_b2   # also a heatmap
     python scripts/report.py mup_transfer --lr-transfer      # also the loss against lr per width
+    python scripts/report.py --format pdf --column single   # also vector figures, 3.5 in wide
 
 A sweep's report goes to <sweep dir>/report/ (or reports/<run id>/ when the sweep dir is not here) and is
 logged to the parent run under report/; an experiment's goes to reports/<experiment>/. --out overrides
@@ -13,7 +14,9 @@ Runs of several architectures (param model.name) get a section each. --heatmap M
 METRIC as a heatmap over the params X and Y (initsweep.report.heatmap: the mean over seeds; with the
 mean-field χ1 = 1 and 6 ξ_c = depth when they are init.sigma_w2 and init.sigma_b2). --lr-transfer [METRIC]
 (default train/loss_final) draws METRIC against trainer.lr, a line per model.width, a panel per
-parametrization, and prints each width's best lr (initsweep.report.lr_transfer). A request that cannot be met (no
+parametrization, and prints each width's best lr (initsweep.report.lr_transfer). --format pdf|svg also
+writes each comparison figure as a vector file at a paper's column width (--column single: 3.5 in, double: 7 in;
+docs/figures.md); the report pages keep their PNGs. A request that cannot be met (no
 store, no such run or experiment, nothing to report) is one `initsweep:` line on stderr, exit status 2.
 """
 
@@ -23,6 +26,8 @@ import argparse
 import re
 import sys
 from pathlib import Path
+
+COLUMN_IN = {"single": 3.5, "double": 7.0}  # a paper's column widths, inches (two-column journals and proceedings)
 
 
 class Impossible(Exception):
@@ -49,6 +54,8 @@ def report(argv: list[str] | None) -> int:
     parser.add_argument(
         "--lr-transfer", nargs="?", const="train/loss_final", metavar="METRIC", help="also METRIC against lr per width"
     )
+    parser.add_argument("--format", choices=("png", "pdf", "svg"), default="png", help="pdf, svg: also vector figures")
+    parser.add_argument("--column", choices=tuple(COLUMN_IN), default="double", help="vector figure width: 3.5 or 7 in")
     args = parser.parse_args(argv)
     if bool(args.heatmap) != bool(args.over):
         raise Impossible("--heatmap METRIC and --over X Y go together")
@@ -97,7 +104,9 @@ def report(argv: list[str] | None) -> int:
         out = args.out or Path("reports") / args.target
         title, source = f"Report: experiment {args.target}", f"Every job run of MLflow experiment `{args.target}`."
 
-    written = report.write_report(client, runs, out, title, source)
+    vector = None if args.format == "png" else args.format
+    figures = report.Figures(vector=vector, width_in=COLUMN_IN[args.column])
+    written = report.write_report(client, runs, out, title, source, figures)
     if args.heatmap:
         written.append(_heatmap(runs, args.heatmap, *args.over, out, title))
     if args.lr_transfer:

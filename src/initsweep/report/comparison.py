@@ -370,40 +370,53 @@ def init_profile(client: Any, run: Any, stat: str = "act_std") -> dict[str, floa
     return {layer: values[layer] for layer in sorted(values, key=_layer_order)}
 
 
-def _bands_over(series: Sequence[dict[Any, float]], order: Sequence[Any]) -> tuple[list, list, list, list]:
-    """Mean and 95% CI band at each x of ``order`` over the series that have a value there."""
-    xs, mean, lo, hi = [], [], [], []
+def _bands_over(
+    series: Sequence[dict[Any, float]], order: Sequence[Any], log: bool = False
+) -> tuple[list, list, list, list]:
+    """Mean and 95% CI band at each x of ``order`` over the series that have a finite value there; NaN where
+    they all have NaN or inf (drawn as a marker). With ``log`` (a log axis), the geometric mean and its
+    interval exp(mean(ln v) ± t s/sqrt(n)) over the positive values, so the band stays positive and is right
+    on the axis it is drawn on; 0 where every value is 0 (a loss of 0: the figure's bottom-edge marker)."""
+    xs: list[Any] = []
+    mean: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
     for x in order:
-        est = mean_ci([s[x] for s in series if x in s and math.isfinite(s[x])])
-        if est.n == 0:
+        values = [s[x] for s in series if x in s]
+        finite = [v for v in values if math.isfinite(v)]
+        if log and finite:
+            finite = [math.log(v) for v in finite if v > 0] or [-math.inf]
+        est = mean_ci(finite)
+        if est.n == 0 and not values:
             continue
         half = est.half_width if math.isfinite(est.half_width) else 0.0
+        band = (est.mean, est.mean - half, est.mean + half) if est.n else (math.nan,) * 3
         xs.append(x)
-        mean.append(est.mean)
-        lo.append(est.mean - half)
-        hi.append(est.mean + half)
+        for out, v in zip((mean, lo, hi), band):
+            out.append(math.exp(v) if log and est.n else v)
     return xs, mean, lo, hi
 
 
-def curve_bands(client: Any, stats: Sequence[GroupStats], key: str) -> dict[str, tuple]:
-    """Per configuration: (epochs, mean, lower, upper) of ``key`` over its finished runs' histories."""
+def curve_bands(client: Any, stats: Sequence[GroupStats], key: str, log: bool = False) -> dict[str, tuple]:
+    """Per configuration: (epochs, mean, lower, upper) of ``key`` over its finished runs' histories
+    (:func:`_bands_over`; geometric with ``log``)."""
     out = {}
     for g in stats:
         series = [dict(tracking.metric_history(client, r.info.run_id, key)) for r in g.finished]
         steps = sorted({s for h in series for s in h})
         if steps:
-            out[g.label] = _bands_over(series, steps)
+            out[g.label] = _bands_over(series, steps, log)
     return out
 
 
 def profile_bands(client: Any, stats: Sequence[GroupStats], stat: str) -> dict[str, tuple]:
-    """Per configuration: (layers, mean, lower, upper) of the init-time ``diag/<layer>/<stat>``."""
+    """Per configuration: (layers, geometric mean, lower, upper) of the init-time ``diag/<layer>/<stat>``."""
     out = {}
     for g in stats:
         series = [init_profile(client, r, stat) for r in g.finished]
         layers = sorted({layer for p in series for layer in p}, key=_layer_order)
         if layers:
-            out[g.label] = _bands_over(series, layers)
+            out[g.label] = _bands_over(series, layers, log=True)
     return out
 
 
@@ -425,6 +438,10 @@ def init_table(client: Any, stats: Sequence[GroupStats]) -> str:
     return markdown_table(["configuration", loss_title, "activation std per layer", "warning"], rows)
 
 
+# The learning-curve panels, in reading order (two columns): metric key -> panel name.
+CURVE_PANELS = {"train/loss": "train loss", "val/loss": "val loss", "train/acc": "train accuracy",
+                "val/acc": "val accuracy"}  # fmt: skip
+
 ARCHITECTURE_PARAMS = ("model.name", "model._target_")  # what names a run's layer set
 
 
@@ -434,9 +451,22 @@ def architecture(run: Any) -> str:
     return next((v for k in ARCHITECTURE_PARAMS if (v := run.data.params.get(k))), "?")
 
 
-def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, source: str = "") -> list[Path]:
+@dataclass(frozen=True)
+class Figures:
+    """How a report draws its figures: ``title`` names the sweep in each; ``vector`` ("pdf", "svg" or None) also
+    writes each figure in that vector format, ``width_in`` inches wide (a paper's column: 3.5 single, 7 double)."""
+
+    title: str = ""
+    vector: str | None = None
+    width_in: float = 7.0
+
+
+def write_report(
+    client: Any, runs: Sequence[Any], out_dir: Path, title: str, source: str = "", figures: Figures | None = None
+) -> list[Path]:
     """Write ``report.md``, the same page as self-contained ``report.html`` (figures embedded) and their
-    PNGs into ``out_dir``; return the written paths (report.md first).
+    PNGs into ``out_dir``, and vector copies of the figures as ``figures`` says; return the written paths
+    (report.md first). The figures' titles name ``title`` (:func:`figure_title`).
 
     The report compares configurations (runs grouped by configuration minus the seed): mean ± 95% CI over
     seeds of the summary metrics, learning curves (mean and 95% CI band), and the activation and gradient
@@ -453,23 +483,48 @@ def write_report(client: Any, runs: Sequence[Any], out_dir: Path, title: str, so
     if source:
         lines += [source, ""]
     paths: list[Path] = []
+    figures = replace(figures or Figures(), title=figure_title(title))
     if len(by_model) == 1:
-        paths += _section(client, runs, out_dir, "", lines)
+        paths += _section(client, runs, out_dir, "", lines, figures)
     else:
         lines += [f"{len(runs)} runs of {len(by_model)} architectures (param `model.name`), reported apart.", ""]
         for name, members in by_model.items():
             lines += [f"## Architecture: {name}", ""]
             prefix = re.sub(r"[^\w.-]+", "_", name) + "_"  # file names: initsweep.core.models.CNN_...
-            paths += _section(client, members, out_dir, prefix, lines, "###")
+            paths += _section(
+                client, members, out_dir, prefix, lines, replace(figures, title=f"{figures.title}, {name}"), "###"
+            )
     report = out_dir / "report.md"
     report.write_text(redact("\n".join(lines)))  # run labels come from overrides: a store URL's password
     return [report, write_html(report), *paths]
 
 
-def _section(client: Any, runs: Sequence[Any], out_dir: Path, prefix: str, lines: list[str], h: str = "##"):
+def figure_title(title: str) -> str:
+    """A report's ``title`` as its figures name it: without ``Report: `` and the overrides that do not change what
+    is trained (``PLUMBING`` but the seed: ``tracking.uri=...``, ``hydra.*``)."""
+    plumbing = tuple(p for p in PLUMBING if p != "seed")
+    return " ".join(t for t in title.removeprefix("Report: ").split() if not t.lstrip("+~").startswith(plumbing))
+
+
+def _draw(panels: list, path: Path, figures: Figures, what: str, xlabel: str = "epoch", quantity: str = "loss"):
+    """``path`` (a PNG) and, with ``figures.vector``, its vector copy at the column width; titled ``figures.title:
+    what``."""
+    from initsweep.report.plots import band_panels  # lazy: matplotlib only when drawing
+
+    title = redact(f"{figures.title}: {what}" if figures.title else what)  # run labels: as in report.md
+    paths = [band_panels(panels, path, xlabel, title=title, quantity=quantity)]
+    if figures.vector:
+        vector = path.with_suffix(f".{figures.vector}")
+        paths.append(band_panels(panels, vector, xlabel, title=title, width_in=figures.width_in, quantity=quantity))
+    return paths
+
+
+def _section(
+    client: Any, runs: Sequence[Any], out_dir: Path, prefix: str, lines: list[str], figures: Figures, h: str = "##"
+):
     """Append the comparison of ``runs`` (one architecture) to ``lines``; returns its figures' paths (their
     names start with ``prefix``)."""
-    from initsweep.report.plots import Panel, band_panels  # lazy: matplotlib only when drawing
+    from initsweep.report.plots import Panel  # lazy: matplotlib only when drawing
 
     stats = comparison(runs)
     paths: list[Path] = []
@@ -485,29 +540,34 @@ def _section(client: Any, runs: Sequence[Any], out_dir: Path, prefix: str, lines
     ]
     if paired := paired_lines(stats):
         lines += ["## Paired differences over seeds", "", *paired, ""]
-    curves = {k: curve_bands(client, stats, k) for k in ("val/acc", "train/loss")}
+    curves = {k: curve_bands(client, stats, k, log=k.endswith("loss")) for k in CURVE_PANELS}
     if any(curves.values()):
-        path = band_panels(
-            [Panel("val accuracy", curves["val/acc"], ylim=(0, 1)), Panel("train loss", curves["train/loss"], "log")],
-            out_dir / f"{prefix}learning_curves.png",
-        )
-        paths.append(path)
+        panels = [Panel(name, curves[k], "log" if k.endswith("loss") else "linear", ylim=(0, 1) if k.endswith("acc")
+                        else None) for k, name in CURVE_PANELS.items()]  # fmt: skip
+        drawn = _draw(panels, out_dir / f"{prefix}learning_curves.png", figures, "learning curves")
+        path = drawn[0]
+        paths += drawn
         lines += [
             f"{h} Learning curves",
             "",
-            "Mean over seeds; shaded: 95% confidence interval.",
+            "Mean over seeds (loss: the geometric mean, on its log axis); shaded: 95% confidence interval. An x "
+            "at the bottom edge marks a loss of 0, a triangle at the top edge NaN or inf (docs/figures.md).",
             "",
             f"![learning curves]({path.name})",
             "",
         ]
     act, grad = profile_bands(client, stats, "act_std"), profile_bands(client, stats, "grad_out_std")
     if any(act.values()):
-        path = band_panels(
+        drawn = _draw(
             [Panel("activation std at init", act, "log"), Panel("grad std at init (dLoss/d output)", grad, "log")],
             out_dir / f"{prefix}init_signal.png",
+            figures,
+            "signal at initialization",
             xlabel="layer",
+            quantity="std",
         )
-        paths.append(path)
+        path = drawn[0]
+        paths += drawn
         lines += [
             f"{h} Signal propagation at initialization",
             "",

@@ -58,9 +58,9 @@ def draw(
     """Write the PNGs of :func:`figure_args`' values into ``out_dir``; returns their paths."""
     paths = [learning_curves(points, initial_val, out_dir / "learning_curves.png", title)]
     if profiles:
-        paths.append(signal_propagation(profiles, out_dir / "signal_propagation.png"))
+        paths.append(signal_propagation(profiles, out_dir / "signal_propagation.png", title))
     if spectrum:
-        paths.append(isometry_spectrum(spectrum, out_dir / SPECTRUM_PNG))
+        paths.append(isometry_spectrum(spectrum, out_dir / SPECTRUM_PNG, title=title))
     return paths
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -344,16 +345,18 @@ def plan_for(config: DictConfig, config_loader: Any = None) -> Plan:
 def study_plots(
     study: optuna.Study, param_names: Sequence[str], out_dir: Path, metrics: Sequence[str] = ()
 ) -> list[Path]:
-    """Optuna's matplotlib plots as PNGs, axes named by the optimized ``metrics``: optimization history,
-    intermediate values, the objective against each parameter (one slice plot per parameter) and parameter
-    importances (two or more parameters). A multi-objective study gets the history and slices per metric
-    (``_<metric>`` in the file name) and a Pareto front instead of intermediate values. A plot Optuna cannot
-    draw yet (too few finished trials) is skipped."""
+    """Optuna's matplotlib plots as PNGs, axes named by the optimized ``metrics``, titles by the study:
+    optimization history, intermediate values, the objective against each parameter (one slice plot per
+    parameter) and parameter importances (two or more parameters). A multi-objective study gets the history and
+    slices per metric (``_<metric>`` in the file name) and a Pareto front instead of intermediate values. A plot
+    Optuna cannot draw yet (too few finished trials) is skipped."""
     import matplotlib  # lazy: only at the end of a study
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
+
+    from initsweep.report.plots import readable_log_x
 
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = list(metrics) or ["Objective Value"]
@@ -395,6 +398,10 @@ def study_plots(
             except (ValueError, RuntimeError, ZeroDivisionError) as e:
                 print(f"initsweep: plot {stem} skipped: {e}")
                 continue
+        for one in getattr(ax, "flat", [ax]):  # titles name the study; log x labels that do not overlap
+            name = f"{study.study_name}: {one.get_title()}" if one.get_title() else study.study_name
+            one.set_title(textwrap.fill(name, 70), fontsize=10)
+            readable_log_x(one)
         fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
         path = out_dir / f"{stem}.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")
