@@ -24,6 +24,8 @@ from initsweep.tracking import client as tracking
         ("postgresql://u:pa/ss@h/db", "postgresql://u:***@h/db"),  # a "/" in the password
         ("postgresql://u@h/db?sslmode=require&password=s3cret", "postgresql://u@h/db?sslmode=require&password=***"),
         ("postgresql://u@h/db?PASSWORD=s3cret&x=1", "postgresql://u@h/db?PASSWORD=***&x=1"),
+        ("storage=postgresql://u@h/db?password=qu/ery7&x=1 n", "storage=postgresql://u@h/db?password=***&x=1 n"),
+        ("postgresql\\://u@h/db?password=qu/ery7", "postgresql\\://u@h/db?password=***"),  # Hydra-escaped query
         ("tracking.uri=postgresql\\://u\\:pw@h/db", "tracking.uri=postgresql\\://u\\:***@h/db"),  # Hydra-escaped
         ("http://127.0.0.1:5001", "http://127.0.0.1:5001"),
     ],

@@ -65,67 +65,73 @@ def test_a_race_that_never_ends_names_the_store_within_the_budget():
 # Real races: processes released at one instant
 
 
-def _at(start: Any) -> None:
-    start.wait(60)  # a barrier: every process has imported what it needs
+def _rounds(targets: list[str], start: Any, race: Any) -> None:
+    """One ``race(target)`` per round, every process released together by ``start`` (a barrier) once all have
+    imported what they need: each process pays its imports once, however many rounds."""
+    for target in targets:
+        start.wait(60)
+        race(target)
 
 
-def _mlflow_plain_client(uri: str, start: Any) -> None:
+def _mlflow_plain_client(uris: list[str], start: Any) -> None:
     """Another MLflow client (a notebook, `mlflow ui`): MLflow's own code, no initsweep lock, opening the
     store the instant its file appears."""
     from mlflow import MlflowClient
 
-    db = Path(uri[len("sqlite:///") :])
-    _at(start)
-    while not db.exists():
-        time.sleep(0.001)
-    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    def race(uri: str) -> None:
+        db = Path(uri[len("sqlite:///") :])
+        while not db.exists():
+            time.sleep(0.001)
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+    _rounds(uris, start, race)
 
 
-def _initsweep_connect(uri: str, start: Any) -> None:
+def _initsweep_connect(uris: list[str], start: Any) -> None:
     from initsweep.tracking.client import connect, experiment_id
 
-    _at(start)
-    experiment_id(connect(uri), "race")
+    _rounds(uris, start, lambda uri: experiment_id(connect(uri), "race"))
 
 
-def _optuna_open(url: str, start: Any) -> None:
-    from initsweep.tuning.plan import open_storage
-
-    _at(start)
-    storage = open_storage(url)
+def _optuna_open(urls: list[str], start: Any) -> None:
     import optuna
 
-    optuna.create_study(storage=storage, study_name="race", load_if_exists=True)
+    from initsweep.tuning.plan import open_storage
+
+    _rounds(
+        urls, start, lambda url: optuna.create_study(storage=open_storage(url), study_name="race", load_if_exists=True)
+    )
 
 
-def _race(targets: list[tuple[object, str]]) -> list[int | None]:
-    """Start each ``(function, uri)`` in its own process, released together once all have started; their
-    exit codes."""
+def _race(targets: list[tuple[object, list[str]]]) -> list[int | None]:
+    """Start each ``(function, uris)`` in its own process; the processes race on each uri in turn, released
+    together. Their exit codes (a failed round: its traceback on stderr, and a non-zero code)."""
     ctx = mp.get_context("spawn")
     start = ctx.Barrier(len(targets))
-    procs = [ctx.Process(target=f, args=(uri, start)) for f, uri in targets]
+    procs = [ctx.Process(target=f, args=(uris, start)) for f, uris in targets]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
+        p.join(300)
     return [p.exitcode for p in procs]
 
 
 @pytest.mark.slow
 def test_first_run_on_a_new_sqlite_store_survives_other_mlflow_clients(tmp_path):
+    uris = []
     for round_ in range(ROUNDS):
-        uri = f"sqlite:///{tmp_path}/r{round_}/mlflow.db"
         (tmp_path / f"r{round_}").mkdir()
-        codes = _race([(_initsweep_connect, uri), (_mlflow_plain_client, uri), (_mlflow_plain_client, uri)])
-        assert codes == [0, 0, 0], f"round {round_}: a client failed on the new store"
+        uris.append(f"sqlite:///{tmp_path}/r{round_}/mlflow.db")
+    codes = _race([(_initsweep_connect, uris), (_mlflow_plain_client, uris), (_mlflow_plain_client, uris)])
+    assert codes == [0, 0, 0], "a client failed on a new store (its traceback is above)"
 
 
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_three_processes_open_one_new_postgresql_database(new_pg_database):
-    for round_ in range(ROUNDS):
-        url = new_pg_database(f"race{round_}")
-        assert _race([(_optuna_open, url)] * 3) == [0, 0, 0], f"round {round_}"
-        import optuna
+    import optuna
 
+    urls = [new_pg_database(f"race{round_}") for round_ in range(ROUNDS)]
+    assert _race([(_optuna_open, urls)] * 3) == [0, 0, 0], "a process failed on a new database (traceback above)"
+    for url in urls:
         assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["race"]
