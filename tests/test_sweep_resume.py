@@ -20,7 +20,7 @@ from initsweep.tracking import metrics_file as ledger
 
 pytestmark = pytest.mark.slow
 
-GRID = ["init=zeros,normal", "seed=0,1,2,3", "diagnostics.enabled=false", "tracking.log_plots=false"]
+GRID = ["init=zeros,normal", "seed=0,1,2,3", "diagnostics.enabled=false", "tracking.log_plots=false", "model.width=32"]
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 
 
