@@ -30,9 +30,10 @@ sweep: setup
 
 # The whole suite, with the real services its cluster tests need (PostgreSQL, SLURM, an MLflow server on
 # 127.0.0.1, started by scripts/services/*.sh as root and stopped afterwards).
-# TEST_WORKERS pytest-xdist processes (2: most of a test's time is a train.py subprocess starting up or
-# waiting on another process, which a second worker overlaps); TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= 2
+# TEST_WORKERS pytest-xdist processes: 3 on 2 cores, because much of a test's time is a train.py subprocess
+# waiting on another process (its writer, a server, SLURM), which a third worker overlaps
+# (docs/performance.md, "Set-up, first sweep and test suite"); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
 test: setup
 	$(MAKE) services
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal; rc=$$?; $(MAKE) services-stop; exit $$rc
