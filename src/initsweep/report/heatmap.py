@@ -69,12 +69,16 @@ def grid(runs: Sequence[Any], metric: str, x_key: str, y_key: str) -> Grid:
     return Grid(metric, x_key, y_key, xs, ys, values, counts)
 
 
-def _edges(values: list[float]) -> list[float]:
-    """Cell edges half way between neighbouring values (a single value: ± 0.5)."""
+def _at(values: Sequence[float], v: Any) -> Any:
+    """Where ``v`` (a value of a swept key, or an array of them) lies on the heatmap's axis, whose cells are
+    equal and centred on 0, 1, ... (piecewise linear between the swept values, so a curve keeps its side of
+    every cell); NaN outside the swept range."""
+    import numpy as np
+
     if len(values) == 1:
-        return [values[0] - 0.5, values[0] + 0.5]
-    mids = [(a + b) / 2 for a, b in zip(values, values[1:], strict=False)]
-    return [2 * values[0] - mids[0], *mids, 2 * values[-1] - mids[-1]]
+        return np.where(np.isclose(v, values[0]), 0.0, np.nan)
+    out = np.interp(v, values, np.arange(len(values)))
+    return np.where((np.asarray(v) < values[0]) | (np.asarray(v) > values[-1]), np.nan, out)
 
 
 def critical_sigma_w2(activation: str, sigma_b2: float, lo: float = 0.05, hi: float = 20.0) -> float:
@@ -106,15 +110,18 @@ def draw(g: Grid, path: Path, title: str, runs: Sequence[Any] = ()) -> Path:
     data = np.ma.masked_invalid(np.array(g.values, dtype=float))
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("0.85")
-    mesh = ax.pcolormesh(_edges(g.xs), _edges(g.ys), data, cmap=cmap, shading="flat")
+    # Equal cells, one per swept value (the values are rarely evenly spaced: 1.5, 1.76, 2.0)
+    mesh = ax.pcolormesh(np.arange(len(g.xs) + 1) - 0.5, np.arange(len(g.ys) + 1) - 0.5, data, cmap=cmap)
     fig.colorbar(mesh, ax=ax, label=g.metric)
+    ax.set_xticks(range(len(g.xs)), [f"{x:g}" for x in g.xs])
+    ax.set_yticks(range(len(g.ys)), [f"{y:g}" for y in g.ys])
     uneven = len({c for row in g.counts for c in row}) > 1
-    for i, y in enumerate(g.ys):
-        for j, x in enumerate(g.xs):
+    for i in range(len(g.ys)):
+        for j in range(len(g.xs)):
             v = g.values[i][j]
             text = "–" if math.isnan(v) else f"{v:.2f}" + (f"\n(n={g.counts[i][j]})" if uneven else "")
             light = not math.isnan(v) and mesh.norm(v) > 0.6  # dark text on viridis' light end
-            ax.text(x, y, text, ha="center", va="center", fontsize=7, color="k" if light else "w")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="k" if light else "w")
     activation = _single(runs, "model.activation")
     if (g.x_key, g.y_key) == MEAN_FIELD_KEYS and activation:
         _mean_field_overlay(ax, g, activation, _single(runs, "model.depth"), runs)
@@ -144,17 +151,17 @@ def _mean_field_overlay(ax: Any, g: Grid, activation: str, depth: str | None, ru
     import numpy as np
     from matplotlib.patches import Rectangle
 
-    xe, ye = _edges(g.xs), _edges(g.ys)
-    b2 = np.linspace(max(ye[0], 0.0), ye[-1], 12)  # about 0.3 s each near χ1 = 1 (q* converges slowly)
-    ax.plot([critical_sigma_w2(activation, float(b)) for b in b2], b2, color="red", lw=1.5, label="χ1 = 1")
+    b2 = np.linspace(g.ys[0], g.ys[-1], 12) if len(g.ys) > 1 else np.array(g.ys)  # ~0.3 s each near χ1 = 1
+    w2 = np.array([critical_sigma_w2(activation, float(b)) for b in b2])
+    ax.plot(_at(g.xs, w2), _at(g.ys, b2), color="red", lw=1.5, label="χ1 = 1")
     if depth is not None and depth.isdigit():
         label = f"6 ξ_c ≥ depth {depth}"
         for i, y in enumerate(g.ys):
             for j, x in enumerate(g.xs):
                 if DEPTH_FACTOR * _xi_c(runs, g, x, y, activation) >= float(depth):
-                    box = (xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i]
-                    ax.add_patch(Rectangle(*box, fill=False, ec="white", lw=2, ls="--", label=label))
+                    box = Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="white", lw=2, ls="--", label=label)
+                    ax.add_patch(box)
                     label = "_"  # one legend entry
-    ax.set_xlim(xe[0], xe[-1])
-    ax.set_ylim(ye[0], ye[-1])
+    ax.set_xlim(-0.5, len(g.xs) - 0.5)
+    ax.set_ylim(-0.5, len(g.ys) - 0.5)
     ax.legend(loc="upper left", fontsize=7, framealpha=0.6)
