@@ -31,7 +31,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
-from initsweep.protocol import Failure, Tag
+from initsweep.protocol import Failure, Tag, one_line
 from initsweep.tracking import client as tracking
 from initsweep.tracking import metrics_file as ledger
 from initsweep.tracking import processes
@@ -122,7 +122,7 @@ def reap_quietly(client: MlflowClient) -> list[Any]:
     try:
         return reap(client)
     except Exception as e:  # noqa: BLE001
-        print(f"initsweep: could not close the runs of dead processes: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"initsweep: could not close the runs of dead processes: {one_line(e)}", file=sys.stderr)
         return []
 
 
