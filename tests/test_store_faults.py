@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, all_runs, run_train
-from initsweep.protocol import STORE_FAILED_FILE, Tag, one_line, record_store_failure, store_failures
+from conftest import ROOT, all_runs, run_train, store_uri
+from initsweep.protocol import STORE_FAILED_FILE, Failure, Tag, one_line, record_store_failure, store_failures
 from initsweep.report.console import quiet_libraries
 from initsweep.sweep.resume import rerun_command, store_failure_lines
+from initsweep.tracking import client as tracking
+from initsweep.tracking import recovery
+from initsweep.tracking.metrics_file import MetricsFile
 from initsweep.writer import client as writer
 
 # Fault injection: the store fails every run created after the first two (the sweep's parent run and job 0), as
@@ -137,3 +140,28 @@ def test_mlflow_store_error_records_are_dropped_and_others_kept():
         for logger in (store, monitor):
             logger.removeHandler(kept)
     assert kept.messages == ["another error", "another monitor error"]
+
+
+def test_recovery_sends_a_run_the_store_failed_what_its_file_kept(tmp_path: Path):
+    """A run closed FAILED, failure=tracking while the store refused its metrics: once the store takes writes,
+    ``python -m initsweep.tracking.recovery`` (its main) sends the lines the file has after its last flushed mark."""
+    uri = store_uri(tmp_path)
+    client = tracking.connect(uri)
+    exp_id = tracking.experiment_id(client, "faults")
+    run_id = client.create_run(exp_id).info.run_id
+    local = MetricsFile(tmp_path / "metrics.jsonl", run_id, uri)
+    local.metrics({"train/loss": 2.0}, 1, 1000)
+    local.flushed(1)  # epoch 1 reached the store, epochs 2 and 3 were refused
+    client.log_metric(run_id, "train/loss", 2.0, 1000, 1)
+    local.metrics({"train/loss": 1.5}, 2, 2000)
+    local.metrics({"train/loss": 1.0}, 3, 3000)
+    local.end("FAILED", Failure.TRACKING.value, "the store refused the metrics")
+    client.set_tag(run_id, Tag.FAILURE, Failure.TRACKING.value)
+    client.set_tag(run_id, Tag.METRICS_FILE, str(local.path))
+    client.set_terminated(run_id, "FAILED")
+
+    assert recovery.main([uri]) == 0
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [1, 2, 3]
+    assert client.get_run(run_id).data.tags[Tag.UPLOADED] == "2"
+    assert recovery.complete_refused(client) == []  # once
+    assert client.get_run(run_id).info.status == "FAILED"

@@ -85,6 +85,7 @@ class Tag:
     # boot): pids get reused
     HEARTBEAT = "initsweep.heartbeat"  # unix seconds of the last batch of metrics that reached the store
     METRICS_FILE = "initsweep.metrics_file"  # the job's local metrics.jsonl (initsweep.tracking.metrics_file)
+    UPLOADED = "initsweep.uploaded"  # metric lines recovery sent to a FAILED failure=tracking run from its file
 
 
 ROLE_SWEEP = "sweep"
