@@ -39,6 +39,7 @@ _STORE_ERRORS = {
     "mlflow.store.db.utils": ("SQLAlchemy database error",),
     "mlflow.system_metrics.system_metrics_monitor": (
         "Failed to log system metrics",
+        "Failed to get mlflow run",
         "Error terminating system metrics",
     ),
 }
