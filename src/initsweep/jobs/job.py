@@ -594,7 +594,10 @@ def _finish(
 def run_job(cfg: DictConfig) -> float | list[float]:
     """The task of a plain (non-trial) job: execute it and turn its outcome into a return value or an exit.
 
-    Bad config or store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed
+    Bad config: one message, exit 2; so is an unusable store for a single run, while a multirun's job that the
+    store fails (its run not created, its writes refused) fails alone in one line, recorded in the sweep dir
+    (:func:`initsweep.protocol.record_store_failure`) for the sweep's closing list, and the sweep goes on.
+    Interrupted: exit 130 (a multirun stops there). A crashed
     single run re-raises; in a multirun the crash is recorded and the sweep goes on (the sweep exits 1 at
     its end). A diverged job is a result: it returns the worst value.
     """
