@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -42,12 +43,13 @@ STUDY_FILE = "initsweep_study.json"  # the study (sweeper -> its jobs)
 PROGRESS_FILE = "initsweep_progress.jsonl"  # one line per finished job (jobs -> their progress lines)
 STATUS_FILE = "initsweep_status.json"  # the sweeper's verdict on the sweep (sweeper -> SweepCallback)
 LOST_FILE = "initsweep_lost_jobs.txt"  # a line per job without a result when a worker died (launcher -> sweep)
+STORE_FAILED_FILE = "initsweep_store_failed.txt"  # a line per job the store failed (jobs -> the sweep's end)
 RESULTS_FILE = "optimization_results.yaml"  # a study's results, for people
 PLOTS_DIR = "optuna_plots"
 JOBS_FILE = "initsweep_jobs.json"  # a grid or list sweep's job list, to resume it (SweepCallback -> sweeper)
 LOCK_FILE = "initsweep.lock"  # held (flock) by the live sweep that owns the dir; names its pid and host
 # Files of the state above: a sweep that reuses a dir removes the ones an earlier sweep left there.
-STATE_FILES = (PARENT_FILE, STUDY_FILE, PROGRESS_FILE, STATUS_FILE, LOST_FILE, JOBS_FILE)
+STATE_FILES = (PARENT_FILE, STUDY_FILE, PROGRESS_FILE, STATUS_FILE, LOST_FILE, STORE_FAILED_FILE, JOBS_FILE)
 
 
 class Tag:
@@ -83,6 +85,7 @@ class Tag:
     # boot): pids get reused
     HEARTBEAT = "initsweep.heartbeat"  # unix seconds of the last batch of metrics that reached the store
     METRICS_FILE = "initsweep.metrics_file"  # the job's local metrics.jsonl (initsweep.tracking.metrics_file)
+    UPLOADED = "initsweep.uploaded"  # metric lines recovery sent to a FAILED failure=tracking run from its file
 
 
 ROLE_SWEEP = "sweep"
@@ -190,6 +193,26 @@ DEFAULT_STORE_DIR = "mlruns"
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be reached or written; the message says which and what to do."""
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: first line of the message``: MLflow's SQLAlchemy errors carry the SQL, its parameters and a link
+    on further lines, which a console line (and a ``failure.reason`` tag) does without."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def record_store_failure(sweep_dir: Path, job_num: int | None, overrides: Sequence[str], reason: str) -> None:
+    """Append ``#N (overrides): reason`` (one line, one short append: jobs of parallel workers share the file) to
+    the sweep's :data:`STORE_FAILED_FILE`, which the sweep's end lists with the command that re-runs them."""
+    with (sweep_dir / STORE_FAILED_FILE).open("a") as f:
+        f.write(f"#{job_num} ({' '.join(overrides)}): {' '.join(reason.split())}\n")
+
+
+def store_failures(sweep_dir: Path) -> list[str]:
+    """The lines :func:`record_store_failure` wrote for this sweep, each job once, in order."""
+    path = sweep_dir / STORE_FAILED_FILE
+    return list(dict.fromkeys(path.read_text().splitlines())) if path.exists() else []
 
 
 def resolve_uri(configured: str | None = None) -> str:

@@ -63,6 +63,7 @@ from initsweep.protocol import (
     Tag,
     TrackingError,
     objective_value,
+    record_store_failure,
     resolve_uri,
     trial_number,
     worst_value,
@@ -593,14 +594,27 @@ def _finish(
 def run_job(cfg: DictConfig) -> float | list[float]:
     """The task of a plain (non-trial) job: execute it and turn its outcome into a return value or an exit.
 
-    Bad config or store: one message, exit 2. Interrupted: exit 130 (a multirun stops there). A crashed
+    Bad config: one message, exit 2; so is an unusable store for a single run, while a multirun's job that the
+    store fails (its run not created, its writes refused) fails alone in one line, recorded in the sweep dir
+    (:func:`initsweep.protocol.record_store_failure`) for the sweep's closing list, and the sweep goes on.
+    Interrupted: exit 130 (a multirun stops there). A crashed
     single run re-raises; in a multirun the crash is recorded and the sweep goes on (the sweep exits 1 at
     its end). A diverged job is a result: it returns the worst value.
     """
     ctx = JobContext.from_hydra()
     try:
         outcome = execute(cfg, ctx)
-    except (ConfigError, TrackingError) as e:
+    except TrackingError as e:
+        if ctx.sweep_dir is None:
+            print(f"initsweep: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        # Fails fast, untrained: a run the store did not create has no id for recovery to upload a local
+        # metrics file to, so its training would be spent and run again anyway.
+        print(f"initsweep: job {ctx.job_num} not run: {e}", file=sys.stderr)
+        record_store_failure(ctx.sweep_dir, ctx.job_num, ctx.overrides, str(e))
+        metric = cfg.optimized_metric
+        return worst_value([str(m) for m in metric] if OmegaConf.is_list(metric) else str(metric))
+    except ConfigError as e:
         print(f"initsweep: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
@@ -612,6 +626,7 @@ def run_job(cfg: DictConfig) -> float | list[float]:
     if isinstance(outcome.error, TrackingError):  # already reported; the sweep exits 1 at its end
         if ctx.sweep_dir is None:
             raise SystemExit(1)
+        record_store_failure(ctx.sweep_dir, ctx.job_num, ctx.overrides, str(outcome.error))
         return outcome.value
     if outcome.error is not None:
         if ctx.sweep_dir is None:

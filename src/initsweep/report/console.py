@@ -33,6 +33,18 @@ _QUIET = {
 }
 
 
+# MLflow's own records of store errors it then raises or gives up on (each a traceback or a multi-line SQL
+# dump), by logger and message start: initsweep reports each such failure itself, in one ``initsweep:`` line.
+_STORE_ERRORS = {
+    "mlflow.store.db.utils": ("SQLAlchemy database error",),
+    "mlflow.system_metrics.system_metrics_monitor": (
+        "Failed to log system metrics",
+        "Failed to get mlflow run",
+        "Error terminating system metrics",
+    ),
+}
+
+
 _LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{4,}(?:e[-+]?\d+)?")
 
 
@@ -73,11 +85,28 @@ class _LaunchLines(logging.Filter):
         return True
 
 
+class _StoreErrorRecords(logging.Filter):
+    """Drops a named MLflow logger's records of store errors (:data:`_STORE_ERRORS`; ``SQLAlchemy database
+    error`` comes with a traceback of some 80 lines, and MLflow raises the same error right after)."""
+
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.WARNING and str(record.msg).startswith(self.starts))
+
+
 def quiet_libraries() -> None:
-    """Lower the first-run chatter of MLflow (database creation) and matplotlib (font cache); shorten the
-    launch lines of Hydra's launchers (:class:`_LaunchLines`)."""
+    """Lower the first-run chatter of MLflow (database creation) and matplotlib (font cache); drop MLflow's
+    records of the store errors initsweep reports itself (:class:`_StoreErrorRecords`); shorten the launch lines of
+    Hydra's launchers (:class:`_LaunchLines`)."""
     for name, level in _QUIET.items():
         logging.getLogger(name).setLevel(level)
+    for name, starts in _STORE_ERRORS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _StoreErrorRecords) for f in logger.filters):
+            logger.addFilter(_StoreErrorRecords(starts))
     for name in _LAUNCHERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _LaunchLines) for f in logger.filters):

@@ -368,13 +368,31 @@ class SweepCallback(Callback):
         try:
             self._end(config)
         except Exception as e:  # noqa: BLE001 - e.g. the store failed: never a silent exit 0 (Hydra warns only)
-            print(f"initsweep: the sweep could not be closed: {type(e).__name__}: {e}", file=sys.stderr)
+            from initsweep.protocol import TrackingError, one_line
+
+            why = str(e) if isinstance(e, TrackingError) else one_line(e)
+            print(f"initsweep: the sweep could not be closed: {why}", file=sys.stderr)
             if not self.logger.ended:
-                self.logger.fail_tracking(f"{type(e).__name__}: {e}")
+                self.logger.fail_tracking(why)
+            note = f"the parent run {self.parent.run_id} may be left RUNNING ({why}); the re-run closes it"
+            self._say_store_failures(Path(config.hydra.sweep.dir), note)
             raise SystemExit(1) from None
+
+    def _say_store_failures(self, sweep_dir: Path, parent_note: str) -> bool:
+        """Print the jobs the store failed (:func:`initsweep.protocol.record_store_failure`, and the runs whose
+        end the writer's store refused) with the command that runs them again; whether there were any."""
+        from initsweep.protocol import store_failures
+
+        refused = [f"{name}: the store refused the run's end" for name in (self.writer.refused if self.writer else ())]
+        failed = store_failures(sweep_dir) + refused
+        if failed:
+            lines = resume.store_failure_lines(failed, resume.rerun_command(sys.argv, sweep_dir), parent_note)
+            print("\n".join(lines), file=sys.stderr)
+        return bool(failed)
 
     def _end(self, config: DictConfig) -> None:
         assert self.parent is not None and self.logger is not None
+        from initsweep.protocol import store_failures
         from initsweep.report import drawing as figures
         from initsweep.writer import sweep_runs
 
@@ -414,7 +432,12 @@ class SweepCallback(Callback):
         # worker that died: the jobs without a result then (running or queued) were launched once more.
         lost = sweep_dir / LOST_FILE
         relaunched = list(dict.fromkeys(lost.read_text().splitlines())) if lost.exists() else []
-        self.logger.end("FAILED" if crashed or relaunched else "FINISHED")
+        on_store = store_failures(sweep_dir) or (self.writer is not None and self.writer.refused)
+        if on_store:
+            self.logger.set_tags({Tag.FAILURE: Failure.TRACKING.value})
+        self.logger.end("FAILED" if crashed or relaunched or on_store else "FINISHED")
+        if on_store:
+            self._say_store_failures(sweep_dir, f"the parent run {p.run_id} ended FAILED, failure=tracking")
         if crashed:
             print(f"initsweep: {len(crashed)} job(s) failed: {', '.join(crashed)}", file=sys.stderr)
         if relaunched:
@@ -423,7 +446,7 @@ class SweepCallback(Callback):
                 + "; ".join(relaunched),
                 file=sys.stderr,
             )
-        if crashed or relaunched:
+        if crashed or relaunched or on_store:
             raise SystemExit(1)  # Hydra would swallow an exception raised here
 
     def _store(self, function: Callable[..., Any], *args: Any) -> Any:

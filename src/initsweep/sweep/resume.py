@@ -12,6 +12,7 @@ launcher, leaves them out and keeps every other job's number (its output dir and
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,28 @@ CONTROL_KEYS = frozenset({"resume", "max_jobs"})
 
 class SweepChanged(RuntimeError):
     """The sweep dir holds a sweep of another command; the message says what differs and what to do."""
+
+
+def rerun_command(argv: Sequence[str], sweep_dir: Path) -> str:
+    """The command that continues this sweep: ``argv`` (``sys.argv``; a script run as ``python SCRIPT``) with
+    ``hydra.sweep.dir`` set to ``sweep_dir``, so a timestamped sweep is resumed, not started anew."""
+    script = Path(argv[0])
+    head = ["python", "-m", script.parent.name] if script.name == "__main__.py" else [argv[0]]
+    head = ["python", *head] if script.suffix == ".py" and len(head) == 1 else head
+    rest = [a for a in argv[1:] if not a.lstrip("+").startswith("hydra.sweep.dir=")]
+    return shlex.join([*head, *rest, f"hydra.sweep.dir={sweep_dir}"])
+
+
+def store_failure_lines(failed: Sequence[str], command: str, parent_note: str) -> list[str]:
+    """What a sweep whose store failed some jobs says at its end: how many, each job (``#N (overrides):
+    reason``), the parent run's state (``parent_note``) and the command that runs them again."""
+    return [
+        f"initsweep: {len(failed)} job(s) failed on the tracking store (each trained job's metrics stay in its "
+        "metrics.jsonl):",
+        *(f"  {line}" for line in failed),
+        f"initsweep: {parent_note}; once the store takes writes again, run the jobs without a FINISHED run "
+        f"with: {command}",
+    ]
 
 
 def identity(overrides: Sequence[str]) -> tuple[str, ...]:

@@ -43,6 +43,7 @@ from initsweep.protocol import (  # noqa: F401 - TrackingError, resolve_uri, DEF
     Tag,
     TrackingError,
     TrialOutcome,
+    one_line,
     redact,
     resolve_uri,
 )
@@ -234,7 +235,7 @@ class RunLogger:
                 retrying(self.client.log_batch, self.run_id, metrics=chunk, tags=heartbeat)
         except Exception as e:  # noqa: BLE001 - disk full, store removed, server gone: the run cannot finish
             kept = f", kept in {self.local.path}" if self.local is not None and not self.local.error else ""
-            self.broken = f"the store refused the metrics of run {self.run_id} ({type(e).__name__}: {e}){kept}"
+            self.broken = f"the store refused the metrics of run {self.run_id} ({one_line(e)}){kept}"
             raise TrackingError(self.broken) from None
         del self._pending[: len(pending)]
         if self.local is not None and pending:

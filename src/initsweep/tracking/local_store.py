@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from initsweep.protocol import TrackingError, redact
+from initsweep.protocol import TrackingError, one_line, redact
 from initsweep.tracking import client as tracking
 from initsweep.tracking import recovery, sysmetrics
+from initsweep.tracking.metrics_file import file_changed
 
 
 class LocalStore:
@@ -50,12 +51,16 @@ class LocalStore:
         reopened when it can be (:func:`initsweep.tracking.client.reopen_run`), else a new one; TrackingError if
         refused."""
         exp_id = self.ready()
+        if (db := tracking.sqlite_path(self.tracking_uri)) and (gone := file_changed(db)):
+            # Not reconnected: nothing tells whether the new file is this sweep's store (a restored copy, another
+            # sweep's); the job fails in one line, and the same command run again opens the file there now.
+            raise TrackingError(f"cannot create a run: the MLflow store {db} was {gone} after it was opened")
         try:
             if resume_run_id and (reopened := tracking.reopen_run(self.client, resume_run_id, who)) is not None:
                 return reopened
             return tracking.start_run(self.client, exp_id, name, tags, parent_run_id, who)
         except Exception as e:  # noqa: BLE001 - e.g. a full disk: one message, no traceback
-            raise TrackingError(redact(f"cannot create a run in {self.tracking_uri}: {type(e).__name__}: {e}")) from e
+            raise TrackingError(redact(f"cannot create a run in {self.tracking_uri}: {one_line(e)}")) from None
 
     def start_monitor(self, run_id: str, interval_s: float, enabled: bool) -> None:
         """Start sampling the system metrics of ``run_id`` (:mod:`initsweep.tracking.sysmetrics`)."""

@@ -31,7 +31,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
-from initsweep.protocol import Failure, Tag
+from initsweep.protocol import Failure, Tag, one_line
 from initsweep.tracking import client as tracking
 from initsweep.tracking import metrics_file as ledger
 from initsweep.tracking import processes
@@ -117,12 +117,28 @@ def reap(client: MlflowClient) -> list[Any]:
     return [run for run in running if settle(client, run, host)]
 
 
+def complete_refused(client: MlflowClient) -> list[tuple[Any, int]]:
+    """Send every ``FAILED``, ``failure=tracking`` run the metric lines of its ``metrics.jsonl`` that the store
+    did not confirm (it refused them; it takes writes again), once: tag ``initsweep.uploaded`` = lines sent.
+    Returns ``(run, lines sent)`` for each run completed."""
+    exp_ids = [e.experiment_id for e in tracking.retrying(client.search_experiments)]
+    query = f"attributes.status = 'FAILED' and tags.`{Tag.FAILURE}` = '{Failure.TRACKING.value}'"
+    refused = tracking.retrying(client.search_runs, exp_ids, filter_string=query, max_results=10000) if exp_ids else []
+    done = []
+    for run in refused:
+        if Tag.UPLOADED not in run.data.tags and (rec := _record(run)) is not None:
+            sent = upload(client, run.info.run_id, rec)
+            tracking.retrying(client.set_tag, run.info.run_id, Tag.UPLOADED, str(sent))
+            done.append((run, sent))
+    return done
+
+
 def reap_quietly(client: MlflowClient) -> list[Any]:
     """:func:`reap`, never raising (called on the way out of a sweep, when the store may be what failed)."""
     try:
         return reap(client)
     except Exception as e:  # noqa: BLE001
-        print(f"initsweep: could not close the runs of dead processes: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"initsweep: could not close the runs of dead processes: {one_line(e)}", file=sys.stderr)
         return []
 
 
@@ -155,7 +171,8 @@ def stop_children(client: MlflowClient | None, grace_s: float = 15.0, spare: Col
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m initsweep.tracking.recovery [TRACKING_URI]``: close the runs of dead processes now."""
+    """``python -m initsweep.tracking.recovery [TRACKING_URI]``: close the runs of dead processes now, and send
+    the runs the store failed (``FAILED``, ``failure=tracking``) what their metrics files kept."""
     args = sys.argv[1:] if argv is None else argv
     try:
         client = tracking.connect(tracking.resolve_uri(args[0] if args else None))
@@ -164,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for run in reap(client):
         print(f"closed run {run.info.run_id} ({run.info.run_name})")
+    for run, sent in complete_refused(client):
+        print(f"sent {sent} metric line(s) kept in its metrics.jsonl to run {run.info.run_id} ({run.info.run_name})")
     return 0
 
 

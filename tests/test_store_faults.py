@@ -1,0 +1,167 @@
+"""Storage faults mid-sweep (issue 31 item 5): a job the store fails fails alone, in one line; the sweep goes on
+and ends with the list of those jobs and the command that runs them again."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, all_runs, run_train, store_uri
+from initsweep.protocol import STORE_FAILED_FILE, Failure, Tag, one_line, record_store_failure, store_failures
+from initsweep.report.console import quiet_libraries
+from initsweep.sweep.resume import rerun_command, store_failure_lines
+from initsweep.tracking import client as tracking
+from initsweep.tracking import recovery
+from initsweep.tracking.metrics_file import MetricsFile
+from initsweep.writer import client as writer
+
+# Fault injection: the store fails every run created after the first two (the sweep's parent run and job 0), as
+# MLflow's SQLite store fails on a replaced or read-only file: inside its session, which logs the error (with
+# a traceback) on the `mlflow.store.db.utils` logger before raising it.
+CREATE_FAILS_HOOK = """
+import sqlite3
+import sqlalchemy.exc
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as S
+original, created = S.create_run, []
+def create_run(self, *args, **kwargs):
+    created.append(1)
+    if len(created) <= 2:
+        return original(self, *args, **kwargs)
+    with self.ManagedSessionMaker():
+        error = sqlite3.OperationalError("attempt to write a readonly database")
+        raise sqlalchemy.exc.OperationalError("INSERT INTO runs ...", {}, error)
+S.create_run = create_run
+"""
+
+ARGS = ["-m", "init=zeros,ones,normal", "trainer.epochs=2", "model.width=16", "diagnostics.enabled=false"]
+ARGS += ["tracking.log_plots=false", "hydra.sweep.dir=multirun/faults"]
+
+
+@pytest.mark.slow
+def test_jobs_the_store_fails_are_listed_with_the_command_that_runs_them_again(tmp_path: Path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CREATE_FAILS_HOOK)
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{ROOT / 'src'}", writer.MODE_ENV: "1"}
+    proc = run_train(ARGS, cwd=tmp_path, env=env)
+    err = proc.stderr
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "ERROR mlflow" not in err and len(err.splitlines()) < 15, err
+    assert "initsweep: job 1 not run: cannot create a run in" in err and "job 2 not run" in err
+    listed = err[err.index("job(s) failed on the tracking store") :]
+    assert "#1 (init=ones" in listed and "#2 (init=normal" in listed and "#0" not in listed
+    runs = all_runs(tmp_path)
+    jobs = {r.data.tags[Tag.JOB_NUM]: r for r in runs if Tag.ROLE not in r.data.tags}
+    assert list(jobs) == ["0"] and jobs["0"].info.status == "FINISHED"
+    (parent,) = [r for r in runs if Tag.ROLE in r.data.tags]
+    assert parent.info.status == "FAILED" and parent.data.tags[Tag.FAILURE] == "tracking"
+
+    # The store takes writes again: the command the sweep printed (same hydra.sweep.dir) finishes the sweep.
+    command = shlex.split(err.rsplit(" with: ", 1)[1].strip())
+    assert command[:2] == ["python", str(ROOT / "train.py")] and "hydra.sweep.dir=multirun/faults" in command
+    again = run_train(command[2:], cwd=tmp_path, env={"PYTHONPATH": str(ROOT / "src")})
+    assert again.returncode == 0, again.stderr
+    assert "1 of 3 jobs already finished; running 2" in again.stderr
+    runs = [r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags]
+    assert sorted(r.data.tags[Tag.JOB_NUM] for r in runs) == ["0", "1", "2"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_a_store_failure_is_one_line_per_job_each_job_once(tmp_path: Path):
+    record_store_failure(tmp_path, 1, ["init=ones", "seed=0"], "cannot create a run: MlflowException: x\n[SQL: ...]")
+    record_store_failure(tmp_path, 2, ["init=normal"], "the store refused the metrics")
+    record_store_failure(tmp_path, 2, ["init=normal"], "the store refused the metrics")  # said twice: listed once
+    assert (tmp_path / STORE_FAILED_FILE).read_text().count("\n") == 3
+    assert store_failures(tmp_path) == [
+        "#1 (init=ones seed=0): cannot create a run: MlflowException: x [SQL: ...]",
+        "#2 (init=normal): the store refused the metrics",
+    ]
+    assert store_failures(tmp_path / "none") == []
+
+
+def test_one_line_keeps_the_type_and_the_first_line():
+    assert one_line(RuntimeError("attempt to write\n[SQL: INSERT]\n(Background)")) == "RuntimeError: attempt to write"
+    assert one_line(OSError()) == "OSError"
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train.py", "-m", "init=a,b"], "python train.py -m init=a,b hydra.sweep.dir=multirun/x"),
+        (["/p/initsweep", "-m", "hydra.sweep.dir=old", "s=1"], "/p/initsweep -m s=1 hydra.sweep.dir=multirun/x"),
+        (
+            ["/p/initsweep/__main__.py", "-m", "a='b c'"],
+            "python -m initsweep -m 'a='\"'\"'b c'\"'\"'' hydra.sweep.dir=multirun/x",
+        ),
+    ],
+)
+def test_the_rerun_command_is_the_same_command_into_the_same_dir(argv: list[str], expected: str):
+    assert rerun_command(argv, Path("multirun/x")) == expected
+
+
+def test_the_end_of_sweep_list_names_each_job_the_parent_and_the_command():
+    lines = store_failure_lines(["#1 (init=ones): refused", "#2 (init=normal): refused"], "python train.py -m", "P")
+    assert len(lines) == 4 and lines[0].startswith("initsweep: 2 job(s) failed on the tracking store")
+    assert lines[1:3] == ["  #1 (init=ones): refused", "  #2 (init=normal): refused"]
+    assert lines[3].startswith("initsweep: P;") and lines[3].endswith("with: python train.py -m")
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_mlflow_store_error_records_are_dropped_and_others_kept():
+    quiet_libraries()
+    quiet_libraries()  # idempotent: one filter per logger
+    store = logging.getLogger("mlflow.store.db.utils")
+    monitor = logging.getLogger("mlflow.system_metrics.system_metrics_monitor")
+    assert len(store.filters) == 1
+    kept = _Kept()
+    for logger in (store, monitor):
+        logger.addHandler(kept)
+    try:
+        try:
+            raise RuntimeError("attempt to write a readonly database")
+        except RuntimeError:
+            store.exception("SQLAlchemy database error. The following exception is caught.\n%s", "x")
+        monitor.warning("Failed to log system metrics: x")
+        store.error("another error")
+        monitor.error("another monitor error")
+    finally:
+        for logger in (store, monitor):
+            logger.removeHandler(kept)
+    assert kept.messages == ["another error", "another monitor error"]
+
+
+def test_recovery_sends_a_run_the_store_failed_what_its_file_kept(tmp_path: Path):
+    """A run closed FAILED, failure=tracking while the store refused its metrics: once the store takes writes,
+    ``python -m initsweep.tracking.recovery`` (its main) sends the lines the file has after its last flushed mark."""
+    uri = store_uri(tmp_path)
+    client = tracking.connect(uri)
+    exp_id = tracking.experiment_id(client, "faults")
+    run_id = client.create_run(exp_id).info.run_id
+    local = MetricsFile(tmp_path / "metrics.jsonl", run_id, uri)
+    local.metrics({"train/loss": 2.0}, 1, 1000)
+    local.flushed(1)  # epoch 1 reached the store, epochs 2 and 3 were refused
+    client.log_metric(run_id, "train/loss", 2.0, 1000, 1)
+    local.metrics({"train/loss": 1.5}, 2, 2000)
+    local.metrics({"train/loss": 1.0}, 3, 3000)
+    local.end("FAILED", Failure.TRACKING.value, "the store refused the metrics")
+    client.set_tag(run_id, Tag.FAILURE, Failure.TRACKING.value)
+    client.set_tag(run_id, Tag.METRICS_FILE, str(local.path))
+    client.set_terminated(run_id, "FAILED")
+
+    assert recovery.main([uri]) == 0
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [1, 2, 3]
+    assert client.get_run(run_id).data.tags[Tag.UPLOADED] == "2"
+    assert recovery.complete_refused(client) == []  # once
+    assert client.get_run(run_id).info.status == "FAILED"
