@@ -379,16 +379,28 @@ def reopen_run(
     return logger
 
 
+def filter_value(value: Any) -> str:
+    """``value`` as a string literal of an MLflow filter: in single quotes, or in double quotes when it holds a
+    single quote (MLflow's filter parser has no escape for a quote inside a literal). ValueError: both quotes."""
+    text = str(value)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise ValueError(f"an MLflow filter cannot match a value holding both ' and \": {text!r}")
+
+
+def tagged_runs(client: MlflowClient, exp_id: str, tags: Mapping[str, Any]) -> list:
+    """The runs of the experiment that carry all ``tags`` (key: value), oldest first. The store selects them
+    (one SQL query), so the cost follows the runs found, not the runs the experiment holds."""
+    where = " and ".join(f"tags.`{k}` = {filter_value(v)}" for k, v in tags.items())
+    runs = client.search_runs([exp_id], filter_string=where, max_results=10000, order_by=["attributes.start_time ASC"])
+    return list(runs)
+
+
 def child_runs(client: MlflowClient, exp_id: str, parent_run_id: str, tags: Mapping[str, Any] | None = None) -> list:
     """All runs whose parent is ``parent_run_id`` (and that carry ``tags``, if given), oldest first."""
-    where = [f"tags.`{Tag.PARENT}` = '{parent_run_id}'", *(f"tags.`{k}` = '{v}'" for k, v in (tags or {}).items())]
-    runs = client.search_runs(
-        [exp_id],
-        filter_string=" and ".join(where),
-        max_results=10000,
-        order_by=["attributes.start_time ASC"],
-    )
-    return list(runs)
+    return tagged_runs(client, exp_id, {Tag.PARENT: parent_run_id, **(tags or {})})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -518,12 +530,12 @@ def mark_best_runs(client: MlflowClient, parent: Parent, study_name: str, number
     workers of a shared study do it at once: log_batch retries a concurrent insert of a tag, set_tag would not."""
     RunLogger(client, parent.run_id).set_tags({Tag.BEST_TRIALS: ",".join(map(str, numbers))})
 
-    def of_study(filter_string: str) -> list:
-        runs = client.search_runs([parent.experiment_id], filter_string=filter_string, max_results=1000)
-        return [r for r in runs if r.data.tags.get(Tag.STUDY_NAME) == study_name and Tag.ROLE not in r.data.tags]
+    def of_study(tag: str, value: str) -> list:  # by study, not parent: a resumed study's trials have other parents
+        runs = tagged_runs(client, parent.experiment_id, {Tag.STUDY_NAME: study_name, tag: value})
+        return [r for r in runs if Tag.ROLE not in r.data.tags]
 
     wanted = {str(n) for n in numbers}
-    for run in of_study(f"tags.`{Tag.BEST}` = 'true'"):
+    for run in of_study(Tag.BEST, "true"):
         try:
             if run.data.tags.get(Tag.TRIAL_NUMBER) not in wanted:
                 retrying(client.delete_tag, run.info.run_id, Tag.BEST)
@@ -531,5 +543,5 @@ def mark_best_runs(client: MlflowClient, parent: Parent, study_name: str, number
             if e.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
     for number in sorted(wanted):
-        for run in of_study(f"tags.`{Tag.TRIAL_NUMBER}` = '{number}'"):
+        for run in of_study(Tag.TRIAL_NUMBER, number):
             RunLogger(client, run.info.run_id).set_tags({Tag.BEST: "true"})
