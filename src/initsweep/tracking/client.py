@@ -466,8 +466,16 @@ def job_runs(client: MlflowClient, experiment_name: str, trials: bool = False) -
     exp = client.get_experiment_by_name(experiment_name)
     if exp is None:
         return None
-    runs = client.search_runs([exp.experiment_id], max_results=10000, order_by=["attributes.start_time ASC"])
-    return [r for r in runs if Tag.ROLE not in r.data.tags and (trials or Tag.TRIAL_NUMBER not in r.data.tags)]
+    where = f"tags.`{Tag.ROLE}` IS NULL" + ("" if trials else f" and tags.`{Tag.TRIAL_NUMBER}` IS NULL")
+    runs: list = []
+    token = None
+    while token != "":  # every page: a big experiment holds more runs than one search returns (10,000)
+        page = client.search_runs(
+            [exp.experiment_id], where, max_results=10000, order_by=["attributes.start_time ASC"], page_token=token
+        )
+        runs += page
+        token = page.token or ""
+    return runs
 
 
 # ---------------------------------------------------------------------------------------------------
