@@ -38,3 +38,29 @@ def test_a_study_marks_its_own_best_run_only_and_a_quote_in_its_name_is_no_filte
     assert [r.info.run_id for r in trial_1] == [my_runs[1]]
     first = study_parent_run(client, exp, "it's", "study it's", {Tag.ROLE: "sweep"})  # found again by its name
     assert study_parent_run(client, exp, "it's", "study it's", {Tag.ROLE: "sweep"}) == first
+
+
+def test_a_grown_sqlite_store_reads_a_metric_history_through_the_run_index(tmp_store: str):
+    import sqlite3
+
+    from mlflow.entities import Metric
+
+    client = tracking.connect(tmp_store)
+    exp = tracking.experiment_id(client, "scoping")
+    runs = [tracking.start_run(client, exp, f"job {i}").run_id for i in range(10)]
+    for run in runs:  # 1500 values: 10 runs x 5 metrics x 30 epochs
+        client.log_batch(run, metrics=[Metric(f"m{k}", 0.0, 0, step) for k in range(5) for step in range(30)])
+    db = tracking.sqlite_path(tmp_store)
+    assert db is not None
+    history = "EXPLAIN QUERY PLAN SELECT * FROM metrics WHERE run_uuid = ? AND key = ? ORDER BY timestamp, step, value"
+
+    def plan() -> str:
+        with sqlite3.connect(db) as con:
+            return str(con.execute(history, (runs[0], "m0")).fetchall())
+
+    assert "index_metrics_run_uuid_key_step" not in plan()  # no statistics: the metric name's index, every run
+    tracking.connect.cache_clear()  # as a later process opens the grown store
+    tracking.planner_statistics.cache_clear()
+    tracking.connect(tmp_store)
+    assert "index_metrics_run_uuid_key_step" in plan()
+    assert [v for _, v in tracking.metric_history(client, runs[0], "m3")] == [0.0] * 30

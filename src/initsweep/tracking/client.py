@@ -121,16 +121,23 @@ def connect(uri: str) -> MlflowClient:
 
 @cache
 def planner_statistics(db: Path) -> None:
-    """Give SQLite's query planner the store's statistics (``ANALYZE``, which MLflow never runs), once per store
-    and process. Without them SQLite reads a run's metric history (``get_metric_history``) through the metrics
-    table's primary key, which starts with the metric name: every run's values of that metric, 86 ms a read on a
-    store of 10,000 runs instead of 0.05 ms through the (run, metric, step) index (scripts/bench_store.py).
-    ``analysis_limit`` samples about 1000 rows per index: 0.4 s on a 780 MB store. Only a speed-up: a store that
-    stays locked or is read-only is left as it is."""
+    """Give SQLite's query planner the store's statistics (``ANALYZE``, which MLflow never runs) when it has none
+    or its metrics table has more than doubled since (checked once per store and process, by rowid: cheap).
+    Without them SQLite reads a run's metric history (``get_metric_history``) through the metrics table's primary
+    key, which starts with the metric name: every run's values of that metric, 86 ms a read on a store of 10,000
+    runs instead of 0.05 ms through the (run, metric, step) index (scripts/bench_store.py). ``analysis_limit``
+    samples about 1000 rows per index: 0.4 s on a 780 MB store. Only a speed-up: a store that stays locked or is
+    read-only is left as it is."""
     with suppress(sqlite3.Error), closing(sqlite3.connect(db, timeout=20)) as con:
-        con.execute("PRAGMA analysis_limit=1000")
-        con.execute("ANALYZE")
-        con.commit()
+        rows = con.execute("SELECT max(rowid) FROM metrics").fetchone()[0] or 0
+        known = 0
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+            stat = con.execute("SELECT stat FROM sqlite_stat1 WHERE idx = 'index_metrics_run_uuid_key_step'").fetchone()
+            known = int(stat[0].split()[0]) if stat else 0
+        if rows > 2 * known + 1000:  # a store of a few runs plans well without statistics
+            con.execute("PRAGMA analysis_limit=1000")
+            con.execute("ANALYZE")
+            con.commit()
 
 
 def _open_client(uri: str) -> MlflowClient:
