@@ -195,11 +195,7 @@ def study_parent_run(client: Any, exp_id: str, study_name: str, run_name: str, t
     """
 
     def candidates() -> list:
-        runs = client.search_runs(
-            [exp_id],
-            filter_string=f"tags.`{STUDY_PARENT_TAG}` = '{study_name.replace(chr(39), chr(92) + chr(39))}'",
-            max_results=100,
-        )
+        runs = tracking.tagged_runs(client, exp_id, {STUDY_PARENT_TAG: study_name})
         return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
     found = candidates()
