@@ -82,17 +82,18 @@ def test_the_limit_decides_and_the_splits_and_standardization_agree(folder: Path
 @pytest.mark.parametrize("workers", [0, 2])
 def test_streamed_training_has_the_in_memory_history(folder: Path, workers: int) -> None:
     torch.set_num_threads(1)
-    config = _config(folder, "trainer.epochs=4")
+    epochs = 4 if workers == 0 else 2  # worker processes start for every pass: fewer passes
+    config = _config(folder, f"trainer.epochs={epochs}")
     memory = datasets.load(config.data)
     want = _history(fit(_model(config, memory), memory, config.trainer, seed=3))
-    streamed_config = _config(folder, "trainer.epochs=4", max_memory_mb=0, workers=workers)
+    streamed_config = _config(folder, max_memory_mb=0, workers=workers)
     streamed = datasets.load(streamed_config.data)
     model = _model(config, streamed)
     got = _history(fit(model, streamed, config.trainer, seed=3))
-    assert len(got) == len(want) == 4
+    assert len(got) == len(want) == epochs
     for g, w in zip(got, want):
         assert g == pytest.approx(w, rel=1e-4, abs=1e-5)
-    assert want[-1][2] > 0.6  # it learns: the history compared is not a constant
+    assert want[-1][2] > 0.5  # it learns (chance: 1/3): the history compared is not a constant
     assert evaluate(model, streamed.x_test, streamed.y_test)[1] == pytest.approx(
         evaluate(_trained(config, memory), memory.x_test, memory.y_test)[1]
     )
@@ -185,3 +186,27 @@ def test_bad_streaming_keys_and_full_batch_are_config_errors(folder: Path) -> No
     with pytest.raises(ConfigError, match=r"trainer\.batch_size = full: .* exceeds data\.max_memory_mb"):
         check_streamable(config.trainer, datasets.load(config.data))
     check_streamable(config.trainer, datasets.load(_config(folder).data))  # in memory: full batch is fine
+
+
+def test_a_streamed_job_logs_the_in_memory_jobs_metrics(folder: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from initsweep.jobs.job import JobContext, execute
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    job = [
+        "data=imagefolder",
+        f"data.path={folder}",
+        "model.width=16",
+        "trainer.batch_size=16",
+        "trainer.epochs=2",
+        "diagnostics.batch_size=8",
+        "tracking.log_plots=false",
+        f"tracking.uri={uri}",
+    ]
+    runs = [execute(compose([*job, f"data.max_memory_mb={mb}"]), ctx=JobContext()).run_id for mb in (1024, 0)]
+    memory, streamed = (MlflowClient(tracking_uri=uri).get_run(r).data.metrics for r in runs)
+    for key in ("train/loss_final", "val/acc_best", "val/loss_best", "test/loss", "test/acc", "test/acc_at_best_val"):
+        assert streamed[key] == pytest.approx(memory[key], rel=1e-4, abs=1e-5), key
+    signal = [k for k in memory if k.startswith("diag/")]  # the diagnostics ran on the same fixed batch
+    assert signal and all(streamed[k] == pytest.approx(memory[k], rel=1e-4, abs=1e-6) for k in signal)

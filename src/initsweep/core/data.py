@@ -84,9 +84,14 @@ class Rows(torch.utils.data.Dataset):
 
     def batches(self, index_batches: list[list[int]]) -> Iterator[Tensor]:
         """The stacked rows of each list of row numbers, in order, on ``device``, read by a DataLoader with
-        ``workers`` worker processes."""
+        ``workers`` worker processes. The loader draws its workers' seeds from a generator of its own: torch's
+        global generator (the model's initialization, dropout) is left as the in-memory path leaves it."""
         loader = torch.utils.data.DataLoader(
-            self, batch_sampler=index_batches, num_workers=self.workers, pin_memory=self.device.type == "cuda"
+            self,
+            batch_sampler=index_batches,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),
         )
         for xb in loader:
             yield xb.to(self.device, non_blocking=True)
