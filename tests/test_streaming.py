@@ -79,8 +79,8 @@ def test_the_limit_decides_and_the_splits_and_standardization_agree(folder: Path
     torch.testing.assert_close(x_mem, x_str, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_streamed_training_has_the_in_memory_history(folder: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "overlap"), [(0, False), (2, True)], ids=["in-process", "workers-overlap-asked"])
+def test_streamed_training_has_the_in_memory_history(folder: Path, workers: int, overlap: bool) -> None:
     torch.set_num_threads(1)
     epochs = 4 if workers == 0 else 2  # worker processes start for every pass: fewer passes
     config = _config(folder, f"trainer.epochs={epochs}")
@@ -89,7 +89,7 @@ def test_streamed_training_has_the_in_memory_history(folder: Path, workers: int)
     streamed_config = _config(folder, max_memory_mb=0, workers=workers)
     streamed = datasets.load(streamed_config.data)
     model = _model(config, streamed)
-    got = _history(fit(model, streamed, config.trainer, seed=3))
+    got = _history(fit(model, streamed, config.trainer, seed=3, overlap=overlap))  # overlap: ignored
     assert len(got) == len(want) == epochs
     for g, w in zip(got, want):
         assert g == pytest.approx(w, rel=1e-4, abs=1e-5)

@@ -294,7 +294,8 @@ def fit(
     in a second thread, on a copy of the weights, while the next epoch trains; the epoch is yielded once it is
     measured, and its epoch_s counts training only. The caller sees the same metrics and, while it holds an
     epoch, the model with that epoch's weights, also when it stops there; stopping costs the one epoch trained
-    ahead. Not used for a compiled model.
+    ahead. Not used for a compiled model, nor for streamed data (two threads would start DataLoader worker
+    processes at once, and forking beside a running thread is unsafe: a worker died so in a test).
 
     Checkpoints: ``on_checkpoint`` gets a :class:`TrainState` after every cfg.checkpoint_every-th evaluated
     epoch (measured in this thread, once the caller has seen it) and, when ``stop_requested()`` turns true
@@ -318,7 +319,7 @@ def fit(
     # torch.compile of a Module returns a Module (OptimizedModule); its stub types the result as a bare callable.
     net = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     measure = Measure(data)
-    ahead = _Ahead(model, measure, cfg.precision) if overlap and not cfg.compile else None
+    ahead = _Ahead(model, measure, cfg.precision) if overlap and not cfg.compile and not data.streamed else None
     model.train()
     step, t0, since = (resume.step if resume else 0), time.perf_counter(), 0
     every = (cfg.checkpoint_every or 0) if on_checkpoint is not None else 0
