@@ -218,7 +218,16 @@ class CIFAR10Config(_ValSplit):
         return value
 
 
-class ImageFolderConfig(_Split):
+class _StreamableSplit(_Split):
+    """Data that may not fit in memory. ``max_memory_mb``: the most megabytes (2**20 bytes) of float32 samples
+    held as tensors; larger data streams from its source through a DataLoader with ``workers`` worker
+    processes (0: in the training process). See docs/data.md."""
+
+    max_memory_mb: float = Field(1024, ge=0, description="larger data streams through a DataLoader")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes of streamed data")
+
+
+class ImageFolderConfig(_StreamableSplit):
     """Images in class folders, ``path/<class>/<image>`` (torchvision's ImageFolder layout), read with Pillow.
     Classes sorted by folder name are labels 0..C-1; samples are (3, H, W) RGB, or (1, H, W) with
     ``grayscale``, scaled to [0, 1]. ``size`` [H, W] (or one int: square) resizes every image; without it
@@ -243,11 +252,12 @@ class ImageFolderConfig(_Split):
         return hw
 
 
-class CallableDataConfig(_Split):
+class CallableDataConfig(_StreamableSplit):
     """A user's dataset: ``_target_`` is the dotted path of a callable; every key that is not initsweep's
-    own (name, split_seed, val_fraction, test_fraction, standardize) is passed to it as a keyword argument.
-    It returns ``(x, y)`` (split here like digits) or ``{"train": (x, y), "val": (x, y), "test": (x, y)}``
-    (val optional: then val_fraction of train). ``name`` labels the data; default: the callable's name."""
+    own (name, split_seed, val_fraction, test_fraction, standardize, max_memory_mb, workers) is passed to it
+    as a keyword argument. It returns ``(x, y)`` (split here like digits) or ``{"train": (x, y), "val": (x, y),
+    "test": (x, y)}`` (val optional: then val_fraction of train); a ``torch.utils.data.Dataset`` of (x, y)
+    samples may stand for any (x, y). ``name`` labels the data; default: the callable's name."""
 
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False, populate_by_name=True)
 

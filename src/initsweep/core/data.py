@@ -1,4 +1,5 @@
-"""Datasets as in-memory tensors, split once into train / val / test.
+"""Datasets as in-memory tensors, split once into train / val / test; data larger than ``data.max_memory_mb``
+(image folders, a user's torch Datasets) as :class:`Rows` read on access instead.
 
 Nothing is downloaded: every dataset is shipped inside a package, generated, read from a local path
 (IDX, CIFAR-10, image folders) or returned by a user's callable (``data._target_``). Splits depend only on the
@@ -7,7 +8,9 @@ data config (``split_seed``), never on the training seed, so runs with different
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,20 +33,92 @@ from initsweep.core.config import (
     MNIST1DConfig,
 )
 
+MB = 2**20  # bytes in one data.max_memory_mb
+EVAL_BATCH = 4096  # rows per evaluation batch at most
+
+
+class Rows(torch.utils.data.Dataset):
+    """Samples read on access, for data larger than ``data.max_memory_mb``: row i is ``read(indices[i])`` as
+    float32 of ``sample_shape``, then (x - mean) / std when ``mean`` / ``std`` are given (the training rows'
+    statistics, as the in-memory path standardizes). ``rows[i]`` (an int, on the CPU) is what a DataLoader's
+    worker reads; :meth:`batches` and :meth:`take` give stacked rows on ``device``. ``eval_batch``: rows per
+    evaluation batch; ``workers``: the DataLoader's worker processes."""
+
+    def __init__(
+        self,
+        read: Callable[[int], Any],
+        indices: np.ndarray,
+        sample_shape: tuple[int, ...],
+        workers: int = 0,
+        eval_batch: int = EVAL_BATCH,
+        mean: Tensor | None = None,
+        std: Tensor | None = None,
+    ):
+        self.read, self.indices, self.sample_shape = read, indices, sample_shape
+        self.workers, self.eval_batch, self.mean, self.std = workers, eval_batch, mean, std
+        self.device = torch.device("cpu")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def shape(self) -> torch.Size:
+        """(rows, *sample_shape), as a tensor of these rows would have."""
+        return torch.Size((len(self), *self.sample_shape))
+
+    def __getitem__(self, i: int) -> Tensor:
+        x = torch.as_tensor(np.asarray(self.read(int(self.indices[i])), dtype=np.float32)).reshape(self.sample_shape)
+        return x if self.mean is None or self.std is None else (x - self.mean) / self.std
+
+    def to(self, device: torch.device) -> Rows:
+        """A copy whose batches come on ``device`` (samples are read on the CPU)."""
+        moved = copy.copy(self)
+        moved.device = device
+        return moved
+
+    def standardized(self, mean: Tensor, std: Tensor) -> Rows:
+        """A copy whose rows are (x - mean) / std."""
+        out = copy.copy(self)
+        out.mean, out.std = mean, std
+        return out
+
+    def batches(self, index_batches: list[list[int]]) -> Iterator[Tensor]:
+        """The stacked rows of each list of row numbers, in order, on ``device``, read by a DataLoader with
+        ``workers`` worker processes. The loader draws its workers' seeds from a generator of its own: torch's
+        global generator (the model's initialization, dropout) is left as the in-memory path leaves it."""
+        loader = torch.utils.data.DataLoader(
+            self,
+            batch_sampler=index_batches,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),
+        )
+        for xb in loader:
+            yield xb.to(self.device, non_blocking=True)
+
+    def take(self, idx: Tensor) -> Tensor:
+        """Rows ``idx`` stacked on ``device`` (read here, without workers)."""
+        return torch.stack([self[i] for i in idx.tolist()]).to(self.device)
+
+    def chunks(self, batch_size: int) -> list[list[int]]:
+        """Row numbers 0..n-1 in consecutive lists of ``batch_size``."""
+        return [list(range(s, min(s + batch_size, len(self)))) for s in range(0, len(self), batch_size)]
+
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train/val/test tensors. Features are float32 of shape (n, *input_shape); labels int64 of shape (n,).
+    """Train/val/test tensors. Features are float32 of shape (n, *input_shape), or :class:`Rows` read on access
+    (``streamed``: data larger than data.max_memory_mb); labels are int64 tensors of shape (n,) either way.
 
     ``val_is_train``: there is no validation split (val_fraction = 0); x_val / y_val are the training tensors.
     """
 
     name: str
-    x_train: Tensor
+    x_train: Tensor | Rows
     y_train: Tensor
-    x_val: Tensor
+    x_val: Tensor | Rows
     y_val: Tensor
-    x_test: Tensor
+    x_test: Tensor | Rows
     y_test: Tensor
     num_classes: int
     val_is_train: bool = False
@@ -51,6 +126,16 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def streamed(self) -> bool:
+        """The features are :class:`Rows` read on access, not tensors."""
+        return isinstance(self.x_train, Rows)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the tensors, and the batches of streamed rows, are."""
+        return self.y_train.device
 
     def to(self, device: torch.device) -> Dataset:
         """A copy with every tensor moved to ``device`` (done once per job, not per batch)."""
@@ -205,23 +290,35 @@ def checked_arrays(x: Any, y: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
 _SPLITS = ("train", "val", "test")
 
 
-def _explicit_splits(out: Mapping[Any, Any], where: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{"train": (x, y), "val": (x, y), "test": (x, y)}`` (val optional), each checked; the samples of every
-    split must have one shape."""
+def _split_keys(out: Mapping[Any, Any], where: str) -> list[str]:
+    """The splits of a mapping, in the order train, val, test; ConfigError unless train and test (and
+    optionally val) are its keys."""
     keys = set(out)
     if not {"train", "test"} <= keys <= set(_SPLITS):
         raise ConfigError(
             f"{where} returned a mapping with keys {sorted(map(str, keys))}; expected train, test, val (optional)"
         )
-    splits = {}
-    for split in (s for s in _SPLITS if s in out):
-        pair = out[split]
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-            raise ConfigError(f"{where} [{split!r}] is a {type(pair).__name__}; expected a pair (x, y)")
-        splits[split] = checked_arrays(pair[0], pair[1], f"{where} [{split!r}]:")
-    shapes = {split: x.shape[1:] for split, (x, _) in splits.items()}
+    return [s for s in _SPLITS if s in out]
+
+
+def _checked_pair(pair: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split's (x, y), checked (:func:`checked_arrays`)."""
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise ConfigError(f"{where} is a {type(pair).__name__}; expected a pair (x, y)")
+    return checked_arrays(pair[0], pair[1], f"{where}:")
+
+
+def _one_sample_shape(shapes: Mapping[str, tuple[int, ...]], where: str) -> None:
+    """ConfigError when the splits' samples differ in shape."""
     if len(set(shapes.values())) > 1:
-        raise ConfigError(f"{where} the splits' samples differ in shape: {shapes}")
+        raise ConfigError(f"{where} the splits' samples differ in shape: {dict(shapes)}")
+
+
+def _explicit_splits(out: Mapping[Any, Any], where: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"train": (x, y), "val": (x, y), "test": (x, y)}`` (val optional), each checked; the samples of every
+    split must have one shape."""
+    splits = {split: _checked_pair(out[split], f"{where} [{split!r}]") for split in _split_keys(out, where)}
+    _one_sample_shape({split: x.shape[1:] for split, (x, _) in splits.items()}, where)
     return splits
 
 
@@ -237,6 +334,8 @@ def _user_data(cfg: CallableDataConfig) -> Dataset:
         out = fn(**cfg.kwargs)
     except Exception as e:  # noqa: BLE001 - any failure of user code becomes one message naming the key
         raise ConfigError(f"{where} failed: {type(e).__name__}: {e}") from e
+    if _has_torch_datasets(out):
+        return _user_torch_data(out, cfg, where)
     if isinstance(out, Mapping):
         splits = _explicit_splits(out, where)
         return _as_dataset(cfg.name, *splits["train"], cfg, test=splits["test"], val=splits.get("val"))
@@ -246,6 +345,64 @@ def _user_data(cfg: CallableDataConfig) -> Dataset:
         f"{where} returned a {type(out).__name__}; expected (x, y) or "
         "{'train': (x, y), 'val': (x, y), 'test': (x, y)} (val optional)"
     )
+
+
+def _has_torch_datasets(out: Any) -> bool:
+    """``out`` is a torch Dataset, or a mapping of splits holding one."""
+    values = out.values() if isinstance(out, Mapping) else [out]
+    return any(isinstance(v, torch.utils.data.Dataset) for v in values)
+
+
+class _ItemReader:
+    """x of item ``i`` of a map-style torch Dataset of (x, y) pairs, as a NumPy array (picklable)."""
+
+    def __init__(self, source: torch.utils.data.Dataset):
+        self.source = source
+
+    def __call__(self, i: int) -> np.ndarray:
+        x = self.source[i][0]
+        return np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x)
+
+
+def _labels(source: torch.utils.data.Dataset, where: str) -> np.ndarray:
+    """The y of every item: the Dataset's ``targets`` when it has them (torchvision's convention), else one
+    pass over its items."""
+    targets = getattr(source, "targets", None)
+    if targets is None:
+        targets = [source[i][1] for i in range(len(source))]  # type: ignore[arg-type]
+    y = np.asarray(torch.as_tensor(targets))
+    return checked_arrays(np.zeros((len(y), 1), np.float32), y, where)[1]
+
+
+def _user_torch_data(out: Any, cfg: CallableDataConfig, where: str) -> Dataset:
+    """A user's torch Dataset(s) of (x, y) pairs (all the data, or in a mapping of splits beside (x, y) pairs):
+    read into tensors when they fit in data.max_memory_mb (n x prod(x.shape) x 4 bytes, the shape of the first
+    item), else streamed as :class:`Rows`."""
+    parts = {k: out[k] for k in _split_keys(out, where)} if isinstance(out, Mapping) else {"train": out}
+    sources = {}
+    for split, part in parts.items():
+        at = f"{where} [{split!r}]"
+        if not isinstance(part, torch.utils.data.Dataset):
+            part = torch.utils.data.TensorDataset(*map(torch.from_numpy, _checked_pair(part, at)))
+        first = part[0] if len(part) else None
+        if not (isinstance(first, (tuple, list)) and len(first) == 2):
+            raise ConfigError(f"{at}: a torch Dataset must hold (x, y) pairs, got {type(first).__name__}")
+        sources[split] = part
+    shapes = {split: tuple(np.shape(p[0][0])) for split, p in sources.items()}
+    _one_sample_shape(shapes, where)
+    shape = shapes["train"]
+    if fits_in_memory(sum(len(p) for p in sources.values()), shape, cfg):
+        arrays = {split: _read_all(p, f"{where} [{split!r}]:") for split, p in sources.items()}
+        return _as_dataset(cfg.name, *arrays["train"], cfg, test=arrays.get("test"), val=arrays.get("val"))
+    read = {split: (_ItemReader(p), _labels(p, f"{where} [{split!r}]:")) for split, p in sources.items()}
+    return _streamed(cfg.name, read["train"], shape, cfg, test=read.get("test"), val=read.get("val"))
+
+
+def _read_all(source: torch.utils.data.Dataset, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every (x, y) item of a torch Dataset, stacked and checked (:func:`checked_arrays`)."""
+    items = [source[i] for i in range(len(source))]  # type: ignore[arg-type]
+    x = np.stack([np.asarray(torch.as_tensor(x)) for x, _ in items])
+    return checked_arrays(x, np.asarray([int(y) for _, y in items]), where)
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -317,21 +474,117 @@ def _image(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / np.float32(255)
 
 
-def _imagefolder(cfg: ImageFolderConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y): images as (3, H, W) (RGB) or (1, H, W) (grayscale) samples and their class labels."""
+class _ImageReader:
+    """Image ``i`` of ``files`` as a (1, H, W) (grayscale) or (3, H, W) float32 sample in [0, 1], resized to
+    ``size`` (H, W) when given; picklable, for a DataLoader's workers."""
+
+    def __init__(self, files: Sequence[Path], grayscale: bool, size: tuple[int, int] | None):
+        self.files, self.grayscale, self.size = files, grayscale, size
+
+    def __call__(self, i: int) -> np.ndarray:
+        image = _image(self.files[i], "L" if self.grayscale else "RGB", self.size)
+        return image[None] if self.grayscale else image.transpose(2, 0, 1)
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """(C, H, W) from ``size``, else from every file's header (no pixel is decoded); ConfigError naming
+        data.size when the images differ in size."""
+        from PIL import Image
+
+        channels = 1 if self.grayscale else 3
+        if self.size is not None:
+            return (channels, *self.size)
+        sizes: dict[tuple[int, int], Path] = {}
+        for path in self.files:
+            try:
+                with Image.open(path) as opened:
+                    sizes.setdefault(opened.size[::-1], path)
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"data.path: cannot read image {path}: {e}") from None
+            if len(sizes) > 1:
+                (a, first), (b, other) = sizes.items()
+                raise ConfigError(
+                    f"data.size = null: {other} is {b[0]}x{b[1]} pixels (H x W), {first} {a[0]}x{a[1]}; "
+                    "set data.size=[H, W] (or one int) to resize every image"
+                )
+        return (channels, *next(iter(sizes)))
+
+
+def _imagefolder(cfg: ImageFolderConfig) -> Dataset:
+    """Images as (3, H, W) (RGB) or (1, H, W) (grayscale) samples and their class labels: tensors when they
+    fit in data.max_memory_mb (n x C x H x W x 4 bytes, known from the file list and data.size or the file
+    headers before any pixel is read), else :class:`Rows`."""
     size = cfg.size if isinstance(cfg.size, tuple) else None  # validation made an int [H, W]
     files = image_files(Path(cfg.path or "").expanduser())
-    images = []
-    for path, _ in files:
-        images.append(_image(path, "L" if cfg.grayscale else "RGB", size))
-        if images[-1].shape != images[0].shape:
-            raise ConfigError(
-                f"data.size = null: {path} is {images[-1].shape[0]}x{images[-1].shape[1]} pixels (H x W), "
-                f"{files[0][0]} {images[0].shape[0]}x{images[0].shape[1]}; set data.size=[H, W] (or one int) "
-                "to resize every image"
-            )
-    x = np.stack(images)
-    return (x[:, None] if cfg.grayscale else x.transpose(0, 3, 1, 2)), np.array([label for _, label in files])
+    read = _ImageReader([p for p, _ in files], cfg.grayscale, size)
+    shape = read.sample_shape()
+    y = np.array([label for _, label in files], dtype=np.int64)
+    if not fits_in_memory(len(files), shape, cfg):
+        return _streamed(cfg.name, (read, y), shape, cfg)
+    return _as_dataset(cfg.name, np.stack([read(i) for i in range(len(files))]), y, cfg)
+
+
+def fits_in_memory(n: int, sample_shape: tuple[int, ...], cfg: DataConfig) -> bool:
+    """n x prod(sample_shape) x 4 bytes (float32) <= data.max_memory_mb x 2**20 (always, for data that cannot
+    stream)."""
+    limit = getattr(cfg, "max_memory_mb", None)
+    return limit is None or n * math.prod(sample_shape) * 4 <= limit * MB
+
+
+_Source = tuple[Callable[[int], Any], np.ndarray]  # read(i) -> sample i; the labels
+
+
+def _row_stats(rows: Rows) -> tuple[Tensor, Tensor]:
+    """Per-feature mean and std (population, ddof 0; a constant feature gets std 1) of ``rows`` in one pass:
+    sums of d = x - x_0 and d^2 in float64 (x_0 the first row keeps the sums small); mean = x_0 + E[d],
+    var = E[d^2] - E[d]^2."""
+    shift = rows[0].double()
+    total, squares = torch.zeros_like(shift), torch.zeros_like(shift)
+    for xb in rows.batches(rows.chunks(rows.eval_batch)):
+        d = xb.double() - shift
+        total += d.sum(0)
+        squares += (d * d).sum(0)
+    mean_d = total / len(rows)
+    std = (squares / len(rows) - mean_d**2).clamp_min(0).sqrt()
+    return (shift + mean_d).float(), torch.where(std > 0, std, 1.0).float()
+
+
+def _streamed(
+    name: str,
+    train: _Source,
+    shape: tuple[int, ...],
+    cfg: ImageFolderConfig | CallableDataConfig,
+    test: _Source | None = None,
+    val: _Source | None = None,
+) -> Dataset:
+    """:func:`_as_dataset` for data read on access: the same splits (stratified by split_seed on the labels)
+    as :class:`Rows`; standardized with the training rows' mean and std (:func:`_row_stats`, one pass)."""
+    read, y = train
+    if test is None:
+        tr, va, te = stratified_split(y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        parts = [(read, y, tr), (read, y, va), (read, y, te)]
+    elif val is None:
+        tr, va, _ = stratified_split(y, cfg.val_fraction, 0.0, cfg.split_seed)
+        parts = [(read, y, tr), (read, y, va), (*test, np.arange(len(test[1])))]
+    else:
+        parts = [(read, y, np.arange(len(y))), (*val, np.arange(len(val[1]))), (*test, np.arange(len(test[1])))]
+    eval_batch = max(1, min(EVAL_BATCH, int(cfg.max_memory_mb * MB) // (4 * math.prod(shape))))
+    rows = [Rows(r, idx, shape, cfg.workers, eval_batch) for r, _, idx in parts]
+    if cfg.standardize:
+        mean, std = _row_stats(rows[0])
+        rows = [r.standardized(mean, std) for r in rows]
+    labels = [torch.from_numpy(np.ascontiguousarray(lab[idx])) for _, lab, idx in parts]
+    no_val = len(labels[1]) == 0
+    return Dataset(
+        name=name,
+        x_train=rows[0],
+        y_train=labels[0],
+        x_val=rows[0] if no_val else rows[1],
+        y_val=labels[0] if no_val else labels[1],
+        val_is_train=no_val,
+        x_test=rows[2],
+        y_test=labels[2],
+        num_classes=int(max(int(lab.max()) for lab in labels if len(lab))) + 1,
+    )
 
 
 def _as_dataset(
@@ -398,7 +651,7 @@ def load(cfg: DataConfig) -> Dataset:
         x, y, xt, yt = _cifar10(cfg)
         return _as_dataset(cfg.name, x, y, cfg, test=(xt, yt))
     if isinstance(cfg, ImageFolderConfig):
-        return _as_dataset(cfg.name, *_imagefolder(cfg), cfg)
+        return _imagefolder(cfg)
     if isinstance(cfg, CallableDataConfig):
         return _user_data(cfg)
     raise ValueError(f"data.name = {cfg.name!r}: unknown dataset")  # pragma: no cover

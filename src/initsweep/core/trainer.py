@@ -1,5 +1,5 @@
 """The training loop: in-memory tensors, shuffled index-slice batches, a train and a validation pass per
-evaluated epoch.
+evaluated epoch; streamed data (:class:`initsweep.core.data.Rows`) gives the same batches through a DataLoader.
 
 It knows nothing of MLflow or Optuna. :func:`fit` yields one :class:`EpochMetrics` per epoch; the caller
 logs it, reports it to a trial, or stops iterating to end training early.
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from initsweep.core.config import ConfigError, MetricsConfig, TrainerConfig
-from initsweep.core.data import Dataset
+from initsweep.core.data import Dataset, Rows
 from initsweep.core.models import loss_fn, predict
 
 
@@ -109,17 +109,17 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> tuple[float, float]:
-    """(mean loss, accuracy) of ``model`` on (x, y), in eval mode; (nan, nan) on an empty set.
+def evaluate(model: nn.Module, x: Tensor | Rows, y: Tensor, batch_size: int = 4096) -> tuple[float, float]:
+    """(mean loss, accuracy) of ``model`` on (x, y), in eval mode: the sums over batches of the per-example
+    losses and hits, / n; (nan, nan) on an empty set. Streamed rows come in batches of at most ``eval_batch``.
     The loss is the model's: cross-entropy (softmax head) or binary cross-entropy (sigmoid head)."""
     if len(x) == 0:
         return math.nan, math.nan
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size]).float()
-        target = y[start : start + batch_size]
+    for xb, target in _batches(x, y, None, 0, batch_size if isinstance(x, Tensor) else min(batch_size, x.eval_batch)):
+        logits = model(xb).float()
         loss_sum += loss_fn(logits, target, reduction="sum").item()
         correct += int((predict(logits) == target).sum().item())  # a count: item() of an integer tensor
     model.train(was_training)
@@ -142,11 +142,11 @@ class Measure:
         self.data = data
         parts = [(data.x_train, data.y_train)] + ([] if data.val_is_train else [(data.x_val, data.y_val)])
         sizes = [len(y) for _, y in parts]
-        self.fused = 0 not in sizes and sum(sizes) <= FUSED_EVAL_MAX
+        self.fused = not data.streamed and 0 not in sizes and sum(sizes) <= FUSED_EVAL_MAX
         if self.fused:
             device = data.y_train.device
             self.sizes = sizes
-            self.x = torch.cat([x for x, _ in parts])
+            self.x = torch.cat([cast(Tensor, x) for x, _ in parts])
             self.y = torch.cat([y for _, y in parts])
             self.part = torch.cat([torch.full((k,), i, device=device) for i, k in enumerate(sizes)])  # set of row
             self.sums = torch.zeros(len(parts), 2, device=device)
@@ -210,7 +210,7 @@ class BestState:
             self.epoch, self.val_acc = epoch, val_acc
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    def evaluate(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
+    def evaluate(self, model: nn.Module, x: Tensor | Rows, y: Tensor) -> tuple[float, float]:
         """(loss, accuracy) on (x, y) of ``model`` with the best weights; ``model`` is left as it was."""
         if self.state is None:
             return math.nan, math.nan
@@ -294,7 +294,8 @@ def fit(
     in a second thread, on a copy of the weights, while the next epoch trains; the epoch is yielded once it is
     measured, and its epoch_s counts training only. The caller sees the same metrics and, while it holds an
     epoch, the model with that epoch's weights, also when it stops there; stopping costs the one epoch trained
-    ahead. Not used for a compiled model.
+    ahead. Not used for a compiled model, nor for streamed data (two threads would start DataLoader worker
+    processes at once, and forking beside a running thread is unsafe: a worker died so in a test).
 
     Checkpoints: ``on_checkpoint`` gets a :class:`TrainState` after every cfg.checkpoint_every-th evaluated
     epoch (measured in this thread, once the caller has seen it) and, when ``stop_requested()`` turns true
@@ -318,7 +319,7 @@ def fit(
     # torch.compile of a Module returns a Module (OptimizedModule); its stub types the result as a bare callable.
     net = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     measure = Measure(data)
-    ahead = _Ahead(model, measure, cfg.precision) if overlap and not cfg.compile else None
+    ahead = _Ahead(model, measure, cfg.precision) if overlap and not cfg.compile and not data.streamed else None
     model.train()
     step, t0, since = (resume.step if resume else 0), time.perf_counter(), 0
     every = (cfg.checkpoint_every or 0) if on_checkpoint is not None else 0
@@ -381,7 +382,7 @@ def _train_epoch(
     net: nn.Module,
     optimizer: torch.optim.Optimizer,
     cfg: TrainerConfig,
-    x: Tensor,
+    x: Tensor | Rows,
     y: Tensor,
     order: Tensor | None,
     offset: int,
@@ -390,22 +391,17 @@ def _train_epoch(
     loss_sum: Tensor,
     stop: Callable[[], bool],
 ) -> tuple[int, int, int | None]:
-    """Train on the epoch's batches from example ``offset`` on (slices of ``order``; None: full batch), adding
-    each batch's loss x size to ``loss_sum``, until the epoch ends, ``total`` steps are done, or ``stop()``
-    after a step. Returns (steps done in all, examples seen this epoch, where it stopped early or None)."""
-    n, bs = len(x), batch_size_of(cfg, len(x))
+    """Train on the epoch's batches from example ``offset`` on (:func:`_batches` of ``order``), adding each
+    batch's loss x size to ``loss_sum``, until the epoch ends, ``total`` steps are done, or ``stop()`` after a
+    step. Returns (steps done in all, examples seen this epoch, where it stopped early or None)."""
+    n, bs = len(y), batch_size_of(cfg, len(y))
     per_epoch = math.ceil(n / bs)
     seen = offset
-    for start in range(offset, n, bs):
+    for xb, yb in _batches(x, y, order, offset, bs):
         if step == total:
             break
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * group.get("lr_mult", 1.0) * lr_factor(step, per_epoch, total, cfg)
-        if order is None:
-            xb, yb = x, y
-        else:
-            idx = order[start : start + bs]
-            xb, yb = x[idx], y[idx]
         with autocast(x.device, cfg.precision):  # forward only; backward runs outside autocast
             loss = loss_fn(net(xb).float(), yb)
         optimizer.zero_grad(set_to_none=True)
@@ -415,8 +411,27 @@ def _train_epoch(
         seen += len(yb)
         step += 1
         if stop():
-            return step, seen, min(start + bs, n)
+            return step, seen, seen
     return step, seen, None
+
+
+def _batches(
+    x: Tensor | Rows, y: Tensor, order: Tensor | None, offset: int, batch_size: int
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """(x, y) batches of ``batch_size`` examples (the last one smaller): ``order[offset:]`` in slices (None:
+    the examples in order, all at once when batch_size >= n). Tensors are indexed; streamed rows are read by
+    their DataLoader, the same examples in the same batches, and their labels indexed."""
+    n = len(y)
+    if isinstance(x, Tensor):
+        for start in range(offset, n, batch_size):
+            if order is None:
+                yield (x, y) if batch_size >= n else (x[start : start + batch_size], y[start : start + batch_size])
+            else:
+                idx = order[start : start + batch_size]
+                yield x[idx], y[idx]
+        return
+    chunks = (order if order is not None else torch.arange(n, device=y.device))[offset:].split(batch_size)
+    yield from zip(x.batches([c.tolist() for c in chunks]), (y[c] for c in chunks))
 
 
 class _Ahead:
@@ -436,7 +451,7 @@ class _Ahead:
         self.pending = (epoch, timing, self.pool.submit(self._measure))
 
     def _measure(self) -> tuple[float, float, float, float]:
-        with autocast(self.measure.data.x_train.device, self.precision):
+        with autocast(self.measure.data.device, self.precision):
             return self.measure(self.shadow)
 
     def hand_over(self) -> tuple | None:

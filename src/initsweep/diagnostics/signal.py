@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from initsweep.core.data import Rows
 from initsweep.core.initializers import Layer, init_layers
 from initsweep.core.models import loss_fn
 
@@ -63,16 +64,17 @@ class Diagnostics:
         return "; ".join(self.warnings) or None
 
 
-def fixed_batch(x: Tensor, y: Tensor, batch_size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+def fixed_batch(x: Tensor | Rows, y: Tensor, batch_size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """The same ``batch_size`` examples for every run: a permutation drawn from its own generator.
 
     The training seed plays no part, so runs that differ only by seed are diagnosed on the same batch.
+    Streamed rows (:class:`initsweep.core.data.Rows`) give the same examples, read from their source.
     """
     n = len(x)
     if batch_size >= n:
-        return x, y
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:batch_size].to(x.device)
-    return x[idx], y[idx]
+        return (x, y) if isinstance(x, Tensor) else (x.take(torch.arange(n)), y)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:batch_size].to(y.device)
+    return (x[idx] if isinstance(x, Tensor) else x.take(idx)), y[idx]
 
 
 def layer_activations(model: nn.Module) -> list[tuple[str, Layer, nn.Module | None]]:

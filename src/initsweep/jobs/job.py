@@ -55,7 +55,7 @@ from initsweep.diagnostics.meanfield import meanfield_metrics
 from initsweep.diagnostics.signal import Diagnostics, diagnose, fixed_batch
 from initsweep.jobs import resume
 from initsweep.jobs.devices import job_device
-from initsweep.jobs.resources import check_fits, use_deterministic_kernels
+from initsweep.jobs.resources import check_fits, check_streamable, use_deterministic_kernels
 from initsweep.protocol import (
     Failure,
     JobStatus,
@@ -243,9 +243,7 @@ def execute(
     # Work moved off the critical path goes to a second thread when a CPU core is spare: the init diagnostics
     # run while training starts, and each epoch is measured while the next one trains, unless something may
     # stop training early (a trial's pruning would pay the epoch trained ahead).
-    spare_core = data.x_train.device.type == "cpu" and torch.get_num_threads() * ctx.parallel_jobs < (
-        os.cpu_count() or 1
-    )
+    spare_core = data.device.type == "cpu" and torch.get_num_threads() * ctx.parallel_jobs < (os.cpu_count() or 1)
     overlap = spare_core and on_epoch is None
     diag_batch = diag = None
     if config.diagnostics.enabled:
@@ -297,10 +295,11 @@ def _build(
     if device.type == "cuda":  # several GPUs: one per parallel worker (docs/scale-out.md)
         device = torch.device(job_device("cuda", ctx.job_num, ctx.parallel_jobs, torch.cuda.device_count()))
     data = datasets.load(config.data).to(device)
+    check_streamable(config.trainer, data)
     check_fits(config.model, config.trainer, data.input_shape, data.num_classes, device)  # before allocating
     model = build_model(config.model, data.input_shape, data.num_classes).to(device)
     try:
-        stats = initialize(model, config.init, model_activation(model), batch=data.x_train)
+        stats = initialize(model, config.init, model_activation(model), batch=_init_batch(data, config.init.name))
     except InitError as e:
         raise ConfigError(f"Invalid configuration:\n  {e}") from None
     plan = parametrization.plan(model, config.parametrization)
@@ -308,6 +307,15 @@ def _build(
     optimizer = config.trainer.optimizer
     used = {**resolved_autos(flatten(raw), model_activation(model), str(device)), **plan.params(optimizer)}
     return data, model, stats, used, plan.lr_multipliers(optimizer)
+
+
+def _init_batch(data: datasets.Dataset, init: str) -> torch.Tensor | None:
+    """Training inputs for the data-dependent initializer (``lsuv``): all of them in memory; of streamed data,
+    a fixed sample of ``eval_batch`` rows (:func:`fixed_batch`), read only for lsuv."""
+    x = data.x_train
+    if isinstance(x, torch.Tensor):
+        return x
+    return fixed_batch(x, data.y_train, x.eval_batch)[0] if init == "lsuv" else None
 
 
 def resolved_autos(params: dict[str, str], activation: str, device: str) -> dict[str, str]:
@@ -442,7 +450,7 @@ def _train_and_log(
 
     every = config.diagnostics.every
     tc = config.tracking
-    epochs = planned_epochs(config.trainer, len(data.x_train))
+    epochs = planned_epochs(config.trainer, len(data.y_train))
     logged = logged_epochs(epochs, config.trainer.eval_every, tc.log_every, tc.max_points)
     # every evaluated epoch: the summary is exact whatever is logged
     history: list[EpochMetrics] = list(point.history) if point else []

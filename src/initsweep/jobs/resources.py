@@ -16,6 +16,7 @@ import psutil
 import torch
 
 from initsweep.core.config import Config, ConfigError, ModelConfig, TrainerConfig
+from initsweep.core.data import Dataset
 from initsweep.core.models import check_model
 
 BYTES_PER_VALUE = 4  # float32
@@ -54,6 +55,17 @@ def check_fits(
     )
 
 
+def check_streamable(trainer: TrainerConfig, data: Dataset) -> None:
+    """ConfigError when streamed data (larger than data.max_memory_mb) meets ``trainer.batch_size = full``: one
+    batch of every training example would hold it all in memory."""
+    if data.streamed and trainer.batch_size == "full":
+        raise ConfigError(
+            f"Invalid configuration:\n  trainer.batch_size = full: the training data ({len(data.y_train)} x "
+            f"{'x'.join(map(str, data.input_shape))} samples) exceeds data.max_memory_mb and streams in batches; "
+            "choose an integer batch size or raise data.max_memory_mb"
+        )
+
+
 def check_buildable(config: Config) -> None:
     """ConfigError when a valid config still cannot run: its data cannot be loaded (:func:`initsweep.core.data.load`,
     cached), its model cannot be built for that data, an ``init.rules`` glob matches nothing it can set, or the
@@ -64,6 +76,7 @@ def check_buildable(config: Config) -> None:
     from initsweep.core.initializers import InitError, check_rules
 
     data = datasets.load(config.data)
+    check_streamable(config.trainer, data)
     model = check_model(config.model, data.input_shape, data.num_classes)
     try:
         check_rules(model, config.init.rules)
