@@ -46,6 +46,16 @@ def test_constant_init_duplicates_every_hidden_unit_and_warns(scheme):
     assert "fc1 32/32" in d.warning and "fc2 32/32" in d.warning
 
 
+def test_a_deep_constant_net_names_three_layers_and_counts_the_rest():
+    model = mlp(16, 6, 8)  # 6 hidden layers, every unit of each a duplicate
+    initialize(model, InitConfig(name="ones"), "relu")
+    x, y = batch(32, 16)
+    warning = diagnose(model, x, y).warning
+    assert warning is not None
+    symmetry = warning.split("; ")[0]
+    assert symmetry == "symmetry not broken: duplicate units in fc1 8/8, fc2 8/8, fc3 8/8 and 3 more layers"
+
+
 def test_random_init_has_no_duplicates_and_no_symmetry_warning():
     model = mlp(64, 2, 32)
     initialize(model, InitConfig(name="normal", std=0.1), "relu")

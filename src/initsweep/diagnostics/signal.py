@@ -220,12 +220,16 @@ def diagnose(
     return Diagnostics(metrics, warnings, [n for n, _, _ in named], profile_act, profile_grad)
 
 
+WARNED_LAYERS = 3  # layers a warning names; a model of 100 blocks gets "... and 97 more", not a 3 kB line
+
+
 def _warnings(hidden: list[tuple[str, float, int, int]], loss: float, warn_factor: float) -> list[str]:
     """The reasons a run is unlikely to train well, judged from its hidden layers and initial loss."""
     out = []
     dup = [f"{name} {d}/{n}" for name, _, d, n in hidden if d > 0]
     if dup:
-        out.append("symmetry not broken: duplicate units in " + ", ".join(dup))
+        more = f" and {len(dup) - WARNED_LAYERS} more layers" if len(dup) > WARNED_LAYERS else ""
+        out.append("symmetry not broken: duplicate units in " + ", ".join(dup[:WARNED_LAYERS]) + more)
     if len(hidden) >= 2:
         (first, s0, _, _), (last, s1, _, _) = hidden[0], hidden[-1]
         if s0 > 0 or s1 > 0:
