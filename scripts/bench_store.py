@@ -219,14 +219,17 @@ def measure(store: Path, cwd: Path) -> dict[str, float]:
     trials = tracking.child_runs(client, exp_id, study_id)
     study = trials[0].data.tags[Tag.STUDY_NAME]
     parent = Parent(study_id, exp_id, uri, study_id)
-    outcomes = [
-        TrialOutcome(int(r.data.tags[Tag.TRIAL_NUMBER]), {}, TrialState(r.data.tags[Tag.TRIAL_STATE])) for r in trials
+    outcomes = [  # as the sweeper holds them: each with the run id its trial's job recorded
+        TrialOutcome(int(t[Tag.TRIAL_NUMBER]), {}, TrialState(t[Tag.TRIAL_STATE]), run_id=r.info.run_id)
+        for r in trials
+        for t in [r.data.tags]
     ]
     best = [int(r.data.tags[Tag.TRIAL_NUMBER]) for r in trials if r.data.tags.get(Tag.BEST) == "true"]
+    runs = {o.number: o.run_id for o in outcomes}
     got["trials"] = timed(
         lambda: (
             sweep_runs.tag_trials(parent, study, outcomes),
-            tracking.mark_best_runs(client, parent, study, best),
+            tracking.mark_best_runs(client, parent, study, best, runs),
         )
     )
     return got

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
-from initsweep.protocol import Parent, Tag
+from initsweep.protocol import Parent, Tag, TrialOutcome, TrialState
 from initsweep.tracking import client as tracking
 from initsweep.writer.sweep_runs import study_parent_run
 
@@ -64,3 +64,21 @@ def test_a_grown_sqlite_store_reads_a_metric_history_through_the_run_index(tmp_s
     tracking.connect(tmp_store)
     assert "index_metrics_run_uuid_key_step" in plan()
     assert [v for _, v in tracking.metric_history(client, runs[0], "m3")] == [0.0] * 30
+
+
+def test_trial_runs_the_sweeper_knows_are_tagged_without_a_search(tmp_store: str):
+    """A trial's run id, recorded by its job, is the run tagged: not another run with its number (a killed
+    attempt), and a best trial already tagged is left as it is."""
+    client = tracking.connect(tmp_store)
+    exp = tracking.experiment_id(client, "known")
+    parent, runs = _study(client, exp, "s", 2)
+    retry = tracking.start_run(client, exp, "trial 1", {Tag.STUDY_NAME: "s", Tag.TRIAL_NUMBER: 1}, parent.run_id)
+    outcomes = [TrialOutcome(n, {}, TrialState.COMPLETE, run_id=runs[n]) for n in (0, 1)]  # older than `retry`
+    tracking.record_trials(client, parent, "s", outcomes)
+    tracking.mark_best_runs(client, parent, "s", [1], {1: runs[1]})
+    tracking.mark_best_runs(client, parent, "s", [1], {1: runs[1]})
+
+    tags = {r: client.get_run(r).data.tags for r in [*runs, retry.run_id]}
+    assert [tags[r].get(Tag.TRIAL_STATE) for r in runs] == ["COMPLETE", "COMPLETE"]
+    assert Tag.TRIAL_STATE not in tags[retry.run_id]  # the search would have picked the latest run
+    assert [r for r, t in tags.items() if t.get(Tag.BEST) == "true"] == [runs[1]]

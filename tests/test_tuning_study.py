@@ -88,6 +88,7 @@ def test_pruning_stops_poor_trials_and_mlflow_records_each_trial(pruned_study):
     client = client_for(pruned_study)
     for number, run in runs.items():
         assert run.data.tags["trial_state"] == states[number]
+        assert study.trials[number].user_attrs["run_id"] == run.info.run_id  # the trial names its MLflow run
         assert run.data.params["init.std"] == repr(study.trials[number].params["init.std"])
         epochs_logged = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
         assert len(epochs_logged) == study.trials[number].user_attrs["epochs"]

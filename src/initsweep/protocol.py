@@ -128,6 +128,7 @@ class TrialOutcome:
     value: float | None = None
     reason: str = ""
     epochs: int = 0
+    run_id: str = ""  # the MLflow run of the trial's last attempt, as its job recorded it ("" if none did)
 
     @property
     def label(self) -> str:

@@ -231,8 +231,8 @@ class Study:
             state, value = TrialState.FAIL, None
             reason = f"marked FAIL by process {by} while this invocation ran it"
             self.interfered.append(f"trial {trial.number}: {reason}")
-        epochs = int(frozen.user_attrs.get("epochs", 0))
-        outcome = TrialOutcome(trial.number, dict(trial.params), state, value, reason, epochs)
+        epochs, run_id = int(frozen.user_attrs.get("epochs", 0)), str(frozen.user_attrs.get("run_id", ""))
+        outcome = TrialOutcome(trial.number, dict(trial.params), state, value, reason, epochs, run_id)
         self.outcomes.append(outcome)
         result = objectives.describe(self.plan.metrics, value) if value is not None else reason
         log.info(f"Trial {trial.number} {state.value} after {epochs} epochs: {outcome.label}: {result}")
@@ -333,5 +333,6 @@ class Study:
             metrics["best_value"] = best["best_value"]
         best_params = (best["best_trial"], best["best_params"]) if "best_trial" in best else None
         shared, numbers = self.plan.settings.shared_parent, objectives.best_numbers(best)
-        args = (self.plan.study_name, metrics, best_params, numbers, results_path, plots, shared)
+        runs = {o.number: o.run_id for o in self.outcomes if o.run_id}
+        args = (self.plan.study_name, metrics, best_params, numbers, runs, results_path, plots, shared)
         writer.store_side(self.writer, sweep_runs.log_study_results, self.parent, *args)

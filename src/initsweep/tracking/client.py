@@ -525,6 +525,9 @@ def record_trials(client: MlflowClient, parent: Parent, study_name: str, outcome
         }
         if o.reason:
             tags[Tag.TRIAL_REASON] = o.reason
+        if o.run_id:  # recorded by the trial's job: no search (23 ms each on a store of 10,000 runs)
+            RunLogger(client, o.run_id).set_tags(tags)
+            continue
         runs = child_runs(client, parent.experiment_id, parent.run_id, {Tag.TRIAL_NUMBER: o.number})
         if runs:  # the latest, when a dead worker's trial ran again
             RunLogger(client, runs[-1].info.run_id).set_tags(tags)
@@ -556,9 +559,16 @@ def log_study_end(
         logger.log_artifact(path, "optuna")
 
 
-def mark_best_runs(client: MlflowClient, parent: Parent, study_name: str, numbers: Sequence[int]) -> None:
+def mark_best_runs(
+    client: MlflowClient,
+    parent: Parent,
+    study_name: str,
+    numbers: Sequence[int],
+    run_ids: Mapping[int, str] | None = None,
+) -> None:
     """Tag the runs of the study's best trials (one, or the Pareto front) ``optuna.best=true``, untag the runs of
-    the study that no longer are, and list the numbers on the parent (``optuna.best_trials``). Safe when two
+    the study that no longer are, and list the numbers on the parent (``optuna.best_trials``). A best trial's run
+    is taken from ``run_ids`` (trial number -> run id) when there, else searched for by tag. Safe when two
     workers of a shared study do it at once: log_batch retries a concurrent insert of a tag, set_tag would not."""
     RunLogger(client, parent.run_id).set_tags({Tag.BEST_TRIALS: ",".join(map(str, numbers))})
 
@@ -566,14 +576,19 @@ def mark_best_runs(client: MlflowClient, parent: Parent, study_name: str, number
         runs = tagged_runs(client, parent.experiment_id, {Tag.STUDY_NAME: study_name, tag: value})
         return [r for r in runs if Tag.ROLE not in r.data.tags]
 
-    wanted = {str(n) for n in numbers}
+    wanted, tagged = {str(n) for n in numbers}, set()
     for run in of_study(Tag.BEST, "true"):
+        number = run.data.tags.get(Tag.TRIAL_NUMBER)
+        if number in wanted:
+            tagged.add(number)
+            continue
         try:
-            if run.data.tags.get(Tag.TRIAL_NUMBER) not in wanted:
-                retrying(client.delete_tag, run.info.run_id, Tag.BEST)
+            retrying(client.delete_tag, run.info.run_id, Tag.BEST)
         except MlflowException as e:  # the other worker deleted it first
             if e.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-    for number in sorted(wanted):
-        for run in of_study(Tag.TRIAL_NUMBER, number):
-            RunLogger(client, run.info.run_id).set_tags({Tag.BEST: "true"})
+    known = run_ids or {}
+    for number in sorted(n for n in numbers if str(n) not in tagged):
+        found = [known[number]] if number in known else [r.info.run_id for r in of_study(Tag.TRIAL_NUMBER, str(number))]
+        for run_id in found:
+            RunLogger(client, run_id).set_tags({Tag.BEST: "true"})

@@ -115,6 +115,7 @@ def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> fl
     except ConfigError as e:
         raise TrialConfigError(str(e)) from None
     trial.set_user_attr("epochs", outcome.epochs)
+    trial.set_user_attr("run_id", outcome.run_id)  # the sweeper tags this run without searching the store
     if outcome.error is not None:
         raise outcome.error
     if outcome.status == JobStatus.DIVERGED:

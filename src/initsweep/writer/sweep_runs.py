@@ -170,12 +170,14 @@ def log_study_results(
     metrics: Mapping[str, float],
     best: tuple[int, Mapping[str, Any]] | None,
     best_numbers: Sequence[int],
+    run_ids: Mapping[int, str],
     results: Path,
     plots: Sequence[Path],
     shared: bool,
 ) -> None:
     """The study's counts, best trial, results file and plots on its parent run; its best trials' runs
-    tagged. The best trial of a shared parent, which later workers change, is logged as tags, not params."""
+    tagged (``run_ids``: the trial runs this process knows, by trial number). The best trial of a shared parent,
+    which later workers change, is logged as tags, not params."""
     client = tracking.connect(parent.tracking_uri)
     logger = tracking.RunLogger(client, parent.run_id)
     if shared and best is not None:
@@ -183,7 +185,7 @@ def log_study_results(
         logger.set_tags({Tag.BEST_TRIAL: number, **{f"best_params.{k}": v for k, v in values.items()}})
         best = None
     tracking.log_study_end(logger, metrics, best, results, plots)
-    tracking.mark_best_runs(client, parent, study_name, best_numbers)
+    tracking.mark_best_runs(client, parent, study_name, best_numbers, run_ids)
 
 
 def study_parent_run(client: Any, exp_id: str, study_name: str, run_name: str, tags: Mapping[str, Any]) -> str:
