@@ -12,7 +12,15 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import CONF, ROOT, all_runs, client_for, run_train, store_uri, train_env
-from initsweep.report.comparison import Estimate, comparison, comparison_table, group_of, mean_ci, short_labels
+from initsweep.report.comparison import (
+    Estimate,
+    comparison,
+    comparison_table,
+    estimate,
+    group_of,
+    mean_ci,
+    short_labels,
+)
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -31,6 +39,9 @@ def test_estimate_format():
     assert Estimate(math.nan, math.nan, 0).format("{:.3f}") == "-"
     assert Estimate(math.nan, math.nan, 0, never=3).format("{:.1f}") == "never (3)"
     assert Estimate(4.0, 1.0, 2, never=1).format("{:.1f}") == "4.0 ± 1.0 (never: 1)"
+    diverged = [math.nan, math.nan, math.nan]  # a diverged group's final train loss is NaN, not "never"
+    assert estimate("train/loss_final", diverged).format("{:.4g}") == "NaN (3)"
+    assert estimate("train/loss_final", [0.5, math.nan]).format("{:.4g}") == "0.5 (NaN: 1)"
 
 
 def _run(

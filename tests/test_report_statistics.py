@@ -8,7 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from initsweep.report.comparison import clopper_pearson, comparison, median_speed, paired_difference, paired_lines
+from initsweep.report.comparison import (
+    clopper_pearson,
+    comparison,
+    median_speed,
+    paired_difference,
+    paired_lines,
+    paired_references,
+)
 
 BASE = {"init.name": "xavier_uniform", "trainer.epochs": "10", "trainer.lr": "0.01"}
 
@@ -70,3 +77,27 @@ def test_paired_differences_say_whether_they_are_resolved() -> None:
     assert paired_difference(*stats, "test/acc")[1] == "resolved"
     (line,) = paired_lines(stats, keys=["test/acc"])
     assert line.startswith("- test/acc: init=b - init=a = +0.0250 (95% CI [") and line.endswith("resolved at 95%")
+
+
+def test_each_configuration_pairs_with_the_ones_that_differ_from_it_in_one_key() -> None:
+    configs = [(d, i) for d in ("2", "8") for i in ("orthogonal", "lecun")]
+    runs = [
+        _run(
+            f"model.depth={d} init={i}",
+            10 * j + s,
+            s,
+            {"test/acc": 0.5 + 0.1 * j},
+            **{"model.depth": d, "init.name": i},
+        )
+        for j, (d, i) in enumerate(configs)
+        for s in range(2)
+    ]
+    stats = comparison(runs, keys=["test/acc"])
+    pairs = [(ref.group, g.group) for ref, g in paired_references(stats)]
+    assert pairs == [
+        ("model.depth=2 init=orthogonal", "model.depth=2 init=lecun"),
+        ("model.depth=2 init=orthogonal", "model.depth=8 init=orthogonal"),
+        ("model.depth=2 init=lecun", "model.depth=8 init=lecun"),
+        ("model.depth=8 init=orthogonal", "model.depth=8 init=lecun"),  # init at depth 8, not across depths
+    ]
+    assert len(paired_lines(stats, keys=["test/acc"])) == 4

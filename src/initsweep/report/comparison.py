@@ -117,17 +117,19 @@ class Estimate:
     half_width: float
     n: int
     never: int = 0  # runs without a value (NaN: e.g. never reached the learning target), left out of the mean
+    missing: str = "never"  # what a run without a value is called: "never" (a speed), "NaN" (a diverged loss)
 
     def format(self, fmt: str) -> str:
         """``mean ± half_width`` in ``fmt``; the mean alone when n = 1; ``-`` when n = 0; with
-        `` (never: k)`` when k runs had no value, "never" alone when none had one."""
+        `` (never: k)`` when k runs had no value, ``never (k)`` alone when none had one (``NaN`` for a
+        quantity that is not a speed)."""
         if self.n == 0:
-            return f"never ({self.never})" if self.never else "-"
+            return f"{self.missing} ({self.never})" if self.never else "-"
         if self.n == 1 or not math.isfinite(self.half_width):
             text = fmt.format(self.mean)
         else:
             text = f"{fmt.format(self.mean)} ± {fmt.format(self.half_width)}"
-        return f"{text} (never: {self.never})" if self.never else text
+        return f"{text} ({self.missing}: {self.never})" if self.never else text
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ def t_quantile(confidence: float, df: int) -> float:
     return float(stdtrit(df, (1 + confidence) / 2))
 
 
-def _estimate(key: str, values: Sequence[float]) -> Estimate | Median | Rate:
+def estimate(key: str, values: Sequence[float]) -> Estimate | Median | Rate:
     """A rate (``RATE_KEYS``: k/n, Clopper-Pearson), a speed (``epochs_to``: median, never = inf), else mean_ci
     of the values that are not NaN, the NaN ones counted."""
     if key in RATE_KEYS:
@@ -216,7 +218,7 @@ def _estimate(key: str, values: Sequence[float]) -> Estimate | Median | Rate:
     if "epochs_to" in key:
         return median_speed(values)
     kept = [v for v in values if v == v]
-    return replace(mean_ci(kept), never=len(values) - len(kept))
+    return replace(mean_ci(kept), never=len(values) - len(kept), missing="NaN")
 
 
 def config_key(run: Any) -> str:
@@ -290,7 +292,7 @@ def comparison(runs: Sequence[Any], keys: Sequence[str] = COMPARISON_KEYS) -> li
         ordered = sorted(finished, key=lambda r: r.info.start_time or 0)
         by_seed = {r.data.params.get("seed", r.info.run_id): r for r in ordered}
         latest = list(by_seed.values())
-        estimates = {k: _estimate(k, [r.data.metrics[k] for r in latest if k in r.data.metrics]) for k in keys}
+        estimates = {k: estimate(k, [r.data.metrics[k] for r in latest if k in r.data.metrics]) for k in keys}
         out.append(GroupStats(group, labels[group], members, finished, estimates, by_seed))
     return out
 
@@ -309,16 +311,41 @@ def paired_difference(a: GroupStats, b: GroupStats, key: str, confidence: float 
     return est, "resolved" if resolved else "not resolved"
 
 
-def paired_lines(stats: Sequence[GroupStats], keys: Sequence[str] = ("test/acc", "val/acc_best")) -> list[str]:
-    """One line per configuration and key against the first configuration, where they share 2 or more seeds."""
-    lines = []
+def _overrides(group: str) -> dict[str, str]:
+    """``key=value`` tokens of a group's name (``model.depth=8 init=lecun`` -> {model.depth: 8, init: lecun})."""
+    return dict(t.lstrip("+~").split("=", 1) for t in group.split() if "=" in t)
+
+
+def paired_references(stats: Sequence[GroupStats]) -> list[tuple[GroupStats, GroupStats]]:
+    """(reference, configuration) pairs that differ in one key: for each key where a configuration differs from
+    the first configuration, the configuration with that key set back to the first one's value, when the sweep
+    has it (``model.depth=8 init=lecun`` pairs with ``model.depth=8 init=orthogonal`` and with ``model.depth=2
+    init=lecun``, not with ``model.depth=2 init=orthogonal``). A configuration with no such reference pairs with
+    the first."""
+    first = _overrides(stats[0].group)
+    by_overrides = {frozenset(_overrides(g.group).items()): g for g in stats}
+    pairs = []
     for g in stats[1:]:
+        mine = _overrides(g.group)
+        refs = [
+            ref
+            for k, v in mine.items()
+            if k in first and first[k] != v and (ref := by_overrides.get(frozenset({**mine, k: first[k]}.items())))
+        ]
+        pairs += [(ref, g) for ref in refs] or [(stats[0], g)]
+    return pairs
+
+
+def paired_lines(stats: Sequence[GroupStats], keys: Sequence[str] = ("test/acc", "val/acc_best")) -> list[str]:
+    """One line per :func:`paired_references` pair and key, where the two configurations share 2 or more seeds."""
+    lines = []
+    for ref, g in paired_references(stats):
         for key in keys:
-            est, verdict = paired_difference(stats[0], g, key)
+            est, verdict = paired_difference(ref, g, key)
             if est.n >= 2:
                 lo, hi = est.mean - est.half_width, est.mean + est.half_width
                 lines.append(
-                    f"- {key}: {g.label} - {stats[0].label} = {est.mean:+.4f} (95% CI [{lo:.4f}, {hi:.4f}], "
+                    f"- {key}: {g.label} - {ref.label} = {est.mean:+.4f} (95% CI [{lo:.4f}, {hi:.4f}], "
                     f"{est.n} paired seeds): {verdict} at 95%"
                 )
     return lines
