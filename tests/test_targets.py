@@ -175,3 +175,24 @@ def test_load_model_imports_only_the_model_target(side_effect_module, tmp_path):
     model = load_model(logger.run_id, uri)
     assert type(model).__name__ == "MLP" and torch.equal(model.state_dict()["out.weight"], weights["out.weight"])
     assert not marker.exists() and name not in sys.modules
+
+
+def test_a_sampler_or_pruner_node_naming_nothing_is_refused_without_importing_it(side_effect_module):
+    """Hydra's ``instantiate`` imports a node's ``_target_`` (and its nested nodes'); initsweep locates each one
+    first, so a wrong name runs none of its module's code."""
+    from initsweep.core.config import ConfigError
+    from initsweep.tuning.plan import make_pruner, make_sampler
+
+    name, _, marker = side_effect_module
+    with pytest.raises(ConfigError, match=rf"hydra\.sweeper\.sampler\._target_ = '{name}\.Nothing': .*'Nothing'"):
+        make_sampler({"_target_": f"{name}.Nothing"})
+    nested = {"_target_": "optuna.pruners.PatientPruner", "patience": 1, "wrapped_pruner": {"_target_": f"{name}.X"}}
+    with pytest.raises(ConfigError, match=rf"hydra\.sweeper\.pruner\.wrapped_pruner\._target_ = '{name}\.X'"):
+        make_pruner(nested)
+    assert not marker.exists() and name not in sys.modules
+    ok = {
+        "_target_": "optuna.pruners.PatientPruner",
+        "patience": 1,
+        "wrapped_pruner": {"_target_": "optuna.pruners.NopPruner"},
+    }
+    assert type(make_pruner(ok)).__name__ == "PatientPruner"

@@ -17,7 +17,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
@@ -136,3 +136,26 @@ def load_callable(path: str, key: str, expected: str) -> Callable[..., Any]:
     if not callable(fn):
         raise ValueError(f"{key} = {path!r}: is a {type(fn).__name__}, not a callable {expected}")
     return fn
+
+
+def check_nested_targets(node: Mapping[str, Any], key: str) -> None:
+    """:func:`locate` every ``_target_`` of a config node and of the nodes inside it (lists too), importing
+    nothing, before ``hydra.utils.instantiate`` imports them; ValueError naming the key
+    (``key._target_``, ``key.wrapped_pruner._target_``, ...) of the first that names nothing."""
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, Mapping):
+            target = value.get("_target_")
+            if isinstance(target, str):
+                try:
+                    locate(target)
+                except TargetNotFound as e:
+                    raise ValueError(f"{where}._target_ = {target!r}: {e}") from None
+            for k, v in value.items():
+                if k != "_target_":
+                    walk(v, f"{where}.{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+
+    walk(node, key)

@@ -24,6 +24,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from initsweep.core.config import ConfigError, validate
+from initsweep.core.targets import check_nested_targets
 from initsweep.protocol import job_config_dict, metric_names, redact
 from initsweep.tracking.drivers import check_storage_driver
 from initsweep.tracking.store_races import open_despite_races
@@ -79,7 +80,12 @@ def _node(kind: str, spec: Any, kwargs: Mapping[str, Any] | None, table: Mapping
     if isinstance(spec, Mapping):
         if "_target_" not in spec:
             raise ConfigError(f"{SETTINGS_KEY}.{kind}: a node needs a _target_, e.g. optuna.{kind}s.X")
-        return {**spec, **(kwargs or {})}
+        node = {**spec, **(kwargs or {})}
+        try:  # before Hydra's instantiate imports them: a _target_ that names nothing runs no code
+            check_nested_targets(node, f"{SETTINGS_KEY}.{kind}")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        return node
     if spec not in table:
         raise ConfigError(f"{SETTINGS_KEY}.{kind} = {spec!r}: unknown {kind}; available: {', '.join(table)}")
     return {"_target_": table[spec], **(kwargs or {})}
