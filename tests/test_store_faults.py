@@ -85,6 +85,16 @@ def test_a_store_failure_is_one_line_per_job_each_job_once(tmp_path: Path):
 
 def test_one_line_keeps_the_type_and_the_first_line():
     assert one_line(RuntimeError("attempt to write\n[SQL: INSERT]\n(Background)")) == "RuntimeError: attempt to write"
+    url = "http://127.0.0.1:9/api/2.0/mlflow/runs/create"
+    refused = (  # MLflow's message when nothing listens (mlflow 3.x, urllib3 2.x)
+        f"API request to {url} failed with exception HTTPConnectionPool(host='127.0.0.1', port=9): Max retries "
+        f'exceeded with url: /api/2.0/mlflow/runs/create (Caused by NewConnectionError("HTTPConnection(host='
+        f"'127.0.0.1', port=9): Failed to establish a new connection: [Errno 111] Connection refused\"))"
+    )
+    assert one_line(RuntimeError(refused)) == (
+        f"RuntimeError: API request to {url} failed: "
+        "Failed to establish a new connection: [Errno 111] Connection refused"
+    )
     assert one_line(OSError()) == "OSError"
 
 

@@ -196,11 +196,24 @@ class TrackingError(RuntimeError):
     """The tracking store cannot be reached or written; the message says which and what to do."""
 
 
+# MLflow's HTTP failure: "API request to URL failed with exception <urllib3's retry error ... (Caused by
+# NewConnectionError("<connection object>: Failed to establish a new connection: [Errno 111] ..."))>".
+_HTTP_CAUSE = re.compile(r"^(API request to \S+ failed) with exception .*\(Caused by \w+\((['\"])(.*)\2\)\)\s*$")
+
+
 def one_line(error: BaseException) -> str:
     """``Type: first line of the message``: MLflow's SQLAlchemy errors carry the SQL, its parameters and a link
-    on further lines, which a console line (and a ``failure.reason`` tag) does without."""
+    on further lines, which a console line (and a ``failure.reason`` tag) does without; an HTTP request that
+    could not connect keeps the request and the cause (``API request to URL failed: ... Connection
+    refused``), not urllib3's retry wrapper."""
     text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    first = text.splitlines()[0]
+    if m := _HTTP_CAUSE.match(first):
+        cause = re.sub(r"^(<[^>]*>|\w+\([^)]*\)): ", "", m.group(3))  # the connection object's repr
+        first = f"{m.group(1)}: {cause}"
+    return f"{type(error).__name__}: {first}"
 
 
 def record_store_failure(sweep_dir: Path, job_num: int | None, overrides: Sequence[str], reason: str) -> None:
