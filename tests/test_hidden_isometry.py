@@ -187,6 +187,17 @@ def test_the_spectrum_figure_is_a_png_and_figure_args_carry_the_step_0_spectrum(
     assert figure_args([], (2.3, 0.1), [], tmp_path, "run")[5] == []
 
 
+def test_the_spectrum_figure_title_of_a_long_run_name_stays_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from initsweep.report.plots import spectrum_figure
+
+    fig = spectrum_figure([1.0, 2.0], title="init=mean_field init.sigma_w2=1.0395 init.sigma_b2=0 seed=0")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box, title = fig.bbox, fig.axes[0].title.get_window_extent(renderer)
+    assert box.x0 <= title.x0 and title.x1 <= box.x1 and title.y1 <= box.y1
+
+
 def test_without_a_settled_fixed_point_the_measured_length_is_used():
     """relu with sigma_w^2 = 2.2 > 2: the length map grows without bound, so there is no q* to rescale to; the
     inputs keep the batch's own mean square of h_1 (logged as diag/hidden_q)."""
