@@ -163,6 +163,13 @@ class ResidualStream:
     branch_outputs: tuple[nn.Module, ...]
 
 
+def residual_stream(model: nn.Module) -> ResidualStream | None:
+    """The model's :class:`ResidualStream` when it has a ``residual_stream()`` method that returns one, else None."""
+    method = getattr(model, "residual_stream", None)
+    stream = method() if callable(method) else None
+    return stream if isinstance(stream, ResidualStream) else None
+
+
 class ResidualBlock(nn.Module):
     """Pre-LN residual block: x + fc2(act(fc1(norm(x)))), norm = LayerNorm (or nothing). ``rezero``: the branch
     is multiplied by a learnable scalar ``alpha`` that starts at 0, x + alpha * fc2(...) (Bachlechner et al. 2020)."""

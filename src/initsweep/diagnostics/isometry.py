@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from initsweep.core.initializers import init_layers
 from initsweep.core.initializers.apply import LAYER_TYPES, Layer
-from initsweep.core.models import ACTIVATION_MODULES
+from initsweep.core.models import ACTIVATION_MODULES, residual_stream
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +136,9 @@ def hidden_chain(model: nn.Module) -> HiddenChain | None:
 
     None for a Sequential with fewer than two such hidden layers, hidden widths that differ, or parameters outside
     the layers (a norm layer), and for any other model."""
-    stream = getattr(model, "residual_stream", None)
-    if callable(stream):
-        s = stream()
-        return HiddenChain(s.entry, nn.Identity(), s.blocks, ())
+    stream = residual_stream(model)
+    if stream is not None:
+        return HiddenChain(stream.entry, nn.Identity(), stream.blocks, ())
     if not isinstance(model, nn.Sequential):
         return None
     children = list(model.children())
