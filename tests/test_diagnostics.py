@@ -229,3 +229,48 @@ def test_exploding_deep_network_gives_finite_statistics():
     assert d.metrics["diag/fc30/act_std"] > 1e18
     assert d.metrics["diag/fc20/act_std_ratio"] == pytest.approx(math.sqrt(32), rel=0.25)
     assert any("activation std changes" in w for w in d.warnings)
+
+
+def _residual(residual: str, blocks: int = 30):
+    """The residual_inits overlay's un-normalized residual MLP (width 64) with a family of conf/residual/."""
+    from omegaconf import OmegaConf
+
+    from conftest import compose
+    from initsweep.core.config import validate
+    from initsweep.core.models import build_model
+
+    overrides = ["experiment=residual_inits", f"residual={residual}", f"model.blocks={blocks}"]
+    config = validate(OmegaConf.to_container(compose(overrides)))
+    torch.manual_seed(0)
+    model = build_model(config.model, (64,), 10)
+    initialize(model, config.init, "relu")
+    return model
+
+
+@pytest.mark.parametrize("residual", ["fixup", "rezero", "zero_branch"])
+def test_residual_families_raise_no_false_alarm(residual):
+    """Fixup's and zero-gamma's zero branch output layers duplicate every unit (still counted), but get distinct
+    gradients through the skip path; ReZero's stream keeps its std although each branch's output is unscaled."""
+    model = _residual(residual)
+    d = diagnose(model, *batch(64, 64))
+    assert d.warnings == [], d.warnings
+    zero_branch = residual != "rezero"
+    assert (d.metrics["diag/blocks.0.fc2/duplicate_units"] == 64) is zero_branch
+    if zero_branch:
+        assert d.metrics["diag/blocks.29.fc2/act_std"] == 0  # what the old check compared with fc1: "changes 0x"
+
+
+def test_an_exploding_residual_stream_still_warns_with_the_stream_named():
+    d = diagnose(_residual("he"), *batch(64, 64))  # He alone: each block adds its full branch, x1.4 a block
+    (warning,) = d.warnings
+    assert warning.startswith("activation std changes") and "from the residual stream x_0" in warning
+
+
+def test_a_constant_input_layer_of_a_residual_model_still_warns():
+    """Only a layer whose output is added to the stream is exempt: the input layer of a constant resmlp is not."""
+    model = _residual("fixup")
+    nn.init.constant_(model.inp.weight, 0.1)
+    assert any(
+        w.startswith("symmetry not broken: duplicate units in inp 64/64")
+        for w in diagnose(model, *batch(64, 64)).warnings
+    )

@@ -4,15 +4,18 @@ spectrum near 1 with orthogonal weights and spreads it with Gaussian ones (Penni
 
 from __future__ import annotations
 
+import logging
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from initsweep.core.initializers import normal_, orthogonal_
+from initsweep.core.initializers import initialize, normal_, orthogonal_
 from initsweep.core.models import CNN, MLP, ResidualMLP
 from initsweep.diagnostics.isometry import (
+    crop_side,
     fixed_point_q,
     hidden_chain,
     hidden_isometry,
@@ -84,12 +87,84 @@ def test_first_hidden_preactivations_are_rescaled_to_q_star():
     assert torch.allclose(hidden_jacobian(model, x, q), hidden_jacobian(model, 7 * x, q), rtol=1e-9, atol=1e-12)
 
 
-def test_models_without_a_chain_of_equal_hidden_widths_are_skipped():
-    cnn = CNN((1, 8, 8), 10, channels=[4, 4])
-    assert hidden_isometry(cnn, torch.randn(2, 1, 8, 8), "relu") == ({}, [])
+class NormedNet(nn.Sequential):
+    """A LayerNorm between the hidden layers: weights outside the layers, no hidden map defined."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(64, 16), nn.LayerNorm(16), nn.Linear(16, 16), nn.Linear(16, 10))
+
+
+def test_models_without_a_hidden_map_are_skipped_and_said_so_once(caplog):
     assert hidden_isometry(MLP((64,), 10, widths=(32, 16)), torch.randn(2, 64), "relu") == ({}, [])
     assert hidden_isometry(MLP((64,), 10, depth=1), torch.randn(2, 64), "relu") == ({}, [])
-    assert hidden_chain(ResidualMLP((64,), 10)) is None
+    assert hidden_chain(CNN((1, 8, 8), 10, channels=[4], width=8)) is None  # one conv layer: no conv-to-conv map
+    with caplog.at_level(logging.INFO, logger="initsweep.diagnostics.isometry"):
+        for _ in range(3):
+            assert hidden_isometry(NormedNet(), torch.randn(2, 64), "relu") == ({}, [])
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "no hidden-to-hidden Jacobian for NormedNet" in said[0], said
+
+
+def _residual(rezero: bool, zero_branch: bool, layer_norm: bool = False) -> ResidualMLP:
+    torch.manual_seed(0)
+    model = ResidualMLP((64,), 10, width=32, blocks=6, layer_norm=layer_norm, rezero=rezero)
+    if zero_branch:  # Fixup's and zero-gamma's branch output layers
+        for block in model.blocks:
+            nn.init.zeros_(block.fc2.weight)
+    return model
+
+
+@pytest.mark.parametrize(("rezero", "zero_branch"), [(True, False), (False, True)])
+def test_a_residual_stream_with_zero_branches_is_an_exact_isometry(rezero, zero_branch):
+    """ReZero/SkipInit (alpha = 0) and Fixup/zero-gamma (fc2 = 0): every block is x + 0, so d x_L / d x_0 = I."""
+    model = _residual(rezero, zero_branch)
+    x = torch.randn(4, 64)
+    metrics, spectrum = hidden_isometry(model, x, "relu")
+    assert len(spectrum) == 4 * 32 and all(v == 1.0 for v in spectrum)
+    with torch.no_grad():  # the stream is the input layer's output, at its measured length (no q* for a stream)
+        assert metrics["diag/hidden_q"] == pytest.approx(model.inp(x).double().pow(2).mean().item(), rel=1e-6)
+
+
+def test_a_residual_stream_with_live_branches_is_measured_through_the_blocks():
+    """With the branches on, d x_L / d x_0 = prod (I + d branch / d x): not the identity; pre-LN blocks too."""
+    for layer_norm in (False, True):
+        metrics, spectrum = hidden_isometry(_residual(False, False, layer_norm), torch.randn(4, 64), "relu")
+        assert len(spectrum) == 4 * 32 and metrics["diag/hidden_sv_max"] > 1.01 and metrics["diag/hidden_sv_std"] > 0.01
+
+
+def _cnn(scheme: str, input_shape: tuple[int, ...], depth: int) -> CNN:
+    torch.manual_seed(0)
+    model = CNN(input_shape, 10, channels=(8,), depth=depth, pool=False, activation="linear")
+    spec = SimpleNamespace(
+        name=scheme, params={}, bias="zeros", bias_value=0.0, output=None, output_params={}, rules=()
+    )
+    initialize(model, spec, "linear")
+    return model
+
+
+def test_a_linear_delta_orthogonal_conv_net_is_an_isometry_between_its_first_and_last_feature_maps():
+    """Xiao et al. 2018: only the kernel centre is set, an orthogonal matrix over channels, so each conv maps the
+    flattened feature map by an orthogonal matrix (zero padding plays no part); a Gaussian conv net spreads."""
+    x = torch.randn(3, 1, 8, 8)
+    metrics, spectrum = hidden_isometry(_cnn("delta_orthogonal", (1, 8, 8), 6), x, "linear")
+    assert len(spectrum) == 3 * 8 * 8 * 8 and all(abs(v - 1) <= 1e-5 for v in spectrum)
+    assert "diag/hidden_crop" not in metrics
+    jac = hidden_jacobian(_cnn("delta_orthogonal", (1, 8, 8), 6), x)
+    assert jac is not None and jac.shape == (3, 512, 512)
+    gaussian, _ = hidden_isometry(_cnn("kaiming_normal", (1, 8, 8), 6), x, "linear")
+    assert gaussian["diag/hidden_sv_max"] > 2 and gaussian["diag/hidden_sv_min"] < 0.2
+
+
+def test_a_conv_jacobian_beyond_the_budget_is_measured_on_a_centred_crop():
+    """32 x 32 maps of 8 channels: 8192 x 8192 entries per example; the 8 x 8 crop has 512 x 512 = 2^18."""
+    model = _cnn("delta_orthogonal", (1, 32, 32), 3)
+    metrics, spectrum = hidden_isometry(model, torch.randn(2, 1, 32, 32), "linear")
+    assert metrics["diag/hidden_crop"] == 8 and len(spectrum) == 2 * 512
+    assert all(abs(v - 1) <= 1e-5 for v in spectrum)
+    chain = hidden_chain(model)
+    assert chain is not None
+    a1 = torch.zeros(1, 8, 32, 32, dtype=torch.float64)
+    assert crop_side(chain.rest.double(), a1) == 8 and crop_side(chain.rest, a1, budget=8192**2) is None
 
 
 def test_the_spectrum_table_holds_a_histogram_of_all_values():
@@ -110,6 +185,17 @@ def test_the_spectrum_figure_is_a_png_and_figure_args_carry_the_step_0_spectrum(
     snapshots = [(0, Diagnostics({}, spectrum=[1.0, 2.0])), (3, Diagnostics({}, spectrum=[9.0]))]
     assert figure_args([], (2.3, 0.1), snapshots, tmp_path, "run")[5] == [1.0, 2.0]
     assert figure_args([], (2.3, 0.1), [], tmp_path, "run")[5] == []
+
+
+def test_the_spectrum_figure_title_of_a_long_run_name_stays_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from initsweep.report.plots import spectrum_figure
+
+    fig = spectrum_figure([1.0, 2.0], title="init=mean_field init.sigma_w2=1.0395 init.sigma_b2=0 seed=0")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box, title = fig.bbox, fig.axes[0].title.get_window_extent(renderer)
+    assert box.x0 <= title.x0 and title.x1 <= box.x1 and title.y1 <= box.y1
 
 
 def test_without_a_settled_fixed_point_the_measured_length_is_used():

@@ -17,6 +17,7 @@ import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import torch
@@ -150,6 +151,25 @@ class CNN(nn.Sequential):
         self.activation = activation
 
 
+@dataclass(frozen=True)
+class ResidualStream:
+    """What a residual model tells the diagnostics about its stream (any model may return one from a method
+    ``residual_stream()``): ``entry`` maps the model's input to the stream x_0 (flatten and input layer),
+    ``blocks`` map it on, x_L = blocks(x_0), each block adding a branch, x + branch(x); ``branch_outputs`` are the
+    layers whose outputs are added to the stream (a branch's last layer: its gradient comes through the skip path)."""
+
+    entry: nn.Module
+    blocks: nn.Module
+    branch_outputs: tuple[nn.Module, ...]
+
+
+def residual_stream(model: nn.Module) -> ResidualStream | None:
+    """The model's :class:`ResidualStream` when it has a ``residual_stream()`` method that returns one, else None."""
+    method = getattr(model, "residual_stream", None)
+    stream = method() if callable(method) else None
+    return stream if isinstance(stream, ResidualStream) else None
+
+
 class ResidualBlock(nn.Module):
     """Pre-LN residual block: x + fc2(act(fc1(norm(x)))), norm = LayerNorm (or nothing). ``rezero``: the branch
     is multiplied by a learnable scalar ``alpha`` that starts at 0, x + alpha * fc2(...) (Bachlechner et al. 2020)."""
@@ -199,6 +219,12 @@ class ResidualMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.act(self.norm(self.blocks(self.inp(self.flatten(x))))))
+
+    def residual_stream(self) -> ResidualStream:
+        """The stream from ``inp``'s output to the last block's output (before the final norm and act); each
+        block adds ``fc2``'s output (times ``alpha`` with ReZero)."""
+        branch_outputs = tuple(block.fc2 for block in self.blocks if isinstance(block, ResidualBlock))
+        return ResidualStream(nn.Sequential(self.flatten, self.inp), self.blocks, branch_outputs)
 
 
 class BasicBlock(nn.Module):

@@ -18,13 +18,16 @@ of about 0.5). The isometry of the hidden layers is :func:`hidden_isometry`: the
 J_h = d a_L / d a_1 (last hidden post-activation w.r.t. the first), with each example's first pre-activations
 rescaled to the mean-field fixed point q* of the model's own weight and bias variances:
 ``diag/hidden_q``, ``diag/hidden_sv_mean``, ``_std``, ``_max``, ``_min``, ``diag/hidden_sq_sv_mean``, and the
-whole spectrum as the artifact :func:`spectrum_file` (:func:`spectrum_table`). Models without a chain of two or
-more hidden Linear layers of one width (:func:`hidden_chain`) have none.
+whole spectrum as the artifact :func:`spectrum_file` (:func:`spectrum_table`). The hidden map
+(:func:`hidden_chain`) of an MLP runs between its hidden layers of one width, of a conv net between its first and
+last conv feature maps (flattened; cropped beyond :data:`MAX_JACOBIAN_ENTRIES`), of a residual model along its
+stream (x_0 -> x_L, ``residual_stream()``); other models have none.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 
@@ -32,7 +35,10 @@ import torch
 from torch import Tensor, nn
 
 from initsweep.core.initializers import init_layers
-from initsweep.core.initializers.apply import LAYER_TYPES
+from initsweep.core.initializers.apply import LAYER_TYPES, Layer
+from initsweep.core.models import ACTIVATION_MODULES, residual_stream
+
+log = logging.getLogger(__name__)
 
 
 def singular_values(matrices: Tensor) -> Tensor:
@@ -99,38 +105,67 @@ def spectrum_file(step: int) -> str:
 
 @dataclass(frozen=True)
 class HiddenChain:
-    """The part of a model the hidden Jacobian runs through: ``first`` (the first hidden layer), ``activation``
-    (what follows it up to the second hidden layer: a_1 = activation(h_1)), ``rest`` (the second hidden layer to
-    the last hidden layer's activation: a_L = rest(a_1)) and the layers of ``rest`` (for sigma_w^2, sigma_b^2)."""
+    """The part of a model the hidden Jacobian runs through: ``entry`` (the model's input to the first hidden
+    layer's output h_1, any flatten before it included), ``activation`` (the activation module that follows it, if any:
+    a_1 = activation(h_1)), ``rest`` (a_1 to the last hidden layer's activation: a_L = rest(a_1)) and the
+    layers of ``rest`` (for sigma_w^2, sigma_b^2; none for a residual stream, which has no fixed point q* here)."""
 
-    first: nn.Linear
-    activation: nn.Sequential
-    rest: nn.Sequential
-    layers: tuple[nn.Linear, ...]
-    width: int
+    entry: nn.Module
+    activation: nn.Module
+    rest: nn.Module
+    layers: tuple[Layer, ...]
+
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_ACTIVATIONS = tuple(ACTIVATION_MODULES.values())
+
+
+def _no_parameters(modules: list[nn.Module]) -> bool:
+    return all(next(m.parameters(), None) is None for m in modules)
 
 
 def hidden_chain(model: nn.Module) -> HiddenChain | None:
-    """The chain of hidden layers of equal width of an ``nn.Sequential`` model (the MLP), or None where there is
-    none: not a Sequential, fewer than two hidden layers, a hidden layer that is not Linear, widths that differ,
-    or parameters outside the layers between them (a norm layer)."""
+    """Where the hidden Jacobian runs, or None where it cannot be defined:
+
+    - a model with a ``residual_stream()`` (:class:`initsweep.core.models.ResidualStream`): the stream after the
+      input layer to the stream after the last block (x_0 -> x_L), at the measured length (no q*);
+    - an ``nn.Sequential`` with two or more Conv layers (the CNN): the first conv layer's feature map after its
+      activation to the last conv layer's (pools between them included), both flattened;
+    - an ``nn.Sequential`` whose layers are all Linear (the MLP): the first to the last hidden layer's
+      activation, all hidden layers of one width.
+
+    None for a Sequential with fewer than two such hidden layers, hidden widths that differ, or parameters outside
+    the layers (a norm layer), and for any other model."""
+    stream = residual_stream(model)
+    if stream is not None:
+        return HiddenChain(stream.entry, nn.Identity(), stream.blocks, ())
     if not isinstance(model, nn.Sequential):
         return None
     children = list(model.children())
     at = [i for i, m in enumerate(children) if isinstance(m, LAYER_TYPES)]
-    hidden = at[:-1]  # the last layer is the output layer
-    layers = [m for m in (children[i] for i in hidden) if isinstance(m, nn.Linear)]
-    if len(hidden) < 2 or len(layers) < len(hidden):
+    hidden = [i for i in at if isinstance(children[i], CONV_TYPES)]
+    if len(hidden) < 2:  # no conv chain: the hidden Linear layers, the last layer being the output layer
+        hidden = at[:-1]
+        linear = [m for m in (children[i] for i in at) if isinstance(m, nn.Linear)]
+        if len(hidden) < 2 or len(linear) < len(at):
+            return None
+        width = linear[0].out_features
+        if any(m.out_features != width or m.in_features != width for m in linear[1:-1]):
+            return None
+    end = hidden[-1] + 1
+    if end < len(children) and isinstance(children[end], _ACTIVATIONS):
+        end += 1
+    between = children[hidden[0] + 1 : end]
+    others = [children[i] for i in range(end) if i not in hidden]
+    if not _no_parameters(others):  # a norm layer (or any other weights) in the way
         return None
-    width = layers[0].out_features
-    if any(m.out_features != width or m.in_features != width for m in layers[1:]):
-        return None
-    between = children[hidden[0] + 1 : at[-1]]
-    if any(next(m.parameters(), None) is not None for m in between if not isinstance(m, nn.Linear)):
-        return None
-    split = hidden[1] - hidden[0] - 1
+    split = int(isinstance(between[0], _ACTIVATIONS))  # a_1: after the activation, before any pool
+    layers = tuple(m for m in (children[i] for i in hidden[1:]) if isinstance(m, LAYER_TYPES))
     return HiddenChain(
-        layers[0], nn.Sequential(*between[:split]), nn.Sequential(*between[split:]), tuple(layers[1:]), width
+        nn.Sequential(*children[: hidden[0] + 1]),
+        nn.Sequential(*between[:split]),
+        nn.Sequential(*between[split:]),
+        layers,
     )
 
 
@@ -145,10 +180,11 @@ def _f64(t: Tensor) -> Tensor:
 
 def chain_variances(chain: HiddenChain) -> tuple[float, float]:
     """(sigma_w^2, sigma_b^2) of the layers the Jacobian runs through, measured on their weights:
-    sigma_w^2 = mean over layers of fan_in * mean(W^2), sigma_b^2 = mean over layers of mean(b^2) (0 without
-    biases). For a Gaussian init they estimate the mean-field parameters; an orthogonal W of gain g gives g^2."""
+    sigma_w^2 = mean over layers of fan_in * mean(W^2) (fan_in = in_features, or in_channels x kernel size),
+    sigma_b^2 = mean over layers of mean(b^2) (0 without biases). For a Gaussian init they estimate the mean-field
+    parameters; an orthogonal (or delta-orthogonal) W of gain g gives g^2."""
     with torch.no_grad():
-        sw = [m.in_features * _f64(m.weight).pow(2).mean().item() for m in chain.layers]
+        sw = [m.weight[0].numel() * _f64(m.weight).pow(2).mean().item() for m in chain.layers]
         sb = [_f64(m.bias).pow(2).mean().item() if m.bias is not None else 0.0 for m in chain.layers]
     return sum(sw) / len(sw), sum(sb) / len(sb)
 
@@ -156,9 +192,11 @@ def chain_variances(chain: HiddenChain) -> tuple[float, float]:
 def fixed_point_q(chain: HiddenChain, activation: str) -> float | None:
     """q* of the mean-field length map (:func:`initsweep.diagnostics.meanfield.q_star`) for the activation and
     :func:`chain_variances`; None where it is not a positive finite number (a diverging length map, or one
-    that contracts to 0, or one that has not settled: |map(q) - q| > 1e-6 q)."""
+    that contracts to 0, or one that has not settled: |map(q) - q| > 1e-6 q) and for a residual stream."""
     from initsweep.diagnostics.meanfield import length_map, q_star
 
+    if not chain.layers:
+        return None
     sigma_w2, sigma_b2 = chain_variances(chain)
     q = q_star(activation, sigma_w2, sigma_b2)
     if not (math.isfinite(q) and q > 1e-12):
@@ -168,50 +206,121 @@ def fixed_point_q(chain: HiddenChain, activation: str) -> float | None:
 
 
 def _first_preactivation(chain: HiddenChain, x: Tensor) -> Tensor:
-    """h_1 = W_1 x + b_1 in float64."""
-    first = copy.deepcopy(chain.first).to(_f64_device(x), torch.float64)
-    return first(_f64(x.flatten(1)))
+    """h_1 = W_1 x + b_1 (the entry's output) in float64."""
+    entry = copy.deepcopy(chain.entry).to(_f64_device(x), torch.float64).eval()
+    return entry(_f64(x))
+
+
+def _mean_square(h: Tensor) -> Tensor:
+    """Each sample's mean square over its units (all features of a feature map), shaped to broadcast over h."""
+    return h.flatten(1).pow(2).mean(dim=1).view(-1, *[1] * (h.dim() - 1))
+
+
+# Entries of a conv chain's Jacobian per example (2 MB in float64): a larger one is measured on a crop. The SVD of
+# 8 examples of 512 x 1024 (digits' CNN, uncropped) took 1.5 s on one core (loaded machine), of 288 x 784 (its 7 x 7
+# crop) 0.4 s.
+MAX_JACOBIAN_ENTRIES = 1 << 18
+
+
+def crop_side(rest: nn.Module, a1: Tensor, budget: int = MAX_JACOBIAN_ENTRIES) -> int | None:
+    """The side (in positions) of the centred crop of the feature map ``a1`` (n, C, *size) whose Jacobian
+    through ``rest`` has at most ``budget`` entries (outputs x inputs, per example): None when the whole map
+    fits (vectors always do), 0 when no crop does (pools leave nothing)."""
+    size = a1.shape[2:]
+    if not size:
+        return None
+
+    def entries(side: int) -> int:
+        probe = a1.new_zeros(1, a1.shape[1], *(min(s, side) for s in size))
+        with torch.no_grad():
+            return rest(probe)[0].numel() * probe[0].numel()
+
+    side = max(size)
+    if entries(side) <= budget:
+        return None
+    try:
+        while side > 1:
+            side -= 1
+            if entries(side) <= budget:
+                return side
+    except RuntimeError:  # a pool's output would be empty
+        pass
+    return 0
+
+
+def _centre_crop(a: Tensor, side: int) -> Tensor:
+    for dim, s in enumerate(a.shape[2:], start=2):
+        start = max(0, (s - side) // 2)
+        a = a.narrow(dim, start, min(s, side))
+    return a
+
+
+def _jacobian(chain: HiddenChain, x: Tensor, q: float | None) -> tuple[Tensor | None, int | None]:
+    """(J, crop side) of :func:`hidden_jacobian`; J None where no crop fits :data:`MAX_JACOBIAN_ENTRIES`."""
+    with torch.no_grad():
+        h1 = _first_preactivation(chain, x)
+        if q is not None:
+            ms = _mean_square(h1)
+            h1 = torch.where(ms > 0, h1 * torch.sqrt(q / ms.clamp_min(1e-300)), h1)
+        act = copy.deepcopy(chain.activation).to(h1.device, torch.float64).eval()
+        rest = copy.deepcopy(chain.rest).to(h1.device, torch.float64).eval()
+        a1 = act(h1)
+        side = crop_side(rest, a1)
+        if side == 0:
+            return None, 0
+        if side is not None:
+            a1 = _centre_crop(a1, side)
+    for p in rest.parameters():
+        p.requires_grad_(False)
+    with torch.enable_grad():
+        jac = torch.func.vmap(torch.func.jacrev(rest))(a1)
+    return jac.reshape(len(a1), -1, a1[0].numel()), side
 
 
 def hidden_jacobian(model: nn.Module, x: Tensor, q: float | None = None) -> Tensor | None:
-    """J of shape (n, width, width): d a_L / d a_1 for every sample, where a_l is the post-activation of hidden
-    layer l (a_1 of the first, a_L of the last), so J = D_L W_L ... D_2 W_2 with D_l = diag(phi'(h_l)).
+    """J of shape (n, outputs, inputs): d a_L / d a_1 for every sample, where a_l is the post-activation of hidden
+    layer l (a_1 of the first, a_L of the last; feature maps flattened), so J = D_L W_L ... D_2 W_2 with
+    D_l = diag(phi'(h_l)); for a residual stream d x_L / d x_0 = prod_l (I + d branch_l / d x).
 
     The inputs: ``x`` through the first hidden layer, h_1 = W_1 x + b_1, each sample's h_1 rescaled to a mean
     square of ``q`` (mean over units), as in the mean-field analysis whose fixed point q* is the length every
     layer's pre-activations keep; ``q`` None: as measured. Computed in float64 on a copy of the chain (the
     arithmetic adds ~1e-12 at any depth; float32 weights bring their own ~1e-7); the model is left untouched.
-    None without a :func:`hidden_chain`."""
+
+    A conv chain whose J would have more than :data:`MAX_JACOBIAN_ENTRIES` entries per example is measured on
+    the centred crop of a_1 of :func:`crop_side` (convs are translation-equivariant: the same operator on a
+    smaller grid; the crop's border, zero-padded by the next conv, differs from the full map's interior).
+    None without a :func:`hidden_chain` or a crop that fits."""
     chain = hidden_chain(model)
-    if chain is None:
-        return None
-    with torch.no_grad():
-        h1 = _first_preactivation(chain, x)
-        if q is not None:
-            ms = h1.pow(2).mean(dim=1, keepdim=True)
-            h1 = torch.where(ms > 0, h1 * torch.sqrt(q / ms.clamp_min(1e-300)), h1)
-        act = copy.deepcopy(chain.activation).to(h1.device, torch.float64).eval()
-        rest = copy.deepcopy(chain.rest).to(h1.device, torch.float64).eval()
-        a1 = act(h1)
-    for p in rest.parameters():
-        p.requires_grad_(False)
-    with torch.enable_grad():
-        return torch.func.vmap(torch.func.jacrev(rest))(a1)
+    return None if chain is None else _jacobian(chain, x, q)[0]
+
+
+_SKIPPED: set[str] = set()  # model classes whose skipped hidden Jacobian was logged (once per process)
+
+
+def _skip(model: nn.Module, why: str) -> tuple[dict[str, float], list[float]]:
+    name = type(model).__name__
+    if name not in _SKIPPED:
+        _SKIPPED.add(name)
+        log.info(f"initsweep: no hidden-to-hidden Jacobian for {name} ({why}): diag/hidden_* not logged")
+    return {}, []
 
 
 def hidden_isometry(model: nn.Module, x: Tensor, activation: str) -> tuple[dict[str, float], list[float]]:
     """The ``diag/hidden_*`` metrics and the pooled singular values (ascending) of :func:`hidden_jacobian` at
-    q* (:func:`fixed_point_q`; where q* is not positive and finite, the batch's mean square of h_1), logged as
-    ``diag/hidden_q``; ({}, []) for a model without a :func:`hidden_chain`."""
+    q* (:func:`fixed_point_q`; where q* is not positive and finite, or for a residual stream, the batch's mean
+    square of h_1), logged as ``diag/hidden_q``; ``diag/hidden_crop``: the crop's side where a conv chain was
+    cropped. ({}, []) for a model without a :func:`hidden_chain` (said once per model class in the log)."""
     chain = hidden_chain(model)
     if chain is None:
-        return {}, []
+        return _skip(model, "no chain of hidden layers of one width, of conv layers, or residual_stream()")
     q = fixed_point_q(chain, activation)
     if q is None:  # no fixed point to rescale to: the batch's own mean square of h_1
         with torch.no_grad():
             q = _first_preactivation(chain, x).pow(2).mean().item()
-    jac = hidden_jacobian(model, x, q)
-    assert jac is not None
+    jac, side = _jacobian(chain, x, q)
+    if jac is None:
+        return _skip(model, f"its Jacobian exceeds {MAX_JACOBIAN_ENTRIES} entries at every crop")
     sv = singular_values(jac)
     out = {
         "diag/hidden_q": q,
@@ -221,6 +330,8 @@ def hidden_isometry(model: nn.Module, x: Tensor, activation: str) -> tuple[dict[
         "diag/hidden_sv_min": sv.min().item(),
         "diag/hidden_sq_sv_mean": sv.pow(2).mean().item(),
     }
+    if side is not None:
+        out["diag/hidden_crop"] = float(side)
     return out, sorted(sv.flatten().tolist())
 
 

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from initsweep.core.data import Rows
 from initsweep.core.initializers import Layer, init_layers
-from initsweep.core.models import loss_fn
+from initsweep.core.models import loss_fn, residual_stream
 
 SATURATING = (nn.Tanh, nn.Sigmoid)
 # Activations whose output is zero on a whole region (a unit can die).
@@ -144,11 +144,22 @@ def diagnose(
 
     Warnings: hidden layers with duplicate units (symmetry not broken); activation std changing by more
     than ``warn_factor`` (either way) from the first to the last hidden layer; a non-finite loss.
+
+    A residual model (``residual_stream()``, :class:`initsweep.core.models.ResidualStream`) is judged on its
+    stream: the std of x_0 (the blocks' input) against x_L (their output), not a branch's last layer against the
+    input layer; and a branch's last layer may have duplicate units (Fixup's and zero-gamma's zero layers): its
+    units get distinct gradients through the skip path, dLoss/dW = g a^T with g = dLoss/dx the stream's gradient.
     """
     named = layer_activations(model)
     outputs: dict[str, Tensor] = {}  # layer output z, part of the graph
     acts: dict[str, Tensor] = {}
-    handles = []
+    stream = residual_stream(model)
+    ends: list[Tensor] = []  # the stream's x_0 and x_L
+
+    def stream_ends(_module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        ends[:] = [inputs[0], output]
+
+    handles = [stream.blocks.register_forward_hook(stream_ends)] if stream is not None else []
 
     def keep(store: dict[str, Tensor], name: str):
         def hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
@@ -184,6 +195,7 @@ def diagnose(
     profile_act, profile_grad = [], []
     prev_std = input_std
     hidden: list[tuple[str, float, int, int]] = []  # (name, act_std, duplicates, units)
+    branch_outputs = {id(m) for m in stream.branch_outputs} if stream is not None else set()
     with torch.no_grad():
         for i, (name, layer, act_module) in enumerate(named):
             z = outputs[name].detach()
@@ -213,25 +225,37 @@ def diagnose(
             profile_act.append(act_std)
             profile_grad.append(grad_std)
             if i < len(named) - 1:
-                hidden.append((name, act_std, dups, layer.weight.shape[0]))
+                hidden.append((name, act_std, 0 if id(layer) in branch_outputs else dups, layer.weight.shape[0]))
             prev_std = act_std
+        stds = _compared_stds(hidden, [e.detach() for e in ends])
 
-    warnings = _warnings(hidden, loss.item(), warn_factor)
+    warnings = _warnings(hidden, stds, loss.item(), warn_factor)
     return Diagnostics(metrics, warnings, [n for n, _, _ in named], profile_act, profile_grad)
+
+
+def _compared_stds(hidden: list[tuple[str, float, int, int]], ends: list[Tensor]) -> list[tuple[str, float]]:
+    """The two activations (name, std) the std warning compares: a residual stream's x_0 and x_L (``ends``), else
+    the first and the last hidden layer (none with fewer than two)."""
+    if ends:
+        return [("the residual stream x_0", _std(ends[0])), ("x_L", _std(ends[1]))]
+    return [(n, s) for n, s, _, _ in (hidden[0], hidden[-1])] if len(hidden) >= 2 else []
 
 
 WARNED_LAYERS = 3  # layers a warning names; a model of 100 blocks gets "... and 97 more", not a 3 kB line
 
 
-def _warnings(hidden: list[tuple[str, float, int, int]], loss: float, warn_factor: float) -> list[str]:
-    """The reasons a run is unlikely to train well, judged from its hidden layers and initial loss."""
+def _warnings(
+    hidden: list[tuple[str, float, int, int]], stds: list[tuple[str, float]], loss: float, warn_factor: float
+) -> list[str]:
+    """The reasons a run is unlikely to train well, judged from its hidden layers (name, act std, duplicates,
+    units), the two activations whose std the check compares (name, std) and the initial loss."""
     out = []
     dup = [f"{name} {d}/{n}" for name, _, d, n in hidden if d > 0]
     if dup:
         more = f" and {len(dup) - WARNED_LAYERS} more layers" if len(dup) > WARNED_LAYERS else ""
         out.append("symmetry not broken: duplicate units in " + ", ".join(dup[:WARNED_LAYERS]) + more)
-    if len(hidden) >= 2:
-        (first, s0, _, _), (last, s1, _, _) = hidden[0], hidden[-1]
+    if len(stds) == 2:
+        (first, s0), (last, s1) = stds
         if s0 > 0 or s1 > 0:
             change = s1 / s0 if s0 > 0 else math.inf
             if change > warn_factor or change < 1 / warn_factor:

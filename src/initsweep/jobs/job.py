@@ -143,7 +143,7 @@ def run_diagnostics(
     diag = diagnose(model, *batch, cfg.warn_factor, cfg.duplicate_tol, cfg.saturation_tol)
     # diag/jacobian_sv_*, diag/weight_sv_*: the Jacobian costs a backward pass per output unit, hence fewer examples
     diag.metrics.update(isometry_metrics(model, batch[0][: cfg.jacobian_batch]))
-    # diag/hidden_*: the hidden-to-hidden Jacobian at q* (models with a chain of equal hidden widths only)
+    # diag/hidden_*: the hidden-to-hidden Jacobian at q* (MLPs of one hidden width, conv nets, residual streams)
     hidden, spectrum = hidden_isometry(model, batch[0][: cfg.hidden_jacobian_batch], model_activation(model))
     diag.metrics.update(hidden)
     diag.metrics["time/diag_s"] = time.perf_counter() - t0

@@ -509,22 +509,27 @@ SPECTRUM_PNG = "isometry_spectrum.png"
 
 def isometry_spectrum(values: Sequence[float], path: Path, bins: int = 40, title: str = "") -> Path:
     """Histogram of the hidden-to-hidden Jacobian's singular values at initialization (pooled over the
-    samples), with a dashed line at 1, where all of them sit for an isometry; ``title`` names the run."""
+    samples), with a dashed line at 1, where all of them sit for an isometry; ``title`` names the run (wrapped
+    to the figure's width, so a long run name is not cut off)."""
+    spectrum_figure(values, bins, title).savefig(path, **PNG)
+    return path
+
+
+def spectrum_figure(values: Sequence[float], bins: int = 40, title: str = "") -> Any:
+    """The figure of :func:`isometry_spectrum`."""
     from matplotlib.figure import Figure
 
     pyplot()  # the Agg backend
-    fig: Any = Figure(figsize=(5, 3.2), dpi=80)
+    width, font = 5.0, 9
+    fig: Any = Figure(figsize=(width, 3.2), dpi=80)
     ax = fig.subplots()
     finite = [v for v in values if v == v and abs(v) != float("inf")]
     ax.hist(finite, bins=bins, color="C0")
     ax.axvline(1.0, color="k", linestyle="--", linewidth=1, label="isometry (1)")
-    ax.set(
-        xlabel="singular value of d a_L / d a_1 (at q*)",
-        ylabel="count",
-        title=", ".join(filter(None, [title, "hidden Jacobian spectrum"])),
-    )
+    heading = f"{title}: hidden Jacobian spectrum" if title else "hidden Jacobian spectrum"
+    ax.set_title(textwrap.fill(heading, int(0.9 * width * 72 / (0.6 * font))), fontsize=font)
+    ax.set(xlabel="singular value of the hidden Jacobian d a_L / d a_1", ylabel="count")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, **PNG)
-    return path
+    return fig
