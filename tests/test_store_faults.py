@@ -175,3 +175,35 @@ def test_recovery_sends_a_run_the_store_failed_what_its_file_kept(tmp_path: Path
     assert client.get_run(run_id).data.tags[Tag.UPLOADED] == "2"
     assert recovery.complete_refused(client) == []  # once
     assert client.get_run(run_id).info.status == "FAILED"
+
+
+# The store refuses the study's results on its parent run (the batch holding study/n_complete), as a store that
+# stopped taking writes at the end of a study does.
+RESULTS_FAIL_HOOK = """
+import sqlite3
+import sqlalchemy.exc
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as S
+original = S.log_batch
+def log_batch(self, run_id, metrics, params, tags):
+    if any(m.key == "study/n_complete" for m in metrics):
+        error = sqlite3.OperationalError("database or disk is full")
+        raise sqlalchemy.exc.OperationalError("INSERT INTO metrics ...", {}, error)
+    return original(self, run_id, metrics, params, tags)
+S.log_batch = log_batch
+"""
+
+
+@pytest.mark.slow
+def test_a_study_whose_results_the_store_refuses_says_so_in_one_line(tmp_path: Path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(RESULTS_FAIL_HOOK)
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{ROOT / 'src'}"}
+    args = ["-m", "hparams_search=normal_std", "hydra.sweeper.n_trials=2", "trainer.epochs=1", "model.width=16"]
+    proc = run_train([*args, "diagnostics.enabled=false", "tracking.log_plots=false"], cwd=tmp_path, env=env)
+    err = proc.stderr
+    assert "Traceback" not in err, err
+    (line,) = [x for x in err.splitlines() if "results were not logged" in x]
+    assert "database or disk is full" in line and "optimization_results.yaml" in line
+    trials = [r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags]
+    assert sorted(r.data.tags[Tag.TRIAL_NUMBER] for r in trials) == ["0", "1"]  # the trials are all there

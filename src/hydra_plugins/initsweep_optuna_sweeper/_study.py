@@ -11,6 +11,7 @@ verdict for SweepCallback.
 import contextlib
 import io
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -28,8 +29,10 @@ from initsweep.protocol import (
     Parent,
     StudySpec,
     SweepVerdict,
+    TrackingError,
     TrialOutcome,
     TrialState,
+    one_line,
     redact,
 )
 from initsweep.sweep.launchers import batch_size
@@ -335,4 +338,9 @@ class Study:
         shared, numbers = self.plan.settings.shared_parent, objectives.best_numbers(best)
         runs = {o.number: o.run_id for o in self.outcomes if o.run_id}
         args = (self.plan.study_name, metrics, best_params, numbers, runs, results_path, plots, shared)
-        writer.store_side(self.writer, sweep_runs.log_study_results, self.parent, *args)
+        try:
+            writer.store_side(self.writer, sweep_runs.log_study_results, self.parent, *args)
+        except Exception as e:  # noqa: BLE001 - the store failed: the results are on disk, one line says where
+            why = str(e) if isinstance(e, TrackingError) else one_line(e)
+            print(f"initsweep: the study's results were not logged to its parent run ({why}); see {results_path}",
+                  file=sys.stderr)  # fmt: skip
