@@ -383,7 +383,8 @@ class SweepCallback(Callback):
         end the writer's store refused) with the command that runs them again; whether there were any."""
         from initsweep.protocol import store_failures
 
-        refused = [f"{name}: the store refused the run's end" for name in (self.writer.refused if self.writer else ())]
+        names = self.writer.refused if self.writer else ()
+        refused = [f"{console.round_numbers(name)}: the store refused the run's end" for name in names]
         failed = store_failures(sweep_dir) + refused
         if failed:
             lines = resume.store_failure_lines(failed, resume.rerun_command(sys.argv, sweep_dir), parent_note)
