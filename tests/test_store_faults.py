@@ -207,3 +207,40 @@ def test_a_study_whose_results_the_store_refuses_says_so_in_one_line(tmp_path: P
     assert "database or disk is full" in line and "optimization_results.yaml" in line
     trials = [r for r in all_runs(tmp_path) if Tag.ROLE not in r.data.tags]
     assert sorted(r.data.tags[Tag.TRIAL_NUMBER] for r in trials) == ["0", "1"]  # the trials are all there
+
+
+def test_a_full_disk_under_the_sweep_dir_stops_the_sweep_in_one_line(tmp_path: Path, capsys, monkeypatch):
+    """Hydra writes a job's .hydra/ config before the job runs: a full disk there stops the sweep (every later
+    job would fail the same way) in one line with the command that resumes it."""
+    import errno
+
+    from initsweep.sweep.resume import RemainingJobsLauncher
+
+    class FullDisk:  # Hydra's launcher at the moment its config save hits a full disk
+        def launch(self, batch, initial_job_idx):
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "3" / ".hydra" / "config.yaml"))
+
+    monkeypatch.setattr("sys.argv", ["train.py", "-m", "init=zeros,ones"])
+    with pytest.raises(SystemExit) as stopped:
+        RemainingJobsLauncher(FullDisk(), tmp_path).launch([["init=zeros"], ["init=ones"]], 0)
+    assert stopped.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("initsweep: the sweep stopped: No space left on device writing ") and "config.yaml" in line
+    assert line.endswith(f"once there is space: python train.py -m init=zeros,ones hydra.sweep.dir={tmp_path}")
+
+
+def test_a_job_log_file_that_cannot_be_written_says_so_once(capsys):
+    from initsweep.report.console import JobLogFile
+
+    handler = JobLogFile("/dev/full")  # every write: ENOSPC
+    log = logging.getLogger("test_job_log_file")
+    log.addHandler(handler)
+    try:
+        for _ in range(3):
+            log.warning("a line that cannot be written")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write /dev/full" in err and "No space left on device" in err, err
+    assert "Traceback" not in err

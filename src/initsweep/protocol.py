@@ -216,6 +216,12 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}"
 
 
+def reason(error: BaseException) -> str:
+    """What a console line says of ``error``: a TrackingError's own message (it says what failed and what to do),
+    else :func:`one_line`."""
+    return str(error) if isinstance(error, TrackingError) else one_line(error)
+
+
 def record_store_failure(sweep_dir: Path, job_num: int | None, overrides: Sequence[str], reason: str) -> None:
     """Append ``#N (overrides): reason`` (one line, one short append: jobs of parallel workers share the file) to
     the sweep's :data:`STORE_FAILED_FILE`, which the sweep's end lists with the command that re-runs them."""

@@ -29,12 +29,11 @@ from initsweep.protocol import (
     Parent,
     StudySpec,
     SweepVerdict,
-    TrackingError,
     TrialOutcome,
     TrialState,
-    one_line,
     redact,
 )
+from initsweep.protocol import reason as error_reason
 from initsweep.sweep.launchers import batch_size
 from initsweep.tuning import objectives, pruning, warmstart
 from initsweep.tuning import recovery as study_recovery
@@ -341,6 +340,6 @@ class Study:
         try:
             writer.store_side(self.writer, sweep_runs.log_study_results, self.parent, *args)
         except Exception as e:  # noqa: BLE001 - the store failed: the results are on disk, one line says where
-            why = str(e) if isinstance(e, TrackingError) else one_line(e)
+            why = error_reason(e)
             print(f"initsweep: the study's results were not logged to its parent run ({why}); see {results_path}",
                   file=sys.stderr)  # fmt: skip

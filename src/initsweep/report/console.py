@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -181,3 +182,29 @@ def job_reporter(name: str, sweep_dir: str | Path | None):
         log.info(progress_prefix(sweep_dir) + line)
 
     return report
+
+
+class JobLogFile(logging.FileHandler):
+    """Hydra's job log file (``train.log``, conf/hydra/job_logging/initsweep.yaml). A record it cannot write (a
+    full disk) is said once, in one line, and the file is then left alone: logging's own handler prints a
+    traceback for every record."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self._say(sys.exc_info()[1])
+
+    def close(self) -> None:
+        try:  # closing flushes what is buffered
+            super().close()
+        except OSError as e:
+            self._say(e)
+
+    def _say(self, error: BaseException | None) -> None:
+        if not self.failed:
+            self.failed = True
+            print(f"initsweep: warning: cannot write {self.baseFilename} ({error}); the job goes on", file=sys.stderr)

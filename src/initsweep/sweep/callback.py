@@ -368,9 +368,9 @@ class SweepCallback(Callback):
         try:
             self._end(config)
         except Exception as e:  # noqa: BLE001 - e.g. the store failed: never a silent exit 0 (Hydra warns only)
-            from initsweep.protocol import TrackingError, one_line
+            from initsweep.protocol import reason
 
-            why = str(e) if isinstance(e, TrackingError) else one_line(e)
+            why = reason(e)
             print(f"initsweep: the sweep could not be closed: {why}", file=sys.stderr)
             if not self.logger.ended:
                 self.logger.fail_tracking(why)
@@ -416,7 +416,10 @@ class SweepCallback(Callback):
             run_name = " ".join(["sweep", *config.hydra.overrides.task])
             print(f"Report: {self._store(sweep_runs.write_report, *args, run_name, experiment)}")
         except Exception as e:  # a failed report must not leave the parent run open
-            print(f"initsweep: the comparison report failed: {e!r}", file=sys.stderr)
+            from initsweep.protocol import reason
+
+            why = reason(e)
+            print(f"initsweep: the comparison report failed: {why}", file=sys.stderr)
         # A sweeper that tolerates failed jobs decides the parent's status itself (the Optuna sweeper does).
         if verdict := SweepVerdict.read(sweep_dir):
             if verdict.keep_open:  # a shared study parent: workers still run trials, the last one ends it

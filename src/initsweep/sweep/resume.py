@@ -12,7 +12,9 @@ launcher, leaves them out and keeps every other job's number (its output dir and
 
 from __future__ import annotations
 
+import errno
 import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -124,4 +126,15 @@ class RemainingJobsLauncher(Launcher):
         self.launcher.setup(**kwargs)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        return launch_remaining(self.launcher, self.sweep_dir, job_overrides, initial_job_idx)
+        """:func:`launch_remaining`; a full disk or quota where Hydra writes a job's files (its ``.hydra/``
+        config, before the job runs) stops the sweep in one line with the command that resumes it, exit 1: the
+        jobs that finished keep their results, and every later job would fail the same way."""
+        try:
+            return launch_remaining(self.launcher, self.sweep_dir, job_overrides, initial_job_idx)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" writing {e.filename}" if e.filename else ""
+            command = rerun_command(sys.argv, self.sweep_dir)
+            print(f"initsweep: the sweep stopped: {e.strerror}{where}; once there is space: {command}", file=sys.stderr)
+            raise SystemExit(1) from None

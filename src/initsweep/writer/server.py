@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from initsweep.core.lazy import LazyModule
-from initsweep.protocol import TrackingError, one_line
+from initsweep.protocol import reason
 from initsweep.writer.requests import (
     IGNORED_SIGNALS,
     Adopt,
@@ -179,7 +179,7 @@ class Server:
         try:
             value, ok = self.HANDLERS[type(request)](self, request), True
         except Exception as e:  # noqa: BLE001 - every failure goes back to the trainer as a message
-            value, ok = (str(e) if isinstance(e, TrackingError) else one_line(e)), False
+            value, ok = reason(e), False
             if rid is None and isinstance(request, RunCall) and request.run_id in self.runs:  # a posted write failed:
                 run = self.runs[request.run_id]
                 run.broken = run.broken or value  # the run cannot finish FINISHED
