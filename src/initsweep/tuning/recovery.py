@@ -9,7 +9,9 @@
   trial is stale when its owner process on this host is gone, or when its heartbeat is older than the grace
   period (another host, or no owner recorded). It is marked FAIL (user attr ``reason``, system attr
   ``initsweep:failed_by``) and retried once with the same params (:func:`retry_once`: a WAITING trial the
-  next ask pops, keeping a grid point's ``grid_id``), so a grid never skips a point.
+  next ask pops, keeping a grid point's ``grid_id``), so a grid never skips a point. So is a trial whose job
+  was interrupted (the sweeper tells it FAIL as it stops). The retry's job goes on from the resume point the
+  dead attempt left in its job dir (``initsweep:job_dir``), in the same MLflow run.
 * Seeds (:func:`ask_first`): the sampler of an invocation is seeded with ``seed + n``, where ``n`` is the
   number of the first trial this invocation creates. Trial numbers are handed out by the storage, one per
   trial, so a resumed study never replays earlier draws and two invocations running at once draw differently.
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 PREFIX = "initsweep:"
 HOST, PID, PID_START, HEARTBEAT = (f"{PREFIX}{k}" for k in ("host", "pid", "pid_start", "heartbeat"))
 FAILED_BY = f"{PREFIX}failed_by"  # "host:pid" of the invocation that marked a stale trial FAIL
+JOB_DIR = f"{PREFIX}job_dir"  # the output dir of a trial's job: its resume point (initsweep.jobs.resume)
+RESUME_FROM = f"{PREFIX}resume_from"  # a retry's: the dead attempt's JOB_DIR, whose resume point it continues
 RETRY_HISTORY = "retry_history"  # Optuna's name (RetryHeartbeatStaleTrialCallback): numbers of the ancestors
 MAX_RETRY = 1
 # A trial is claimed (owner attrs) right after it is asked for; one still unclaimed this long after it started
@@ -69,13 +73,17 @@ def sweeper_storage(spec: str, heartbeat_interval: int, grace_s: int) -> optuna.
 
 
 def retry_once(study: optuna.Study, trial: FrozenTrial) -> int | None:
-    """Enqueue a WAITING copy of ``trial`` (same params and distributions; a grid point keeps its
-    ``grid_id``) unless it is itself a retry; the owner attrs are not copied. Returns the retry's number."""
+    """Enqueue a WAITING copy of ``trial`` (same params and distributions, so any sampler allows it; a grid
+    point keeps its ``grid_id``) unless it is itself a retry; the owner attrs are not copied, its job dir is
+    (as ``initsweep:resume_from``: the retry's job continues its resume point and MLflow run when it left
+    one). Returns the retry's number."""
     attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(PREFIX)}
     history = [*attrs.get(RETRY_HISTORY, []), trial.number]
     if len(history) > MAX_RETRY:
         return None
     attrs.update({"failed_trial": trial.number, RETRY_HISTORY: history})
+    if JOB_DIR in trial.system_attrs:
+        attrs[RESUME_FROM] = trial.system_attrs[JOB_DIR]
     waiting = optuna.trial.create_trial(
         state=TrialState.WAITING,
         params=trial.params,
