@@ -26,6 +26,7 @@ from initsweep.tracking import metrics_file as ledger
 from initsweep.tuning import recovery as sr
 from initsweep.tuning import trial as trial_side
 from initsweep.tuning.plan import open_storage
+from test_study_recovery import dead_process, own
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {"init.std": FloatDistribution(0.01, 1.0)}
@@ -53,7 +54,8 @@ def test_a_preempted_trial_resumes_relaunched_and_retried_in_one_run(
     tmp_path: Path, tmp_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Trial 1 is preempted after epoch 3, relaunched in its dir (as the joblib launcher relaunches a job whose
-    worker died) and preempted again after epoch 6; the study's retry, trial 2, finishes it from dir 1."""
+    worker died) and preempted again after epoch 6; its process then counts as dead, and the study's retry,
+    trial 2, finishes it from dir 1."""
     journal = str(tmp_path / "journal.log")
     study = optuna.create_study(storage=open_storage(journal), study_name="s", direction="minimize")
     sweep = tmp_path / "sweep"
@@ -85,10 +87,11 @@ def test_a_preempted_trial_resumes_relaunched_and_retried_in_one_run(
         assert (sweep / "1" / resume.FILE_NAME).exists()
     monkeypatch.undo()
     assert sorted(study.trials[1].intermediate_values) == list(range(1, 7))  # each step once, no warning
-    study.tell(first, state=optuna.trial.TrialState.FAIL)  # as the interrupted sweeper does, then retries it
-    retry_number = sr.retry_once(study, study.trials[first.number])
+    own(study, first, dead_process(), time.time())  # its process is gone, as after a SIGKILL: the study's
+    (recovered,) = sr.recover_stale_trials(study, study._storage, grace_s=60)  # next run retries it
+    assert "retried as trial 2" in recovered
     retry = study.ask(SPACE)
-    assert retry.number == retry_number == 2
+    assert retry.number == 2
     assert study.trials[2].system_attrs[sr.RESUME_FROM] == str((sweep / "1").resolve())
 
     assert job(retry.number, 2) == value
