@@ -108,6 +108,28 @@ def test_a_preempted_trial_resumes_relaunched_and_retried_in_one_run(
     assert not list(sweep.glob(f"*/{resume.FILE_NAME}"))  # finished: nothing left to resume
 
 
+def test_a_retry_preempted_again_is_retried_again_a_lost_one_is_not(tmp_path: Path) -> None:
+    """A retry is not retried when it is lost (its process died: it may die the same way again), but is when its
+    study was interrupted and it left a resume point: each retry then goes on where the last one stopped."""
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "journal.log")), study_name="s")
+    retry = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL,
+        params={"init.std": 0.1},
+        distributions=SPACE,
+        system_attrs={sr.RETRY_HISTORY: [7], sr.JOB_DIR: str(tmp_path / "8")},
+    )
+    study.add_trial(retry)
+    frozen = study.trials[0]
+    assert sr.retry_once(study, frozen, interrupted=True) is None  # no resume point: nothing to go on from
+    (tmp_path / "8").mkdir()
+    (tmp_path / "8" / resume.FILE_NAME).write_bytes(b"a point")
+    assert sr.retry_once(study, frozen) is None  # lost: retried once only
+    assert sr.retry_once(study, frozen, interrupted=True) == 1
+    again = study.trials[1]
+    assert again.state.name == "WAITING" and again.params == {"init.std": 0.1}
+    assert again.system_attrs[sr.RETRY_HISTORY] == [7, 0] and again.system_attrs[sr.RESUME_FROM] == str(tmp_path / "8")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # End to end: a real `train.py -m` study SIGTERMed while its second trial trains, then run again.
 

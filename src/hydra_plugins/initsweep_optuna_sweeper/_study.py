@@ -209,18 +209,21 @@ class Study:
                     pending.discard(n)
         finally:
             for n in pending:  # interrupted or the launcher failed: never leave a trial RUNNING
-                frozen = self._tell(
-                    by_number[n], TrialState.FAIL, None, "the sweep stopped before the trial's job returned"
-                )
-                if frozen.state != OptunaState.FAIL:  # another process finished it
-                    continue
-                if (retry := study_recovery.retry_once(self.study, frozen)) is not None:  # from its resume point
-                    log.warning(f"Trial {n} interrupted: the study's next run continues it as trial {retry}")
+                self._retry_interrupted(by_number[n])
             if self.parent is not None:  # not waited for: the writer tags the runs while the next trials train
                 done = [o for o in self.outcomes if o.number in by_number]
                 writer.store_side(
                     self.writer, sweep_runs.tag_trials, self.parent, self.plan.study_name, done, wait=False
                 )
+
+    def _retry_interrupted(self, trial: Any) -> None:
+        """Tell FAIL a trial whose job did not return (the study stops) and queue its retry, which the study's
+        next run continues from the trial's resume point (initsweep.tuning.recovery.retry_once)."""
+        frozen = self._tell(trial, TrialState.FAIL, None, "the sweep stopped before the trial's job returned")
+        if frozen.state != OptunaState.FAIL:  # another process finished it
+            return
+        if (retry := study_recovery.retry_once(self.study, frozen, interrupted=True)) is not None:
+            log.warning(f"Trial {trial.number} interrupted: the study's next run continues it as trial {retry}")
 
     def _tell(self, trial: Any, state: TrialState, value: Any, reason: str) -> optuna.trial.FrozenTrial:
         if reason:

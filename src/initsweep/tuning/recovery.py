@@ -26,6 +26,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import optuna
@@ -33,6 +34,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from initsweep._compat import optuna as compat
+from initsweep.jobs import resume
 from initsweep.tracking import processes
 from initsweep.tuning.plan import open_storage
 
@@ -72,18 +74,21 @@ def sweeper_storage(spec: str, heartbeat_interval: int, grace_s: int) -> optuna.
     )
 
 
-def retry_once(study: optuna.Study, trial: FrozenTrial) -> int | None:
+def retry_once(study: optuna.Study, trial: FrozenTrial, interrupted: bool = False) -> int | None:
     """Enqueue a WAITING copy of ``trial`` (same params and distributions, so any sampler allows it; a grid
     point keeps its ``grid_id``) unless it is itself a retry; the owner attrs are not copied, its job dir is
     (as ``initsweep:resume_from``: the retry's job continues its resume point and MLflow run when it left
-    one). Returns the retry's number."""
+    one). A trial ``interrupted`` (its study was stopped) that left a resume point is retried however often it
+    was before: each time it goes on where it stopped. Returns the retry's number."""
     attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(PREFIX)}
     history = [*attrs.get(RETRY_HISTORY, []), trial.number]
-    if len(history) > MAX_RETRY:
+    job_dir = trial.system_attrs.get(JOB_DIR)
+    preempted = interrupted and job_dir is not None and (Path(job_dir) / resume.FILE_NAME).exists()
+    if len(history) > MAX_RETRY and not preempted:
         return None
     attrs.update({"failed_trial": trial.number, RETRY_HISTORY: history})
-    if JOB_DIR in trial.system_attrs:
-        attrs[RESUME_FROM] = trial.system_attrs[JOB_DIR]
+    if job_dir is not None:
+        attrs[RESUME_FROM] = job_dir
     waiting = optuna.trial.create_trial(
         state=TrialState.WAITING,
         params=trial.params,
