@@ -26,9 +26,10 @@ import torch
 
 from initsweep.core.trainer import EpochMetrics, TrainState
 from initsweep.diagnostics.signal import Diagnostics
+from initsweep.protocol import RESUME_FILE
 from initsweep.tracking import metrics_file as ledger
 
-FILE_NAME = "resume.pt"
+FILE_NAME = RESUME_FILE
 
 
 def config_digest(raw: Mapping[str, Any]) -> str:

@@ -34,7 +34,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from initsweep._compat import optuna as compat
-from initsweep.jobs import resume
+from initsweep.protocol import RESUME_FILE
 from initsweep.tracking import processes
 from initsweep.tuning.plan import open_storage
 
@@ -83,7 +83,7 @@ def retry_once(study: optuna.Study, trial: FrozenTrial, interrupted: bool = Fals
     attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(PREFIX)}
     history = [*attrs.get(RETRY_HISTORY, []), trial.number]
     job_dir = trial.system_attrs.get(JOB_DIR)
-    preempted = interrupted and job_dir is not None and (Path(job_dir) / resume.FILE_NAME).exists()
+    preempted = interrupted and job_dir is not None and (Path(job_dir) / RESUME_FILE).exists()
     if len(history) > MAX_RETRY and not preempted:
         return None
     attrs.update({"failed_trial": trial.number, RETRY_HISTORY: history})
