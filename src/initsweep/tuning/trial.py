@@ -44,7 +44,10 @@ class EpochReporter:
     Returns True (stop training) when the trial should be pruned; never at ``last_epoch``
     (:func:`initsweep.tuning.pruning.may_prune`). An epoch with a non-finite loss is not reported (the job
     then stops on divergence, decided by :func:`initsweep.core.trainer.divergence`). A list of metrics (a
-    multi-objective study, which Optuna cannot prune) reports nothing.
+    multi-objective study, which Optuna cannot prune) reports nothing. A step in ``reported`` (an earlier
+    attempt of this trial reported it) is neither reported again nor asked to prune: that attempt went on. A
+    resumed job shows the reporter its restored epochs first, so each value summarizes the same epochs as in
+    an uninterrupted trial.
     """
 
     def __init__(
