@@ -112,9 +112,12 @@ def test_kill_9_of_the_writer_of_a_joblib_study_the_study_goes_on(tmp_path: Path
 
 def test_sigkill_of_a_joblib_worker_mid_trial_files_each_trial_once(tmp_path: Path):
     """Issue 31 item 2: the relaunched trial has one FINISHED run; the killed attempt keeps its own epochs under
-    its own (KILLED) run, which the relaunch never reuses; nothing stays RUNNING."""
+    its own (KILLED) run, which the relaunch never reuses; nothing stays RUNNING. Killed before its first
+    checkpoint (``checkpoint_every=null``: the relaunch starts over; one killed after a checkpoint resumes its run,
+    tests/test_trial_resume.py)."""
     args = ["-m", "hparams_search=normal_std", "hydra.sweeper.n_trials=2", "hydra/launcher=joblib"]
     args += ["hydra.launcher.n_jobs=2", "trainer.epochs=30", "hydra.sweeper.pruner=none", *FAST]
+    args += ["trainer.checkpoint_every=null"]
     proc = start_train(args, tmp_path)
     running: list = []
     while not running:  # a trial's run that has trained 3 epochs and still runs

@@ -47,6 +47,7 @@ STORE_FAILED_FILE = "initsweep_store_failed.txt"  # a line per job the store fai
 RESULTS_FILE = "optimization_results.yaml"  # a study's results, for people
 PLOTS_DIR = "optuna_plots"
 JOBS_FILE = "initsweep_jobs.json"  # a grid or list sweep's job list, to resume it (SweepCallback -> sweeper)
+RESUME_FILE = "resume.pt"  # a job's resume point, in its output dir (initsweep.jobs.resume)
 LOCK_FILE = "initsweep.lock"  # held (flock) by the live sweep that owns the dir; names its pid and host
 # Files of the state above: a sweep that reuses a dir removes the ones an earlier sweep left there.
 STATE_FILES = (PARENT_FILE, STUDY_FILE, PROGRESS_FILE, STATUS_FILE, LOST_FILE, STORE_FAILED_FILE, JOBS_FILE)

@@ -211,14 +211,23 @@ class Study:
                     pending.discard(n)
         finally:
             for n in pending:  # interrupted or the launcher failed: never leave a trial RUNNING
-                self._tell(by_number[n], TrialState.FAIL, None, "the sweep stopped before the trial's job returned")
+                self._retry_interrupted(by_number[n])
             if self.parent is not None:  # not waited for: the writer tags the runs while the next trials train
                 done = [o for o in self.outcomes if o.number in by_number]
                 writer.store_side(
                     self.writer, sweep_runs.tag_trials, self.parent, self.plan.study_name, done, wait=False
                 )
 
-    def _tell(self, trial: Any, state: TrialState, value: Any, reason: str) -> None:
+    def _retry_interrupted(self, trial: Any) -> None:
+        """Tell FAIL a trial whose job did not return (the study stops) and queue its retry, which the study's
+        next run continues from the trial's resume point (initsweep.tuning.recovery.retry_once)."""
+        frozen = self._tell(trial, TrialState.FAIL, None, "the sweep stopped before the trial's job returned")
+        if frozen.state != OptunaState.FAIL:  # another process finished it
+            return
+        if (retry := study_recovery.retry_once(self.study, frozen, interrupted=True)) is not None:
+            log.warning(f"Trial {trial.number} interrupted: the study's next run continues it as trial {retry}")
+
+    def _tell(self, trial: Any, state: TrialState, value: Any, reason: str) -> optuna.trial.FrozenTrial:
         if reason:
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # finished by another process
                 trial.set_user_attr("reason", reason)
@@ -238,6 +247,7 @@ class Study:
         self.outcomes.append(outcome)
         result = objectives.describe(self.plan.metrics, value) if value is not None else reason
         log.info(f"Trial {trial.number} {state.value} after {epochs} epochs: {outcome.label}: {result}")
+        return frozen
 
     # -- MLflow ----------------------------------------------------------------------------------------
 

@@ -87,6 +87,7 @@ class JobContext:
     job_num: int | None = None
     choices: dict[str, str] = field(default_factory=dict)
     parallel_jobs: int = 1  # jobs running at once on this machine (the joblib launcher's n_jobs)
+    resume_from: Path | None = None  # an earlier attempt's output dir to continue (a study's retried trial)
 
     @staticmethod
     def from_hydra() -> JobContext:
@@ -218,7 +219,8 @@ def execute(
 
     ``on_epoch`` (optional) sees every logged epoch's metrics (``tracking.log_every`` / ``max_points``: every
     epoch of an ordinary run), before any stopping decision, and may return True to stop training early (a
-    study's pruning); ``extra_tags`` go on the run (e.g. the trial number). An invalid config raises
+    study's pruning); a resumed run shows it first the logged epochs its earlier attempts trained, in order, and
+    ignores its answers to those. ``extra_tags`` go on the run (e.g. the trial number). An invalid config raises
     ConfigError, an unusable store TrackingError, both before any run exists. A
     diverged or crashed job ends its run FAILED (tag ``failure``) and returns the worst value for the
     metric's direction; Ctrl-C or SIGTERM ends it KILLED and propagates KeyboardInterrupt. A store that
@@ -228,7 +230,7 @@ def execute(
     ctx = ctx or JobContext.from_hydra()
     raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     config = validate(raw)
-    resumable = _Resumable.of(config, raw, ctx, on_epoch)
+    resumable = _Resumable.of(config, raw, ctx)
     parent = Parent.read(ctx.sweep_dir)  # the multirun's parent run, if any
     uri = parent.tracking_uri if parent else resolve_uri(config.tracking.uri)
     writer.warm(uri)  # an existing store opens in the tracking writer while this process builds the job
@@ -255,7 +257,9 @@ def execute(
     tags = _run_tags(ctx, parent, init_label, local, extra_tags)
     resuming = resumable.point.run_id if resumable.point else None
     logger = store.start_run(name, tags, parent.run_id if parent else None, resume_run_id=resuming)  # TrackingError
-    if not resumable.reopened(logger.run_id) and diag_batch is not None and diag is None:  # a new run after all
+    if resumable.reopened(logger.run_id):  # this attempt's dir, metrics file, trial number and parent (a retry's)
+        logger.set_tags({**tags, Tag.PARENT: parent.run_id} if parent else tags)
+    elif diag_batch is not None and diag is None:  # a new run after all
         diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=False)
     logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
     if local is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.tracking.metrics_file)
@@ -455,6 +459,8 @@ def _train_and_log(
     # every evaluated epoch: the summary is exact whatever is logged
     history: list[EpochMetrics] = list(point.history) if point else []
     done = resumable.logged_through(logger, history)  # the epochs an earlier attempt logged
+    for earlier in history:  # restored: on_epoch sees them as in an uninterrupted run (its answers were given)
+        _seen_before(earlier, logged, on_epoch)
     diverged = stopped_at = None
     best = BestState()  # the weights at the best val acc, for test/acc_at_best_val
     save = resumable.saver(logger.run_id, history, step_0)
@@ -475,6 +481,7 @@ def _train_and_log(
             history.append(epoch)
             reason = divergence(epoch, step_0.val[0], config.trainer.divergence_factor)
             if epoch.epoch <= done:  # measured again after a resume, logged by the earlier attempt
+                _seen_before(epoch, logged, on_epoch)
                 continue
             stop = False
             if epoch.epoch in logged or reason:  # the tracking cadence; a diverged epoch is always logged
@@ -494,19 +501,29 @@ def _train_and_log(
     return _Trained(value, len(history), diverged, stopped_at)
 
 
+def _seen_before(epoch: EpochMetrics, logged: set[int], on_epoch: Callable[[EpochMetrics], bool] | None) -> None:
+    """Show ``on_epoch`` an epoch an earlier attempt of the run logged; its answer (stop?) is ignored: the
+    earlier attempt went on after it."""
+    if on_epoch is not None and epoch.epoch in logged:
+        on_epoch(epoch)
+
+
 @dataclass
 class _Resumable:
-    """A plain job's resume point: its file (None: this job does not checkpoint: no output dir, a study's
-    trial, or ``trainer.checkpoint_every=null``), the config's digest, and the point found there, if any."""
+    """A job's resume point: its file (None: this job does not checkpoint: no output dir, or
+    ``trainer.checkpoint_every=null``), the config's digest, and the point found there (brought from
+    ``ctx.resume_from`` first, :func:`initsweep.jobs.resume.adopt`), if any."""
 
     path: Path | None
     digest: str
     point: resume.ResumePoint | None
 
     @staticmethod
-    def of(config: Config, raw: dict[str, Any], ctx: JobContext, on_epoch: Callable | None) -> _Resumable:
-        if ctx.output_dir is None or on_epoch is not None or config.trainer.checkpoint_every is None:
+    def of(config: Config, raw: dict[str, Any], ctx: JobContext) -> _Resumable:
+        if ctx.output_dir is None or config.trainer.checkpoint_every is None:
             return _Resumable(None, "", None)
+        if ctx.resume_from is not None:
+            resume.adopt(ctx.resume_from, ctx.output_dir)
         path, digest = ctx.output_dir / resume.FILE_NAME, resume.config_digest(raw)
         return _Resumable(path, digest, resume.load(path, digest))
 

@@ -1,5 +1,6 @@
 """A job's resume point: ``resume.pt`` in its output dir, written every ``trainer.checkpoint_every`` epochs and
-when the job is interrupted, read when the same job runs again in the same dir.
+when the job is interrupted, read when the same job runs again in the same dir, or when a study's retried trial
+runs in a dir of its own (:func:`adopt` brings the dead attempt's point there).
 
 It holds the training state (:class:`initsweep.core.trainer.TrainState`), the run it belongs to, a digest of
 the job's config (another config in the same dir starts afresh), the evaluated history (the summary needs
@@ -14,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,8 +26,10 @@ import torch
 
 from initsweep.core.trainer import EpochMetrics, TrainState
 from initsweep.diagnostics.signal import Diagnostics
+from initsweep.protocol import RESUME_FILE
+from initsweep.tracking import metrics_file as ledger
 
-FILE_NAME = "resume.pt"
+FILE_NAME = RESUME_FILE
 
 
 def config_digest(raw: Mapping[str, Any]) -> str:
@@ -89,3 +93,21 @@ def discard(path: Path | None) -> None:
     """Remove a resume point (the run it belongs to ended, or it cannot be used)."""
     if path is not None:
         path.unlink(missing_ok=True)
+
+
+def adopt(earlier: Path, here: Path) -> bool:
+    """Bring an earlier attempt's resume point from its output dir ``earlier`` into ``here`` (a study's trial
+    retried in a new job dir): its metrics file is copied (the epochs it logged are not logged again), then its
+    ``resume.pt`` moved; each lands atomically. Nothing when ``here`` has a resume point of its own or
+    ``earlier`` has none. Returns whether one was brought."""
+    source = earlier / FILE_NAME
+    if (here / FILE_NAME).exists() or not source.exists() or earlier.resolve() == here.resolve():
+        return False
+    here.mkdir(parents=True, exist_ok=True)
+    for name in (ledger.FILE_NAME, FILE_NAME):  # the point last: wherever it is, its metrics file is there
+        if (earlier / name).exists():
+            tmp = here / f".{name}.{os.getpid()}.tmp"
+            shutil.copyfile(earlier / name, tmp)
+            os.replace(tmp, here / name)
+    discard(source)
+    return True

@@ -384,14 +384,14 @@ def start_run(
 def reopen_run(
     client: MlflowClient, run_id: str, who: Mapping[str, str] | None = None, finished: bool = False
 ) -> RunLogger | None:
-    """Set an ended run RUNNING again for the process ``who`` (default this one), without the ``failure`` tags of
-    its last end, and return its logger: a resumed sweep's parent, a job resumed from its checkpoint. None when
-    the store has no such run, it was deleted, or it is FINISHED and ``finished`` is false (a job's finished run
-    is a result: the job then starts a new run)."""
+    """Set an ended run RUNNING again for the process ``who`` (default this one), without the ``failure`` and
+    ``trial_state`` / ``trial_reason`` tags of its last end, and return its logger: a resumed sweep's parent, a
+    job resumed from its checkpoint. None when the store has no such run, it was deleted, or it is FINISHED and
+    ``finished`` is false (a job's finished run is a result: the job then starts a new run)."""
     run = find_run(client, run_id)
     if run is None or run.info.lifecycle_stage != "active" or (run.info.status == "FINISHED" and not finished):
         return None
-    for key in (Tag.FAILURE, Tag.FAILURE_REASON, Tag.FAILURE_EPOCH):
+    for key in (Tag.FAILURE, Tag.FAILURE_REASON, Tag.FAILURE_EPOCH, Tag.TRIAL_STATE, Tag.TRIAL_REASON):
         if key in run.data.tags:
             retrying(client.delete_tag, run_id, key)
     me = who or identity()

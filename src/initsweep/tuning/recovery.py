@@ -9,7 +9,9 @@
   trial is stale when its owner process on this host is gone, or when its heartbeat is older than the grace
   period (another host, or no owner recorded). It is marked FAIL (user attr ``reason``, system attr
   ``initsweep:failed_by``) and retried once with the same params (:func:`retry_once`: a WAITING trial the
-  next ask pops, keeping a grid point's ``grid_id``), so a grid never skips a point.
+  next ask pops, keeping a grid point's ``grid_id``), so a grid never skips a point. So is a trial whose job
+  was interrupted (the sweeper tells it FAIL as it stops). The retry's job goes on from the resume point the
+  dead attempt left in its job dir (``initsweep:job_dir``), in the same MLflow run.
 * Seeds (:func:`ask_first`): the sampler of an invocation is seeded with ``seed + n``, where ``n`` is the
   number of the first trial this invocation creates. Trial numbers are handed out by the storage, one per
   trial, so a resumed study never replays earlier draws and two invocations running at once draw differently.
@@ -24,6 +26,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import optuna
@@ -31,6 +34,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from initsweep._compat import optuna as compat
+from initsweep.protocol import RESUME_FILE
 from initsweep.tracking import processes
 from initsweep.tuning.plan import open_storage
 
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 PREFIX = "initsweep:"
 HOST, PID, PID_START, HEARTBEAT = (f"{PREFIX}{k}" for k in ("host", "pid", "pid_start", "heartbeat"))
 FAILED_BY = f"{PREFIX}failed_by"  # "host:pid" of the invocation that marked a stale trial FAIL
+JOB_DIR = f"{PREFIX}job_dir"  # the output dir of a trial's job: its resume point (initsweep.jobs.resume)
+RESUME_FROM = f"{PREFIX}resume_from"  # a retry's: the dead attempt's JOB_DIR, whose resume point it continues
 RETRY_HISTORY = "retry_history"  # Optuna's name (RetryHeartbeatStaleTrialCallback): numbers of the ancestors
 MAX_RETRY = 1
 # A trial is claimed (owner attrs) right after it is asked for; one still unclaimed this long after it started
@@ -68,14 +74,21 @@ def sweeper_storage(spec: str, heartbeat_interval: int, grace_s: int) -> optuna.
     )
 
 
-def retry_once(study: optuna.Study, trial: FrozenTrial) -> int | None:
-    """Enqueue a WAITING copy of ``trial`` (same params and distributions; a grid point keeps its
-    ``grid_id``) unless it is itself a retry; the owner attrs are not copied. Returns the retry's number."""
+def retry_once(study: optuna.Study, trial: FrozenTrial, interrupted: bool = False) -> int | None:
+    """Enqueue a WAITING copy of ``trial`` (same params and distributions, so any sampler allows it; a grid
+    point keeps its ``grid_id``) unless it is itself a retry; the owner attrs are not copied, its job dir is
+    (as ``initsweep:resume_from``: the retry's job continues its resume point and MLflow run when it left
+    one). A trial ``interrupted`` (its study was stopped) that left a resume point is retried however often it
+    was before: each time it goes on where it stopped. Returns the retry's number."""
     attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(PREFIX)}
     history = [*attrs.get(RETRY_HISTORY, []), trial.number]
-    if len(history) > MAX_RETRY:
+    job_dir = trial.system_attrs.get(JOB_DIR)
+    preempted = interrupted and job_dir is not None and (Path(job_dir) / RESUME_FILE).exists()
+    if len(history) > MAX_RETRY and not preempted:
         return None
     attrs.update({"failed_trial": trial.number, RETRY_HISTORY: history})
+    if job_dir is not None:
+        attrs[RESUME_FROM] = job_dir
     waiting = optuna.trial.create_trial(
         state=TrialState.WAITING,
         params=trial.params,

@@ -8,19 +8,24 @@ per-epoch callback is an :class:`EpochReporter`. This module calls the job; the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
 from omegaconf import DictConfig
+from optuna.trial import FrozenTrial
 
+from initsweep._compat import optuna as compat
 from initsweep.core.config import ConfigError
 from initsweep.core.trainer import EpochMetrics, summarize
 from initsweep.jobs.job import JobContext, execute
 from initsweep.protocol import STUDY_FILE, TRIAL_ENV, JobStatus, StudySpec, Tag
 from initsweep.tuning.plan import make_pruner, trial_storage
 from initsweep.tuning.pruning import may_prune
+from initsweep.tuning.recovery import JOB_DIR, RESUME_FROM
 
 
 def intermediate_value(metric: str, history: Sequence[EpochMetrics]) -> float:
@@ -39,7 +44,10 @@ class EpochReporter:
     Returns True (stop training) when the trial should be pruned; never at ``last_epoch``
     (:func:`initsweep.tuning.pruning.may_prune`). An epoch with a non-finite loss is not reported (the job
     then stops on divergence, decided by :func:`initsweep.core.trainer.divergence`). A list of metrics (a
-    multi-objective study, which Optuna cannot prune) reports nothing.
+    multi-objective study, which Optuna cannot prune) reports nothing. A step in ``reported`` (an earlier
+    attempt of this trial reported it) is neither reported again nor asked to prune: that attempt went on. A
+    resumed job shows the reporter its restored epochs first, so each value summarizes the same epochs as in
+    an uninterrupted trial.
     """
 
     def __init__(
@@ -63,15 +71,16 @@ class EpochReporter:
         value = intermediate_value(self.metric, self.history)
         if not all(map(math.isfinite, (value, epoch.train_loss, epoch.val_loss))):
             return False
-        if epoch.epoch not in self.reported:  # Optuna keeps the first value of a step and warns at a second
-            self.trial.report(value, epoch.epoch)
         self.last_value = value
+        if epoch.epoch in self.reported:  # Optuna keeps the first value of a step and warns at a second;
+            return False  # and the earlier attempt was not pruned there
+        self.trial.report(value, epoch.epoch)
         return may_prune(epoch.epoch, self.last_epoch) and bool(self.trial.should_prune())
 
 
-def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, list[int]]:
-    """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner; and the steps it
-    reported already (an attempt whose worker died).
+def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, FrozenTrial]:
+    """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner; and its stored
+    state (the steps an attempt whose worker died reported, the system attrs).
 
     The sampler is a RandomSampler: the job never samples (its values come as overrides), and a
     GridSampler here would re-register the grid point.
@@ -85,7 +94,7 @@ def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, list[int]]:
     )
     study_id = storage.get_study_id_from_name(spec.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-    return optuna.trial.Trial(study, trial_id), list(storage.get_trial(trial_id).intermediate_values)
+    return optuna.trial.Trial(study, trial_id), storage.get_trial(trial_id)
 
 
 class TrialConfigError(RuntimeError):
@@ -107,9 +116,13 @@ def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> fl
     spec = StudySpec.read(ctx.sweep_dir)
     if spec is None:
         raise RuntimeError(f"{TRIAL_ENV}={number} but no {STUDY_FILE} in the sweep dir {ctx.sweep_dir}")
-    trial, reported = load_trial(spec, number)
-    reporter = EpochReporter(trial, spec.optimized_metric, reported, last_epoch=int(cfg.trainer.epochs))
+    trial, stored = load_trial(spec, number)
+    reporter = EpochReporter(trial, spec.optimized_metric, stored.intermediate_values, int(cfg.trainer.epochs))
     tags: dict[str, Any] = {Tag.TRIAL_NUMBER: number, Tag.STUDY_NAME: spec.study_name}
+    if ctx.output_dir is not None:  # where its resume point is, for a retry should this attempt die
+        trial.storage.set_trial_system_attr(compat.trial_id(trial), JOB_DIR, str(ctx.output_dir.resolve()))
+    if earlier := stored.system_attrs.get(RESUME_FROM):  # a retry: it goes on from the dead attempt's point
+        ctx = dataclasses.replace(ctx, resume_from=Path(earlier))
     try:
         outcome = execute(cfg, ctx, on_epoch=reporter, extra_tags=tags)
     except ConfigError as e:
