@@ -175,3 +175,12 @@ def test_recovery_sends_a_run_the_store_failed_what_its_file_kept(tmp_path: Path
     assert client.get_run(run_id).data.tags[Tag.UPLOADED] == "2"
     assert recovery.complete_refused(client) == []  # once
     assert client.get_run(run_id).info.status == "FAILED"
+
+
+def test_recovery_help_prints_usage_and_opens_no_store(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        recovery.main(["--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: python -m initsweep.tracking.recovery [-h] [uri]")
+    assert not list(tmp_path.iterdir())  # "--help" is no store URI
