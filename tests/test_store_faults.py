@@ -244,3 +244,12 @@ def test_a_job_log_file_that_cannot_be_written_says_so_once(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write /dev/full" in err and "No space left on device" in err, err
     assert "Traceback" not in err
+
+
+def test_recovery_help_prints_usage_and_opens_no_store(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        recovery.main(["--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: python -m initsweep.tracking.recovery [-h] [uri]")
+    assert not list(tmp_path.iterdir())  # "--help" is no store URI

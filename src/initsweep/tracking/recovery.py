@@ -20,6 +20,7 @@ idempotent: the store ignores a value it already has (same key, step, timestamp,
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -173,9 +174,14 @@ def stop_children(client: MlflowClient | None, grace_s: float = 15.0, spare: Col
 def main(argv: list[str] | None = None) -> int:
     """``python -m initsweep.tracking.recovery [TRACKING_URI]``: close the runs of dead processes now, and send
     the runs the store failed (``FAILED``, ``failure=tracking``) what their metrics files kept."""
-    args = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m initsweep.tracking.recovery",
+        description="Close the runs of dead processes; send runs the store failed what their metrics files kept.",
+    )
+    parser.add_argument("uri", nargs="?", help="MLflow tracking URI (default: as train.py finds the store)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        client = tracking.connect(tracking.resolve_uri(args[0] if args else None))
+        client = tracking.connect(tracking.resolve_uri(args.uri))
     except tracking.TrackingError as e:
         print(f"initsweep: {e}", file=sys.stderr)
         return 2
