@@ -8,7 +8,9 @@ per-epoch callback is an :class:`EpochReporter`. This module calls the job; the 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -18,9 +20,13 @@ from omegaconf import DictConfig
 from initsweep.core.config import ConfigError
 from initsweep.core.trainer import EpochMetrics, summarize
 from initsweep.jobs.job import JobContext, execute
-from initsweep.protocol import STUDY_FILE, TRIAL_ENV, JobStatus, StudySpec, Tag
+from initsweep.protocol import STUDY_FILE, TRIAL_ENV, JobStatus, Parent, StudySpec, Tag, objective_value
 from initsweep.tuning.plan import make_pruner, trial_storage
 from initsweep.tuning.pruning import may_prune
+from initsweep.writer import client as writer
+from initsweep.writer import sweep_runs
+
+ATTEMPTS = "initsweep:attempts"  # trial system attr: how many jobs started the trial (2: relaunched, its worker died)
 
 
 def intermediate_value(metric: str, history: Sequence[EpochMetrics]) -> float:
@@ -69,9 +75,10 @@ class EpochReporter:
         return may_prune(epoch.epoch, self.last_epoch) and bool(self.trial.should_prune())
 
 
-def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, list[int]]:
-    """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner; and the steps it
-    reported already (an attempt whose worker died).
+def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, list[int], int]:
+    """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner; the steps it
+    reported already (an attempt whose worker died); and which attempt this is (1, or 2 for a relaunch), as
+    recorded in its :data:`ATTEMPTS` attr.
 
     The sampler is a RandomSampler: the job never samples (its values come as overrides), and a
     GridSampler here would re-register the grid point.
@@ -85,7 +92,32 @@ def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, list[int]]:
     )
     study_id = storage.get_study_id_from_name(spec.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-    return optuna.trial.Trial(study, trial_id), list(storage.get_trial(trial_id).intermediate_values)
+    frozen = storage.get_trial(trial_id)
+    attempt = int(frozen.system_attrs.get(ATTEMPTS, 0)) + 1
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another process failed it meanwhile
+        storage.set_trial_system_attr(trial_id, ATTEMPTS, attempt)
+    return optuna.trial.Trial(study, trial_id), list(frozen.intermediate_values), attempt
+
+
+def earlier_result(
+    trial: optuna.Trial,
+    metric: str | list[str],
+    run: tuple[str, dict[str, float]],
+    reported: Collection[int],
+    last: int,
+) -> float | list[float]:
+    """The outcome of an earlier attempt of the trial whose ``run`` (id, metrics) ended FINISHED before its worker
+    died: its value(s) of ``metric``, or ``optuna.TrialPruned`` when its reports stop before epoch ``last``."""
+    run_id, metrics = run
+    print(
+        f"initsweep: trial {trial.number}: its run {run_id} finished before its worker died; not trained again",
+        file=sys.stderr,
+    )
+    if isinstance(metric, str) and reported and max(reported) < last:
+        trial.set_user_attr("epochs", max(reported))
+        raise optuna.TrialPruned(f"pruned at epoch {max(reported)} (run {run_id})")
+    trial.set_user_attr("epochs", last)
+    return objective_value(metrics, metric)
 
 
 class TrialConfigError(RuntimeError):
@@ -107,7 +139,12 @@ def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> fl
     spec = StudySpec.read(ctx.sweep_dir)
     if spec is None:
         raise RuntimeError(f"{TRIAL_ENV}={number} but no {STUDY_FILE} in the sweep dir {ctx.sweep_dir}")
-    trial, reported = load_trial(spec, number)
+    trial, reported, attempt = load_trial(spec, number)
+    parent = Parent.read(ctx.sweep_dir) if attempt > 1 else None
+    if parent is not None:  # a relaunch: its worker may have died after the trial's run ended FINISHED
+        w = writer.writer() if writer.wanted() else None
+        if run := writer.store_side(w, sweep_runs.finished_trial_run, parent, number):
+            return earlier_result(trial, spec.optimized_metric, run, reported, int(cfg.trainer.epochs))
     reporter = EpochReporter(trial, spec.optimized_metric, reported, last_epoch=int(cfg.trainer.epochs))
     tags: dict[str, Any] = {Tag.TRIAL_NUMBER: number, Tag.STUDY_NAME: spec.study_name}
     try:
