@@ -132,7 +132,8 @@ def test_chaos_soak_a_study_killed_at_random_and_run_again_keeps_optuna_and_mlfl
         output = tmp_path / f"run{n}.log"
         rc = run_with_kills(tmp_path, args, kills, output)
         print(f"  exit {rc} at {time.monotonic() - started:.1f} s (output: {output})")
-        assert "Traceback" not in output.read_text(), output.read_text()[-4000:]
+        text = output.read_text()
+        assert "Traceback" not in text, text[max(0, text.find("Traceback") - 1000) :][:5000]
         if rc == 0:
             break
     assert rc == 0, f"still exit {rc} after {MAX_RUNS} runs:\n{output.read_text()[-4000:]}"
