@@ -98,6 +98,35 @@ def start_train(
     )
 
 
+def reap(cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m initsweep.tracking.recovery`` on cwd's store: a later process that opens the store."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "initsweep.tracking.recovery", store_uri(cwd)], capture_output=True, text=True, env=env
+    )
+
+
+def group_gone(pgid: int, timeout: float = 60) -> bool:
+    """Whether every process of the process group has exited (no orphaned workers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def writers_of(pid: int) -> list:
+    """The tracking writers (``initsweep.writer.server``) among the descendants of process ``pid``, as
+    ``psutil.Process`` objects."""
+    import psutil
+
+    kids = psutil.Process(pid).children(recursive=True)
+    return [p for p in kids if "initsweep.writer.server" in " ".join(p.cmdline())]
+
+
 def client_for(directory: Path):
     from mlflow import MlflowClient
 

@@ -14,10 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from conftest import all_runs, client_for, start_train
+from conftest import all_runs, client_for, start_train, writers_of
 from initsweep.protocol import Tag
 from initsweep.tracking import metrics_file as ledger
 from initsweep.writer import client as writer
@@ -25,12 +24,6 @@ from initsweep.writer import client as writer
 pytestmark = pytest.mark.slow
 
 FAST = ["diagnostics.enabled=false", "tracking.system_metrics=false"]
-
-
-def writers_of(pid: int) -> list[psutil.Process]:
-    """The tracking writers among the descendants of process ``pid``."""
-    kids = psutil.Process(pid).children(recursive=True)
-    return [p for p in kids if "initsweep.writer.server" in " ".join(p.cmdline())]
 
 
 def epochs_of(path: Path, run_id: str | None = None) -> list[int]:

@@ -12,13 +12,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, all_runs, client_for, run_train, start_train, store_uri
+from conftest import ROOT, all_runs, client_for, group_gone, reap, run_train, start_train
 from initsweep.protocol import Tag
 from initsweep.tracking import metrics_file as ledger
 from initsweep.tracking import processes
@@ -53,26 +52,6 @@ def wait_for_epochs(proc: subprocess.Popen, cwd: Path, jobs: int, epochs: int, t
 
 def store_epochs(cwd: Path, run_id: str) -> list[int]:
     return sorted(m.step for m in client_for(cwd).get_metric_history(run_id, "train/loss"))
-
-
-def reap(cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m initsweep.tracking.recovery`` on cwd's store: a later process that opens the store."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run(
-        [sys.executable, "-m", "initsweep.tracking.recovery", store_uri(cwd)], capture_output=True, text=True, env=env
-    )
-
-
-def group_gone(pgid: int, timeout: float = 60) -> bool:
-    """Whether every process of the process group has exited (no orphaned workers)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_sigkill_of_the_trainer_alone_the_tracking_writer_closes_its_run_with_every_epoch(tmp_path: Path):

@@ -299,3 +299,41 @@ def test_a_diverging_job_is_pruned_with_its_reason(tmp_path, tmp_store):
     assert study.trials[0].user_attrs["epochs"] == 1  # training stopped at the first non-finite loss
     (run,) = client_for(tmp_path).search_runs(["1"])
     assert run.data.tags["trial_number"] == "0" and run.info.status in ("FINISHED", "FAILED")
+
+
+def test_a_relaunched_trial_whose_run_finished_is_not_trained_again(tmp_path, tmp_store):
+    """A worker SIGKILLed after its trial's run ended FINISHED, before its result reached the sweeper: the
+    relaunched job (attempt 2) returns that run's value and creates no second run (issue 30, chaos soak)."""
+    from mlflow import MlflowClient
+
+    from conftest import client_for, compose
+    from initsweep.jobs.job import JobContext
+    from initsweep.protocol import Parent, StudySpec
+    from initsweep.tuning.plan import open_storage
+    from initsweep.tuning.trial import run_trial
+
+    storage = str(tmp_path / "journal.log")
+    study = optuna.create_study(storage=open_storage(storage), study_name="s", direction="minimize")
+    trial = study.ask({"init.std": FloatDistribution(0.01, 1.0)})
+    StudySpec(storage, "s", "none", {}, "val/loss_best").write(tmp_path)
+    client = MlflowClient(tracking_uri=tmp_store)
+    parent = client.create_run(client.create_experiment("e")).info
+    Parent(parent.run_id, parent.experiment_id, tmp_store, parent.run_id).write(tmp_path)
+    cfg = compose(["init.std=0.3", "trainer.epochs=2", "optimized_metric=val/loss_best", "tracking.log_plots=false"])
+    cfg.tracking.uri = tmp_store
+    first = run_trial(cfg, trial.number, JobContext(sweep_dir=tmp_path))
+    again = run_trial(cfg, trial.number, JobContext(sweep_dir=tmp_path))  # the relaunch
+
+    (run,) = [r for r in client_for(tmp_path).search_runs([parent.experiment_id]) if r.info.run_id != parent.run_id]
+    assert run.info.status == "FINISHED" and again == first == run.data.metrics["val/loss_best"]
+    assert study.trials[0].system_attrs["initsweep:attempts"] == 2
+
+
+def test_an_earlier_attempt_that_stopped_early_was_pruned():
+    from initsweep.tuning.trial import earlier_result
+
+    trial = optuna.create_study().ask()
+    with pytest.raises(optuna.TrialPruned, match="pruned at epoch 2 \\(run r1\\)"):
+        earlier_result(trial, "val/loss_best", ("r1", {"val/loss_best": 1.5}), [1, 2], last=5)
+    assert earlier_result(trial, "val/loss_best", ("r1", {"val/loss_best": 1.5}), [1, 2, 5], last=5) == 1.5
+    assert earlier_result(trial, ["a", "b"], ("r1", {"a": 1.0, "b": 2.0}), [], last=5) == [1.0, 2.0]

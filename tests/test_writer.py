@@ -171,3 +171,17 @@ def test_a_moved_artifact_is_logged_then_removed_with_its_directory(tmp_path, tm
         assert sorted(p.name for p in shared.iterdir()) == ["other.txt"]
     finally:
         w.close()
+
+
+def test_a_reply_to_a_trainer_that_died_waiting_is_dropped_without_a_traceback(tmp_path):
+    """The chaos soak's find: a joblib worker SIGKILLed while its writer served a request; the reply's
+    BrokenPipeError ended the writer with a traceback instead of the usual shut-down (its runs KILLED, lost)."""
+    from multiprocessing import Pipe
+
+    from initsweep.writer.requests import Warm
+
+    trainer_end, replies = Pipe(duplex=False)
+    trainer_end.close()  # the trainer is gone
+    server = writer_process.Server(replies)
+    server.serve_one(1, Warm(f"sqlite:///{tmp_path / 'none.db'}"))  # no BrokenPipeError
+    assert replies.closed is False

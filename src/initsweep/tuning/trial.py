@@ -8,8 +8,10 @@ per-epoch callback is an :class:`EpochReporter`. This module calls the job; the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,14 @@ from initsweep._compat import optuna as compat
 from initsweep.core.config import ConfigError
 from initsweep.core.trainer import EpochMetrics, summarize
 from initsweep.jobs.job import JobContext, execute
-from initsweep.protocol import STUDY_FILE, TRIAL_ENV, JobStatus, StudySpec, Tag
+from initsweep.protocol import STUDY_FILE, TRIAL_ENV, JobStatus, Parent, StudySpec, Tag, objective_value
 from initsweep.tuning.plan import make_pruner, trial_storage
 from initsweep.tuning.pruning import may_prune
 from initsweep.tuning.recovery import JOB_DIR, RESUME_FROM
+from initsweep.writer import client as writer
+from initsweep.writer import sweep_runs
+
+ATTEMPTS = "initsweep:attempts"  # trial system attr: how many jobs started the trial (2: relaunched, its worker died)
 
 
 def intermediate_value(metric: str, history: Sequence[EpochMetrics]) -> float:
@@ -78,9 +84,10 @@ class EpochReporter:
         return may_prune(epoch.epoch, self.last_epoch) and bool(self.trial.should_prune())
 
 
-def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, FrozenTrial]:
-    """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner; and its stored
-    state (the steps an attempt whose worker died reported, the system attrs).
+def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, FrozenTrial, int]:
+    """Rebuild trial ``number`` of the study from the shared storage, with the study's pruner; its stored state
+    (the steps an attempt whose worker died reported, the system attrs); and which attempt this is (1, or 2 for
+    a relaunch), as recorded in its :data:`ATTEMPTS` attr.
 
     The sampler is a RandomSampler: the job never samples (its values come as overrides), and a
     GridSampler here would re-register the grid point.
@@ -94,7 +101,33 @@ def load_trial(spec: StudySpec, number: int) -> tuple[optuna.Trial, FrozenTrial]
     )
     study_id = storage.get_study_id_from_name(spec.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-    return optuna.trial.Trial(study, trial_id), storage.get_trial(trial_id)
+    frozen = storage.get_trial(trial_id)
+    attempt = int(frozen.system_attrs.get(ATTEMPTS, 0)) + 1
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another process failed it meanwhile
+        storage.set_trial_system_attr(trial_id, ATTEMPTS, attempt)
+    return optuna.trial.Trial(study, trial_id), frozen, attempt
+
+
+def earlier_result(
+    trial: optuna.Trial,
+    metric: str | list[str],
+    run: tuple[str, dict[str, float]],
+    reported: Collection[int],
+    last: int,
+) -> float | list[float]:
+    """The outcome of an earlier attempt of the trial whose ``run`` (id, metrics) ended FINISHED before its worker
+    died: its value(s) of ``metric``, or ``optuna.TrialPruned`` when its reports stop before epoch ``last``."""
+    run_id, metrics = run
+    trial.set_user_attr("run_id", run_id)
+    print(
+        f"initsweep: trial {trial.number}: its run {run_id} finished before its worker died; not trained again",
+        file=sys.stderr,
+    )
+    if isinstance(metric, str) and reported and max(reported) < last:
+        trial.set_user_attr("epochs", max(reported))
+        raise optuna.TrialPruned(f"pruned at epoch {max(reported)} (run {run_id})")
+    trial.set_user_attr("epochs", last)
+    return objective_value(metrics, metric)
 
 
 class TrialConfigError(RuntimeError):
@@ -116,8 +149,14 @@ def run_trial(cfg: DictConfig, number: int, ctx: JobContext | None = None) -> fl
     spec = StudySpec.read(ctx.sweep_dir)
     if spec is None:
         raise RuntimeError(f"{TRIAL_ENV}={number} but no {STUDY_FILE} in the sweep dir {ctx.sweep_dir}")
-    trial, stored = load_trial(spec, number)
-    reporter = EpochReporter(trial, spec.optimized_metric, stored.intermediate_values, int(cfg.trainer.epochs))
+    trial, stored, attempt = load_trial(spec, number)
+    reported = list(stored.intermediate_values)
+    parent = Parent.read(ctx.sweep_dir) if attempt > 1 else None
+    if parent is not None:  # a relaunch: its worker may have died after the trial's run ended FINISHED
+        w = writer.writer() if writer.wanted() else None
+        if run := writer.store_side(w, sweep_runs.finished_trial_run, parent, number):
+            return earlier_result(trial, spec.optimized_metric, run, reported, int(cfg.trainer.epochs))
+    reporter = EpochReporter(trial, spec.optimized_metric, reported, last_epoch=int(cfg.trainer.epochs))
     tags: dict[str, Any] = {Tag.TRIAL_NUMBER: number, Tag.STUDY_NAME: spec.study_name}
     if ctx.output_dir is not None:  # where its resume point is, for a retry should this attempt die
         trial.storage.set_trial_system_attr(compat.trial_id(trial), JOB_DIR, str(ctx.output_dir.resolve()))

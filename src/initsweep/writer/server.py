@@ -185,7 +185,8 @@ class Server:
                 run.broken = run.broken or value  # the run cannot finish FINISHED
                 print(f"initsweep: warning: {value}; training goes on", file=sys.stderr)
         if rid is not None:
-            self.replies.send((rid, ok, value))
+            with suppress(OSError):  # the trainer died waiting (BrokenPipeError): the next recv says so, no traceback
+                self.replies.send((rid, ok, value))
 
     def log_drawn(self, wait: bool = False) -> None:
         """Log the figures drawn since the last call to their runs; all of them with ``wait``."""

@@ -164,6 +164,15 @@ def tag_trials(parent: Parent, study_name: str, outcomes: Sequence[TrialOutcome]
     tracking.record_trials(tracking.connect(parent.tracking_uri), parent, study_name, outcomes)
 
 
+def finished_trial_run(parent: Parent, trial: int) -> tuple[str, dict[str, float]] | None:
+    """The id and metrics of a FINISHED run of trial number ``trial`` under the parent (an earlier attempt
+    whose worker died after its run ended), or None."""
+    client = tracking.connect(parent.tracking_uri)
+    runs = tracking.child_runs(client, parent.experiment_id, parent.run_id, {Tag.TRIAL_NUMBER: trial})
+    done = [r for r in runs if r.info.status == "FINISHED"]
+    return (done[-1].info.run_id, dict(done[-1].data.metrics)) if done else None
+
+
 def log_study_results(
     parent: Parent,
     study_name: str,
