@@ -99,6 +99,17 @@ def test_an_rdb_storage_uses_optunas_heartbeat_and_retries_the_stale_trial(tmp_p
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[1].params == trials[0].params
 
 
+def test_asking_on_an_rdb_storage_prints_no_heartbeat_warning(tmp_path):
+    """Every trial the sweeper asks for (the first and the later ones) goes through ``recovery.ask``: Optuna's
+    "Heartbeat of storage is supposed to be used with Study.optimize" reached stderr on PostgreSQL studies."""
+    storage = sr.sweeper_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=60, grace_s=120)
+    study = optuna.create_study(study_name="s", storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trials = [sr.ask(study, SPACE.distributions), sr.ask(study)]
+    assert [t.number for t in trials] == [0, 1] and "init.std" in study.trials[0].params
+
+
 @pytest.mark.parametrize("storage", ["journal", "rdb"])
 def test_a_trial_never_claimed_is_failed_and_retried_on_any_storage(tmp_path, monkeypatch, storage):
     """The asker was killed between creating the trial and recording itself as its owner."""
