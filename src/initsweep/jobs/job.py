@@ -551,9 +551,13 @@ class _Resumable:
         if self.path is None:
             return None
         path = self.path
+        refused: list[str] = []
 
         def save(state: TrainState) -> None:
-            resume.ResumePoint(run_id, self.digest, state, list(history), step_0.val, list(step_0.snapshots)).save(path)
+            point = resume.ResumePoint(run_id, self.digest, state, list(history), step_0.val, list(step_0.snapshots))
+            if (why := point.save(path)) is not None and not refused:  # said once per job
+                refused.append(why)
+                print(f"initsweep: warning: cannot write {path} ({why}); training goes on without it", file=sys.stderr)
 
         return save
 
