@@ -17,7 +17,7 @@ import pytest
 
 from conftest import TRAIN, run_train
 from initsweep.tuning import recovery as sr
-from initsweep.tuning.plan import make_sampler, open_storage
+from initsweep.tuning.plan import make_sampler, open_storage, study_plots
 from initsweep.tuning.recovery import budget_left, budget_used
 from initsweep.tuning.search_space import parse_search_space
 
@@ -302,3 +302,14 @@ def test_an_invocation_whose_trial_another_process_failed_exits_1_naming_it(tmp_
         proc.kill()
     assert proc.returncode == 1, out[-3000:]
     assert "trial 0: marked FAIL by process otherhost:123 while this invocation ran it" in out
+
+
+def test_the_plots_of_a_one_trial_study_print_no_warning(tmp_path):
+    """A study of one trial: matplotlib's "identical low and high xlims" reached stderr from its slice plot."""
+    study = journal_study(tmp_path)
+    trial = study.ask(SPACE.distributions)
+    study.tell(trial, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        paths = study_plots(study, ["init.std"], tmp_path / "plots", ["val/loss_best"])
+    assert "slice_init.std.png" in [p.name for p in paths]
