@@ -300,3 +300,15 @@ def test_metrics_file_is_one_flushed_line_per_epoch(tmp_path: Path):
     rec = ledger.read(tmp_path / "metrics.jsonl")
     assert rec.run_id == "run1" and rec.flushed == 1 and rec.end is None
     assert [s for s, _, _ in rec.metrics] == [1, 2] and rec.metrics[1][2]["train/loss"] == float("inf")
+
+
+def test_a_joblib_worker_whose_job_was_interrupted_starts_no_other_job(monkeypatch):
+    """Ctrl-C / SIGTERM of a joblib sweep: loky hands a worker whose job was interrupted the next queued job while
+    the sweep's process waits for the running ones; that job created a run the sweep then killed (``failure=lost``,
+    0 epochs; issue 31 re-run, scenario 38). It now exits 130 before it reads its config or creates a run."""
+    from initsweep.jobs import job
+
+    monkeypatch.setattr(job._Worker, "interrupted", True)
+    with pytest.raises(SystemExit) as stopped:
+        job.run_job(None)  # type: ignore[arg-type]  # never read: nothing of the job runs
+    assert stopped.value.code == 130

@@ -620,6 +620,13 @@ def _finish(
     return objective_value(summary, config.optimized_metric)
 
 
+class _Worker:
+    """Whether a job of this process (a joblib worker) was interrupted: the sweep is stopping, and loky hands a
+    worker the next queued job while the sweep's process waits for the running ones to close their runs."""
+
+    interrupted = False
+
+
 def run_job(cfg: DictConfig) -> float | list[float]:
     """The task of a plain (non-trial) job: execute it and turn its outcome into a return value or an exit.
 
@@ -630,6 +637,8 @@ def run_job(cfg: DictConfig) -> float | list[float]:
     single run re-raises; in a multirun the crash is recorded and the sweep goes on (the sweep exits 1 at
     its end). A diverged job is a result: it returns the worst value.
     """
+    if _Worker.interrupted:  # no run is created for a job the stopping sweep would only kill (failure=lost)
+        raise SystemExit(130)
     ctx = JobContext.from_hydra()
     try:
         outcome = execute(cfg, ctx)
@@ -651,6 +660,8 @@ def run_job(cfg: DictConfig) -> float | list[float]:
         again = f"; the same command resumes it from {saved}" if saved is not None and saved.exists() else ""
         if multiprocessing.parent_process() is None:  # a joblib worker's job: the sweep's process says it
             print(f"initsweep: interrupted; the run was marked KILLED{again}", file=sys.stderr)
+        else:
+            _Worker.interrupted = True
         raise SystemExit(130) from None
     if isinstance(outcome.error, TrackingError):  # already reported; the sweep exits 1 at its end
         if ctx.sweep_dir is None:
