@@ -279,3 +279,40 @@ def test_metrics_file_is_one_flushed_line_per_epoch(tmp_path: Path):
     rec = ledger.read(tmp_path / "metrics.jsonl")
     assert rec.run_id == "run1" and rec.flushed == 1 and rec.end is None
     assert [s for s, _, _ in rec.metrics] == [1, 2] and rec.metrics[1][2]["train/loss"] == float("inf")
+
+
+def test_a_joblib_worker_whose_job_was_interrupted_starts_no_other_job(monkeypatch):
+    """Ctrl-C / SIGTERM of a joblib sweep: loky hands a worker whose job was interrupted the next queued job while
+    the sweep's process waits for the running ones; that job created a run the sweep then killed (``failure=lost``,
+    0 epochs; issue 31 re-run, scenario 38). It now exits 130 before it reads its config or creates a run."""
+    from initsweep.jobs import job
+
+    monkeypatch.setattr(job._Worker, "interrupted", True)
+    with pytest.raises(SystemExit) as stopped:
+        job.run_job(None)  # type: ignore[arg-type]  # never read: nothing of the job runs
+    assert stopped.value.code == 130
+
+
+def test_a_signal_while_the_run_is_created_ends_it_interrupted(tmp_path, monkeypatch):
+    """Ctrl-C / SIGTERM arriving while the store creates the job's run (the store has it, the job not yet): the
+    run was left RUNNING, then closed ``failure=lost`` with no epochs (issue 31 re-run, scenario 38). The signal
+    is deferred until the run is here, which then ends ``KILLED``, ``failure=interrupted``."""
+    from conftest import client_for, compose, store_uri
+    from initsweep.jobs.job import JobContext, execute
+    from initsweep.tracking.local_store import LocalStore
+
+    created = LocalStore.start_run
+
+    def start_run_hit_by_ctrl_c(self, *args, **kwargs):
+        logger = created(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # delivered once the store has the run, before the job gets it
+        return logger
+
+    monkeypatch.setattr(LocalStore, "start_run", start_run_hit_by_ctrl_c)
+    uri = store_uri(tmp_path)
+    cfg = compose(["trainer.epochs=1", "model.width=8", "diagnostics.enabled=false", f"tracking.uri={uri}"])
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, ctx=JobContext())
+    client = client_for(tmp_path)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert (run.info.status, run.data.tags.get(Tag.FAILURE)) == ("KILLED", "interrupted")

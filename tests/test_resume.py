@@ -15,6 +15,7 @@ from initsweep.core import data as datasets
 from initsweep.core.config import validate
 from initsweep.core.models import build_model
 from initsweep.core.trainer import BestState, Preempted, TrainState, fit
+from initsweep.jobs import resume
 
 
 def _setup(overrides: list[str]):
@@ -67,6 +68,27 @@ def test_periodic_checkpoints_come_after_the_caller_has_the_epoch() -> None:
         history.append(epoch)
     assert saved == [(2, 2), (4, 4)]  # epochs 2 and 4 (not the last); each once the caller has held it
     assert [e.epoch for e in history] == [1, 2, 3, 4, 5]
+
+
+def test_a_resume_point_the_disk_refuses_costs_nothing_but_itself(tmp_path: Path, monkeypatch) -> None:
+    """A full disk under the job dir: torch reports ENOSPC while writing as a RuntimeError, which failed the job
+    (scenario 31 of issue 31's re-run). The save says why, the last good file stays, no temporary file is left."""
+    torch.set_num_threads(1)
+    config, data, model = _setup(["trainer.epochs=2", "trainer.checkpoint_every=1"])
+    states: list[TrainState] = []
+    for _ in fit(model, data, config.trainer, 0, None, True, None, states.append):
+        pass
+    path = tmp_path / "resume.pt"
+    assert resume.ResumePoint("r", "d", states[0], [], (1.0, 0.1), []).save(path) is None
+    before = path.read_bytes()
+
+    def full_disk(obj: object, f: Path) -> None:
+        Path(f).write_bytes(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 32960 vs 32888")
+
+    monkeypatch.setattr(resume.torch, "save", full_disk)
+    assert "unexpected pos" in (resume.ResumePoint("r", "d", states[-1], [], (1.0, 0.1), []).save(path) or "")
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["resume.pt"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from conftest import client_for
 from initsweep.protocol import Parent, redact
 from initsweep.tracking import client as tracking
+from initsweep.tracking import ui_view
 
 
 @pytest.mark.parametrize(
@@ -32,6 +34,18 @@ from initsweep.tracking import client as tracking
 )
 def test_redact_hides_only_the_password(text: str, shown: str):
     assert redact(text) == shown
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["tracking.uri=postgresql\\://u\\:pw/7x@h\\:5432/db", "tracking.uri='postgresql://u@h/db?password=pw/7x'"],
+)
+def test_a_saved_view_named_after_a_url_keeps_no_password_and_stays_json(name: str):
+    """A sweep's saved view is JSON named after its command line: Hydra's escape doubles in it, and a quoted query
+    password is followed by the JSON string's closing quote (both leaked or broke the view)."""
+    shown = redact(ui_view.envelope(f"initsweep: sweep {name}", {}))
+    assert "pw/7x" not in shown
+    assert json.loads(shown)["name"] == f"initsweep: sweep {redact(name)}"
 
 
 def test_params_tags_and_run_names_never_store_a_password(tmp_path):

@@ -9,6 +9,9 @@ import shlex
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
+from mlflow.entities import RunTag
+from mlflow.exceptions import MlflowException
 
 from conftest import ROOT, all_runs, run_train, store_uri
 from initsweep.protocol import STORE_FAILED_FILE, Failure, Tag, one_line, record_store_failure, store_failures
@@ -177,6 +180,30 @@ def test_recovery_sends_a_run_the_store_failed_what_its_file_kept(tmp_path: Path
     assert client.get_run(run_id).info.status == "FAILED"
 
 
+def test_recovery_on_a_store_that_still_refuses_writes_says_so_in_one_line(tmp_path: Path, monkeypatch, capsys):
+    """Recovery run while the disk is still full: one ``initsweep:`` line and exit 1 (it was a traceback), and
+    the run is left for the next recovery (no ``initsweep.uploaded`` tag)."""
+    uri = store_uri(tmp_path)
+    client = tracking.connect(uri)
+    run_id = client.create_run(tracking.experiment_id(client, "faults")).info.run_id
+    local = MetricsFile(tmp_path / "metrics.jsonl", run_id, uri)
+    local.metrics({"train/loss": 2.0}, 1, 1000)
+    local.end("FAILED", Failure.TRACKING.value, "the store refused the metrics")
+    client.log_batch(
+        run_id, tags=[RunTag(Tag.FAILURE, Failure.TRACKING.value), RunTag(Tag.METRICS_FILE, str(local.path))]
+    )
+    client.set_terminated(run_id, "FAILED")
+    full = MlflowException("(sqlite3.OperationalError) database or disk is full")
+    monkeypatch.setattr(MlflowClient, "log_batch", lambda *a, **k: (_ for _ in ()).throw(full))
+
+    assert recovery.main([uri]) == 1
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("initsweep:")]
+    assert "Traceback" not in err
+    assert line.startswith("initsweep: recovery stopped") and "disk is full" in line
+    assert Tag.UPLOADED not in client.get_run(run_id).data.tags
+
+
 # The store refuses the study's results on its parent run (the batch holding study/n_complete), as a store that
 # stopped taking writes at the end of a study does.
 RESULTS_FAIL_HOOK = """
@@ -224,7 +251,9 @@ def test_a_full_disk_under_the_sweep_dir_stops_the_sweep_in_one_line(tmp_path: P
     with pytest.raises(SystemExit) as stopped:
         RemainingJobsLauncher(FullDisk(), tmp_path).launch([["init=zeros"], ["init=ones"]], 0)
     assert stopped.value.code == 1
-    (line,) = capsys.readouterr().err.splitlines()
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("initsweep:")]
+    assert "Traceback" not in err
     assert line.startswith("initsweep: the sweep stopped: No space left on device writing ") and "config.yaml" in line
     assert line.endswith(f"once there is space: python train.py -m init=zeros,ones hydra.sweep.dir={tmp_path}")
 

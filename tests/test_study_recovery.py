@@ -17,7 +17,7 @@ import pytest
 
 from conftest import TRAIN, run_train
 from initsweep.tuning import recovery as sr
-from initsweep.tuning.plan import make_sampler, open_storage
+from initsweep.tuning.plan import make_sampler, open_storage, study_plots
 from initsweep.tuning.recovery import budget_left, budget_used
 from initsweep.tuning.search_space import parse_search_space
 
@@ -97,6 +97,17 @@ def test_an_rdb_storage_uses_optunas_heartbeat_and_retries_the_stale_trial(tmp_p
     assert message.startswith("trial 0: no heartbeat")
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[1].params == trials[0].params
+
+
+def test_asking_on_an_rdb_storage_prints_no_heartbeat_warning(tmp_path):
+    """Every trial the sweeper asks for (the first and the later ones) goes through ``recovery.ask``: Optuna's
+    "Heartbeat of storage is supposed to be used with Study.optimize" reached stderr on PostgreSQL studies."""
+    storage = sr.sweeper_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=60, grace_s=120)
+    study = optuna.create_study(study_name="s", storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trials = [sr.ask(study, SPACE.distributions), sr.ask(study)]
+    assert [t.number for t in trials] == [0, 1] and "init.std" in study.trials[0].params
 
 
 @pytest.mark.parametrize("storage", ["journal", "rdb"])
@@ -291,3 +302,14 @@ def test_an_invocation_whose_trial_another_process_failed_exits_1_naming_it(tmp_
         proc.kill()
     assert proc.returncode == 1, out[-3000:]
     assert "trial 0: marked FAIL by process otherhost:123 while this invocation ran it" in out
+
+
+def test_the_plots_of_a_one_trial_study_print_no_warning(tmp_path):
+    """A study of one trial: matplotlib's "identical low and high xlims" reached stderr from its slice plot."""
+    study = journal_study(tmp_path)
+    trial = study.ask(SPACE.distributions)
+    study.tell(trial, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        paths = study_plots(study, ["init.std"], tmp_path / "plots", ["val/loss_best"])
+    assert "slice_init.std.png" in [p.name for p in paths]

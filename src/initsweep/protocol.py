@@ -185,9 +185,11 @@ def objective_value(summary: dict[str, float], optimized_metric: str | list[str]
 # --- secrets ------------------------------------------------------------------------------------------------
 
 # A URL's user:password@ (the password may hold "/", as SQLAlchemy reads it up to the "@"), also in Hydra's
-# escaped form (postgresql\://u\:pw@h/db), and a password given as a query parameter (?password=...).
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*\\?://[^/@\s:\\]*\\?:)[^@\s]+@")
-_QUERY_PASSWORD = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd)=)[^&\s]+")
+# escaped form (postgresql\://u\:pw@h/db; any run of backslashes, as JSON text such as a saved view's name
+# doubles them), and a password given as a query parameter (?password=...), which ends at a quote or backslash
+# so that redacted JSON text stays JSON.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*\\*://[^/@\s:\\]*\\*:)[^@\s]+@")
+_QUERY_PASSWORD = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd)=)[^&\s'\"\\]+")
 
 
 DEFAULT_STORE_DIR = "mlruns"

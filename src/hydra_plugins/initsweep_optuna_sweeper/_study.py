@@ -181,7 +181,7 @@ class Study:
                 self.seeded = True
                 log.info(f"Sampler seed {self.sampler_seed} (seed {s.seed} + first trial number {trial.number})")
             else:
-                trial = self.study.ask(self.plan.space.distributions)
+                trial = study_recovery.ask(self.study, self.plan.space.distributions)
             self.keeper.claim(trial)
             asked.append(trial)
         return asked

@@ -256,21 +256,30 @@ def execute(
     local = ctx.output_dir / ledger.FILE_NAME if ctx.output_dir is not None else None
     tags = _run_tags(ctx, parent, init_label, local, extra_tags)
     resuming = resumable.point.run_id if resumable.point else None
-    logger = store.start_run(name, tags, parent.run_id if parent else None, resume_run_id=resuming)  # TrackingError
-    if resumable.reopened(logger.run_id):  # this attempt's dir, metrics file, trial number and parent (a retry's)
-        logger.set_tags({**tags, Tag.PARENT: parent.run_id} if parent else tags)
-    elif diag_batch is not None and diag is None:  # a new run after all
-        diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=False)
-    logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
-    if local is not None:  # every epoch at once, locally: nothing measured is lost (initsweep.tracking.metrics_file)
-        logger.keep_local(local)
+    worst = worst_value(config.optimized_metric)
+    # A signal while the run is created (the store has it, this job not yet) ends it once it is here: it was
+    # left to be closed as lost when the sweep killed the worker (issue 31 re-run, scenario 38).
+    with processes.deferred_interrupts() as stopped:
+        logger = store.start_run(name, tags, parent.run_id if parent else None, resume_run_id=resuming)  # TrackingError
+    try:
+        if stopped():
+            raise KeyboardInterrupt("interrupted while its run was created")
+        if resumable.reopened(logger.run_id):  # this attempt's dir, metrics file, trial number and parent (a retry's)
+            logger.set_tags({**tags, Tag.PARENT: parent.run_id} if parent else tags)
+        elif diag_batch is not None and diag is None:  # a new run after all
+            diag = diagnose_at_init(model, diag_batch, config.diagnostics, background=False)
+        logger.on_end = console.job_reporter(name, ctx.sweep_dir)  # the job's closing line (and sweep progress)
+        if local is not None:  # every epoch at once, locally: nothing measured is lost (tracking.metrics_file)
+            logger.keep_local(local)
+    except KeyboardInterrupt:
+        _end_interrupted(logger, worst)
+        raise
 
     def train() -> _Trained:
         return _train_and_log(
             config, raw, ctx, data, model, stats, logger, on_epoch, overlap, diag, diag_batch, resumable, used, lr_mults
         )
 
-    worst = worst_value(config.optimized_metric)
     try:
         trained = _train_recording_crashes(store, logger, config.tracking, train, worst)
         if isinstance(trained, JobOutcome):
@@ -355,6 +364,16 @@ def _run_tags(
     return {**tags, **(extra or {})}
 
 
+def _end_interrupted(logger: RunLogger, worst: float | list[float]) -> None:
+    """End the run ``KILLED``, ``failure=interrupted`` (Ctrl-C, SIGTERM); a store that refuses it too is recorded
+    as a tracking failure."""
+    try:
+        logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
+        logger.end("KILLED")
+    except Exception as failed:  # noqa: BLE001 - the store failed too
+        _tracking_failed(logger, TrackingError(f"{type(failed).__name__}: {failed}"), worst)
+
+
 def _train_recording_crashes(
     store: Any, logger: RunLogger, t: Any, train: Callable[[], _Trained], worst: float | list[float]
 ) -> _Trained | JobOutcome:
@@ -367,11 +386,7 @@ def _train_recording_crashes(
         finally:
             store.stop_monitor(logger.run_id)
     except (KeyboardInterrupt, Preempted) as e:
-        try:
-            logger.set_tags({Tag.FAILURE: Failure.INTERRUPTED.value})
-            logger.end("KILLED")
-        except Exception as failed:  # noqa: BLE001 - the store failed too
-            _tracking_failed(logger, TrackingError(f"{type(failed).__name__}: {failed}"), worst)
+        _end_interrupted(logger, worst)
         if isinstance(e, Preempted):  # its state is saved: the job ends as interrupted, resumable
             raise KeyboardInterrupt(str(e)) from None
         raise
@@ -551,9 +566,13 @@ class _Resumable:
         if self.path is None:
             return None
         path = self.path
+        refused: list[str] = []
 
         def save(state: TrainState) -> None:
-            resume.ResumePoint(run_id, self.digest, state, list(history), step_0.val, list(step_0.snapshots)).save(path)
+            point = resume.ResumePoint(run_id, self.digest, state, list(history), step_0.val, list(step_0.snapshots))
+            if (why := point.save(path)) is not None and not refused:  # said once per job
+                refused.append(why)
+                print(f"initsweep: warning: cannot write {path} ({why}); training goes on without it", file=sys.stderr)
 
         return save
 
@@ -616,6 +635,13 @@ def _finish(
     return objective_value(summary, config.optimized_metric)
 
 
+class _Worker:
+    """Whether a job of this process (a joblib worker) was interrupted: the sweep is stopping, and loky hands a
+    worker the next queued job while the sweep's process waits for the running ones to close their runs."""
+
+    interrupted = False
+
+
 def run_job(cfg: DictConfig) -> float | list[float]:
     """The task of a plain (non-trial) job: execute it and turn its outcome into a return value or an exit.
 
@@ -626,6 +652,8 @@ def run_job(cfg: DictConfig) -> float | list[float]:
     single run re-raises; in a multirun the crash is recorded and the sweep goes on (the sweep exits 1 at
     its end). A diverged job is a result: it returns the worst value.
     """
+    if _Worker.interrupted:  # no run is created for a job the stopping sweep would only kill (failure=lost)
+        raise SystemExit(130)
     ctx = JobContext.from_hydra()
     try:
         outcome = execute(cfg, ctx)
@@ -647,6 +675,8 @@ def run_job(cfg: DictConfig) -> float | list[float]:
         again = f"; the same command resumes it from {saved}" if saved is not None and saved.exists() else ""
         if multiprocessing.parent_process() is None:  # a joblib worker's job: the sweep's process says it
             print(f"initsweep: interrupted; the run was marked KILLED{again}", file=sys.stderr)
+        else:
+            _Worker.interrupted = True
         raise SystemExit(130) from None
     if isinstance(outcome.error, TrackingError):  # already reported; the sweep exits 1 at its end
         if ctx.sweep_dir is None:

@@ -48,8 +48,10 @@ class ResumePoint:
     initial_val: tuple[float, float]
     snapshots: list[tuple[int, Diagnostics]]
 
-    def save(self, path: Path) -> None:
-        """Write atomically to ``path`` (a temporary file beside it, then a rename)."""
+    def save(self, path: Path) -> str | None:
+        """Write atomically to ``path`` (a temporary file beside it, then a rename). Returns None, or why the
+        disk refused it (full: torch reports ENOSPC as a RuntimeError), leaving ``path`` as it was and no
+        temporary file: a checkpoint that cannot be written never costs the training."""
         payload = {
             "run_id": self.run_id,
             "digest": self.digest,
@@ -59,8 +61,13 @@ class ResumePoint:
             "snapshots": [[epoch, dataclasses.asdict(d)] for epoch, d in self.snapshots],
         }
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as e:
+            tmp.unlink(missing_ok=True)
+            return " ".join(str(e).split())[:200]
+        return None
 
 
 def load(path: Path, digest: str) -> ResumePoint | None:

@@ -173,7 +173,8 @@ def stop_children(client: MlflowClient | None, grace_s: float = 15.0, spare: Col
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m initsweep.tracking.recovery [TRACKING_URI]``: close the runs of dead processes now, and send
-    the runs the store failed (``FAILED``, ``failure=tracking``) what their metrics files kept."""
+    the runs the store failed (``FAILED``, ``failure=tracking``) what their metrics files kept. Exit status 0,
+    2 when the store cannot be opened, 1 when it refuses a write (one line; what was not sent is sent next time)."""
     parser = argparse.ArgumentParser(
         prog="python -m initsweep.tracking.recovery",
         description="Close the runs of dead processes; send runs the store failed what their metrics files kept.",
@@ -185,10 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     except tracking.TrackingError as e:
         print(f"initsweep: {e}", file=sys.stderr)
         return 2
-    for run in reap(client):
-        print(f"closed run {run.info.run_id} ({run.info.run_name})")
-    for run, sent in complete_refused(client):
-        print(f"sent {sent} metric line(s) kept in its metrics.jsonl to run {run.info.run_id} ({run.info.run_name})")
+    try:
+        for run in reap(client):
+            print(f"closed run {run.info.run_id} ({run.info.run_name})")
+        for run, sent in complete_refused(client):
+            print(
+                f"sent {sent} metric line(s) kept in its metrics.jsonl to run {run.info.run_id} ({run.info.run_name})"
+            )
+    except Exception as e:  # noqa: BLE001 - the store refuses writes again (still full): one line, not a traceback
+        stopped = f"initsweep: recovery stopped, the store refused a write: {one_line(e)}"
+        print(f"{stopped}; run it again once the store takes writes", file=sys.stderr)
+        return 1
     return 0
 
 

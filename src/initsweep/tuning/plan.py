@@ -399,6 +399,10 @@ def study_plots(
     for stem, draw in jobs:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            # matplotlib's on the slice of a study with one trial (one x value); the plot is drawn all the same
+            warnings.filterwarnings(
+                "ignore", message="Attempting to set identical low and high xlims", category=UserWarning
+            )
             try:
                 ax = draw()
             except (ValueError, RuntimeError, ZeroDivisionError) as e:

@@ -219,6 +219,14 @@ def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> None:
         raise TypeError(f"unsupported distribution {dist!r}")
 
 
+def ask(study: optuna.Study, distributions: Mapping[str, BaseDistribution] | None = None) -> optuna.Trial:
+    """``study.ask(distributions)`` without Optuna's warning that an RDB storage's heartbeat is meant for
+    ``Study.optimize``: the sweeper asks and tells, and keeps the heartbeat itself (module docstring)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
+        return study.ask(None if distributions is None else dict(distributions))
+
+
 def ask_first(
     study: optuna.Study,
     distributions: Mapping[str, BaseDistribution],
@@ -227,9 +235,7 @@ def ask_first(
 ) -> tuple[optuna.Trial, int | None]:
     """This invocation's first trial, with the sampler re-made with seed ``seed + trial.number`` before any
     value is drawn. Returns the trial and the effective seed (None when ``seed`` is None)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
-        trial = study.ask()
+    trial = ask(study)
     effective = None if seed is None else int(seed) + trial.number
     if effective is not None:
         study.sampler = make_sampler(effective)
