@@ -321,3 +321,25 @@ def _no_user_config_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
     from initsweep.protocol import CONFIG_DIRS_ENV
 
     monkeypatch.setenv(CONFIG_DIRS_ENV, "")
+
+
+def wait_for_epoch(proc: subprocess.Popen, metrics: Path, epoch: int, timeout_s: float = 120) -> None:
+    """Until the job's ``metrics`` file (metrics.jsonl) holds ``epoch`` for its latest run; AssertionError when
+    ``proc`` exits first or ``timeout_s`` passes."""
+    from initsweep.tracking import metrics_file as ledger
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and ledger.last_step(metrics, ledger.read(metrics).run_id or "") >= epoch:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"epoch {epoch} never reached (rc {proc.poll()})")
+
+
+def val_loss_history(where: Path, run_id: str) -> list[tuple[int, float]]:
+    """(step, value) of the run's ``val/loss`` in the store under ``where``; AssertionError when a step was
+    logged twice."""
+    history = client_for(where).get_metric_history(run_id, "val/loss")
+    steps = [m.step for m in history]
+    assert len(steps) == len(set(steps)), f"an epoch was logged twice: {sorted(steps)}"
+    return sorted((m.step, m.value) for m in history)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose
+from conftest import compose, val_loss_history, wait_for_epoch
 from initsweep.core import data as datasets
 from initsweep.core.config import validate
 from initsweep.core.models import build_model
@@ -105,30 +105,6 @@ RUN = [
 ]
 
 
-def _wait_for_epoch(proc, metrics: Path, epoch: int, timeout_s: float = 120) -> None:
-    """Until ``metrics`` (the job's metrics.jsonl) holds ``epoch``."""
-    import json
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        if metrics.exists():
-            steps = [json.loads(line).get("s", 0) for line in metrics.read_text().splitlines() if '"s"' in line]
-            if steps and max(steps) >= epoch:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"epoch {epoch} never reached: {proc.poll()}")
-
-
-def _val_loss(tmp_path: Path, run_id: str) -> list[tuple[int, float]]:
-    from conftest import client_for
-
-    history = client_for(tmp_path).get_metric_history(run_id, "val/loss")
-    steps = [m.step for m in history]
-    assert len(steps) == len(set(steps)), f"an epoch was logged twice: {sorted(steps)}"
-    return sorted((m.step, m.value) for m in history)
-
-
 SUMMARY = ("val/acc_best", "test/acc", "val/epochs_to_learn", "train/loss_final")
 
 
@@ -141,7 +117,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[tuple[
     done = run_train([*RUN, "hydra.run.dir=reference"], cwd=where)
     assert done.returncode == 0, done.stderr
     (run,) = all_runs(where)
-    return _val_loss(where, run.info.run_id), {k: run.data.metrics[k] for k in SUMMARY}
+    return val_loss_history(where, run.info.run_id), {k: run.data.metrics[k] for k in SUMMARY}
 
 
 @pytest.mark.slow
@@ -154,7 +130,7 @@ def test_an_interrupted_run_resumes_in_the_same_dir_with_the_uninterrupted_histo
     from conftest import all_runs, run_train, start_train
 
     proc = start_train([*RUN, "hydra.run.dir=job"], cwd=tmp_path)
-    _wait_for_epoch(proc, tmp_path / "job" / "metrics.jsonl", 12)
+    wait_for_epoch(proc, tmp_path / "job" / "metrics.jsonl", 12)
     proc.send_signal(getattr(signal, how))
     _, err = proc.communicate(timeout=120)
     if how == "SIGKILL":
@@ -169,7 +145,7 @@ def test_an_interrupted_run_resumes_in_the_same_dir_with_the_uninterrupted_histo
     (job,) = all_runs(tmp_path)  # ONE run: the interrupted one, reopened
     assert job.info.status == "FINISHED" and "failure" not in job.data.tags
     history, summary = uninterrupted
-    assert _val_loss(tmp_path, job.info.run_id) == history  # point for point, each epoch once
+    assert val_loss_history(tmp_path, job.info.run_id) == history  # point for point, each epoch once
     assert {k: job.data.metrics[k] for k in SUMMARY} == summary
     assert not (tmp_path / "job" / "resume.pt").exists()  # finished: nothing left to resume
 
@@ -181,7 +157,7 @@ def test_another_config_in_the_same_dir_starts_a_new_run(tmp_path: Path) -> None
     from conftest import all_runs, run_train, start_train
 
     proc = start_train([*RUN, "hydra.run.dir=job"], cwd=tmp_path)
-    _wait_for_epoch(proc, tmp_path / "job" / "metrics.jsonl", 3)
+    wait_for_epoch(proc, tmp_path / "job" / "metrics.jsonl", 3)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     other = run_train([*RUN, "trainer.epochs=3", "hydra.run.dir=job"], cwd=tmp_path)

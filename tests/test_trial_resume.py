@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from conftest import all_runs, client_for, compose, run_train, start_train
+from conftest import all_runs, compose, run_train, start_train, val_loss_history, wait_for_epoch
 from initsweep.jobs import resume
 from initsweep.jobs.job import JobContext
 from initsweep.protocol import StudySpec, Tag
@@ -41,13 +41,6 @@ JOB = [
     "tracking.log_plots=false",
     "tracking.system_metrics=false",
 ]
-
-
-def _val_loss(where: Path, run_id: str) -> list[tuple[int, float]]:
-    history = client_for(where).get_metric_history(run_id, "val/loss")
-    steps = [m.step for m in history if m.step > 0]
-    assert len(steps) == len(set(steps)), f"an epoch was logged twice: {sorted(steps)}"
-    return sorted((m.step, m.value) for m in history)
 
 
 def test_a_preempted_trial_resumes_relaunched_and_retried_in_one_run(
@@ -101,7 +94,7 @@ def test_a_preempted_trial_resumes_relaunched_and_retried_in_one_run(
     resumed = runs["2"]
     assert resumed.info.status == "FINISHED" and "failure" not in resumed.data.tags
     assert resumed.data.tags[Tag.METRICS_FILE] == str((sweep / "2" / ledger.FILE_NAME).resolve())
-    assert _val_loss(tmp_path, resumed.info.run_id) == _val_loss(tmp_path, runs["0"].info.run_id)
+    assert val_loss_history(tmp_path, resumed.info.run_id) == val_loss_history(tmp_path, runs["0"].info.run_id)
     # Optuna: the retry reported every step, once, with the uninterrupted trial's values
     assert study.trials[2].intermediate_values == study.trials[0].intermediate_values
     assert sorted(study.trials[2].intermediate_values) == list(range(1, 9))
@@ -145,19 +138,10 @@ STUDY = [
 ]
 
 
-def _wait_for_epoch(proc, metrics: Path, epoch: int, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        if metrics.exists() and ledger.last_step(metrics, ledger.read(metrics).run_id or "") >= epoch:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"epoch {epoch} never reached (rc {proc.poll()})")
-
-
 @pytest.mark.slow
 def test_a_study_sigtermed_mid_trial_run_again_resumes_the_trials_run(tmp_path: Path) -> None:
     proc = start_train([*STUDY, "hydra.sweeper.n_trials=2"], cwd=tmp_path)
-    _wait_for_epoch(proc, tmp_path / "study" / "1" / ledger.FILE_NAME, 4)
+    wait_for_epoch(proc, tmp_path / "study" / "1" / ledger.FILE_NAME, 4)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
@@ -173,5 +157,5 @@ def test_a_study_sigtermed_mid_trial_run_again_resumes_the_trials_run(tmp_path: 
     ]
     reference, resumed = sorted(trials, key=lambda r: r.data.tags[Tag.TRIAL_NUMBER])
     assert resumed.data.tags[Tag.TRIAL_STATE] == "COMPLETE" and "failure" not in resumed.data.tags
-    assert _val_loss(tmp_path, resumed.info.run_id) == _val_loss(tmp_path, reference.info.run_id)
+    assert val_loss_history(tmp_path, resumed.info.run_id) == val_loss_history(tmp_path, reference.info.run_id)
     assert resumed.data.metrics["val/loss_best"] == reference.data.metrics["val/loss_best"]
