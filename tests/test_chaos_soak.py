@@ -39,7 +39,7 @@ STUDY = [
 METRIC = "val/loss_best"  # the overlay's optimized_metric
 KINDS = ("worker", "writer", "main")
 MAX_RUNS = 8  # invocations of the command, the first included
-MAX_MAIN_KILLS = 2  # each costs a start-up of the command (about 10 s alone): the test stays near a minute
+MAX_MAIN_KILLS = 1  # each costs a start-up of the command (about 10 s alone): the test stays near a minute
 
 
 @dataclass(frozen=True)
